@@ -1,0 +1,62 @@
+"""Every campaign state change goes through ``transition``: the one place the allowed moves
+are written down, logged and checked.
+
+    draft ──approve──▶ approved ──schedule──▶ scheduled ──start──▶ sending ──▶ sent
+      ▲                   │   └──────────send now──────────────────▲  │  ▲
+      └───── edit ────────┘                                        │  ▼  │
+                                                    paused ◀──pause─┘  resume
+    any unfinished state ──cancel──▶ cancelled;  sending ──▶ failed;  scheduled ──▶ missed
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from mailer.campaigns.models import Campaign, CampaignLog
+from mailer.campaigns.models import CampaignStatus as S
+from mailer.errors import InvalidTransition
+from mailer.storage.base import utcnow
+
+ALLOWED: dict[str, frozenset[str]] = {
+    S.DRAFT: frozenset({S.APPROVED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.DRAFT, S.SCHEDULED, S.SENDING, S.CANCELLED}),
+    S.SCHEDULED: frozenset({S.DRAFT, S.APPROVED, S.SENDING, S.CANCELLED, S.MISSED}),
+    S.SENDING: frozenset({S.PAUSED, S.SENT, S.FAILED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.SENDING, S.CANCELLED}),
+    S.MISSED: frozenset({S.DRAFT, S.APPROVED, S.CANCELLED}),
+    S.FAILED: frozenset({S.SENDING, S.CANCELLED}),
+    S.SENT: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+FINISHED = frozenset({S.SENT, S.CANCELLED})
+
+
+def can_move(current: str, target: str) -> bool:
+    return target in ALLOWED.get(current, frozenset())
+
+
+def transition(
+    session: Session, campaign: Campaign, target: str, *, by: str | None = None,
+    reason: str | None = None,
+) -> None:
+    """Move ``campaign`` to ``target`` and log it in the same transaction.
+
+    Raises InvalidTransition (naming both states) when the move is not allowed.
+    """
+    if target not in S.ALL:
+        raise InvalidTransition(f"unknown campaign state {target!r}")
+    if not can_move(campaign.status, target):
+        raise InvalidTransition(
+            f"campaign {campaign.id} is {campaign.status}; it cannot become {target}"
+        )
+    session.add(CampaignLog(campaign_id=campaign.id, from_status=campaign.status,
+                            to_status=target, by=by, reason=reason))
+    campaign.status = target
+    campaign.status_reason = reason
+    now = utcnow()
+    if target == S.SENDING and campaign.started_at is None:
+        campaign.started_at = now
+    if target in (S.SENT, S.CANCELLED, S.FAILED):
+        campaign.finished_at = now
+    if target == S.DRAFT:
+        campaign.approved_by = campaign.approved_at = None

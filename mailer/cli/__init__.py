@@ -1,0 +1,58 @@
+"""The ``mailer`` command. ``main()`` turns every expected failure into one line on stderr and a
+non-zero exit; only a bug produces a traceback."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailer.cli.apps import app
+from mailer.errors import MailerError
+
+# Each module registers its commands on the apps in mailer.cli.apps.
+COMMAND_MODULES = (
+    "mailer.cli.admin",
+    "mailer.cli.releases",
+    "mailer.cli.subscribers",
+    "mailer.cli.campaigns",
+    "mailer.cli.render",
+    "mailer.cli.delivery",
+    "mailer.cli.tracking",
+    "mailer.cli.scheduling",
+    "mailer.cli.web",
+)
+for _module in COMMAND_MODULES:
+    try:
+        importlib.import_module(_module)
+    except ModuleNotFoundError as exc:  # a capability not built yet
+        if exc.name != _module:
+            raise
+
+
+def fail(message: str, code: int = 1) -> None:
+    sys.stderr.write(f"mailer: error: {message}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    try:
+        app(args=argv, prog_name="mailer", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted", 130)
+    except MailerError as exc:
+        fail(" ".join(str(exc).split()) or type(exc).__name__, exc.exit_code)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        fail(f"database error: {reason}")
+    except OSError as exc:
+        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))

@@ -1,0 +1,69 @@
+"""Per-process state for commands: settings, the database, output helpers.
+
+Commands call ``settings()`` and ``database()``; both are created on first use (opening the
+database also creates or upgrades the schema). ``reset()`` forgets them (tests).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from mailer.settings import Settings, get_settings
+from mailer.storage.db import Database, open_database
+from mailer.storage.db import secret_key as _secret_key
+
+_state: dict[str, Any] = {}
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def database() -> Database:
+    if "db" not in _state:
+        _state["db"] = open_database(settings())
+    return _state["db"]
+
+
+def signer():
+    """The process's TokenSigner (secret from settings or the database)."""
+    from mailer.tokens import TokenSigner
+
+    if "signer" not in _state:
+        _state["signer"] = TokenSigner(_secret_key(database(), settings()))
+    return _state["signer"]
+
+
+def reset() -> None:
+    db = _state.pop("db", None)
+    if db is not None:
+        db.dispose()
+    _state.clear()
+    get_settings.cache_clear()
+
+
+def stdout() -> Console:
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def stderr() -> Console:
+    return Console(file=sys.stderr, soft_wrap=True)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Console, Any], None] | None = None) -> None:
+    """Print ``data`` as exactly one JSON document (``--json``) or in human form."""
+    if as_json or human is None:
+        sys.stdout.write(json.dumps(data, default=str, ensure_ascii=False, indent=None) + "\n")
+        sys.stdout.flush()
+        return
+    human(stdout(), data)
+
+
+def show_progress() -> bool:
+    """Progress bars only on a terminal, never in pipes, CI or --json output."""
+    return sys.stderr.isatty()

@@ -1,0 +1,35 @@
+"""Recurring digests and the scheduler's leader lease."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailer.storage.base import Base, UTCDateTime, utcnow
+
+
+class Digest(Base):
+    __tablename__ = "digests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    frequency: Mapped[str] = mapped_column(String(20))  # daily | weekly
+    at: Mapped[str] = mapped_column(String(40))  # "Fri 16:00" or "07:00", office time zone
+    query: Mapped[str | None] = mapped_column(Text)
+    template: Mapped[str] = mapped_column(String(100), default="digest")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LeaderLease(Base):
+    """A named lease that at most one process holds (SQLite stand-in for an advisory lock)."""
+
+    __tablename__ = "leader_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

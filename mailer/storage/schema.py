@@ -1,0 +1,12 @@
+"""Imports every model module so ``Base.metadata`` knows the whole schema (Alembic, tests)."""
+
+from mailer.campaigns import models as campaigns  # noqa: F401
+from mailer.ingest import models as ingest  # noqa: F401
+from mailer.scheduling import models as scheduling  # noqa: F401
+from mailer.storage import meta  # noqa: F401
+from mailer.storage.base import Base
+from mailer.tracking import models as tracking  # noqa: F401
+from mailer.web import models as web  # noqa: F401
+from subscribers import models as subscribers  # noqa: F401
+
+metadata = Base.metadata

@@ -1,0 +1,109 @@
+"""Subscribers, the topics they follow, their consent history, suppressions and segments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailer.storage.base import Base, UTCDateTime, utcnow
+
+# Closed sets; code compares against these names, never against literals.
+PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = (
+    "pending", "active", "unsubscribed", "bounced", "complained"
+)
+STATUSES = (PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED)
+#: Statuses a constituent (or their mail server) chose; no import may undo them.
+SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
+FREQUENCIES = ("immediate", "daily", "weekly")
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+    __table_args__ = (
+        Index("ix_subscribers_status_zip", "status", "zip"),
+        Index("ix_subscribers_status_county", "status", "county"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Normalized address (see ``subscribers.addresses``); unique case-insensitively because
+    #: normalization lower-cases it.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    zip: Mapped[str | None] = mapped_column(String(10))
+    county: Mapped[str | None] = mapped_column(String(100))
+    state: Mapped[str | None] = mapped_column(String(2))
+    district: Mapped[str | None] = mapped_column(String(20))
+    frequency: Mapped[str] = mapped_column(String(20), default="immediate")
+    status: Mapped[str] = mapped_column(String(20), default=ACTIVE, index=True)
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consent_ip: Mapped[str | None] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    topic_links: Mapped[list[SubscriberTopic]] = relationship(
+        back_populates="subscriber", cascade="all, delete-orphan"
+    )
+
+
+class SubscriberTopic(Base):
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topic_id: Mapped[int] = mapped_column(
+        ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="topic_links")
+
+
+class StatusChange(Base):
+    """Every change of a subscriber's status, with its cause (consent audit trail)."""
+
+    __tablename__ = "status_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
+    )
+    old_status: Mapped[str | None] = mapped_column(String(20))
+    new_status: Mapped[str] = mapped_column(String(20))
+    cause: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Suppression(Base):
+    """Addresses that must never be mailed again, kept as a SHA-256 of the normalized address so
+    ``forget`` can erase the address itself."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Segment(Base):
+    """A saved audience query, evaluated at send time."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    query: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+__all__ = [
+    "ACTIVE", "BOUNCED", "COMPLAINED", "FREQUENCIES", "PENDING", "STATUSES",
+    "SUPPRESSED_STATUSES", "Segment", "StatusChange", "Subscriber", "SubscriberTopic",
+    "Suppression", "UNSUBSCRIBED",
+]
