@@ -11,8 +11,14 @@ from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 
 
 class DeliveryEventRow(Base):
+    """One provider event. Never updated after it is written; delivery status, subscriber
+    status and reports are all derived from these rows."""
+
     __tablename__ = "delivery_events"
-    __table_args__ = (Index("ix_delivery_events_campaign_type", "campaign_id", "type"),)
+    __table_args__ = (
+        Index("ix_delivery_events_campaign_type", "campaign_id", "type"),
+        Index("ix_delivery_events_subscriber_type", "subscriber_id", "type"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: The provider's own event id (SendGrid ``sg_event_id``): stored once, so replays are no-ops.
@@ -21,7 +27,15 @@ class DeliveryEventRow(Base):
         ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
     )
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
-    email: Mapped[str | None] = mapped_column(String(320))
+    #: Who the event is about (from the matched delivery, else by address); lets suppression
+    #: count a person's soft bounces and lets ``subscribers forget`` find their events.
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="SET NULL")
+    )
+    #: The provider's message id as sent in the event (SendGrid ``sg_message_id``).
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    #: One of ``mailer.tracking.events.EVENT_TYPES``.
     type: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
