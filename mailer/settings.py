@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     blackout_days: int = 60
     quiet_hours: str | None = None
     misfire_grace: int = 21600
+    #: Scheduler leadership: a lease (SQLite) lasts this long unless renewed; a standby checks
+    #: about four times per lease whether it can take over.
+    leader_lease_seconds: float = 15.0
+    #: How often the leading scheduler mirrors scheduled campaigns into its job store and looks
+    #: for overdue ones (seconds).
+    scheduler_tick: float = 5.0
     feed_poll_interval: int = 900
     max_import_bytes: int = 20 * 1024 * 1024
 
@@ -119,6 +125,13 @@ class Settings(BaseSettings):
     def _non_negative(cls, value: float) -> float:
         if value < 0:
             raise ValueError("must not be negative")
+        return value
+
+    @field_validator("leader_lease_seconds", "scheduler_tick")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("must be greater than zero")
         return value
 
     @field_validator("timezone")
