@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from mailer.storage.base import Base, UTCDateTime, utcnow
+from subscribers.addresses import email_hash
 
 # Closed sets; code compares against these names, never against literals.
 PENDING, ACTIVE, UNSUBSCRIBED, BOUNCED, COMPLAINED = (
@@ -19,17 +20,28 @@ SUPPRESSED_STATUSES = (UNSUBSCRIBED, BOUNCED, COMPLAINED)
 FREQUENCIES = ("immediate", "daily", "weekly")
 
 
+def _hash_of_inserted_email(context) -> str:
+    # Core inserts that name only ``email`` still get a correct hash.
+    return email_hash(context.get_current_parameters()["email"])
+
+
 class Subscriber(Base):
     __tablename__ = "subscribers"
     __table_args__ = (
         Index("ix_subscribers_status_zip", "status", "zip"),
         Index("ix_subscribers_status_county", "status", "county"),
+        Index("ix_subscribers_status_created_at", "status", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: Normalized address (see ``subscribers.addresses``); unique case-insensitively because
     #: normalization lower-cases it.
     email: Mapped[str] = mapped_column(String(320), unique=True)
+    #: SHA-256 of ``email`` (see ``subscribers.addresses.email_hash``): lets the audience query
+    #: anti-join the suppression list, which keeps only hashes. Set whenever ``email`` is.
+    email_hash: Mapped[str] = mapped_column(
+        String(64), index=True, default=_hash_of_inserted_email
+    )
     name: Mapped[str | None] = mapped_column(String(200))
     zip: Mapped[str | None] = mapped_column(String(10))
     county: Mapped[str | None] = mapped_column(String(100))
@@ -46,8 +58,13 @@ class Subscriber(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     topic_links: Mapped[list[SubscriberTopic]] = relationship(
-        back_populates="subscriber", cascade="all, delete-orphan"
+        back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
     )
+
+    @validates("email")
+    def _keep_hash_in_step(self, _key: str, value: str) -> str:
+        self.email_hash = email_hash(value)
+        return value
 
 
 class SubscriberTopic(Base):

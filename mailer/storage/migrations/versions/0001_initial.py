@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:22:12.819010
+Create Date: 2026-11-22 10:23:09.040434
 """
 from alembic import op
 import sqlalchemy as sa

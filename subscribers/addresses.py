@@ -1,0 +1,90 @@
+"""Email address normalization: the one canonical spelling of an address.
+
+Every address the product stores, compares or hashes goes through ``normalize_email`` first, so
+``Jane.Doe@Example.ORG``, `` jane.doe@example.org `` and ``JANE.DOE@example.org`` are one
+constituent. Validation is syntax only (no DNS), so imports work offline.
+
+Lower-casing the local part is a deliberate choice: RFC 5321 lets a server treat ``Jane`` and
+``jane`` as different mailboxes, but no real provider does, and a press office that mails the
+same person twice (or fails to honour an unsubscribe typed in another case) is the worse harm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailer.errors import InvalidInput
+
+MAX_LENGTH = 320
+
+
+class InvalidEmail(InvalidInput):
+    """An address that is not syntactically valid. ``str(err)`` names the address and reason."""
+
+
+def normalize_email(raw: str) -> str:
+    """Return the canonical form of ``raw``: trimmed, local part lower-cased (Unicode NFC),
+    domain lower-cased and IDNA-encoded (``bücher.example`` → ``xn--bcher-kva.example``).
+
+    Idempotent: ``normalize_email(normalize_email(x)) == normalize_email(x)``.
+    Raises InvalidEmail when the address is not valid syntax (checked offline).
+    """
+    if not isinstance(raw, str):
+        raise InvalidEmail("email address must be text")
+    text = raw.strip()
+    if not text:
+        raise InvalidEmail("email address is empty")
+    shown = _shorten(text)
+    if len(text) > MAX_LENGTH:
+        raise InvalidEmail(f"invalid email address {shown}: too long")
+    try:
+        result = validate_email(text, check_deliverability=False)
+    except EmailNotValidError as exc:
+        reason = " ".join(str(exc).split()).rstrip(".")
+        raise InvalidEmail(f"invalid email address {shown}: {reason}") from None
+    local = _fold(result.local_part)
+    return f"{local}@{result.ascii_domain.lower()}"
+
+
+def _fold(local: str) -> str:
+    # lower() can leave a string that is no longer NFC (e.g. U+0130), so repeat until stable;
+    # this terminates after one or two rounds and keeps normalization idempotent.
+    previous = None
+    while local != previous:
+        previous = local
+        local = unicodedata.normalize("NFC", local.lower())
+    return local
+
+
+def is_valid_email(raw: str) -> bool:
+    """True when ``normalize_email(raw)`` would succeed."""
+    try:
+        normalize_email(raw)
+    except InvalidEmail:
+        return False
+    return True
+
+
+def email_hash(normalized: str) -> str:
+    """SHA-256 (hex) of an already normalized address: what the suppression list keeps so that
+    ``forget`` can erase the address itself and still refuse it later."""
+    return hashlib.sha256(normalized.encode("utf-8")).hexdigest()
+
+
+def hash_address(raw: str) -> str:
+    """``email_hash(normalize_email(raw))``. Raises InvalidEmail."""
+    return email_hash(normalize_email(raw))
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    one_line = " ".join(text.split())
+    return repr(one_line if len(one_line) <= limit else one_line[: limit - 1] + "…")
+
+
+__all__ = [
+    "InvalidEmail", "MAX_LENGTH", "email_hash", "hash_address", "is_valid_email",
+    "normalize_email",
+]
