@@ -1,0 +1,64 @@
+"""The outbox transport: one ``.eml`` file per message under ``MAILER_OUTBOX_DIR``.
+
+Used for demos, previews and offices that hand files to another system. Each file is written
+to a temporary name and renamed into place, so a reader (or a crash) never sees half a
+message; the name carries the campaign and delivery ids (``c12-d3456.eml``), so sending the
+same delivery again replaces its file instead of adding a second copy.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+from mailer.transports.base import Batch, Recipient, RecipientResult
+from mailer.transports.mime import build_mime
+
+
+def message_filename(campaign_id: int | None, recipient: Recipient) -> str:
+    campaign = "x" if campaign_id is None else str(campaign_id)
+    if recipient.delivery_id is None:  # a test send: never replaces a campaign file
+        return f"c{campaign}-test-{uuid.uuid4().hex[:12]}.eml"
+    return f"c{campaign}-d{recipient.delivery_id}.eml"
+
+
+class OutboxTransport:
+    name = "outbox"
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+
+    def send(self, batch: Batch) -> list[RecipientResult]:
+        """Write one file per recipient. A recipient whose message cannot be built fails alone;
+        an unwritable folder raises OSError for the batch (the engine pauses the campaign)."""
+        from mailer.render import personalize
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        results = []
+        for recipient in batch.recipients:
+            try:
+                mime = build_mime(batch.message, personalize(batch.message, recipient), recipient)
+            except (ValueError, TypeError) as exc:
+                results.append(RecipientResult(recipient, False, error=f"cannot build: {exc}"))
+                continue
+            name = message_filename(batch.message.campaign_id, recipient)
+            write_atomically(self.directory / name, mime.as_bytes())
+            results.append(RecipientResult(recipient, True, provider_message_id=name))
+        return results
+
+    def close(self) -> None:
+        pass
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either nothing or all of it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".eml")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
