@@ -1,0 +1,157 @@
+"""One normalized ``DeliveryEvent`` for whatever the mail provider reports.
+
+SendGrid's Event Webhook posts a JSON array of objects such as
+``{"event": "bounce", "type": "blocked", "email": ..., "sg_event_id": ..., "timestamp": ...}``.
+``from_sendgrid`` turns one such object into a ``DeliveryEvent`` whose ``type`` comes from the
+closed set ``EVENT_TYPES`` via the mapping table ``SENDGRID_EVENT_TYPES``; everything the
+provider said is kept in ``raw``. Normalizing never fails: an event we do not understand
+becomes type ``unknown`` (it is still stored, so nothing a provider tells us is lost).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mailer.storage.base import utcnow
+
+QUEUED = "queued"
+DELIVERED = "delivered"
+DEFERRED = "deferred"
+BOUNCED = "bounced"
+BLOCKED = "blocked"
+DROPPED = "dropped"
+OPENED = "opened"
+CLICKED = "clicked"
+COMPLAINED = "complained"
+UNSUBSCRIBED = "unsubscribed"
+RESUBSCRIBED = "resubscribed"
+UNKNOWN = "unknown"
+
+#: The closed set of normalized event types.
+EVENT_TYPES = (QUEUED, DELIVERED, DEFERRED, BOUNCED, BLOCKED, DROPPED, OPENED, CLICKED,
+               COMPLAINED, UNSUBSCRIBED, RESUBSCRIBED, UNKNOWN)
+
+#: SendGrid event name -> normalized type. ``bounce`` is refined by its ``type`` field in
+#: ``sendgrid_type``: ``type: "blocked"`` is a temporary block (soft), not a hard bounce.
+SENDGRID_EVENT_TYPES: dict[str, str] = {
+    "processed": QUEUED,
+    "delivered": DELIVERED,
+    "deferred": DEFERRED,
+    "bounce": BOUNCED,
+    "blocked": BLOCKED,
+    "dropped": DROPPED,
+    "open": OPENED,
+    "click": CLICKED,
+    "spamreport": COMPLAINED,
+    "unsubscribe": UNSUBSCRIBED,
+    "group_unsubscribe": UNSUBSCRIBED,
+    "group_resubscribe": RESUBSCRIBED,
+}
+
+#: Fields that explain why (first one present wins).
+_REASON_FIELDS = ("reason", "response", "status", "url", "type")
+#: Our own custom_args, echoed back by SendGrid as top-level keys of every event.
+DELIVERY_ID_ARG = "delivery_id"
+CAMPAIGN_ID_ARG = "campaign_id"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryEvent:
+    """A provider event in the product's own terms.
+
+    ``event_id`` is unique per provider event (SendGrid ``sg_event_id``; a digest of the raw
+    event when the provider gave none), so storing it twice is a no-op.
+    """
+
+    event_id: str
+    type: str
+    occurred_at: datetime
+    email: str | None = None
+    reason: str | None = None
+    provider_message_id: str | None = None
+    #: Our delivery id as echoed in custom_args (None when absent or not a number).
+    delivery_id: int | None = None
+    campaign_id: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def message_id_prefix(self) -> str | None:
+        """The part of ``sg_message_id`` before the first ``.``: the X-Message-Id the send
+        API answered with, which the delivery engine stored as ``provider_message_id``."""
+        if not self.provider_message_id:
+            return None
+        return self.provider_message_id.split(".", 1)[0] or None
+
+
+def sendgrid_type(raw: dict[str, Any]) -> str:
+    """The normalized type of one SendGrid event object (``unknown`` when unrecognized)."""
+    name = raw.get("event")
+    if not isinstance(name, str):
+        return UNKNOWN
+    name = name.strip().lower()
+    if name == "bounce" and str(raw.get("type", "")).strip().lower() == "blocked":
+        return BLOCKED
+    return SENDGRID_EVENT_TYPES.get(name, UNKNOWN)
+
+
+def from_sendgrid(raw: dict[str, Any], *, received_at: datetime | None = None) -> DeliveryEvent:
+    """Normalize one SendGrid event object. Never raises for a dict; odd fields become None."""
+    email = raw.get("email")
+    email = email.strip().lower() if isinstance(email, str) and email.strip() else None
+    message_id = raw.get("sg_message_id")
+    return DeliveryEvent(
+        event_id=_event_id(raw),
+        type=sendgrid_type(raw),
+        occurred_at=_timestamp(raw.get("timestamp")) or received_at or utcnow(),
+        email=email,
+        reason=_reason(raw),
+        provider_message_id=message_id[:200] if isinstance(message_id, str) else None,
+        delivery_id=_positive_int(raw.get(DELIVERY_ID_ARG)),
+        campaign_id=_positive_int(raw.get(CAMPAIGN_ID_ARG)),
+        raw=raw,
+    )
+
+
+def _event_id(raw: dict[str, Any]) -> str:
+    event_id = raw.get("sg_event_id")
+    if isinstance(event_id, str) and event_id.strip():
+        return event_id.strip()[:200]
+    # Older or hand-made events lack an id: the digest of the whole event is stable across
+    # replays of the same body, which is all idempotency needs.
+    canonical = json.dumps(raw, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+        return datetime.fromtimestamp(seconds, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _reason(raw: dict[str, Any]) -> str | None:
+    for name in _REASON_FIELDS:
+        value = raw.get(name)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            if name == "type" and raw.get("event") != "bounce":
+                continue  # "type" only explains bounces
+            return str(value).strip()[:2000]
+    return None
+
+
+def _positive_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 < value < 2**63 else None
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value.strip())
+        return number if 0 < number < 2**63 else None
+    return None

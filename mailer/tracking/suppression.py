@@ -1,0 +1,162 @@
+"""Automatic suppression: provider evidence that a person must not be mailed again.
+
+| new event                                   | subscriber becomes |
+|---------------------------------------------|--------------------|
+| hard bounce (``bounce``, type ``bounce``)   | ``bounced``        |
+| ``settings.soft_bounce_threshold`` blocks in a row (no delivery in between) | ``bounced`` |
+| spam report                                 | ``complained``     |
+| unsubscribe / group unsubscribe             | ``unsubscribed``   |
+| ``dropped`` because SendGrid's own list says "Bounced Address" / "Invalid", "Spam Reporting Address", "Unsubscribed Address" | the same status |
+
+Deferrals are not counted: SendGrid retries them itself for up to 72 hours and reports a
+``bounce``, ``blocked`` or ``dropped`` when it gives up.
+
+Each change goes through ``subscribers.service`` (``set_status`` with the cause, plus the
+address on the suppression list), inside the ingest transaction. The delivery engine checks
+subscriber status before every claim, so the change holds for the very next batch of any
+campaign in progress. A person already unsubscribed or bounced keeps that status, except that
+a spam report is always recorded (complaints weigh on the sending domain and are reported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mailer.errors import InvalidInput
+from mailer.settings import Settings
+from mailer.tracking import events as ev
+from mailer.tracking.logs import log_event
+from mailer.tracking.models import DeliveryEventRow
+from subscribers import service as subscribers_service
+from subscribers.models import (
+    BOUNCED, COMPLAINED, SUPPRESSED_STATUSES, UNSUBSCRIBED, Subscriber,
+)
+
+if TYPE_CHECKING:
+    from mailer.tracking.ingest import StoredEvent
+
+#: SendGrid ``dropped`` reasons that mirror its own suppression lists.
+DROP_REASON_STATUS: dict[str, str] = {
+    "bounced address": BOUNCED,
+    "invalid": BOUNCED,
+    "spam reporting address": COMPLAINED,
+    "unsubscribed address": UNSUBSCRIBED,
+}
+_EVENT_STATUS = {ev.BOUNCED: BOUNCED, ev.COMPLAINED: COMPLAINED, ev.UNSUBSCRIBED: UNSUBSCRIBED}
+
+
+def status_for(event: ev.DeliveryEvent) -> str | None:
+    """The subscriber status one event demands on its own (soft bounces need a count)."""
+    if event.type == ev.DROPPED:
+        return DROP_REASON_STATUS.get((event.reason or "").strip().lower())
+    return _EVENT_STATUS.get(event.type)
+
+
+def apply_suppressions(
+    session: Session, stored: Sequence[StoredEvent], settings: Settings
+) -> list[dict[str, Any]]:
+    """Apply the table above to newly stored events; returns one dict per status change:
+    ``{"subscriber_id", "email", "status", "cause"}``. Unknown addresses that hard-bounce,
+    complain or unsubscribe are still put on the suppression list, so no import adds them."""
+    changes: list[dict[str, Any]] = []
+    for item in sorted(stored, key=lambda s: s.event.occurred_at):
+        target = status_for(item.event)
+        if target is None and item.event.type == ev.BLOCKED:
+            target = _soft_bounce_target(session, item, settings)
+        if target is None:
+            continue
+        change = _suppress(session, item, target)
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _soft_bounce_target(session: Session, item: StoredEvent, settings: Settings) -> str | None:
+    """``bounced`` once the person has ``soft_bounce_threshold`` blocks since their last
+    delivered message (counted over every campaign, this event included)."""
+    if item.subscriber_id is None or settings.soft_bounce_threshold <= 0:
+        return None
+    rows = DeliveryEventRow
+    last_delivered = session.scalar(
+        select(func.max(rows.occurred_at)).where(rows.subscriber_id == item.subscriber_id,
+                                                 rows.type == ev.DELIVERED))
+    stmt = select(func.count()).where(rows.subscriber_id == item.subscriber_id,
+                                      rows.type == ev.BLOCKED)
+    if last_delivered is not None:
+        stmt = stmt.where(rows.occurred_at > last_delivered)
+    blocks = session.scalar(stmt) or 0
+    return BOUNCED if blocks >= settings.soft_bounce_threshold else None
+
+
+def _suppress(session: Session, item: StoredEvent, target: str) -> dict[str, Any] | None:
+    event = item.event
+    subscriber = session.get(Subscriber, item.subscriber_id) if item.subscriber_id else None
+    if subscriber is None:
+        _suppress_address(session, event.email, target)
+        return None
+    if subscriber.status == target or (
+            subscriber.status in SUPPRESSED_STATUSES and target != COMPLAINED):
+        _suppress_address(session, subscriber.email, target)
+        return None
+    cause = describe_cause(item, target)
+    if target == UNSUBSCRIBED:
+        changed = subscribers_service.unsubscribe(session, subscriber, cause=cause)
+    else:
+        changed = subscribers_service.set_status(session, subscriber, target, cause=cause)
+        _suppress_address(session, subscriber.email, target)
+    if not changed:
+        return None
+    log_event("subscriber_suppressed", subscriber=subscriber.id, outcome=target,
+              event_id=event.event_id, delivery=item.delivery.id if item.delivery else None)
+    return {"subscriber_id": subscriber.id, "email": subscriber.email, "status": target,
+            "cause": cause}
+
+
+def _suppress_address(session: Session, email: str | None, target: str) -> None:
+    if not email:
+        return
+    try:
+        subscribers_service.suppress(session, email, target)
+    except InvalidInput:  # an address the provider reported but that is not valid syntax
+        pass
+
+
+def describe_cause(item: StoredEvent, target: str) -> str:
+    """The one-line cause kept in the subscriber's status history."""
+    event = item.event
+    what = {
+        ev.BOUNCED: "hard bounce", ev.BLOCKED: "repeated soft bounces (blocked)",
+        ev.COMPLAINED: "spam complaint", ev.UNSUBSCRIBED: "unsubscribed at the provider",
+        ev.DROPPED: "dropped by the provider",
+    }.get(event.type, event.type)
+    parts = [f"sendgrid: {what}"]
+    if event.reason:
+        parts.append(f"({event.reason[:300]})")
+    if item.delivery is not None:
+        parts.append(f"campaign {item.delivery.campaign_id}, delivery {item.delivery.id}")
+    parts.append(f"event {event.event_id}")
+    return " ".join(parts[:2]) + "; " + ", ".join(parts[2:])
+
+
+def erase_events_for(session: Session, *, subscriber_id: int | None = None,
+                     email: str | None = None) -> int:
+    """Scrub a person from the event log (for ``subscribers forget``): the address and the raw
+    provider payload go; the event type and time stay so campaign reports still add up.
+    Returns the number of rows scrubbed."""
+    conditions = []
+    if subscriber_id is not None:
+        conditions.append(DeliveryEventRow.subscriber_id == subscriber_id)
+    if email:
+        conditions.append(DeliveryEventRow.email == email.strip().lower())
+    if not conditions:
+        return 0
+    from sqlalchemy import or_
+
+    result = session.execute(
+        update(DeliveryEventRow).where(or_(*conditions))
+        .values(email=None, raw={}, subscriber_id=None, reason=None))
+    return result.rowcount or 0

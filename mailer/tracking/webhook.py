@@ -1,0 +1,154 @@
+"""``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
+
+Order of checks, cheapest and least trusting first; nothing untrusted is parsed before the
+signature holds:
+
+1. no public key configured → 503 (SendGrid keeps retrying while someone fixes the setting);
+2. body larger than ``settings.webhook_max_body`` → 413, read with a cap, never whole;
+3. signature or timestamp header missing → 401; malformed, wrong, or a timestamp older
+   (or further in the future) than ``MAILER_WEBHOOK_MAX_AGE`` seconds → 403 (``0`` turns the
+   age check off);
+4. body not UTF-8 JSON holding an array of objects → 400;
+5. storing fails → 503, so SendGrid retries the post later (a replay is harmless: events are
+   stored once by id); otherwise 204.
+
+The signature is ECDSA P-256 / SHA-256 over ``timestamp + raw body``, checked with the
+``sendgrid`` library's ``EventWebhook`` helper.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import json
+import logging
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sendgrid.helpers.eventwebhook import EventWebhook
+from sendgrid.helpers.eventwebhook.eventwebhook_header import EventWebhookHeader
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from mailer.settings import Settings
+from mailer.tracking.ingest import ingest_events
+from mailer.tracking.logs import log_event
+
+router = APIRouter()
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE
+TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP
+PATH = "/webhooks/sendgrid"
+
+
+class WebhookRefused(Exception):
+    """A post we will not store; ``status`` is the HTTP answer, ``reason`` says why."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@functools.lru_cache(maxsize=8)
+def _verifier(public_key: str) -> EventWebhook:
+    """Parsing the key costs more than a verification; keep the parsed key per key text."""
+    return EventWebhook(public_key.strip())
+
+
+def verify(settings: Settings, body: bytes, signature: str | None, timestamp: str | None,
+           *, now: float | None = None) -> str:
+    """Check a post's signature and age; returns the body as text.
+
+    Raises WebhookRefused (401 missing headers, 403 bad signature/timestamp, 400 not UTF-8,
+    503 no key configured).
+    """
+    key = settings.sendgrid_webhook_public_key
+    if key is None or not key.get_secret_value().strip():
+        raise WebhookRefused(503, "MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+    if not signature or not timestamp:
+        raise WebhookRefused(401, "signature or timestamp header missing")
+    _check_age(settings, timestamp, now)
+    try:
+        payload = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRefused(400, "body is not UTF-8") from None
+    try:
+        verifier = _verifier(key.get_secret_value())
+    except (ValueError, TypeError):
+        raise WebhookRefused(503, "MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY is not a valid key") from None
+    try:
+        base64.b64decode(signature, validate=True)
+        valid = verifier.verify_signature(payload, signature, timestamp)
+    except (binascii.Error, ValueError, TypeError):
+        valid = False
+    if not valid:
+        raise WebhookRefused(403, "signature does not match")
+    return payload
+
+
+def _check_age(settings: Settings, timestamp: str, now: float | None) -> None:
+    text = timestamp.strip()
+    if not text.isdigit() or len(text) > 12:
+        raise WebhookRefused(403, "timestamp header is not a Unix time")
+    if settings.webhook_max_age > 0:
+        skew = abs((time.time() if now is None else now) - int(text))
+        if skew > settings.webhook_max_age:
+            raise WebhookRefused(403, "timestamp is outside MAILER_WEBHOOK_MAX_AGE")
+
+
+def parse_events(payload: str) -> list[dict]:
+    """The posted JSON array. Raises WebhookRefused(400) for anything else."""
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise WebhookRefused(400, "body is not valid JSON") from None
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise WebhookRefused(400, "body must be a JSON array of event objects")
+    return data
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise WebhookRefused(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise WebhookRefused(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(PATH, status_code=204, include_in_schema=False)
+async def sendgrid_webhook(request: Request) -> Response:
+    settings: Settings = request.app.state.settings
+    try:
+        body = await read_capped(request, settings.webhook_max_body)
+        summary = await run_in_threadpool(_handle, request, settings, body)
+    except WebhookRefused as refused:
+        log_event("webhook_refused", outcome=refused.status, reason=refused.reason)
+        return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+    log_event("webhook_batch", outcome="stored", received=summary["received"],
+              stored=summary["stored"], duplicates=summary["duplicates"])
+    return Response(status_code=204)
+
+
+def _handle(request: Request, settings: Settings, body: bytes) -> dict:
+    """Verify, parse and store (runs in a worker thread: crypto and SQL block)."""
+    payload = verify(settings, body, request.headers.get(SIGNATURE_HEADER),
+                     request.headers.get(TIMESTAMP_HEADER))
+    events = parse_events(payload)
+    try:
+        with request.app.state.db.session() as session:
+            return ingest_events(session, events, settings).to_dict()
+    except SQLAlchemyError as exc:
+        logger.error("webhook: storing %d events failed: %s", len(events),
+                     str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        raise WebhookRefused(503, "events could not be stored; retry later") from None
