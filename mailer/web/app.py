@@ -28,7 +28,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
                   redoc_url=None)
     app.state.settings = settings
     app.state.db = db
-    app.state.signer = TokenSigner(secret_key(db, settings))
+    secret = secret_key(db, settings)
+    app.state.signer = TokenSigner(secret)
+    # Sessions, security headers, templates, static files, error pages.
+    from mailer.web.pages import install
+
+    install(app, settings, secret)
 
     @app.get("/healthz")
     def healthz() -> dict:

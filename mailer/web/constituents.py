@@ -1,0 +1,220 @@
+"""What the constituent pages do to the list, kept apart from HTTP: sign up (double opt-in),
+confirm, change preferences, unsubscribe, and the system emails those steps send.
+
+Status changes go through ``subscribers.service`` so each one is recorded with its cause.
+System emails are sent after the request's transaction commits, through the configured
+transport, so a slow mail API never holds a database transaction open and the page's timing
+does not depend on whether the address was known.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.errors import InvalidInput
+from mailer.ingest.models import Topic
+from mailer.settings import Settings
+from subscribers import service
+from subscribers.addresses import normalize_email
+from subscribers.models import (
+    ACTIVE,
+    FREQUENCIES,
+    PENDING,
+    UNSUBSCRIBED,
+    Subscriber,
+    SubscriberTopic,
+)
+
+log = logging.getLogger("mailer.web")
+#: How long a confirmation link works.
+CONFIRM_MAX_AGE = 7 * 24 * 3600
+FREQUENCY_LABELS = {
+    "immediate": "Every release, as it is published",
+    "daily": "A daily digest",
+    "weekly": "A weekly digest",
+}
+SOURCE = "web form"
+
+
+@dataclass
+class Signup:
+    email: str
+    name: str | None = None
+    zip: str | None = None
+    topics: list[str] = field(default_factory=list)
+    frequency: str = "immediate"
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A system email to send once the transaction has committed."""
+
+    template: str
+    subject: str
+    subscriber_id: int
+    email: str
+    name: str | None
+    context: dict
+
+
+def validate_signup(raw: dict[str, object], known_topics: set[str]) -> tuple[Signup, dict]:
+    """Clean the subscribe form. Returns the signup and {field: message} for each problem."""
+    errors: dict[str, str] = {}
+    email = str(raw.get("email") or "").strip()
+    try:
+        email = normalize_email(email)
+    except InvalidInput:
+        errors["email"] = "Enter an email address like name@example.com."
+    zip_code = str(raw.get("zip") or "").strip()
+    if zip_code and not _is_zip(zip_code):
+        errors["zip"] = "Enter a 5-digit ZIP code (or ZIP+4), or leave it empty."
+    frequency = str(raw.get("frequency") or "immediate")
+    if frequency not in FREQUENCIES:
+        frequency = "immediate"
+    topics = [t for t in raw.get("topics", []) if isinstance(t, str) and t in known_topics]
+    name = " ".join(str(raw.get("name") or "").split())[:200] or None
+    return Signup(email, name, zip_code or None, sorted(set(topics)), frequency), errors
+
+
+def _is_zip(value: str) -> bool:
+    digits = value.replace("-", "")
+    return digits.isdigit() and (len(value) == 5 or (len(value) == 10 and value[5] == "-"))
+
+
+def topic_choices(session: Session) -> list[Topic]:
+    return list(session.scalars(select(Topic).order_by(Topic.name)))
+
+
+def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mail:
+    """Record a web signup and return the one email to send.
+
+    Whatever the address's state, the caller shows the same page; what differs is only the
+    email, which goes to the address's owner: a confirmation link for a new, pending or
+    previously unsubscribed address, or "you're already subscribed" for an active one.
+    Nothing about an unsubscribed, bounced or complained address changes until its owner
+    follows the new confirmation link.
+    """
+    subscriber = service.find_by_email(session, signup.email)
+    if subscriber is None:
+        subscriber, _ = service.add_subscriber(
+            session, email=signup.email, name=signup.name, zip=signup.zip,
+            topics=signup.topics, frequency=signup.frequency, status=PENDING,
+            consent_source=SOURCE, consent_ip=ip,
+        )
+    elif subscriber.status == ACTIVE:
+        return Mail("already_subscribed", f"You're already subscribed to {links.office_name}",
+                    subscriber.id, subscriber.email, subscriber.name,
+                    _welcome_context(session, subscriber))
+    elif subscriber.status == PENDING:
+        _apply(session, subscriber, signup)
+        subscriber.consent_ip = ip
+    return Mail("confirm_subscription", "Please confirm your subscription", subscriber.id,
+                subscriber.email, subscriber.name,
+                {"confirm_url": links.confirm(subscriber.id), "topics": signup_topic_names(
+                    session, signup.topics), "expires_hours": CONFIRM_MAX_AGE // 3600})
+
+
+def confirm(session: Session, subscriber: Subscriber, *, links) -> Mail | None:
+    """Activate a confirmed address (lifting an earlier unsubscribe: this is the person's own
+    fresh consent). Returns the welcome email the first time, else None."""
+    if subscriber.status == ACTIVE:
+        return None
+    service.confirm(session, subscriber, cause="confirmed by email link")
+    return Mail("welcome", f"Welcome to news from {links.office_name}", subscriber.id,
+                subscriber.email, subscriber.name, _welcome_context(session, subscriber))
+
+
+def _welcome_context(session: Session, subscriber: Subscriber) -> dict:
+    return {"topics": signup_topic_names(session, service.topic_slugs(session, subscriber)),
+            "frequency": subscriber.frequency}
+
+
+def signup_topic_names(session: Session, slugs) -> list[str]:
+    slugs = list(slugs)
+    if not slugs:
+        return []
+    return list(session.scalars(select(Topic.name).where(Topic.slug.in_(slugs))
+                                .order_by(Topic.name)))
+
+
+def save_preferences(session: Session, subscriber: Subscriber, form, known: set[str]) -> None:
+    """Apply the preference form: name, ZIP, topics, frequency. Saving also re-subscribes
+    someone who had unsubscribed: only they hold the signed link, and they asked to.
+    Raises InvalidInput for a bad ZIP."""
+    signup, errors = validate_signup({**_as_dict(form), "email": subscriber.email}, known)
+    if errors.get("zip"):
+        raise InvalidInput(errors["zip"])
+    _apply(session, subscriber, signup)
+    if subscriber.status == UNSUBSCRIBED:
+        service.confirm(session, subscriber, cause="resubscribed on the preference page")
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, *, one_click: bool) -> None:
+    """Unsubscribe from everything and suppress the address (idempotent)."""
+    cause = "one-click unsubscribe (RFC 8058)" if one_click else "unsubscribe page"
+    service.unsubscribe(session, subscriber, cause=cause)
+
+
+def _apply(session: Session, subscriber: Subscriber, signup: Signup) -> None:
+    subscriber.name = signup.name
+    subscriber.zip = signup.zip
+    subscriber.frequency = signup.frequency
+    service.set_topics(session, subscriber, signup.topics)
+
+
+def followed_topics(session: Session, subscriber: Subscriber) -> set[str]:
+    return set(session.scalars(
+        select(Topic.slug).join(SubscriberTopic, SubscriberTopic.topic_id == Topic.id)
+        .where(SubscriberTopic.subscriber_id == subscriber.id)
+    ))
+
+
+def _as_dict(form) -> dict[str, object]:
+    data: dict[str, object] = {k: form.get(k) for k in ("name", "zip", "frequency")}
+    data["topics"] = form.getlist("topics") if hasattr(form, "getlist") else form.get("topics", [])
+    return data
+
+
+def mask_email(email: str) -> str:
+    """``j•••@example.org``: enough for its owner to recognise, little for anyone else."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else "•••"
+
+
+def send_mail(mail: Mail, settings: Settings, signer) -> None:
+    """Render and send one system email. Failures are logged, never shown to the visitor
+    (the page must read the same whatever happened)."""
+    try:
+        from mailer.render.compile import compile_system_message
+        from mailer.render.placeholders import Personalizer
+        from mailer.transports import Batch, get_transport
+
+        message = compile_system_message(_template_for(mail.template, settings), settings,
+                                         subject=mail.subject, context=mail.context)
+        recipient = Personalizer(settings, signer, None).recipient(
+            email=mail.email, name=mail.name, subscriber_id=mail.subscriber_id)
+        transport = get_transport(settings)
+        try:
+            results = transport.send(Batch(message, [recipient]))
+        finally:
+            transport.close()
+        if results and not results[0].accepted:
+            log.warning("system email %s to subscriber %s refused: %s", mail.template,
+                        mail.subscriber_id, results[0].error)
+    except Exception:
+        log.exception("system email %s to subscriber %s failed", mail.template,
+                      mail.subscriber_id)
+
+
+def _template_for(name: str, settings: Settings) -> str:
+    # "You're already subscribed" uses its own template when the office has one, else the
+    # welcome message (same facts: what they follow, and the preferences link in the footer).
+    if name == "already_subscribed" and not any(
+        (settings.effective_templates_dir / f"{name}.{ext}").exists() for ext in ("html", "txt")
+    ):
+        return "welcome"
+    return name

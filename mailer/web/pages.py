@@ -1,0 +1,153 @@
+"""What every server-rendered page shares: the Jinja2 environment (autoescaped), branding,
+sessions, security headers, static files and the error pages.
+
+``install(app, settings, secret)`` is called once by ``create_app``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
+from mailer.settings import Settings
+from mailer.web.auth import LoginRequired
+from mailer.web.security import SecurityHeadersMiddleware, SlidingWindowLimiter, csrf_token
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "mailer_session"
+SESSION_MAX_AGE = 12 * 3600
+log = logging.getLogger("mailer.web")
+
+
+def make_templates(settings: Settings) -> Jinja2Templates:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(["html", "xml"], default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(csrf_token=csrf_token, office_name=settings.office_name,
+                       logo_url=settings.logo_url, public_url=settings.public_url)
+    env.filters["local"] = lambda value, fmt="%b %d, %Y %I:%M %p %Z": _local(value, settings, fmt)
+    return Jinja2Templates(env=env)
+
+
+def _local(value: datetime | None, settings: Settings, fmt: str) -> str:
+    if value is None:
+        return ""
+    return value.astimezone(settings.zone).strftime(fmt)
+
+
+def render(request: Request, name: str, context: dict[str, Any] | None = None,
+           status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Render a page template. Every template sees ``request`` and ``user`` (or None)."""
+    ctx = {"user": getattr(request.state, "user", None), "flash": pop_flash(request)}
+    ctx.update(context or {})
+    response = request.app.state.templates.TemplateResponse(
+        request, name, ctx, status_code=status_code, headers=headers)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def flash(request: Request, message: str, kind: str = "info") -> None:
+    """A one-time message shown on the next page (after a POST-redirect-GET)."""
+    request.session["flash"] = [kind, message]
+
+
+def pop_flash(request: Request) -> tuple[str, str] | None:
+    if "session" not in request.scope:
+        return None
+    value = request.session.pop("flash", None)
+    return tuple(value) if value else None
+
+
+def session_secret(secret: str) -> str:
+    """A key for the session cookie, distinct from the one that signs email tokens."""
+    return hmac.new(secret.encode(), b"mailer.web.session", hashlib.sha256).hexdigest()
+
+
+def install(app: FastAPI, settings: Settings, secret: str) -> None:
+    """Add templates, sessions, security headers, static files and error handlers."""
+    app.state.templates = make_templates(settings)
+    #: 5 signups per address per 10 minutes; enough for a family sharing one address.
+    app.state.subscribe_limiter = SlidingWindowLimiter(limit=5, window=600)
+    #: 10 failed logins per address per 15 minutes.
+    app.state.login_limiter = SlidingWindowLimiter(limit=10, window=900)
+    https = settings.public_url.startswith("https://")
+    app.add_middleware(SessionMiddleware, secret_key=session_secret(secret),
+                       session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE,
+                       same_site="lax", https_only=https)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=https)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    _install_error_handlers(app)
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/webhooks/")) or path.endswith(".json")
+
+
+def _error_response(request: Request, status: int, message: str,
+                    headers: dict[str, str] | None = None) -> Response:
+    if _wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    return render(request, "error.html", {"status": status, "message": message},
+                  status_code=status, headers=headers)
+
+
+STATUS_FOR = ((NotFound, 404), (PolicyRefusal, 403), (InvalidTransition, 409),
+              (InvalidInput, 400), (MailerError, 400))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, exc: LoginRequired) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        return RedirectResponse(f"/admin/login?next={exc.next_path}", status_code=303)
+
+    @app.exception_handler(MailerError)
+    async def mailer_error(request: Request, exc: MailerError) -> Response:
+        status = next(code for kind, code in STATUS_FOR if isinstance(exc, kind))
+        return _error_response(request, status, " ".join(str(exc).split()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        if exc.status_code == 404 and message == "Not Found":
+            message = "There is no page at this address."
+        return _error_response(request, exc.status_code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+        return _error_response(request, 400, "The request was not understood.")
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(request, 500, "Something went wrong on our side. Try again.")
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    return f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+
+
+__all__ = ["HTTPException", "flash", "install", "render"]

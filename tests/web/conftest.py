@@ -1,0 +1,64 @@
+"""Web fixtures: an app on the test database, a TestClient over https (the test settings'
+public URL is https, so session cookies are Secure), helpers for forms and the outbox."""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mailer.ingest.models import Topic
+from mailer.web.app import create_app
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def app(settings, db):
+    return create_app(settings, db)
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app, base_url="https://testserver") as client:
+        yield client
+
+
+@pytest.fixture
+def topics(db):
+    with db.session() as session:
+        session.add_all([
+            Topic(slug="human-trafficking", name="Human Trafficking", description=""),
+            Topic(slug="agriculture", name="Agriculture", description=""),
+        ])
+    return ["human-trafficking", "agriculture"]
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def outbox_messages(settings) -> list[email.message.EmailMessage]:
+    folder = Path(settings.outbox_dir)
+    if not folder.is_dir():
+        return []
+    files = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+
+
+def body_text(message) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def link_in(message, path: str) -> str:
+    """The first absolute link to ``/path/…`` in the message's text part."""
+    match = re.search(r"https?://[^\s<>\"]+/" + path + r"/[A-Za-z0-9_.\-]+", body_text(message))
+    assert match, f"no /{path}/ link in:\n{body_text(message)}"
+    return match.group(0)
