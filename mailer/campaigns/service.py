@@ -1,17 +1,25 @@
-"""Creating and approving campaigns. Scheduling rules live in ``mailer.scheduling``, sending in
-``mailer.delivery``; every state change goes through ``lifecycle.transition``."""
+"""Creating, editing, approving, scheduling, pausing and cancelling campaigns.
+
+The rules (approval, quiet hours, blackout) live in ``mailer.scheduling.policy``, sending in
+``mailer.delivery``; every state change goes through ``lifecycle.transition``. Functions here
+take an open session and never commit: the caller's ``with db.session()`` block does, so a
+refused action leaves nothing half-written.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign
+from mailer.campaigns.lifecycle import EDITABLE, note, transition
+from mailer.campaigns.models import Campaign, CampaignLog
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.errors import InvalidInput, NotFound, PolicyRefusal
+from mailer.errors import InvalidInput, InvalidTransition, NotFound, PolicyRefusal
+from mailer.scheduling import policy
+from mailer.scheduling.jobs import campaign_job_id, remove_job_row
 from mailer.ingest.models import Release
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
@@ -45,10 +53,7 @@ def create_campaign(
         raise InvalidInput("give exactly one of --segment or --query")
     segment_id = None
     if segment is not None:
-        row = session.scalar(select(Segment).where(Segment.name == segment))
-        if row is None:
-            raise NotFound(f"no segment named {segment!r}")
-        segment_id = row.id
+        segment_id = _segment_id(session, segment)
     else:
         _check_query(query)
     campaign = Campaign(
@@ -76,6 +81,9 @@ def approve_campaign(session: Session, campaign: Campaign, *, by: str, settings:
     """
     if not by:
         raise InvalidInput("approval needs --by USER")
+    if campaign.status != S.DRAFT:
+        raise InvalidTransition(f"campaign {campaign.id} is {campaign.status}; only a draft "
+                                "can be approved")
     if settings.require_approval and campaign.created_by and by == campaign.created_by:
         raise PolicyRefusal(
             f"campaign {campaign.id} was written by {by}; someone else must approve it"
@@ -94,6 +102,181 @@ def _check_templates(campaign: Campaign, settings: Settings) -> None:
     assert_template_ok(campaign.template, settings)
 
 
+def update_campaign(
+    session: Session, campaign: Campaign, *, by: str | None = None, subject: str | None = None,
+    query: str | None = None, segment: str | None = None, template: str | None = None,
+) -> list[str]:
+    """Change a campaign's content or audience; returns the names of the fields changed.
+
+    An approved, scheduled or missed campaign returns to draft (its approval, blackout override
+    and scheduler job are gone: they were given for the old content).
+    Raises InvalidTransition once sending has begun, InvalidInput when nothing would change or
+    both --query and --segment are given, NotFound for an unknown segment, QueryError.
+    """
+    if campaign.status not in EDITABLE:
+        raise InvalidTransition(
+            f"campaign {campaign.id} is {campaign.status}; it can no longer be edited")
+    if query is not None and segment is not None:
+        raise InvalidInput("give at most one of --segment or --query")
+    changes: dict[str, Any] = {}
+    if subject is not None:
+        if not subject.strip():
+            raise InvalidInput("the subject must not be empty")
+        changes["subject"] = subject.strip()
+    if template is not None:
+        changes["template"] = template
+    if query is not None:
+        _check_query(query)
+        changes.update(query=query, segment_id=None)
+    if segment is not None:
+        changes.update(segment_id=_segment_id(session, segment), query=None)
+    changed = [name for name, value in changes.items() if getattr(campaign, name) != value]
+    if not changed:
+        raise InvalidInput("nothing to change: give a new --subject, --query, --segment "
+                           "or --template")
+    for name in changed:
+        setattr(campaign, name, changes[name])
+    what = ", ".join(name.removesuffix("_id") for name in changed)
+    if campaign.status == S.DRAFT:
+        note(session, campaign, by=by, reason=f"edited {what}")
+    else:
+        remove_job_row(session, campaign_job_id(campaign.id))
+        transition(session, campaign, S.DRAFT, by=by,
+                   reason=f"edited {what}; needs approval again")
+    return changed
+
+
+def _segment_id(session: Session, name: str) -> int:
+    row = session.scalar(select(Segment).where(Segment.name == name))
+    if row is None:
+        raise NotFound(f"no segment named {name!r}")
+    return row.id
+
+
+def approve_if_not_required(
+    session: Session, campaign: Campaign, *, by: str | None, settings: Settings,
+) -> None:
+    """With MAILER_REQUIRE_APPROVAL off, a draft about to be scheduled or sent is approved on
+    the spot (recorded as approved by the person sending it). Does nothing otherwise."""
+    if campaign.status != S.DRAFT or settings.require_approval:
+        return
+    _check_templates(campaign, settings)
+    approver = by or campaign.created_by or "unattended"
+    transition(session, campaign, S.APPROVED, by=approver,
+               reason="approval not required (MAILER_REQUIRE_APPROVAL=false)")
+    campaign.approved_by = approver
+    campaign.approved_at = utcnow()
+
+
+def schedule_campaign(
+    session: Session, campaign: Campaign, *, at: datetime, settings: Settings,
+    by: str | None = None, override_blackout: bool = False, reason: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Schedule (or reschedule) an approved campaign to start at ``at`` (aware).
+
+    Checks approval, quiet hours and the election blackout for ``at``; with
+    ``override_blackout`` a blackout is overridden and the override (who, why) recorded.
+    The leading scheduler picks the campaign up within MAILER_SCHEDULER_TICK seconds.
+    Raises InvalidInput (past time, override without a reason), InvalidTransition,
+    PolicyRefusal subclasses.
+    """
+    now = now or utcnow()
+    if at.tzinfo is None:
+        raise InvalidInput("the send time must carry a time zone")
+    if at < now - timedelta(seconds=5):
+        raise InvalidInput(f"{policy.format_local(at, settings)} is in the past; "
+                           "use --now to send at once")
+    approve_if_not_required(session, campaign, by=by, settings=settings)
+    if campaign.status == S.DRAFT:
+        raise policy.ApprovalRefusal(
+            f"campaign {campaign.id} is a draft; approve it first "
+            f"(mailer campaigns approve {campaign.id} --by USER)")
+    if campaign.status not in (S.APPROVED, S.SCHEDULED, S.MISSED):
+        raise InvalidTransition(
+            f"campaign {campaign.id} is {campaign.status}; it cannot be scheduled")
+    if override_blackout:
+        record_blackout_override(session, campaign, at=at, by=by, reason=reason,
+                                 settings=settings)
+    policy.check_schedule_allowed(campaign, at, settings)
+    remove_job_row(session, campaign_job_id(campaign.id))
+    campaign.scheduled_at = at
+    transition(session, campaign, S.SCHEDULED, by=by,
+               reason=f"scheduled for {policy.format_local(at, settings)}")
+
+
+def record_blackout_override(
+    session: Session, campaign: Campaign, *, at: datetime, by: str | None,
+    reason: str | None, settings: Settings,
+) -> None:
+    """Record that ``by`` overrides the election blackout for ``reason``.
+
+    Raises InvalidInput without a reason. Nothing is recorded when ``at`` is outside every
+    blackout (an override of nothing would silently pre-approve a later one).
+    """
+    if not reason or not reason.strip():
+        raise InvalidInput('--override-blackout needs --reason "why this mailing must go out"')
+    election = policy.blackout_election(at, settings)
+    if election is None:
+        return
+    campaign.blackout_override_by = by
+    campaign.blackout_override_reason = reason.strip()
+    note(session, campaign, by=by, reason=(
+        f"election blackout ({election.isoformat()}) overridden: {reason.strip()}"))
+
+
+def pause_campaign(session: Session, campaign: Campaign, *, by: str | None = None,
+                   reason: str | None = None) -> None:
+    """Pause a sending campaign (senders stop within one batch). Raises InvalidTransition."""
+    if campaign.status == S.SCHEDULED:
+        raise InvalidTransition(
+            f"campaign {campaign.id} is scheduled, not sending; to hold it, edit or cancel it")
+    transition(session, campaign, S.PAUSED, by=by, reason=reason or "paused")
+
+
+def resume_campaign(session: Session, campaign: Campaign, *, settings: Settings,
+                    by: str | None = None, reason: str | None = None) -> None:
+    """Resume a paused (or failed) send. The approval and blackout rules apply again (quiet
+    hours do not: they only stop a send from starting).
+
+    Raises InvalidTransition, PolicyRefusal.
+    """
+    if campaign.status not in (S.PAUSED, S.FAILED):
+        raise InvalidTransition(
+            f"campaign {campaign.id} is {campaign.status}; only a paused or failed send "
+            "can be resumed")
+    policy.check_send_allowed(campaign, settings, starting=False)
+    transition(session, campaign, S.SENDING, by=by, reason=reason or "resumed")
+
+
+def cancel_campaign(session: Session, campaign: Campaign, *, by: str | None = None,
+                    reason: str | None = None) -> None:
+    """Cancel an unfinished campaign; a scheduled one loses its scheduler job in the same
+    transaction. Raises InvalidTransition for a sent or cancelled campaign."""
+    remove_job_row(session, campaign_job_id(campaign.id))
+    transition(session, campaign, S.CANCELLED, by=by, reason=reason or "cancelled")
+
+
+def list_campaigns(session: Session, *, status: str | None = None) -> list[Campaign]:
+    """Campaigns, newest first. Raises InvalidInput for an unknown status."""
+    stmt = select(Campaign).order_by(Campaign.id.desc())
+    if status is not None:
+        if status not in S.ALL:
+            raise InvalidInput(f"unknown status {status!r}; one of {', '.join(S.ALL)}")
+        stmt = stmt.where(Campaign.status == status)
+    return list(session.scalars(stmt))
+
+
+def campaign_log(session: Session, campaign_id: int) -> list[CampaignLog]:
+    return list(session.scalars(select(CampaignLog).where(CampaignLog.campaign_id == campaign_id)
+                                .order_by(CampaignLog.at, CampaignLog.id)))
+
+
+def log_to_dict(entry: CampaignLog) -> dict[str, Any]:
+    return {"at": _iso(entry.at), "from": entry.from_status, "to": entry.to_status,
+            "by": entry.by, "reason": entry.reason}
+
+
 def campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
     return {
         "id": campaign.id,
@@ -108,6 +291,9 @@ def campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
         "created_by": campaign.created_by,
         "approved_by": campaign.approved_by,
         "approved_at": _iso(campaign.approved_at),
+        "blackout_override_by": campaign.blackout_override_by,
+        "blackout_override_reason": campaign.blackout_override_reason,
+        "digest_id": campaign.digest_id,
         "scheduled_at": _iso(campaign.scheduled_at),
         "started_at": _iso(campaign.started_at),
         "finished_at": _iso(campaign.finished_at),
