@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     scheduler_tick: float = 5.0
     feed_poll_interval: int = 900
     max_import_bytes: int = 20 * 1024 * 1024
+    #: Seconds to wait for a release page or feed URL before giving up.
+    fetch_timeout: float = 20.0
 
     @field_validator("election_dates", mode="before")
     @classmethod
