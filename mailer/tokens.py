@@ -8,7 +8,11 @@ altered token never verifies at all. Tokens carry their signing time so a purpos
 
 from __future__ import annotations
 
+import binascii
+import time
+
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous.encoding import int_to_bytes
 
 from mailer.errors import InvalidInput
 
@@ -28,9 +32,30 @@ class TokenSigner:
         self._signers = {
             purpose: TimestampSigner(secret, salt=f"mailer.{purpose}") for purpose in PURPOSES
         }
+        # itsdangerous derives the key on every sign(); a send signs two tokens per recipient,
+        # so keep the HMAC's keyed inner/outer hash states per purpose and copy them (the same
+        # bytes TimestampSigner.sign produces, in a fraction of the time).
+        self._macs = {
+            purpose: _KeyedHMAC(signer.derive_key(), signer.digest_method)
+            for purpose, signer in self._signers.items()
+        }
+        self._stamp = (-1, "")
 
     def make(self, subscriber_id: int, purpose: str) -> str:
-        return self._signer(purpose).sign(str(subscriber_id)).decode("ascii")
+        """A token for ``subscriber_id`` and ``purpose``, byte-for-byte what
+        ``TimestampSigner.sign`` makes. Raises ValueError for an unknown purpose."""
+        try:
+            mac = self._macs[purpose]
+        except KeyError:
+            raise ValueError(f"unknown token purpose {purpose!r}") from None
+        payload = f"{int(subscriber_id)}.{self._timestamp()}"
+        return f"{payload}.{_b64(mac.digest(payload.encode('ascii')))}"
+
+    def _timestamp(self) -> str:
+        now = int(time.time())
+        if self._stamp[0] != now:
+            self._stamp = (now, _b64(int_to_bytes(now)))
+        return self._stamp[1]
 
     def read(self, token: str, purpose: str, max_age: int | None = None) -> int:
         """Return the subscriber id the token was made for.
@@ -54,3 +79,30 @@ class TokenSigner:
             return self._signers[purpose]
         except KeyError:
             raise ValueError(f"unknown token purpose {purpose!r}") from None
+
+
+class _KeyedHMAC:
+    """HMAC (RFC 2104) with the key's padded inner and outer hash states computed once."""
+
+    def __init__(self, key: bytes, digest_method):
+        block = digest_method().block_size
+        if len(key) > block:
+            key = digest_method(key).digest()
+        key = key.ljust(block, b"\0")
+        self._inner = digest_method(bytes(b ^ 0x36 for b in key))
+        self._outer = digest_method(bytes(b ^ 0x5C for b in key))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64(data: bytes) -> str:
+    """itsdangerous' base64: URL-safe alphabet, no padding."""
+    return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=").decode()

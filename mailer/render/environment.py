@@ -1,0 +1,111 @@
+"""The Jinja2 environment for the office's templates, and turning template failures into
+one-line ``TemplateError``s that name the template, the line and the cause.
+
+Templates are edited by press staff, so they run sandboxed (no attribute starting with ``_``,
+no mutation of the data they are given), HTML templates autoescape everything, and an
+undefined name is an error rather than an empty string (``StrictUndefined``).
+"""
+
+from __future__ import annotations
+
+import functools
+import traceback
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    select_autoescape,
+)
+from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from mailer.errors import TemplateError
+from mailer.settings import Settings
+
+#: Campaign and system templates the product uses; each has ``.html`` and ``.txt``.
+CAMPAIGN_TEMPLATES = ("press_release", "digest")
+SYSTEM_TEMPLATES = ("confirm_subscription", "welcome")
+REQUIRED_TEMPLATES = CAMPAIGN_TEMPLATES + SYSTEM_TEMPLATES
+PARTS = ("html", "txt")
+
+
+class TemplateFailure(TemplateError):
+    """A ``TemplateError`` that also carries where it happened (for the linter's report)."""
+
+    def __init__(self, template: str, line: int | None, reason: str):
+        self.template, self.line, self.reason = template, line, reason
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {reason}")
+
+
+def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+    """A fresh sandboxed environment over ``templates_dir`` (the check uses its own)."""
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False,
+                                     default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=True,
+    )
+    return env
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_environment(path: str) -> ImmutableSandboxedEnvironment:
+    return make_environment(Path(path))
+
+
+def environment(settings: Settings) -> ImmutableSandboxedEnvironment:
+    """The shared environment for the configured templates (reloads files that changed)."""
+    return _cached_environment(str(settings.effective_templates_dir.resolve()))
+
+
+def render(env: ImmutableSandboxedEnvironment, name: str, context: dict[str, Any]) -> str:
+    """Render template ``name``. Raises TemplateFailure naming template, line and cause."""
+    try:
+        return env.get_template(name).render(context)
+    except TemplateNotFound as exc:
+        missing = exc.name or name
+        raise TemplateFailure(name, None, f"template {missing!r} not found in "
+                              f"{_search_path(env)}") from None
+    except TemplateSyntaxError as exc:
+        raise TemplateFailure(exc.name or name, exc.lineno, f"syntax error: {exc.message}"
+                              ) from None
+    except SecurityError as exc:
+        template, line = locate(exc, env, name)
+        raise TemplateFailure(template, line, f"unsafe access: {exc}") from None
+    except UndefinedError as exc:
+        template, line = locate(exc, env, name)
+        raise TemplateFailure(template, line, f"undefined: {exc}") from None
+    except JinjaTemplateError as exc:
+        template, line = locate(exc, env, name)
+        raise TemplateFailure(template, line, str(exc).splitlines()[0]) from None
+    except (TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        # A filter or operation applied to the wrong kind of value by a template.
+        template, line = locate(exc, env, name)
+        raise TemplateFailure(template, line, f"{type(exc).__name__}: {exc}") from None
+
+
+def locate(exc: BaseException, env, fallback: str) -> tuple[str, int | None]:
+    """The innermost template frame of ``exc``'s traceback (Jinja2 rewrites frames so that
+    their line numbers are the template's own)."""
+    roots = [str(Path(p).resolve()) for p in _search_path(env, as_list=True)]
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = str(Path(frame.filename).resolve()) if frame.filename else ""
+        for root in roots:
+            if path.startswith(root + "/"):
+                return path[len(root) + 1:], frame.lineno
+    return fallback, None
+
+
+def _search_path(env, as_list: bool = False):
+    paths = list(getattr(env.loader, "searchpath", []))
+    return paths if as_list else ", ".join(paths)
