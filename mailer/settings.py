@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     in_doubt_policy: str = "resend"
     lease_seconds: int = 120
     max_consecutive_errors: int = 5
+    #: Delivery engine: tries per batch for temporary failures, and the exponential backoff
+    #: (seconds, with jitter) between them; a 429 waits until X-RateLimit-Reset instead.
+    retry_attempts: int = 5
+    retry_backoff: float = 0.5
+    retry_backoff_max: float = 30.0
     soft_bounce_threshold: int = 3
 
     require_approval: bool = True

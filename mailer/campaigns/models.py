@@ -119,6 +119,8 @@ class Delivery(Base):
     batch_id: Mapped[str | None] = mapped_column(String(40))
     worker: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the row was last claimed for a hand-off: the in-doubt grace counts from here.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:23:09.040434
+Create Date: 2026-11-22 10:25:04.698818
 """
 from alembic import op
 import sqlalchemy as sa
@@ -246,6 +246,7 @@ def upgrade() -> None:
     sa.Column('batch_id', sa.String(length=40), nullable=True),
     sa.Column('worker', sa.String(length=100), nullable=True),
     sa.Column('lease_until', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('claimed_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('provider_message_id', sa.String(length=200), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('created_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
