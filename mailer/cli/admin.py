@@ -21,3 +21,21 @@ def init_command() -> None:
         engine.dispose()
     word = "upgraded" if applied else "already up to date"
     typer.echo(f"database {word} (schema {revision}, newest {head_revision()})")
+
+
+@app.command("doctor")
+def doctor_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Check the configuration and say what to fix. Exits 1 when anything must be fixed."""
+    from mailer.doctor import FAIL, run_checks
+
+    findings = run_checks(context.settings())
+    context.emit([f.as_dict() for f in findings], as_json, _print_findings)
+    if any(f.level == FAIL for f in findings):
+        raise typer.Exit(1)
+
+
+def _print_findings(console, findings) -> None:
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FIX[/]"}
+    for finding in findings:
+        console.print(f"{marks[finding['level']]:>5}  {finding['check']}: {finding['message']}",
+                      highlight=False)
