@@ -12,13 +12,21 @@ same person twice (or fails to honour an unsubscribe typed in another case) is t
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from mailer.errors import InvalidInput
 
 MAX_LENGTH = 320
+# The common case (plain ASCII dot-atom, letters-only TLD, no IDNA labels) checked in ~1 µs
+# instead of ~25 µs: a million-row import depends on it. Anything else goes to
+# email-validator; a property test checks both paths agree on every address the fast one takes.
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_FAST = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+([a-z]{{2,63}}))")
+_SPECIAL_USE = frozenset(SPECIAL_USE_DOMAIN_NAMES)
 
 
 class InvalidEmail(InvalidInput):
@@ -37,6 +45,9 @@ def normalize_email(raw: str) -> str:
     text = raw.strip()
     if not text:
         raise InvalidEmail("email address is empty")
+    fast = _fast_normalize(text)
+    if fast is not None:
+        return fast
     shown = _shorten(text)
     if len(text) > MAX_LENGTH:
         raise InvalidEmail(f"invalid email address {shown}: too long")
@@ -47,6 +58,20 @@ def normalize_email(raw: str) -> str:
         raise InvalidEmail(f"invalid email address {shown}: {reason}") from None
     local = _fold(result.local_part)
     return f"{local}@{result.ascii_domain.lower()}"
+
+
+def _fast_normalize(text: str) -> str | None:
+    """The normalized address when ``text`` is plainly valid ASCII, else None (undecided)."""
+    if not text.isascii() or len(text) > 254:
+        return None
+    lowered = text.lower()
+    match = _FAST.fullmatch(lowered)
+    if match is None:
+        return None
+    local, domain, tld = match.groups()
+    if len(local) > 64 or len(domain) > 253 or tld in _SPECIAL_USE or "--" in domain:
+        return None
+    return lowered
 
 
 def _fold(local: str) -> str:

@@ -1,0 +1,343 @@
+"""Reading the subscriber lists offices really have: encodings, column names, messy values.
+
+``read_rows(path)`` streams ``(line, fields)`` pairs from a CSV file whose encoding (UTF-8 with
+or without BOM, UTF-16 with BOM, Windows-1252) and delimiter (comma, semicolon, tab) are
+detected, and ``HeaderMap`` recognizes the columns of a plain list, a Mailchimp audience export
+and a listmonk export. ``parse_row`` turns one row into a ``RowData`` or raises ``RowError``
+with the reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import ipaddress
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from mailer.errors import InvalidInput
+from subscribers.addresses import InvalidEmail, email_hash, normalize_email
+from subscribers.models import ACTIVE, BOUNCED, COMPLAINED, FREQUENCIES, PENDING, UNSUBSCRIBED
+
+#: Fields longer than this are refused rather than held in memory (csv's default is 128 KiB).
+csv.field_size_limit(1_000_000)
+
+
+class RowError(ValueError):
+    """One row cannot be imported; ``str(err)`` is the reason shown next to its line."""
+
+
+# --- encoding and dialect --------------------------------------------------------------------
+
+def detect_encoding(path: Path) -> str:
+    """``utf-8-sig`` / ``utf-16`` when the file starts with that BOM, ``utf-8`` when the whole
+    file decodes as UTF-8, otherwise ``cp1252`` (what Excel on Windows writes)."""
+    with path.open("rb") as handle:
+        start = handle.read(4)
+        if start.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        handle.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        try:
+            while block := handle.read(1 << 20):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1252"
+    return "utf-8"
+
+
+def detect_delimiter(first_line: str) -> str:
+    """The most frequent of comma, semicolon and tab in the header line (comma on a tie)."""
+    counts = {d: first_line.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+def open_text(path: Path) -> tuple[IO[str], str]:
+    """Open ``path`` for csv with its detected encoding. Raises InvalidInput when missing."""
+    if not path.is_file():
+        raise InvalidInput(f"no such file: {path}")
+    encoding = detect_encoding(path)
+    # cp1252 leaves five bytes undefined; a stray one must not abort a whole import.
+    errors = "replace" if encoding == "cp1252" else "strict"
+    return path.open("r", encoding=encoding, errors=errors, newline=""), encoding
+
+
+def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, fields)`` for each record, ``line`` being the 1-based line it starts on
+    (a quoted field may span several lines). The header is the first record."""
+    first = handle.readline()
+    delimiter = detect_delimiter(first)
+    handle.seek(0)
+    reader = csv.reader(handle, delimiter=delimiter, strict=False)
+    previous_end = 0
+    try:
+        for fields in reader:
+            yield previous_end + 1, fields
+            previous_end = reader.line_num
+    except csv.Error as exc:
+        raise InvalidInput(f"line {previous_end + 1}: cannot read the CSV ({exc})") from None
+
+
+# --- columns ---------------------------------------------------------------------------------
+
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "email": ("email", "email address", "e mail", "e mail address", "emailaddress", "mail",
+              "email addr", "subscriber email"),
+    "name": ("name", "full name", "fullname", "display name", "subscriber name"),
+    "first_name": ("first name", "firstname", "fname", "given name", "first"),
+    "last_name": ("last name", "lastname", "lname", "surname", "family name", "last"),
+    "zip": ("zip", "zip code", "zipcode", "postal code", "postcode", "zip postal code",
+            "postal", "zip5"),
+    "address": ("address", "mailing address", "street address"),
+    "county": ("county", "county name"),
+    "state": ("state", "st", "state province", "state code"),
+    "district": ("district", "congressional district", "cd"),
+    "topics": ("topics", "topic", "tags", "interests", "lists", "groups", "subscriptions"),
+    "frequency": ("frequency", "digest", "digest frequency", "delivery frequency"),
+    "status": ("status", "subscription status", "member status", "subscriber status"),
+    "optin_time": ("optin time", "opt in time", "consent time", "consent at", "subscribed at",
+                   "signup date", "sign up date", "created at", "date added", "timestamp"),
+    "optin_ip": ("optin ip", "opt in ip", "ip", "ip address", "consent ip", "signup ip"),
+    "confirm_time": ("confirm time", "confirmed at", "confirmation time"),
+    "confirm_ip": ("confirm ip", "confirmation ip"),
+    "unsub_time": ("unsub time", "unsubscribed at", "unsubscribe time", "unsubscribe date"),
+    "clean_time": ("clean time", "cleaned at"),
+    "attributes": ("attributes", "attribs"),
+}
+_LOOKUP = {alias: key for key, aliases in _ALIASES.items() for alias in aliases}
+
+
+def _header_key(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.strip().lower()).split())
+
+
+class HeaderMap:
+    """Which column holds which field. Raises InvalidInput when no column holds an address."""
+
+    def __init__(self, header: list[str]):
+        self.columns: dict[str, int] = {}
+        self.ignored: list[str] = []
+        for index, title in enumerate(header):
+            key = _LOOKUP.get(_header_key(title))
+            if key is None or key in self.columns:
+                if title.strip():
+                    self.ignored.append(title.strip())
+                continue
+            self.columns[key] = index
+        if "email" not in self.columns:
+            shown = ", ".join(repr(h.strip()) for h in header[:8]) or "nothing"
+            raise InvalidInput(f"line 1: no email column found (the header has {shown})")
+
+    def get(self, fields: list[str], key: str) -> str:
+        index = self.columns.get(key)
+        if index is None or index >= len(fields):  # short rows simply lack the last fields
+            return ""
+        return fields[index].strip()
+
+
+# --- values ----------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class RowData:
+    line: int
+    email: str
+    email_hash: str
+    name: str | None
+    zip: str | None
+    county: str | None
+    state: str | None
+    district: str | None
+    topics: tuple[str, ...]
+    frequency: str | None
+    #: What the source says: active, pending, unsubscribed, bounced or complained.
+    intent: str
+    consent_at: datetime | None
+    consent_ip: str | None
+    confirmed_at: datetime | None
+
+
+_STATUS_WORDS = {
+    "": ACTIVE, "subscribed": ACTIVE, "active": ACTIVE, "enabled": ACTIVE,
+    "confirmed": ACTIVE, "opted in": ACTIVE, "yes": ACTIVE,
+    "pending": PENDING, "unconfirmed": PENDING,
+    # listmonk "disabled"/"blocklisted": the old system would not mail them, so neither do we.
+    "unsubscribed": UNSUBSCRIBED, "blocklisted": UNSUBSCRIBED, "blacklisted": UNSUBSCRIBED,
+    "disabled": UNSUBSCRIBED, "opted out": UNSUBSCRIBED, "no": UNSUBSCRIBED,
+    "cleaned": BOUNCED, "bounced": BOUNCED,
+    "complained": COMPLAINED, "spam": COMPLAINED,
+}
+_ZIP = re.compile(r"(\d{5})(?:-?(\d{4}))?")
+_ZIP_IN_ADDRESS = re.compile(r"\b(\d{5})(?:-(\d{4}))?\b")
+_STATE_IN_ADDRESS = re.compile(r"(?:^|\s)([A-Z]{2})\s+\d{5}(?:-\d{4})?\b")
+_US_STATES = {
+    "alabama": "AL", "alaska": "AK", "arizona": "AZ", "arkansas": "AR", "california": "CA",
+    "colorado": "CO", "connecticut": "CT", "delaware": "DE", "district of columbia": "DC",
+    "florida": "FL", "georgia": "GA", "hawaii": "HI", "idaho": "ID", "illinois": "IL",
+    "indiana": "IN", "iowa": "IA", "kansas": "KS", "kentucky": "KY", "louisiana": "LA",
+    "maine": "ME", "maryland": "MD", "massachusetts": "MA", "michigan": "MI",
+    "minnesota": "MN", "mississippi": "MS", "missouri": "MO", "montana": "MT",
+    "nebraska": "NE", "nevada": "NV", "new hampshire": "NH", "new jersey": "NJ",
+    "new mexico": "NM", "new york": "NY", "north carolina": "NC", "north dakota": "ND",
+    "ohio": "OH", "oklahoma": "OK", "oregon": "OR", "pennsylvania": "PA",
+    "rhode island": "RI", "south carolina": "SC", "south dakota": "SD", "tennessee": "TN",
+    "texas": "TX", "utah": "UT", "vermont": "VT", "virginia": "VA", "washington": "WA",
+    "west virginia": "WV", "wisconsin": "WI", "wyoming": "WY", "puerto rico": "PR",
+    "guam": "GU", "virgin islands": "VI", "american samoa": "AS",
+}
+
+
+def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
+    """Validate one record. Raises RowError with a reason (invalid address, ZIP, state,
+    frequency or status; missing address)."""
+    raw_email = header.get(fields, "email")
+    if not raw_email:
+        raise RowError("no email address" if any(f.strip() for f in fields) else "blank row")
+    try:
+        email = normalize_email(raw_email)
+    except InvalidEmail as exc:
+        raise RowError(str(exc)) from None
+    attributes = _attributes(header.get(fields, "attributes"))
+    address = header.get(fields, "address")
+
+    def value(key: str) -> str:
+        return header.get(fields, key) or _text(attributes.get(key))
+
+    return RowData(
+        line=line, email=email, email_hash=email_hash(email),
+        name=_name(value("name"), value("first_name"), value("last_name")),
+        zip=_zip(value("zip") or _from_address(_ZIP_IN_ADDRESS, address)),
+        county=_clip(value("county"), 100), state=_state(value("state") or
+                                                        _from_address(_STATE_IN_ADDRESS, address)),
+        district=_clip(value("district"), 20),
+        topics=split_topics(value("topics")),
+        frequency=_frequency(value("frequency")),
+        intent=_intent(header.get(fields, "status"), header.get(fields, "unsub_time"),
+                       header.get(fields, "clean_time")),
+        consent_at=parse_time(header.get(fields, "optin_time")),
+        consent_ip=_ip(header.get(fields, "optin_ip")) or _ip(header.get(fields, "confirm_ip")),
+        confirmed_at=parse_time(header.get(fields, "confirm_time")),
+    )
+
+
+def split_topics(text: str) -> tuple[str, ...]:
+    """Topics separated by ``;`` or ``,`` (Mailchimp quotes each tag: ``"A","B"``)."""
+    parts = (p.strip().strip('"').strip() for p in re.split(r"[;,]", text))
+    return tuple(dict.fromkeys(p for p in parts if p))
+
+
+def _attributes(text: str) -> dict:
+    # listmonk keeps custom fields in a JSON object; a malformed one is simply ignored.
+    if not text.startswith("{"):
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return {k.lower(): v for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list):
+        return ";".join(str(v) for v in value)
+    return "" if value is None or isinstance(value, dict) else str(value).strip()
+
+
+def _clip(text: str, limit: int) -> str | None:
+    text = " ".join(text.split())
+    return text[:limit] or None
+
+
+def _name(full: str, first: str, last: str) -> str | None:
+    return _clip(full or f"{first} {last}", 200)
+
+
+def _zip(text: str) -> str | None:
+    if not text:
+        return None
+    if text.isdigit() and 3 <= len(text) < 5:  # a spreadsheet ate the leading zeros
+        text = text.zfill(5)
+    match = _ZIP.fullmatch(text)
+    if match is None:
+        raise RowError(f"invalid ZIP code {text[:20]!r}")
+    return match.group(1) + (f"-{match.group(2)}" if match.group(2) else "")
+
+
+def _from_address(pattern: re.Pattern, address: str) -> str:
+    matches = pattern.findall(address)
+    if not matches:
+        return ""
+    last = matches[-1]
+    return last[0] if isinstance(last, tuple) else last
+
+
+def _state(text: str) -> str | None:
+    if not text:
+        return None
+    code = _US_STATES.get(" ".join(text.lower().split()), text.upper())
+    if len(code) != 2 or not code.isalpha():
+        raise RowError(f"invalid state {text[:30]!r} (use a two-letter code such as ND)")
+    return code
+
+
+def _frequency(text: str) -> str | None:
+    if not text:
+        return None
+    word = text.lower()
+    if word not in FREQUENCIES:
+        raise RowError(f"invalid frequency {text[:20]!r} (one of {', '.join(FREQUENCIES)})")
+    return word
+
+
+def _intent(status: str, unsub_time: str, clean_time: str) -> str:
+    if unsub_time:
+        return UNSUBSCRIBED
+    if clean_time:
+        return BOUNCED
+    intent = _STATUS_WORDS.get(" ".join(status.lower().replace("_", " ").split()))
+    if intent is None:
+        raise RowError(f"unknown status {status[:30]!r}")
+    return intent
+
+
+def _ip(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text)) if text else None
+    except ValueError:
+        return None
+
+
+_TIME_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%m/%d/%y")
+
+
+def parse_time(text: str) -> datetime | None:
+    """An aware UTC datetime from ISO 8601 (Mailchimp, listmonk) or US ``m/d/Y`` text; naive
+    times are taken as UTC (both exports write UTC). Unreadable text gives None."""
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        for fmt in _TIME_FORMATS:
+            try:
+                value = datetime.strptime(text, fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+__all__ = [
+    "HeaderMap", "RowData", "RowError", "detect_delimiter", "detect_encoding", "open_text",
+    "parse_row", "parse_time", "read_rows", "split_topics",
+]
