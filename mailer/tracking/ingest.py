@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Integer, String, and_, bindparam, case, func, or_, select, update
@@ -86,6 +85,16 @@ class IngestSummary:
     suppressed: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     paused_campaigns: list[int] = field(default_factory=list)
+
+    def add(self, other: IngestSummary) -> None:
+        """Fold another batch's summary into this one (large imports run in batches)."""
+        for name in ("received", "stored", "duplicates", "invalid", "matched", "unmatched"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.by_type.update(other.by_type)
+        self.suppressed += other.suppressed
+        self.warnings += other.warnings
+        self.paused_campaigns += [c for c in other.paused_campaigns
+                                  if c not in self.paused_campaigns]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -316,7 +325,3 @@ def _log(stored: Sequence[StoredEvent]) -> None:
                   delivery=ref.id if ref else None, outcome=event.type,
                   reason=event.reason)
 
-
-def latest_time(values: Iterable[datetime | None]) -> datetime | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None

@@ -3,10 +3,14 @@
 | new event                                   | subscriber becomes |
 |---------------------------------------------|--------------------|
 | hard bounce (``bounce``, type ``bounce``)   | ``bounced``        |
-| ``settings.soft_bounce_threshold`` blocks in a row (no delivery in between) | ``bounced`` |
+| ``soft_bounce_threshold`` blocks since the last delivered message | ``bounced`` |
 | spam report                                 | ``complained``     |
 | unsubscribe / group unsubscribe             | ``unsubscribed``   |
-| ``dropped`` because SendGrid's own list says "Bounced Address" / "Invalid", "Spam Reporting Address", "Unsubscribed Address" | the same status |
+| ``dropped``, reason "Bounced Address" or "Invalid" | ``bounced``  |
+| ``dropped``, reason "Spam Reporting Address" | ``complained``    |
+| ``dropped``, reason "Unsubscribed Address"  | ``unsubscribed``   |
+
+(The ``dropped`` rows keep our list in step with SendGrid's own suppression lists.)
 
 Deferrals are not counted: SendGrid retries them itself for up to 72 hours and reports a
 ``bounce``, ``blocked`` or ``dropped`` when it gives up.
@@ -23,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput
@@ -33,7 +37,11 @@ from mailer.tracking.logs import log_event
 from mailer.tracking.models import DeliveryEventRow
 from subscribers import service as subscribers_service
 from subscribers.models import (
-    BOUNCED, COMPLAINED, SUPPRESSED_STATUSES, UNSUBSCRIBED, Subscriber,
+    BOUNCED,
+    COMPLAINED,
+    SUPPRESSED_STATUSES,
+    UNSUBSCRIBED,
+    Subscriber,
 )
 
 if TYPE_CHECKING:
@@ -154,8 +162,6 @@ def erase_events_for(session: Session, *, subscriber_id: int | None = None,
         conditions.append(DeliveryEventRow.email == email.strip().lower())
     if not conditions:
         return 0
-    from sqlalchemy import or_
-
     result = session.execute(
         update(DeliveryEventRow).where(or_(*conditions))
         .values(email=None, raw={}, subscriber_id=None, reason=None))

@@ -1,0 +1,201 @@
+"""Delivery status commands: ``mailer events import``, ``mailer campaigns status|report``,
+``mailer deliveries show``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape as esc
+from rich.table import Table
+
+from mailer.cli import context
+from mailer.cli.apps import campaigns_app, deliveries_app, events_app
+from mailer.errors import InvalidInput
+from mailer.tracking.ingest import IngestSummary, ingest_events
+from mailer.tracking.report_html import render_report_html
+from mailer.tracking.reports import (
+    campaign_report,
+    campaign_status,
+    person_timeline,
+    write_delivery_log,
+)
+
+#: Events stored per transaction when replaying a file (the webhook's own batch size).
+IMPORT_BATCH = 1000
+
+
+@events_app.command("import")
+def events_import(
+    file: Path = typer.Argument(..., help="A saved Event Webhook body (JSON array; - for stdin)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+) -> None:
+    """Replay a saved SendGrid Event Webhook body through the same path as the webhook.
+
+    Events already stored are recognised by their id and change nothing.
+    """
+    settings = context.settings()
+    events = load_events_file(file, settings.max_import_bytes)
+    db = context.database()
+    summary = IngestSummary()
+    for start in range(0, len(events), IMPORT_BATCH):
+        with db.session() as session:
+            summary.add(ingest_events(session, events[start:start + IMPORT_BATCH], settings))
+    for warning in summary.warnings:
+        sys.stderr.write(f"mailer: warning: {warning}\n")
+    context.emit(summary.to_dict(), as_json, _print_import)
+
+
+def load_events_file(file: Path, limit: int) -> list[Any]:
+    """Read a JSON array (or one JSON object per line). Raises InvalidInput, OSError."""
+    if str(file) == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        with file.open("rb") as handle:
+            data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"{file}: larger than MAILER_MAX_IMPORT_BYTES ({limit} bytes)")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{file}: not UTF-8 text") from None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = _json_lines(file, text)
+    if isinstance(parsed, dict):
+        parsed = [parsed]
+    if not isinstance(parsed, list):
+        raise InvalidInput(f"{file}: expected a JSON array of SendGrid events")
+    return parsed
+
+
+def _json_lines(file: Path, text: str) -> list[Any]:
+    events = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            raise InvalidInput(f"{file}: line {number} is not valid JSON") from None
+    return events
+
+
+def _print_import(console: Console, data: dict) -> None:
+    console.print(f"{data['received']} events read: {data['stored']} stored, "
+                  f"{data['duplicates']} already known, {data['invalid']} invalid; "
+                  f"{data['matched']} matched a delivery, {data['unmatched']} did not.")
+    for change in data["suppressed"]:
+        console.print(f"  {change['email']} is now {change['status']}: {change['cause']}",
+                      markup=False)
+    if data["paused_campaigns"]:
+        ids = ", ".join(str(c) for c in data["paused_campaigns"])
+        console.print(f"  campaigns paused by the reputation guard: {ids}")
+
+
+@campaigns_app.command("status")
+def campaigns_status(
+    campaign_id: int = typer.Argument(..., metavar="ID"),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Where a campaign stands: its state and how many deliveries are in each status."""
+    with context.database().session() as session:
+        data = campaign_status(session, campaign_id)
+    context.emit(data, as_json, _print_status)
+
+
+def _print_status(console: Console, data: dict) -> None:
+    console.print(f"campaign {data['id']}: [bold]{data['status']}[/bold]"
+                  + (f" ({esc(data['status_reason'])})" if data.get("status_reason") else ""))
+    table = Table(show_header=False, box=None, pad_edge=False)
+    for name, value in data["counts"].items():
+        if value or name in ("recipients", "delivered", "bounced"):
+            table.add_row(name, f"{value:,}")
+    console.print(table)
+
+
+@campaigns_app.command("report")
+def campaigns_report(
+    campaign_id: int = typer.Argument(..., metavar="ID"),
+    html: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML report."),
+    csv_file: Path | None = typer.Option(None, "--csv", help="Write the delivery log as CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Rates, breakdowns by topic and county, the slowest domains, events over time."""
+    settings = context.settings()
+    with context.database().session() as session:
+        report = campaign_report(session, campaign_id, settings)
+        if csv_file is not None:
+            with csv_file.open("w", newline="", encoding="utf-8") as out:
+                report["csv_rows"] = write_delivery_log(session, campaign_id, out, settings)
+            report["csv"] = str(csv_file)
+    if html is not None:
+        html.write_text(render_report_html(report), encoding="utf-8")
+        report["html"] = str(html)
+    context.emit(report, as_json, _print_report)
+
+
+def _print_report(console: Console, report: dict) -> None:
+    console.print(f"campaign {report['id']}: {esc(report['subject'])} — [bold]{report['status']}"
+                  "[/bold]")
+    funnel = report["funnel"]
+    console.print(f"recipients {funnel['recipients']:,} · sent {funnel['sent']:,} · arrived "
+                  f"{funnel['arrived']:,} · opened {funnel['opened']:,} · clicked "
+                  f"{funnel['clicked']:,}")
+    rates = Table("rate", "value", box=None)
+    for name, value in report["rates"].items():
+        rates.add_row(name, "—" if value is None else f"{value:.2%}")
+    console.print(rates)
+    if report["slowest_domains"]:
+        slow = Table("slowest domain", "delivered", "median s", "p90 s", box=None)
+        for row in report["slowest_domains"]:
+            slow.add_row(esc(row["domain"]), str(row["delivered"]), str(row["median_seconds"]),
+                         str(row["p90_seconds"]))
+        console.print(slow)
+    for key in ("html", "csv"):
+        if key in report:
+            console.print(f"{key.upper()} written to {report[key]}")
+
+
+@deliveries_app.command("show")
+def deliveries_show(
+    email: str = typer.Argument(..., help="The person's address."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """One person's timeline across campaigns: deliveries and provider events, in the
+    office's time zone."""
+    settings = context.settings()
+    with context.database().session() as session:
+        data = person_timeline(session, email, settings)
+    context.emit(data, as_json, _print_timeline)
+
+
+def _print_timeline(console: Console, data: dict) -> None:
+    subscriber = data["subscriber"]
+    status = subscriber["status"] if subscriber else "not a subscriber"
+    console.print(f"{data['email']} — {status} (times in {data['timezone']})", markup=False)
+    for delivery in data["deliveries"]:
+        console.print(f"\ncampaign {delivery['campaign_id']} “{esc(delivery['subject'])}”: "
+                      f"[bold]{delivery['status']}[/bold]")
+        for event in delivery["events"]:
+            _print_event(console, event)
+    if data["unmatched_events"]:
+        console.print("\nevents not tied to a delivery:")
+        for event in data["unmatched_events"]:
+            _print_event(console, event)
+    if subscriber and subscriber["history"]:
+        console.print("\nstatus history:")
+        for change in subscriber["history"]:
+            console.print(f"  {change['at'][:19].replace('T', ' ')}  {change['from']} → "
+                          f"{change['to']}: {change['cause']}", markup=False)
+
+
+def _print_event(console: Console, event: dict) -> None:
+    reason = f" — {event['reason']}" if event["reason"] else ""
+    console.print(f"  {event['at'][:19].replace('T', ' ')}  {event['type']}{reason}",
+                  markup=False)
