@@ -112,10 +112,16 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mai
     elif subscriber.status == PENDING:
         _apply(session, subscriber, signup)
         subscriber.consent_ip = ip
+    return confirmation_mail(session, subscriber, links)
+
+
+def confirmation_mail(session: Session, subscriber: Subscriber, links) -> Mail:
+    """The double opt-in email: a signed link that expires after CONFIRM_MAX_AGE."""
     return Mail("confirm_subscription", "Please confirm your subscription", subscriber.id,
                 subscriber.email, subscriber.name,
-                {"confirm_url": links.confirm(subscriber.id), "topics": signup_topic_names(
-                    session, signup.topics), "expires_hours": CONFIRM_MAX_AGE // 3600})
+                {"confirm_url": links.confirm(subscriber.id),
+                 "topics": signup_topic_names(session, service.topic_slugs(session, subscriber)),
+                 "expires_hours": CONFIRM_MAX_AGE // 3600})
 
 
 def confirm(session: Session, subscriber: Subscriber, *, links) -> Mail | None:

@@ -1,0 +1,119 @@
+"""``mailer serve``, ``mailer run``, ``mailer users add`` and ``mailer tokens create``."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+import threading
+
+import typer
+
+from mailer.cli import context
+from mailer.cli.apps import app, tokens_app, users_app
+from mailer.errors import InvalidInput
+
+log = logging.getLogger("mailer.run")
+
+
+def _uvicorn_server(host: str, port: int, web_app):
+    import uvicorn
+
+    config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
+                            forwarded_allow_ips="127.0.0.1", log_level="info",
+                            server_header=False)
+    return uvicorn.Server(config)
+
+
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
+    from mailer.web.app import create_app
+
+    web_app = create_app(context.settings(), context.database())
+    _uvicorn_server(host, port, web_app).run()
+
+
+@app.command("run")
+def run_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Run everything on one machine: the web app, the scheduler and one send worker.
+
+    The web app runs in the main thread; the scheduler and the worker run in threads that
+    stop when the web server stops (Ctrl-C or SIGTERM).
+    """
+    from mailer.delivery.worker import run_worker
+    from mailer.scheduling.scheduler import run_scheduler
+    from mailer.web.app import create_app
+
+    settings, db = context.settings(), context.database()
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_guard, args=("scheduler", run_scheduler, settings, stop),
+                         name="mailer-scheduler", daemon=True),
+        threading.Thread(target=_guard, args=("worker", run_worker, db, settings, stop),
+                         name="mailer-worker", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        _uvicorn_server(host, port, create_app(settings, db)).run()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def _guard(name: str, target, *args) -> None:
+    """Run a background loop; a crash is logged (and stops that loop only)."""
+    try:
+        target(*args)
+    except Exception:
+        log.exception("the %s stopped with an error", name)
+
+
+@users_app.command("add")
+def users_add(
+    name: str = typer.Argument(..., help="The user's login name."),
+    role: str = typer.Option(..., "--role", help="author, approver or admin."),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the password from standard input."),
+) -> None:
+    """Add a dashboard user (asks for the password, or reads it from stdin)."""
+    from mailer.web.auth import create_user
+
+    password = _read_password(password_stdin)
+    with context.database().session() as session:
+        user = create_user(session, name, role, password)
+        typer.echo(f"user {user.name} added ({user.role})")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise InvalidInput("the two passwords differ")
+    if not password:
+        raise InvalidInput("no password given")
+    return password
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: str = typer.Argument(..., help="What the token is for (unique)."),
+    user: str | None = typer.Option(None, "--user", help="Act as this dashboard user."),
+) -> None:
+    """Create an API bearer token and print it once (only its SHA-256 is stored)."""
+    from mailer.web.auth import create_api_token
+
+    with context.database().session() as session:
+        token = create_api_token(session, name, user)
+    typer.echo(token)
+    typer.echo("Store this token now: it is not shown again.", err=True)

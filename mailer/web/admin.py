@@ -1,0 +1,342 @@
+"""The press office's dashboard under /admin: campaigns (create, preview, test, approve,
+schedule, pause/resume/cancel, report), subscribers, releases and feeds.
+
+Every page needs a logged-in user (anyone else is redirected to the login page); every form
+carries a CSRF token; every action is done as the logged-in user, so "approve" is refused to
+a campaign's own author like it is on the command line.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy import func, or_, select
+
+from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus, Delivery
+from mailer.errors import InvalidInput, MailerError
+from mailer.ingest.models import Feed, Release
+from mailer.storage.base import utcnow
+from mailer.web import operations as ops
+from mailer.web.auth import authenticate, current_user, log_in, log_out, require_role
+from mailer.web.models import User
+from mailer.web.pages import flash, render
+from mailer.web.security import check_csrf, client_ip, email_headers
+from subscribers.models import Segment, StatusChange, Subscriber
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+PAGE_SIZE = 50
+ACTIVE_STATES = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
+
+
+def _user(request: Request, user: User = Depends(current_user)) -> User:
+    request.state.user = user
+    return user
+
+
+async def _form(request: Request):
+    form = await request.form()
+    check_csrf(request, form)
+    return form
+
+
+def _back(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+# --- login ----------------------------------------------------------------------------------
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request, next: str = "/admin/campaigns") -> Response:
+    return render(request, "admin/login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await _form(request)
+    next_path = _safe_next(str(form.get("next") or ""))
+    name, password = str(form.get("name") or ""), str(form.get("password") or "")
+    limiter = request.app.state.login_limiter
+    user = None
+    if limiter.hit(client_ip(request)):
+        with request.app.state.db.session() as session:
+            user = authenticate(session, name, password)
+    if user is None:
+        return render(request, "admin/login.html", {
+            "next": next_path, "name": name,
+            "error": "That name and password do not match, or there were too many tries."},
+            status_code=401)
+    log_in(request, user)
+    return _back(next_path)
+
+
+def _safe_next(path: str) -> str:
+    # Only our own dashboard paths: never an open redirect to another site.
+    if path.startswith("/admin/") and not path.startswith("/admin/login") and "//" not in path:
+        return path
+    return "/admin/campaigns"
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    await _form(request)
+    log_out(request)
+    return _back("/admin/login")
+
+
+@router.get("", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse)
+def home(user: User = Depends(_user)) -> Response:
+    return _back("/admin/campaigns")
+
+
+# --- campaigns ------------------------------------------------------------------------------
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns(request: Request, user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(200)))
+        counts = ops.delivery_counts(session, [c.id for c in rows])
+    items = [(c, ops.progress(c, counts[c.id])) for c in rows]
+    return render(request, "admin/campaigns.html", {"items": items})
+
+
+@router.get("/campaigns/progress.json")
+def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_user)) -> Response:
+    """Live progress for the campaigns list (polled by admin.js)."""
+    wanted = [int(part) for part in ids.split(",") if part.strip().isdigit()][:200]
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(select(Campaign).where(Campaign.id.in_(wanted))))
+        counts = ops.delivery_counts(session, [c.id for c in rows])
+    return JSONResponse({"campaigns": [ops.progress(c, counts[c.id]) for c in rows]},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/campaigns/new", response_class=HTMLResponse)
+def campaign_new(request: Request, release_id: int | None = None,
+                 user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        return _new_page(request, session, {"release_id": release_id})
+
+
+def _new_page(request, session, values, error: str | None = None, status_code: int = 200):
+    releases = list(session.scalars(select(Release).order_by(Release.id.desc()).limit(100)))
+    segments = list(session.scalars(select(Segment).order_by(Segment.name)))
+    return render(request, "admin/campaign_new.html", {
+        "releases": releases, "segments": segments, "values": values, "error": error,
+    }, status_code=status_code)
+
+
+@router.post("/campaigns/new", response_class=HTMLResponse)
+async def campaign_create(request: Request, user: User = Depends(_user)) -> Response:
+    form = await _form(request)
+    values = {k: str(form.get(k) or "").strip()
+              for k in ("release_id", "segment", "query", "subject", "template")}
+    with request.app.state.db.session() as session:
+        try:
+            if not values["release_id"].isdigit():
+                raise InvalidInput("choose a release")
+            campaign = ops.create(session, release_id=int(values["release_id"]),
+                                  segment=values["segment"], query=values["query"],
+                                  subject=values["subject"], template=values["template"],
+                                  by=user.name)
+            campaign_id = campaign.id
+        except MailerError as exc:
+            session.rollback()
+            return _new_page(request, session, values, str(exc), status_code=422)
+    flash(request, f"Campaign {campaign_id} created as a draft.", "success")
+    return _back(f"/admin/campaigns/{campaign_id}")
+
+
+@router.get("/segments/count")
+def segment_count(request: Request, query: str = "", segment: str = "",
+                  user: User = Depends(_user)) -> Response:
+    """The live audience count for the segment builder: {"count"} or {"error"}."""
+    from subscribers import segments
+
+    try:
+        with request.app.state.db.session() as session:
+            if segment:
+                n = segments.count(session, segment=segment)
+            elif query.strip():
+                n = segments.count(session, query=query)
+            else:
+                return JSONResponse({"count": None})
+    except MailerError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=200)
+    return JSONResponse({"count": n})
+
+
+def _campaign(session, campaign_id: int) -> Campaign:
+    from mailer.campaigns.service import get_campaign
+
+    return get_campaign(session, campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
+def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        campaign = _campaign(session, campaign_id)
+        counts = ops.delivery_counts(session, [campaign.id])[campaign.id]
+        log = list(session.scalars(select(CampaignLog).where(CampaignLog.campaign_id == campaign.id)
+                                   .order_by(CampaignLog.at, CampaignLog.id)))
+        release = session.get(Release, campaign.release_id) if campaign.release_id else None
+        segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
+    return render(request, "admin/campaign.html", {
+        "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
+        "release": release, "segment": segment,
+        "can_approve": campaign.status == CampaignStatus.DRAFT and (
+            campaign.created_by != user.name or not request.app.state.settings.require_approval),
+        "zone": request.app.state.settings.timezone,
+    })
+
+
+@router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)
+def campaign_preview(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+    """The email as a sample recipient sees it; framed by the campaign page."""
+    with request.app.state.db.session() as session:
+        campaign = _campaign(session, campaign_id)
+        html = ops.preview_html(session, campaign, request.app.state.settings,
+                                request.app.state.signer)
+    return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def campaign_action(campaign_id: int, action: str, request: Request,
+                          user: User = Depends(_user)) -> Response:
+    """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
+    form = await _form(request)
+    try:
+        with request.app.state.db.session() as session:
+            campaign = _campaign(session, campaign_id)
+            message = _act(session, campaign, action, form, user, request)
+    except MailerError as exc:  # refused: nothing was changed (the session rolled back)
+        flash(request, " ".join(str(exc).split()), "error")
+    else:
+        flash(request, message, "success")
+    return _back(f"/admin/campaigns/{campaign_id}")
+
+
+def _act(session, campaign: Campaign, action: str, form, user: User, request: Request) -> str:
+    settings, signer = request.app.state.settings, request.app.state.signer
+    if action == "test":
+        to = str(form.get("to") or "").replace(";", ",").split(",")
+        sent = ops.send_test(session, campaign, to=to, settings=settings, signer=signer)
+        return f"Test sent to {sent} address{'es' if sent != 1 else ''}."
+    if action == "approve":
+        require_role(user, "approver")
+        ops.approve(session, campaign, by=user.name, settings=settings)
+        return "Approved."
+    require_role(user, "approver")
+    if action == "schedule":
+        at = None if form.get("when") == "now" else _parse_local(str(form.get("at") or ""),
+                                                                 settings)
+        ops.schedule(session, campaign, at=at, by=user.name, settings=settings)
+        return "Scheduled to send now." if at is None else "Scheduled."
+    handlers = {"pause": ops.pause, "resume": ops.resume, "cancel": ops.cancel}
+    if action not in handlers:
+        raise HTTPException(404, "There is no such action.")
+    handlers[action](session, campaign, by=user.name, settings=settings)
+    return {"pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}[action]
+
+
+def _parse_local(text: str, settings) -> datetime:
+    """A ``datetime-local`` value in the office's zone, as aware UTC. Raises InvalidInput."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput("give the date and time to send") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings.zone)
+    return moment
+
+
+@router.get("/campaigns/{campaign_id}/report", response_class=HTMLResponse)
+def campaign_report(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        campaign = _campaign(session, campaign_id)
+        status = ops.status(session, campaign, request.app.state.settings)
+    return render(request, "admin/report.html", {"c": campaign, "status": status})
+
+
+@router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
+def campaign_report_frame(campaign_id: int, request: Request,
+                          user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        campaign = _campaign(session, campaign_id)
+        html = ops.report_html(session, campaign, request.app.state.settings)
+    return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
+
+
+# --- subscribers ----------------------------------------------------------------------------
+
+@router.get("/subscribers", response_class=HTMLResponse)
+def subscribers(request: Request, q: str = "", page: int = 1,
+                user: User = Depends(_user)) -> Response:
+    page = max(1, page)
+    stmt = select(Subscriber).order_by(Subscriber.id.desc())
+    if q.strip():
+        like = f"%{_escape_like(q.strip().lower())}%"
+        stmt = stmt.where(or_(func.lower(Subscriber.email).like(like, escape="\\"),
+                              func.lower(Subscriber.name).like(like, escape="\\"),
+                              Subscriber.zip.like(like, escape="\\")))
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)))
+    return render(request, "admin/subscribers.html", {
+        "rows": rows[:PAGE_SIZE], "q": q, "page": page, "has_more": len(rows) > PAGE_SIZE})
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
+def subscriber_detail(subscriber_id: int, request: Request,
+                      user: User = Depends(_user)) -> Response:
+    from subscribers.service import topic_slugs
+
+    with request.app.state.db.session() as session:
+        person = session.get(Subscriber, subscriber_id)
+        if person is None:
+            raise HTTPException(404, "There is no such subscriber.")
+        history = list(session.scalars(select(StatusChange)
+                                       .where(StatusChange.subscriber_id == person.id)
+                                       .order_by(StatusChange.at, StatusChange.id)))
+        deliveries = session.execute(
+            select(Delivery, Campaign.subject).join(Campaign, Campaign.id == Delivery.campaign_id)
+            .where(Delivery.subscriber_id == person.id).order_by(Delivery.id.desc()).limit(100)
+        ).all()
+        topics = topic_slugs(session, person)
+    return render(request, "admin/subscriber.html", {
+        "s": person, "history": history, "deliveries": deliveries, "topics": topics})
+
+
+# --- releases and feeds ---------------------------------------------------------------------
+
+@router.get("/releases", response_class=HTMLResponse)
+def releases(request: Request, user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(select(Release).order_by(Release.id.desc()).limit(200)))
+    return render(request, "admin/releases.html", {"rows": rows})
+
+
+@router.get("/feeds", response_class=HTMLResponse)
+def feeds(request: Request, user: User = Depends(_user)) -> Response:
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(select(Feed).order_by(Feed.id)))
+    return render(request, "admin/feeds.html", {"rows": rows, "now": utcnow()})
+
+
+@router.post("/feeds")
+async def feed_add(request: Request, user: User = Depends(_user)) -> Response:
+    form = await _form(request)
+    require_role(user, "approver")
+    url = str(form.get("url") or "").strip()
+    if not url.startswith(("http://", "https://")):
+        raise InvalidInput("a feed address starts with http:// or https://")
+    add_feed = ops._capability("mailer.ingest.feeds", "add_feed")
+    with request.app.state.db.session() as session:
+        add_feed(session, url, auto=form.get("auto") == "1")
+    flash(request, "Feed added; it is polled on the next round.", "success")
+    return _back("/admin/feeds")

@@ -1,0 +1,228 @@
+"""The JSON API under /api, for the office's own scripts. Every call needs
+``Authorization: Bearer <token>`` (made with ``mailer tokens create``); without one the answer
+is 401. Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422.
+
+The shapes match the CLI's ``--json`` output (see CONTRACT.md), so a script can move between
+the two.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import func, or_, select
+
+from mailer.campaigns.models import Campaign
+from mailer.campaigns.service import campaign_to_dict, get_campaign
+from mailer.errors import InvalidInput, NotFound
+from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.web import operations as ops
+from mailer.web.auth import Caller, api_user, require_role
+from subscribers.models import Subscriber
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `mailer tokens create`")
+
+
+def caller(request: Request,
+           _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
+    """The authenticated caller (401 otherwise); ``_credentials`` documents the scheme."""
+    return api_user(request)
+
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
+
+
+# --- releases -------------------------------------------------------------------------------
+
+def release_to_dict(session, release: Release) -> dict[str, Any]:
+    """The contract's release object."""
+    slugs = list(session.scalars(
+        select(Topic.slug).join(ReleaseTopic, ReleaseTopic.topic_id == Topic.id)
+        .where(ReleaseTopic.release_id == release.id, ReleaseTopic.origin != "removed")
+        .order_by(Topic.slug)))
+    return {"id": release.id, "title": release.title, "subtitle": release.subtitle,
+            "date": release.date.isoformat() if release.date else None,
+            "dateline": release.dateline, "body": release.body, "topics": slugs,
+            "source": release.source, "link": release.link}
+
+
+@router.get("/releases", summary="List releases, newest first")
+def list_releases(request: Request, limit: int = Query(50, ge=1, le=500),
+                  offset: int = Query(0, ge=0)) -> list[dict]:
+    with request.app.state.db.session() as session:
+        rows = session.scalars(select(Release).order_by(Release.id.desc())
+                               .limit(limit).offset(offset))
+        return [release_to_dict(session, r) for r in rows]
+
+
+@router.get("/releases/{release_id}", summary="One release")
+def show_release(release_id: int, request: Request) -> dict:
+    with request.app.state.db.session() as session:
+        release = session.get(Release, release_id)
+        if release is None:
+            raise NotFound(f"no release with id {release_id}")
+        return release_to_dict(session, release)
+
+
+# --- campaigns ------------------------------------------------------------------------------
+
+class CampaignIn(BaseModel):
+    release_id: int
+    segment: str | None = Field(None, description="a saved segment's name")
+    query: str | None = Field(None, description="an audience query (instead of a segment)")
+    subject: str | None = None
+    template: str = "press_release"
+
+
+class ScheduleIn(BaseModel):
+    at: datetime | None = Field(None, description="ISO 8601; without an offset it is read "
+                                "in the office's time zone")
+    now: bool = False
+
+
+@router.get("/campaigns", summary="List campaigns, newest first")
+def list_campaigns(request: Request, status: str | None = None,
+                   limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                   ) -> list[dict]:
+    stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit).offset(offset)
+    if status:
+        stmt = stmt.where(Campaign.status == status)
+    with request.app.state.db.session() as session:
+        return [campaign_to_dict(c) for c in session.scalars(stmt)]
+
+
+@router.post("/campaigns", status_code=201, summary="Create a draft campaign")
+def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(caller)) -> dict:
+    with request.app.state.db.session() as session:
+        campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
+                              query=body.query, subject=body.subject, template=body.template,
+                              by=who.name)
+        return campaign_to_dict(campaign)
+
+
+@router.get("/campaigns/{campaign_id}", summary="One campaign")
+def show_campaign(campaign_id: int, request: Request) -> dict:
+    with request.app.state.db.session() as session:
+        return campaign_to_dict(get_campaign(session, campaign_id))
+
+
+@router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")
+def campaign_status(campaign_id: int, request: Request) -> dict:
+    with request.app.state.db.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        return ops.status(session, campaign, request.app.state.settings)
+
+
+@router.post("/campaigns/{campaign_id}/approve",
+             summary="Approve (refused to the campaign's author)")
+def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+    require_role(who, "approver")
+    with request.app.state.db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        ops.approve(session, campaign, by=who.name, settings=request.app.state.settings)
+        return campaign_to_dict(campaign)
+
+
+@router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
+def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
+                      who: Caller = Depends(caller)) -> dict:
+    require_role(who, "approver")
+    settings = request.app.state.settings
+    if body.now == (body.at is not None):
+        raise InvalidInput("give exactly one of at or now")
+    at = body.at
+    if at is not None and at.tzinfo is None:
+        at = at.replace(tzinfo=settings.zone)
+    with request.app.state.db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        ops.schedule(session, campaign, at=at, by=who.name, settings=settings)
+        return campaign_to_dict(campaign)
+
+
+def _lifecycle(action: str):
+    def endpoint(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+        require_role(who, "approver")
+        with request.app.state.db.session() as session:
+            campaign = get_campaign(session, campaign_id, for_update=True)
+            getattr(ops, action)(session, campaign, by=who.name,
+                                 settings=request.app.state.settings)
+            return campaign_to_dict(campaign)
+    endpoint.__name__ = f"{action}_campaign"
+    return endpoint
+
+
+for _action in ("pause", "resume", "cancel"):
+    router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
+                         methods=["POST"], summary=f"{_action.capitalize()} a campaign")
+
+
+# --- subscribers ----------------------------------------------------------------------------
+
+class SubscriberIn(BaseModel):
+    email: str
+    name: str | None = None
+    zip: str | None = None
+    topics: list[str] = []
+    frequency: str = "immediate"
+    double_opt_in: bool = Field(True, description="pending until they confirm by email")
+
+
+@router.get("/subscribers", summary="Search subscribers")
+def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
+                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                     ) -> list[dict]:
+    from subscribers.service import subscriber_to_dict
+
+    stmt = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)
+    if q:
+        like = "%" + q.strip().lower().replace("\\", "\\\\").replace("%", "\\%") \
+            .replace("_", "\\_") + "%"
+        stmt = stmt.where(or_(func.lower(Subscriber.email).like(like, escape="\\"),
+                              func.lower(Subscriber.name).like(like, escape="\\")))
+    if status:
+        stmt = stmt.where(Subscriber.status == status)
+    with request.app.state.db.session() as session:
+        return [subscriber_to_dict(session, s) for s in session.scalars(stmt)]
+
+
+@router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
+def show_subscriber(email_or_id: str, request: Request) -> dict:
+    from subscribers.service import get_by_email, subscriber_to_dict
+
+    with request.app.state.db.session() as session:
+        if email_or_id.isdigit():
+            found = session.get(Subscriber, int(email_or_id))
+            if found is None:
+                raise NotFound(f"no subscriber with id {email_or_id}")
+        else:
+            found = get_by_email(session, email_or_id)
+        return subscriber_to_dict(session, found, history=True)
+
+
+@router.post("/subscribers", status_code=201, summary="Add a subscriber")
+def add_subscriber(body: SubscriberIn, request: Request, who: Caller = Depends(caller)) -> dict:
+    """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
+    pending and is sent the confirmation email; without it the caller vouches for consent."""
+    from mailer.web import constituents
+    from subscribers.models import ACTIVE, PENDING
+    from subscribers.service import add_subscriber as add
+    from subscribers.service import subscriber_to_dict
+
+    with request.app.state.db.session() as session:
+        subscriber, created = add(
+            session, email=body.email, name=body.name, zip=body.zip, topics=body.topics,
+            frequency=body.frequency, status=PENDING if body.double_opt_in else ACTIVE,
+            consent_source=f"api ({who.name})")
+        data = subscriber_to_dict(session, subscriber)
+        mail = None
+        if created and subscriber.status == PENDING:
+            from mailer.web.public import Links
+
+            mail = constituents.confirmation_mail(session, subscriber, Links(request))
+    if mail is not None:
+        constituents.send_mail(mail, request.app.state.settings, request.app.state.signer)
+    return data

@@ -1,0 +1,84 @@
+// The dashboard's small helpers: live campaign progress, live audience count, preview width.
+// Loaded as a file (the CSP allows no inline script); every feature is optional enhancement.
+(function () {
+  "use strict";
+
+  var ACTIVE = ["scheduled", "sending", "paused", "approved"];
+  var POLL_MS = 3000;
+
+  function pollProgress() {
+    var holder = document.querySelector("[data-progress-url]");
+    if (!holder) return;
+    var url = holder.getAttribute("data-progress-url");
+    var rows = Array.prototype.slice.call(document.querySelectorAll("[data-campaign-id]"));
+    var ids = rows.filter(function (row) {
+      return ACTIVE.indexOf(row.getAttribute("data-status")) !== -1;
+    }).map(function (row) { return row.getAttribute("data-campaign-id"); });
+    if (!ids.length) return;
+    fetch(url + "?ids=" + encodeURIComponent(ids.join(",")), {credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (data) {
+        if (!data) return;
+        data.campaigns.forEach(function (c) {
+          var row = document.querySelector('[data-campaign-id="' + c.id + '"]');
+          if (!row) return;
+          row.setAttribute("data-status", c.status);
+          var status = row.querySelector('[data-field="status"]');
+          if (status) { status.textContent = c.status; status.className = "status status-" + c.status; }
+          var bar = row.querySelector('[data-field="bar"]');
+          if (bar) bar.value = c.percent;
+          var text = row.querySelector('[data-field="text"]');
+          if (text) text.textContent = c.done + " / " + c.recipients;
+        });
+      })
+      .catch(function () { /* a missed poll is retried on the next tick */ })
+      .then(function () { setTimeout(pollProgress, POLL_MS); });
+  }
+
+  function audienceCount() {
+    var query = document.getElementById("query");
+    var segment = document.getElementById("segment");
+    var out = document.getElementById("audience-count");
+    if (!query || !out) return;
+    var url = query.getAttribute("data-count-url");
+    var timer = null;
+    var countEl = out.querySelector('[data-field="count"]');
+    var errorEl = out.querySelector('[data-field="count-error"]');
+    function refresh() {
+      var params = segment && segment.value ? "segment=" + encodeURIComponent(segment.value)
+                                            : "query=" + encodeURIComponent(query.value);
+      fetch(url + "?" + params, {credentials: "same-origin"})
+        .then(function (r) { return r.json(); })
+        .then(function (data) {
+          countEl.textContent = data.count === null || data.count === undefined ? "–" : data.count.toLocaleString();
+          errorEl.textContent = data.error || "";
+        })
+        .catch(function () { errorEl.textContent = "Could not count right now."; });
+    }
+    function later() { clearTimeout(timer); timer = setTimeout(refresh, 350); }
+    query.addEventListener("input", later);
+    if (segment) segment.addEventListener("change", refresh);
+    refresh();
+  }
+
+  function previewWidth() {
+    var frame = document.getElementById("preview");
+    if (!frame) return;
+    var buttons = document.querySelectorAll("[data-preview-width]");
+    Array.prototype.forEach.call(buttons, function (button) {
+      button.addEventListener("click", function () {
+        var mobile = button.getAttribute("data-preview-width") === "mobile";
+        frame.classList.toggle("mobile", mobile);
+        Array.prototype.forEach.call(buttons, function (b) {
+          b.setAttribute("aria-pressed", b === button ? "true" : "false");
+        });
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    setTimeout(pollProgress, POLL_MS);
+    audienceCount();
+    previewWidth();
+  });
+})();
