@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailer.storage.base import Base, UTCDateTime, utcnow
+from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 
 
 class CampaignStatus:
@@ -77,6 +77,8 @@ class Campaign(Base):
     blackout_override_reason: Mapped[str | None] = mapped_column(Text)
     #: Number of delivery rows drawn when sending started (None before).
     recipients: Mapped[int | None] = mapped_column(Integer)
+    #: A digest campaign's releases, in the order the email lists them (None otherwise).
+    digest_release_ids: Mapped[list | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -21,7 +21,10 @@ class Digest(Base):
     template: Mapped[str] = mapped_column(String(100), default="digest")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str | None] = mapped_column(String(100))
+    #: The end of the window the last run covered: the next run sends releases created after.
     last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: What the last run did, or why it was refused (shown by ``digests list``).
+    last_result: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:25:04.698818
+Create Date: 2026-11-22 10:26:41.991423
 """
 from alembic import op
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('created_by', sa.String(length=100), nullable=True),
     sa.Column('last_run_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_result', sa.Text(), nullable=True),
     sa.Column('created_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_digests')),
     sa.UniqueConstraint('name', name=op.f('uq_digests_name'))
@@ -82,6 +83,7 @@ def upgrade() -> None:
     sa.Column('consent_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('consent_ip', sa.String(length=64), nullable=True),
     sa.Column('confirmed_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('confirm_sent_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_digest_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
@@ -198,6 +200,7 @@ def upgrade() -> None:
     sa.Column('blackout_override_by', sa.String(length=100), nullable=True),
     sa.Column('blackout_override_reason', sa.Text(), nullable=True),
     sa.Column('recipients', sa.Integer(), nullable=True),
+    sa.Column('digest_release_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), 'postgresql'), nullable=True),
     sa.Column('created_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['digest_id'], ['digests.id'], name=op.f('fk_campaigns_digest_id_digests'), ondelete='SET NULL'),
