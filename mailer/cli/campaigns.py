@@ -1,0 +1,220 @@
+"""``mailer campaigns create|list|show|edit|approve|schedule|pause|resume|cancel``.
+
+(``send``, ``preview``, ``test``, ``status`` and ``report`` live with delivery, render and
+tracking.) Times are typed and shown in the office's zone (MAILER_TIMEZONE) and stored in UTC.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mailer.campaigns import service
+from mailer.cli import context
+from mailer.cli.apps import campaigns_app
+from mailer.errors import InvalidInput
+from mailer.scheduling.policy import format_local
+from mailer.scheduling.times import parse_when
+from mailer.storage.base import utcnow
+
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+REASON = typer.Option(None, "--reason", help="Why (recorded in the campaign's log).")
+
+
+def default_user() -> str | None:
+    """Who is acting when --by is not given: MAILER_USER, else the login name."""
+    try:
+        return os.environ.get("MAILER_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return None
+
+
+BY = typer.Option(None, "--by", help="Who is acting (default: MAILER_USER or your login).")
+
+
+def _dict(campaign, settings) -> dict[str, Any]:
+    data = service.campaign_to_dict(campaign)
+    data["scheduled_for"] = (format_local(campaign.scheduled_at, settings)
+                             if campaign.scheduled_at else None)
+    return data
+
+
+def _print_campaign(console, data: dict[str, Any]) -> None:
+    console.print(f"campaign {data['id']}: {data['status']} — {data['subject']}")
+    if data.get("scheduled_for"):
+        console.print(f"  scheduled for {data['scheduled_for']}")
+    if data.get("approved_by"):
+        console.print(f"  approved by {data['approved_by']}")
+    if data.get("blackout_override_reason"):
+        console.print(f"  election blackout overridden by {data['blackout_override_by']}: "
+                      f"{data['blackout_override_reason']}")
+    if data.get("status_reason"):
+        console.print(f"  {data['status_reason']}")
+    for entry in data.get("log", []):
+        arrow = entry["to"] if entry["from"] == entry["to"] else f"{entry['from']} → {entry['to']}"
+        who = f" by {entry['by']}" if entry["by"] else ""
+        why = f": {entry['reason']}" if entry["reason"] else ""
+        console.print(f"  {entry['at_local']}  {arrow}{who}{why}")
+
+
+def _mutate(campaign_id: int, as_json: bool, action) -> None:
+    """Run ``action(session, campaign, settings)`` in one unit of work and print the result."""
+    settings = context.settings()
+    with context.database().session() as session:
+        campaign = service.get_campaign(session, campaign_id, for_update=True)
+        action(session, campaign, settings)
+        data = _dict(campaign, settings)
+    context.emit(data, as_json, _print_campaign)
+
+
+@campaigns_app.command("create")
+def create_command(
+    release: int = typer.Option(..., "--release", help="The release to send."),
+    segment: str | None = typer.Option(None, "--segment", help="A saved segment's name."),
+    query: str | None = typer.Option(None, "--query", help="An audience query."),
+    template: str = typer.Option("press_release", "--template"),
+    subject: str | None = typer.Option(None, "--subject", help="Default: the release title."),
+    by: str | None = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Create a draft campaign of a release for an audience."""
+    settings = context.settings()
+    with context.database().session() as session:
+        campaign = service.create_campaign(
+            session, release_id=release, segment=segment, query=query, template=template,
+            subject=subject, by=by or default_user())
+        data = _dict(campaign, settings)
+    context.emit(data, as_json, _print_campaign)
+
+
+@campaigns_app.command("list")
+def list_command(
+    status: str | None = typer.Option(None, "--status", help="Only campaigns in this state."),
+    as_json: bool = JSON,
+) -> None:
+    """Campaigns, newest first."""
+    settings = context.settings()
+    with context.database().session() as session:
+        data = [_dict(c, settings) for c in service.list_campaigns(session, status=status)]
+    context.emit(data, as_json, _print_list)
+
+
+def _print_list(console, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        console.print("no campaigns")
+        return
+    table = Table("id", "status", "subject", "scheduled for", "approved by")
+    for row in rows:
+        table.add_row(str(row["id"]), row["status"], row["subject"],
+                      row["scheduled_for"] or "", row["approved_by"] or "")
+    console.print(table)
+
+
+@campaigns_app.command("show")
+def show_command(campaign_id: int = typer.Argument(..., metavar="ID"),
+                 as_json: bool = JSON) -> None:
+    """One campaign with its history (every state change: who, when, why)."""
+    settings = context.settings()
+    with context.database().session() as session:
+        campaign = service.get_campaign(session, campaign_id)
+        data = _dict(campaign, settings)
+        data["log"] = [
+            {**service.log_to_dict(e), "at_local": format_local(e.at, settings)}
+            for e in service.campaign_log(session, campaign_id)
+        ]
+    context.emit(data, as_json, _print_campaign)
+
+
+@campaigns_app.command("edit")
+def edit_command(
+    campaign_id: int = typer.Argument(..., metavar="ID"),
+    subject: str | None = typer.Option(None, "--subject"),
+    query: str | None = typer.Option(None, "--query"),
+    segment: str | None = typer.Option(None, "--segment"),
+    template: str | None = typer.Option(None, "--template"),
+    by: str | None = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Change a campaign; an approved or scheduled one goes back to draft."""
+    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.update_campaign(
+        session, campaign, by=by or default_user(), subject=subject, query=query,
+        segment=segment, template=template))
+
+
+@campaigns_app.command("approve")
+def approve_command(
+    campaign_id: int = typer.Argument(..., metavar="ID"),
+    by: str = typer.Option(..., "--by", help="The approver (not the author)."),
+    as_json: bool = JSON,
+) -> None:
+    """Approve a draft (runs the template check; the author cannot approve)."""
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: service.approve_campaign(
+        session, campaign, by=by, settings=settings))
+
+
+@campaigns_app.command("schedule")
+def schedule_command(
+    campaign_id: int = typer.Argument(..., metavar="ID"),
+    at: str | None = typer.Option(
+        None, "--at", help="ISO 8601; without an offset it is office time (MAILER_TIMEZONE)."),
+    now: bool = typer.Option(False, "--now", help="Start at once."),
+    override_blackout: bool = typer.Option(
+        False, "--override-blackout", help="Send despite the election blackout (needs --reason)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why the blackout is overridden."),
+    by: str | None = BY,
+    as_json: bool = JSON,
+) -> None:
+    """Schedule an approved campaign (quiet hours and the election blackout are checked)."""
+    if (at is None) == (not now):
+        raise InvalidInput("give exactly one of --at or --now")
+    settings = context.settings()
+    when = utcnow() if now else parse_when(at, settings)
+
+    def action(session, campaign, settings):
+        service.schedule_campaign(session, campaign, at=when, settings=settings,
+                                  by=by or default_user(), override_blackout=override_blackout,
+                                  reason=reason)
+
+    if not now:
+        _mutate(campaign_id, as_json, action)
+        return
+    db = context.database()
+    with db.session() as session:
+        action(session, service.get_campaign(session, campaign_id, for_update=True), settings)
+    from mailer.scheduling.scheduler import start_scheduled_campaign
+
+    start_scheduled_campaign(db, settings, campaign_id)
+    with db.session() as session:
+        data = _dict(service.get_campaign(session, campaign_id), settings)
+    context.emit(data, as_json, _print_campaign)
+
+
+@campaigns_app.command("pause")
+def pause_command(campaign_id: int = typer.Argument(..., metavar="ID"),
+                  reason: str | None = REASON, by: str | None = BY,
+                  as_json: bool = JSON) -> None:
+    """Pause a send (senders stop within one batch)."""
+    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.pause_campaign(
+        session, campaign, by=by or default_user(), reason=reason))
+
+
+@campaigns_app.command("resume")
+def resume_command(campaign_id: int = typer.Argument(..., metavar="ID"),
+                   reason: str | None = REASON, by: str | None = BY,
+                   as_json: bool = JSON) -> None:
+    """Resume a paused send (workers pick it up again)."""
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: service.resume_campaign(
+        session, campaign, settings=settings, by=by or default_user(), reason=reason))
+
+
+@campaigns_app.command("cancel")
+def cancel_command(campaign_id: int = typer.Argument(..., metavar="ID"),
+                   reason: str | None = REASON, by: str | None = BY,
+                   as_json: bool = JSON) -> None:
+    """Cancel a campaign that has not finished; a scheduled one will not go out."""
+    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.cancel_campaign(
+        session, campaign, by=by or default_user(), reason=reason))
