@@ -113,6 +113,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "clean_time": ("clean time", "cleaned at"),
     "attributes": ("attributes", "attribs"),
 }
+_FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")
 _LOOKUP = {alias: key for key, aliases in _ALIASES.items() for alias in aliases}
 
 
@@ -141,7 +142,11 @@ class HeaderMap:
         index = self.columns.get(key)
         if index is None or index >= len(fields):  # short rows simply lack the last fields
             return ""
-        return fields[index].strip()
+        text = fields[index].strip()
+        # Undo the quote ``subscribers.export`` puts before formula-like cells (round trip).
+        if text[:1] == "'" and text[1:2] in _FORMULA_STARTS:
+            return text[1:].strip()
+        return text
 
 
 # --- values ----------------------------------------------------------------------------------

@@ -187,8 +187,8 @@ def _create(session, address, details, frequency, status, source, ip, at) -> Sub
                             consent_at=at or utcnow(), **details)
     session.add(subscriber)
     session.flush()
-    session.add(StatusChange(subscriber_id=subscriber.id, old_status=None, new_status=status,
-                             cause=f"added ({source})"))
+    # Joining is recorded by the consent fields (source, time, IP); StatusChange rows record
+    # every change after that (``status_history`` shows both).
     return subscriber
 
 
@@ -284,9 +284,13 @@ def subscriber_to_dict(session: Session, subscriber: Subscriber, *, history: boo
         "created_at": iso(subscriber.created_at), "updated_at": iso(subscriber.updated_at),
     }
     if history:
-        data["history"] = [
+        changes = status_history(session, subscriber)
+        first = changes[0].old_status if changes else subscriber.status
+        joined = {"at": iso(subscriber.consent_at or subscriber.created_at), "from": None,
+                  "to": first, "cause": f"joined: {subscriber.consent_source or 'unknown source'}"}
+        data["history"] = [joined] + [
             {"at": iso(c.at), "from": c.old_status, "to": c.new_status, "cause": c.cause}
-            for c in status_history(session, subscriber)
+            for c in changes
         ]
     return data
 

@@ -1,0 +1,288 @@
+"""``mailer subscribers …`` and ``mailer segments …``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from mailer.cli import context
+from mailer.cli.apps import segments_app, subscribers_app
+from mailer.errors import InvalidInput
+from subscribers import segments as seg
+from subscribers import service
+from subscribers.models import ACTIVE, PENDING, Segment
+
+JSON = typer.Option(False, "--json", help="Print one JSON document.")
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").replace(";", ",").split(",") if t.strip()]
+
+
+# --- subscribers -----------------------------------------------------------------------------
+
+@subscribers_app.command("import")
+def import_command(
+    file: Path = typer.Argument(..., help="CSV: a plain list, a Mailchimp or a listmonk export."),
+    topics: str = typer.Option("", "--topics", help="Comma-separated topic slugs for every row."),
+    double_opt_in: bool = typer.Option(False, "--double-opt-in",
+                                       help="New people start pending and get a confirmation."),
+    as_json: bool = JSON,
+) -> None:
+    """Import subscribers. Idempotent; never re-activates anyone who unsubscribed."""
+    from subscribers.importer import import_subscribers
+
+    db = context.database()
+    with _progress("importing") as progress:
+        report = import_subscribers(db, file, topics=_split(topics),
+                                    double_opt_in=double_opt_in, progress=progress)
+    data = report.to_dict()
+    if double_opt_in:
+        from subscribers.confirmations import send_confirmations
+
+        data["confirmations"] = send_confirmations(
+            db, context.settings(), context.signer(), created_since=report.started_at)
+    context.emit(data, as_json, _show_import)
+
+
+class _progress:
+    """A rich progress bar on stderr when attached to a terminal; otherwise nothing."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        if not context.show_progress():
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(self.label), BarColumn(), TimeRemainingColumn(),
+                            console=context.stderr(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *_exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _show_import(console, data: dict) -> None:
+    console.print(
+        f"{data['rows']} rows: {data['created']} created, {data['updated']} updated, "
+        f"{data['unchanged']} unchanged, {data['suppressed']} added to the suppression list, "
+        f"{data['skipped']} skipped ({data['error_count']} invalid, {data['duplicates']} "
+        f"duplicates, {data['kept_suppressed']} kept unsubscribed)", markup=False)
+    for error in data["errors"]:
+        console.print(f"  line {error['line']}: {error['reason']}", markup=False)
+    if data["error_count"] > len(data["errors"]):
+        console.print(f"  … and {data['error_count'] - len(data['errors'])} more", markup=False)
+    for warning in data["warnings"][:20]:
+        console.print(f"  line {warning['line']}: {warning['reason']}", markup=False)
+    for slug, n in data["unknown_topics"].items():
+        console.print(f"  unknown topic {slug!r} on {n} rows (not created; people imported "
+                      "without it)", markup=False)
+    if "confirmations" in data:
+        c = data["confirmations"]
+        console.print(f"confirmation emails: {c['sent']} sent, {c['failed']} failed", markup=False)
+
+
+@subscribers_app.command("export")
+def export_command(
+    file: Path = typer.Argument(..., help="Where to write the CSV."),
+    query: str = typer.Option(None, "--query", help="Only subscribers matching this query."),
+    as_json: bool = JSON,
+) -> None:
+    """Write subscribers to CSV (spreadsheet-safe: formula-like cells are neutralized)."""
+    from subscribers.export import export_subscribers
+
+    written = export_subscribers(context.database(), file, query=query)
+    context.emit({"file": str(file), "exported": written}, as_json,
+                 lambda c, d: c.print(f"wrote {d['exported']} subscribers to {d['file']}",
+                                      markup=False))
+
+
+@subscribers_app.command("add")
+def add_command(
+    email: str = typer.Argument(...),
+    name: str = typer.Option(None, "--name"),
+    zip_code: str = typer.Option(None, "--zip"),
+    county: str = typer.Option(None, "--county"),
+    state: str = typer.Option(None, "--state"),
+    district: str = typer.Option(None, "--district"),
+    topics: str = typer.Option("", "--topics", help="Comma-separated topic slugs."),
+    frequency: str = typer.Option("immediate", "--frequency", help="immediate, daily or weekly."),
+    pending: bool = typer.Option(False, "--pending", help="Start pending (double opt-in)."),
+    as_json: bool = JSON,
+) -> None:
+    """Add a subscriber (or update one). Never re-activates an unsubscribed address."""
+    with context.database().session() as session:
+        subscriber, created = service.add_subscriber(
+            session, email=email, name=name, zip=zip_code, county=county, state=state,
+            district=district, topics=_split(topics), frequency=frequency,
+            status=PENDING if pending else ACTIVE, consent_source="staff (mailer subscribers add)")
+        data = {**service.subscriber_to_dict(session, subscriber), "created": created}
+    context.emit(data, as_json, lambda c, d: c.print(
+        f"{'added' if d['created'] else 'updated'} {d['email']} ({d['status']})", markup=False))
+
+
+@subscribers_app.command("show")
+def show_command(email: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """One subscriber: details, topics, status, consent and the history of status changes."""
+    with context.database().session() as session:
+        data = service.subscriber_to_dict(session, service.get_by_email(session, email),
+                                          history=True)
+    context.emit(data, as_json, _show_subscriber)
+
+
+def _show_subscriber(console, d: dict) -> None:
+    for key in ("email", "name", "zip", "county", "state", "district", "frequency", "status"):
+        console.print(f"{key:>10}: {d[key] or ''}", markup=False)
+    console.print(f"{'topics':>10}: {', '.join(d['topics'])}", markup=False)
+    consent = d["consent"]
+    console.print(f"{'consent':>10}: {consent['source'] or ''} at {consent['at'] or '?'}"
+                  f"{' from ' + consent['ip'] if consent['ip'] else ''}; confirmed "
+                  f"{consent['confirmed_at'] or 'no'}", markup=False)
+    if d["suppressed"]:
+        console.print(f"{'':>10}  on the suppression list", markup=False)
+    for change in d.get("history", []):
+        console.print(f"  {change['at']}: {change['from']} -> {change['to']} ({change['cause']})",
+                      markup=False)
+
+
+@subscribers_app.command("unsubscribe")
+def unsubscribe_command(email: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Unsubscribe an address (at the constituent's request) and suppress it."""
+    with context.database().session() as session:
+        subscriber = service.get_by_email(session, email)
+        changed = service.unsubscribe(session, subscriber, cause="staff (mailer subscribers "
+                                                                 "unsubscribe)")
+        data = {"email": subscriber.email, "status": subscriber.status, "changed": changed}
+    context.emit(data, as_json, lambda c, d: c.print(
+        f"{d['email']} {'unsubscribed' if d['changed'] else 'was already unsubscribed'}",
+        markup=False))
+
+
+@subscribers_app.command("forget")
+def forget_command(email: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Erase a person's data; only a hash of the address stays, so no import adds them back."""
+    with context.database().session() as session:
+        subscriber = service.get_by_email(session, email)
+        service.forget(session, subscriber, cause="staff (mailer subscribers forget)")
+    context.emit({"forgotten": True, "suppressed": True}, as_json,
+                 lambda c, d: c.print("forgotten; the address stays on the suppression list "
+                                      "(as a hash)", markup=False))
+
+
+@subscribers_app.command("list")
+def list_command(
+    query: str = typer.Option(None, "--query", help="A segment query (any status)."),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    as_json: bool = JSON,
+) -> None:
+    """Subscribers (matching a query, whatever their status), oldest first."""
+    with context.database().session() as session:
+        rows = session.scalars(seg.matching_select(session, query=query).limit(limit)).all()
+        data = [{"id": s.id, "email": s.email, "name": s.name, "zip": s.zip,
+                 "county": s.county, "state": s.state, "status": s.status,
+                 "frequency": s.frequency} for s in rows]
+    context.emit(data, as_json, _show_list)
+
+
+def _show_list(console, rows: list[dict]) -> None:
+    table = Table("id", "email", "name", "zip", "county", "status")
+    for r in rows:
+        table.add_row(str(r["id"]), r["email"], r["name"] or "", r["zip"] or "",
+                      r["county"] or "", r["status"])
+    console.print(table)
+
+
+@subscribers_app.command("send-confirmations")
+def send_confirmations_command(as_json: bool = JSON) -> None:
+    """Send the confirmation email to pending subscribers who have not had one yet."""
+    from subscribers.confirmations import send_confirmations
+
+    data = send_confirmations(context.database(), context.settings(), context.signer())
+    context.emit(data, as_json, lambda c, d: c.print(
+        f"confirmation emails: {d['sent']} sent, {d['failed']} failed", markup=False))
+
+
+# --- segments --------------------------------------------------------------------------------
+
+@segments_app.command("create")
+def segment_create(
+    name: str = typer.Argument(...),
+    query: str = typer.Option(..., "--query", help='e.g. topic = "human-trafficking"'),
+    as_json: bool = JSON,
+) -> None:
+    """Save a query under a name; it is evaluated afresh each time it is used."""
+    with context.database().session() as session:
+        _warn_unknown_topics(session, query)
+        segment = seg.create_segment(session, name, query)
+        data = seg.segment_to_dict(segment, seg.count(session, segment=segment.id))
+    context.emit(data, as_json, lambda c, d: c.print(
+        f"segment {d['name']!r} saved ({d['count']} subscribers now)", markup=False))
+
+
+@segments_app.command("count")
+def segment_count(
+    name: str = typer.Argument(None, help="A saved segment."),
+    query: str = typer.Option(None, "--query", help="A query instead of a saved segment."),
+    every_status: bool = typer.Option(False, "--all",
+                                      help="Count every match, not only who a send reaches."),
+    as_json: bool = JSON,
+) -> None:
+    """How many active, unsuppressed subscribers a send to this segment or query reaches."""
+    if (name is None) == (query is None):
+        raise InvalidInput("give a segment NAME or --query, not both")
+    with context.database().session() as session:
+        if query is not None:
+            _warn_unknown_topics(session, query)
+        n = seg.count(session, query=query, segment=name, audience=not every_status)
+    context.emit({"count": n}, as_json, lambda c, d: c.print(str(d["count"])))
+
+
+@segments_app.command("list")
+def segment_list(
+    counts: bool = typer.Option(False, "--counts", help="Also count each segment's audience."),
+    as_json: bool = JSON,
+) -> None:
+    """Saved segments."""
+    with context.database().session() as session:
+        segments = session.scalars(select(Segment).order_by(Segment.name)).all()
+        data = [seg.segment_to_dict(s, seg.count(session, segment=s.id) if counts else None)
+                for s in segments]
+    context.emit(data, as_json, _show_segments)
+
+
+def _show_segments(console, rows: list[dict]) -> None:
+    table = Table("name", "query", *(["count"] if rows and "count" in rows[0] else []))
+    for r in rows:
+        table.add_row(r["name"], r["query"], *([str(r["count"])] if "count" in r else []))
+    console.print(table)
+
+
+@segments_app.command("delete")
+def segment_delete(name: str = typer.Argument(...), as_json: bool = JSON) -> None:
+    """Delete a saved segment (refused while a campaign uses it)."""
+    try:
+        with context.database().session() as session:
+            session.delete(seg.get_segment(session, name))
+            session.flush()
+    except IntegrityError:
+        raise InvalidInput(f"segment {name!r} is used by a campaign; it cannot be deleted") from None
+    context.emit({"deleted": name}, as_json, lambda c, d: c.print(f"deleted {d['deleted']!r}",
+                                                                 markup=False))
+
+
+def _warn_unknown_topics(session, query: str) -> None:
+    for slug in seg.unknown_topics(session, query):
+        context.stderr().print(f"warning: no topic {slug!r} exists; it matches nobody",
+                               markup=False)
