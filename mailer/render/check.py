@@ -22,7 +22,6 @@ from jinja2 import TemplateSyntaxError, meta, nodes
 from mailer.render.compile import base_context, render_html, render_text
 from mailer.render.context import digest_context, links_context, release_context
 from mailer.render.environment import (
-    CAMPAIGN_TEMPLATES,
     PARTS,
     REQUIRED_TEMPLATES,
     SYSTEM_TEMPLATES,
@@ -39,7 +38,8 @@ _UNDEFINED = re.compile(r"^'([^']+)' is undefined")
 _NO_ATTRIBUTE = re.compile(r"has no attribute '([^']+)'")
 _FORBIDDEN_HTML = [
     (re.compile(r"<script\b", re.I), "contains a <script> (mail clients block scripts)"),
-    (re.compile(r"<link\b[^>]*stylesheet", re.I), "links an external stylesheet"),
+    (re.compile(r"<link\b[^>]*stylesheet", re.I),
+     "links an external stylesheet (mail clients ignore it: put the CSS in <style>)"),
     (re.compile(r"@import\b", re.I), "imports external CSS"),
     (re.compile(r"<(form|iframe|object|embed)\b", re.I), "contains a <{0}>"),
     (re.compile(r"""(href|src)\s*=\s*["']?\s*javascript:""", re.I), "uses a javascript: URL"),
@@ -150,16 +150,37 @@ def _static_problems(settings: Settings, filename: str, known: set[str]) -> list
         tree = env.parse(source, filename)
     except TemplateSyntaxError as exc:
         return [Problem(filename, exc.lineno, f"syntax error: {exc.message}")]
-    problems = []
+    problems = _source_problems(filename, source) if filename.endswith(".html") else []
     allowed = known | set(env.globals)
     for name in sorted(meta.find_undeclared_variables(tree) - allowed):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), None)
         problems.append(Problem(filename, line, f"undefined variable '{name}'"))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        key = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
-        if isinstance(key, str) and key.startswith("_"):
-            problems.append(Problem(filename, node.lineno, f"unsafe access to '{key}'"))
+        # Report the first private name of a chain (``__class__`` in ``''.__class__.__mro__``).
+        if _private_key(node) and not _private_key(node.node):
+            problems.append(Problem(filename, node.lineno,
+                                    f"unsafe access to '{_private_key(node)}'"))
     return problems
+
+
+def _source_problems(filename: str, source: str) -> list[Problem]:
+    """Forbidden HTML written in the template itself, with its line."""
+    problems = []
+    for number, line in enumerate(source.splitlines(), 1):
+        for message in lint_html(line, whole_document=False):
+            problems.append(Problem(filename, number, message))
+    return problems
+
+
+def _private_key(node: nodes.Node) -> str | None:
+    """The attribute or constant key ``node`` reads when it starts with ``_`` (off limits)."""
+    if isinstance(node, nodes.Getattr):
+        key = node.attr
+    elif isinstance(node, nodes.Getitem):
+        key = getattr(node.arg, "value", None)
+    else:
+        return None
+    return key if isinstance(key, str) and key.startswith("_") else None
 
 
 def _render_problems(name: str, settings: Settings, context: dict[str, Any], kind: str
@@ -180,14 +201,14 @@ def _render_problems(name: str, settings: Settings, context: dict[str, Any], kin
     return problems
 
 
-def lint_html(html: str) -> list[str]:
-    """What an email's HTML must never contain."""
+def lint_html(html: str, whole_document: bool = True) -> list[str]:
+    """What an email's HTML must never contain (and, for a whole document, must contain)."""
     found = []
     for pattern, message in _FORBIDDEN_HTML:
         match = pattern.search(html)
         if match:
             found.append(message.format(*(match.groups() or ("",))))
-    if not re.search(r"<meta[^>]+name=[\"']?viewport", html, re.I):
+    if whole_document and not re.search(r"<meta[^>]+name=[\"']?viewport", html, re.I):
         found.append("has no viewport <meta> (phones will zoom out)")
     for img in _IMG.findall(html):
         if not _ALT.search(img):

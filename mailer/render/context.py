@@ -86,6 +86,7 @@ def release_context(release: Any, settings: Settings, *, link: str | None = None
         "date": when.isoformat() if when else "",
         "date_display": format_date(when),
         "dateline": dateline,
+        "dateline_title": title_case_place(dateline),
         "paragraphs": [{"text": p, "quote": is_quote(p)} for p in paragraphs],
         # Only when there is no plain body: sanitized again here because it is printed raw.
         "body_html": Markup(nh3.clean(defuse(body_html))) if body_html and not paragraphs
@@ -105,6 +106,19 @@ def digest_context(releases: Iterable[Any], settings: Settings, web_url: str
         items.append(release_context(release, settings, link=getattr(release, "link", None)
                                      or anchor))
     return items
+
+
+def title_case_place(place: str) -> str:
+    """``FARGO, N.D.`` -> ``Fargo, N.D.`` (set in small caps, it reads like a newspaper's);
+    abbreviations with periods keep their capitals."""
+    words = place.split(" ")
+    out = []
+    for index, word in enumerate(words):
+        bare = word.rstrip(".,")
+        is_state_code = index == len(words) - 1 and len(bare) == 2 and bare.isupper()
+        keep = "." in bare or is_state_code
+        out.append(word if keep else word[:1].upper() + word[1:].lower())
+    return " ".join(out)
 
 
 def summarize(paragraphs: Sequence[str], limit: int = SUMMARY_CHARS) -> str:

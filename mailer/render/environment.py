@@ -21,7 +21,8 @@ from jinja2 import (
     UndefinedError,
     select_autoescape,
 )
-from jinja2.exceptions import SecurityError, TemplateError as JinjaTemplateError
+from jinja2.exceptions import SecurityError
+from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer.errors import TemplateError
@@ -29,8 +30,9 @@ from mailer.settings import Settings
 
 #: Campaign and system templates the product uses; each has ``.html`` and ``.txt``.
 CAMPAIGN_TEMPLATES = ("press_release", "digest")
-SYSTEM_TEMPLATES = ("confirm_subscription", "welcome")
-REQUIRED_TEMPLATES = CAMPAIGN_TEMPLATES + SYSTEM_TEMPLATES
+SYSTEM_TEMPLATES = ("confirm_subscription", "welcome", "already_subscribed")
+#: ``already_subscribed`` is optional: the sign-up flow falls back to ``welcome``.
+REQUIRED_TEMPLATES = CAMPAIGN_TEMPLATES + ("confirm_subscription", "welcome")
 PARTS = ("html", "txt")
 
 

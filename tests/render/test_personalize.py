@@ -1,0 +1,105 @@
+"""Per-recipient values: placeholders, escaping, tokens and one-pass substitution."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mailer.render import Personalizer, compile_system_message, personalize, substitute
+from mailer.render.placeholders import ALL_KEYS, PLACEHOLDER_RE, defuse
+from mailer.tokens import InvalidToken, TokenSigner
+from mailer.transports.base import CompiledMessage
+
+SCRIPT = "<script>alert(1)</script>"
+
+
+def _message(html: str, text: str, subject: str = "Hello") -> CompiledMessage:
+    return CompiledMessage(subject=subject, html=html, text=text, from_email="a@b.gov",
+                           from_name="Office", headers={"List-Unsubscribe-Post":
+                                                        "List-Unsubscribe=One-Click"})
+
+
+def test_recipient_links_carry_tokens_that_verify(settings):
+    signer = TokenSigner("test-secret-key")
+    recipient = Personalizer(settings, signer, 7).recipient(
+        email="jane@example.com", name="Jane", subscriber_id=42, delivery_id=9)
+    unsub = recipient.substitutions["-unsub_t-"]
+    prefs = recipient.substitutions["-prefs_t-"]
+    assert unsub.startswith("https://news.senator.example.gov/unsubscribe/")
+    assert prefs.startswith("https://news.senator.example.gov/preferences/")
+    assert signer.read(unsub.rsplit("/", 1)[1], "unsubscribe") == 42
+    assert signer.read(prefs.rsplit("/", 1)[1], "preferences") == 42
+    # A token for one purpose never works for another.
+    with pytest.raises(InvalidToken):
+        signer.read(unsub.rsplit("/", 1)[1], "preferences")
+    assert recipient.headers == {"List-Unsubscribe": f"<{unsub}>"}
+    assert recipient.delivery_id == 9 and recipient.subscriber_id == 42
+
+
+def test_values_are_escaped_for_html_and_verbatim_for_text(settings):
+    recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
+        email="o'brien+news@example.com", name=SCRIPT, subscriber_id=1)
+    subs = recipient.substitutions
+    assert subs["-name_h-"] == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert subs["-name_t-"] == SCRIPT
+    assert subs["-email_h-"] == "o&#39;brien+news@example.com"
+    assert subs["-email_t-"] == "o'brien+news@example.com"
+    # SendGrid takes string keys and values only, and keys are the short placeholders.
+    assert set(subs) == set(ALL_KEYS)
+    assert all(isinstance(v, str) for v in subs.values())
+
+
+def test_missing_name_reads_as_friend(settings):
+    recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
+        email="a@example.com", name="  ", subscriber_id=1)
+    assert recipient.substitutions["-name_t-"] == "friend"
+
+
+def test_personalize_fills_every_part_and_merges_headers(settings):
+    message = _message("<p>Hi -name_h- (-email_h-)</p><a href=\"-unsub_h-\">x</a>-name_h-",
+                       "Hi -name_t-\n-unsub_t-\n")
+    recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
+        email="j@example.com", name="Jo & Al", subscriber_id=3)
+    out = personalize(message, recipient)
+    assert out.html.startswith("<p>Hi Jo &amp; Al (j@example.com)</p><a href=\"https://")
+    assert out.html.endswith("Jo &amp; Al")
+    assert out.text.startswith("Hi Jo & Al\nhttps://news.senator.example.gov/unsubscribe/")
+    assert out.subject == "Hello"
+    assert out.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert out.headers["List-Unsubscribe"].startswith("<https://")
+    assert not PLACEHOLDER_RE.search(out.html + out.text)
+
+
+def test_substitution_is_one_pass(settings):
+    """A value that looks like a placeholder is never substituted again."""
+    message = _message("-name_h- -email_h-", "-name_t-")
+    recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
+        email="x@example.com", name="-email_h-", subscriber_id=1)
+    assert personalize(message, recipient).html == "-email_h- x@example.com"
+
+
+def test_unknown_key_is_left_visible():
+    assert substitute("a -name_h- b", {}) == "a -name_h- b"
+
+
+def test_content_cannot_smuggle_a_placeholder():
+    text = "Click -unsub_h- now"
+    defused = defuse(text)
+    assert not PLACEHOLDER_RE.search(defused)
+    assert defused == "Click \u2011unsub_h\u2011 now"
+
+
+def test_system_message_personalizes_name_and_escapes_it(settings):
+    message = compile_system_message(
+        "confirm_subscription", settings, subject="Please confirm your subscription",
+        context={"confirm_url": "https://news.senator.example.gov/confirm/abc", "topics": []})
+    recipient = Personalizer(settings, TokenSigner("k"), None).recipient(
+        email="a@example.com", name=SCRIPT, subscriber_id=5)
+    out = personalize(message, recipient)
+    assert "Dear &lt;script&gt;alert(1)&lt;/script&gt;," in out.html
+    assert SCRIPT not in out.html
+    assert f"Dear {SCRIPT}," in out.text
+    assert "https://news.senator.example.gov/confirm/abc" in out.html
+    assert message.categories == ("confirm_subscription",)
+    assert not re.search(r"-[a-z]+_[ht]-", out.html + out.text)
