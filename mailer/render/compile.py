@@ -55,6 +55,10 @@ def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
     InvalidInput (digest without releases), TemplateError (template broken or over 102 KB).
     """
     if campaign.kind == "digest":
+        if releases is None and getattr(campaign, "digest_release_ids", None):
+            from mailer.scheduling.digests import digest_releases  # the releases it keeps
+
+            releases = digest_releases(session, campaign)
         if releases is None:
             raise InvalidInput(f"campaign {campaign.id} is a digest; compile it with its "
                                "releases (compile_digest)")
