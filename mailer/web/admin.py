@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import func, or_, select
 
-from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus, Delivery
+from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
 from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.models import Feed, Release
 from mailer.storage.base import utcnow
@@ -168,10 +168,10 @@ def segment_count(request: Request, query: str = "", segment: str = "",
     return JSONResponse({"count": n})
 
 
-def _campaign(session, campaign_id: int) -> Campaign:
+def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaign:
     from mailer.campaigns.service import get_campaign
 
-    return get_campaign(session, campaign_id)
+    return get_campaign(session, campaign_id, for_update=for_update)
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
@@ -204,17 +204,20 @@ def campaign_preview(campaign_id: int, request: Request, user: User = Depends(_u
 
 @router.post("/campaigns/{campaign_id}/{action}")
 async def campaign_action(campaign_id: int, action: str, request: Request,
-                          user: User = Depends(_user)) -> Response:
+                          background: BackgroundTasks, user: User = Depends(_user)) -> Response:
     """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
     form = await _form(request)
     try:
         with request.app.state.db.session() as session:
-            campaign = _campaign(session, campaign_id)
+            campaign = _campaign(session, campaign_id, for_update=True)
             message = _act(session, campaign, action, form, user, request)
     except MailerError as exc:  # refused: nothing was changed (the session rolled back)
         flash(request, " ".join(str(exc).split()), "error")
     else:
         flash(request, message, "success")
+        if action == "schedule" and form.get("when") == "now":
+            background.add_task(ops.start_now, request.app.state.db, request.app.state.settings,
+                                campaign_id)
     return _back(f"/admin/campaigns/{campaign_id}")
 
 
@@ -233,7 +236,7 @@ def _act(session, campaign: Campaign, action: str, form, user: User, request: Re
         at = None if form.get("when") == "now" else _parse_local(str(form.get("at") or ""),
                                                                  settings)
         ops.schedule(session, campaign, at=at, by=user.name, settings=settings)
-        return "Scheduled to send now." if at is None else "Scheduled."
+        return "Sending starts now." if at is None else "Scheduled."
     handlers = {"pause": ops.pause, "resume": ops.resume, "cancel": ops.cancel}
     if action not in handlers:
         raise HTTPException(404, "There is no such action.")
@@ -303,10 +306,7 @@ def subscriber_detail(subscriber_id: int, request: Request,
         history = list(session.scalars(select(StatusChange)
                                        .where(StatusChange.subscriber_id == person.id)
                                        .order_by(StatusChange.at, StatusChange.id)))
-        deliveries = session.execute(
-            select(Delivery, Campaign.subject).join(Campaign, Campaign.id == Delivery.campaign_id)
-            .where(Delivery.subscriber_id == person.id).order_by(Delivery.id.desc()).limit(100)
-        ).all()
+        deliveries = ops.timeline(session, person.email, request.app.state.settings)
         topics = topic_slugs(session, person)
     return render(request, "admin/subscriber.html", {
         "s": person, "history": history, "deliveries": deliveries, "topics": topics})

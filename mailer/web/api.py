@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
@@ -129,7 +129,7 @@ def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(c
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
 def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
-                      who: Caller = Depends(caller)) -> dict:
+                      background: BackgroundTasks, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     settings = request.app.state.settings
     if body.now == (body.at is not None):
@@ -140,7 +140,10 @@ def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
         ops.schedule(session, campaign, at=at, by=who.name, settings=settings)
-        return campaign_to_dict(campaign)
+        data = campaign_to_dict(campaign)
+    if body.now:
+        background.add_task(ops.start_now, request.app.state.db, settings, campaign_id)
+    return data
 
 
 def _lifecycle(action: str):

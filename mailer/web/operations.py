@@ -19,6 +19,7 @@ from mailer.campaigns import service as campaigns
 from mailer.campaigns.models import Campaign, Delivery, DeliveryStatus
 from mailer.errors import InvalidInput, MailerError
 from mailer.settings import Settings
+from mailer.storage.base import utcnow
 
 #: Delivery states that mean "handed off or settled" (progress bars count these as done).
 NOT_DONE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
@@ -62,19 +63,27 @@ def progress(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def status(session: Session, campaign: Campaign, settings: Settings) -> dict[str, Any]:
-    """The contract's ``campaigns status`` document (tracking's report when installed)."""
-    try:
-        counts_fn = _capability("mailer.tracking.reports", "campaign_status")
-    except Unavailable:
-        counts = delivery_counts(session, [campaign.id])[campaign.id]
-        return {"id": campaign.id, "status": campaign.status,
-                "counts": {"recipients": sum(counts.values()), **counts}}
-    return counts_fn(session, campaign.id)
+    """The contract's ``campaigns status`` document (from tracking)."""
+    return _capability("mailer.tracking.reports", "campaign_status")(session, campaign.id)
 
 
 def report_html(session: Session, campaign: Campaign, settings: Settings) -> str:
-    """The self-contained HTML report with charts, from tracking."""
-    return _capability("mailer.tracking.reports", "report_html")(session, campaign.id, settings)
+    """The self-contained HTML report with charts (from tracking)."""
+    report = _capability("mailer.tracking.reports", "campaign_report")(
+        session, campaign.id, settings)
+    return _capability("mailer.tracking.report_html", "render_report_html")(report)
+
+
+def timeline(session: Session, email: str, settings: Settings) -> list[dict[str, Any]]:
+    """One person's deliveries with their provider events, newest first (from tracking)."""
+    from mailer.errors import NotFound
+
+    try:
+        found = _capability("mailer.tracking.reports", "person_timeline")(
+            session, email, settings)
+    except NotFound:
+        return []
+    return list(reversed(found["deliveries"]))
 
 
 def preview_html(session: Session, campaign: Campaign, settings: Settings, signer) -> str:
@@ -103,24 +112,32 @@ def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings
 
 def schedule(session: Session, campaign: Campaign, *, at: datetime | None, by: str,
              settings: Settings) -> None:
-    """Schedule at ``at`` (aware), or now when None. Raises PolicyRefusal, InvalidTransition."""
-    fn = _capability("mailer.scheduling.service", "schedule_campaign")
-    fn(session, campaign, at=at, settings=settings, by=by)
+    """Schedule at ``at`` (aware), or now when None (then call ``start_now`` after the
+    transaction commits). Raises PolicyRefusal (approval, quiet hours, blackout),
+    InvalidTransition, InvalidInput (a time in the past)."""
+    campaigns.schedule_campaign(session, campaign, at=at or utcnow(), settings=settings, by=by)
+
+
+def start_now(db, settings: Settings, campaign_id: int) -> str:
+    """Start a campaign scheduled for now without waiting for the scheduler's next tick
+    (what ``mailer campaigns schedule --now`` does). Safe beside a running scheduler: both
+    start campaigns under the scheduler's start lock, and a campaign starts only once."""
+    from mailer.scheduling.scheduler import _start_lock, start_scheduled_campaign
+
+    with _start_lock:
+        return start_scheduled_campaign(db, settings, campaign_id)
 
 
 def pause(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
-    _capability("mailer.scheduling.service", "pause_campaign")(
-        session, campaign, by=by, settings=settings)
+    campaigns.pause_campaign(session, campaign, by=by)
 
 
 def resume(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
-    _capability("mailer.scheduling.service", "resume_campaign")(
-        session, campaign, by=by, settings=settings)
+    campaigns.resume_campaign(session, campaign, settings=settings, by=by)
 
 
 def cancel(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
-    _capability("mailer.scheduling.service", "cancel_campaign")(
-        session, campaign, by=by, settings=settings)
+    campaigns.cancel_campaign(session, campaign, by=by)
 
 
 def send_test(session: Session, campaign: Campaign, *, to: list[str], settings: Settings,
@@ -134,5 +151,24 @@ def send_test(session: Session, campaign: Campaign, *, to: list[str], settings: 
         raise InvalidInput("give at least one address for the test")
     if len(addresses) > 10:
         raise InvalidInput("a test goes to at most 10 addresses")
-    send = _capability("mailer.render.test_send", "send_test")
-    return send(session, campaign, addresses, settings=settings, signer=signer)
+    return _send_test_copies(session, campaign, addresses, settings, signer)
+
+
+def _send_test_copies(session, campaign, addresses, settings, signer) -> int:
+    from mailer.cli.render import make_test_copy  # the CLI's "[TEST]" copy, shared
+    from mailer.render import Personalizer, compile_campaign
+    from mailer.transports import Batch, get_transport
+
+    message = make_test_copy(compile_campaign(session, campaign, settings))
+    personalizer = Personalizer(settings, signer, None)
+    recipients = [personalizer.recipient(email=a, name=SAMPLE_NAME, subscriber_id=None)
+                  for a in addresses]
+    transport = get_transport(settings)
+    try:
+        results = transport.send(Batch(message, recipients))
+    finally:
+        transport.close()
+    refused = [r.recipient.email for r in results if not r.accepted]
+    if refused:
+        raise InvalidInput(f"the {transport.name} transport refused {', '.join(refused)}")
+    return len(results)

@@ -62,3 +62,47 @@ def link_in(message, path: str) -> str:
     match = re.search(r"https?://[^\s<>\"]+/" + path + r"/[A-Za-z0-9_.\-]+", body_text(message))
     assert match, f"no /{path}/ link in:\n{body_text(message)}"
     return match.group(0)
+
+
+@pytest.fixture
+def release_id(db) -> int:
+    """A release shaped like the seed (headline, subtitle, dateline, quote, contact)."""
+    from datetime import date
+
+    from mailer.ingest.models import Release
+
+    with db.session() as session:
+        release = Release(
+            title="Heitkamp Bill to Combat Human Trafficking Passes Senate",
+            subtitle="Bipartisan bill would help victims of sex trafficking",
+            date=date(2014, 5, 9), dateline="FARGO, N.D.",
+            body="FARGO, N.D. – The Senate passed the bill today.\n\n"
+                 "“No child should be sold,” Heitkamp said.\n\n###",
+            contact="Press Office, 202-224-2043", source="seed", content_hash="seed-hash",
+        )
+        session.add(release)
+        session.flush()
+        return release.id
+
+
+def add_user(db, name: str, role: str, password: str = "correct horse battery") -> None:
+    from mailer.web.auth import create_user
+
+    with db.session() as session:
+        create_user(session, name, role, password)
+
+
+def login(client, name: str, password: str = "correct horse battery"):
+    page = client.get("/admin/login")
+    return client.post("/admin/login", data={
+        "csrf_token": csrf_from(page.text), "name": name, "password": password,
+        "next": "/admin/campaigns"}, follow_redirects=False)
+
+
+def add_subscriber(db, email: str, *, status: str = "active", topics=(), name=None) -> int:
+    from subscribers.service import add_subscriber as add
+
+    with db.session() as session:
+        subscriber, _ = add(session, email=email, name=name, topics=list(topics),
+                            status=status, consent_source="test")
+        return subscriber.id
