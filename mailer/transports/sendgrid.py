@@ -58,11 +58,16 @@ def build_payload(batch: Batch) -> dict[str, Any]:
     }
     if message.reply_to:
         payload["reply_to"] = {"email": message.reply_to}
-    if message.headers:
-        payload["headers"] = dict(message.headers)
+    shared = {k: v for k, v in message.headers.items() if k != ONE_CLICK[0]}
+    if shared:
+        payload["headers"] = shared
     if message.categories:
         payload["categories"] = [c[:255] for c in message.categories[:MAX_CATEGORIES]]
     return payload
+
+
+#: RFC 8058 one-click: goes with every per-recipient List-Unsubscribe header.
+ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 
 
 def _personalization(email, name, substitutions, headers, campaign, delivery_id) -> dict:
@@ -74,7 +79,8 @@ def _personalization(email, name, substitutions, headers, campaign, delivery_id)
     if substitutions:
         item["substitutions"] = substitutions
     if headers:
-        item["headers"] = headers
+        item["headers"] = {**headers, ONE_CLICK[0]: ONE_CLICK[1]} \
+            if "List-Unsubscribe" in headers else headers
     return item
 
 

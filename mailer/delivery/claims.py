@@ -1,0 +1,178 @@
+"""Leasing batches of deliveries and recording what became of them.
+
+A claim moves up to ``size`` pending rows of one campaign to ``sending`` with a fresh batch
+id, the worker's name, ``attempts + 1`` and a lease, and commits that BEFORE anything is
+handed to a transport. On PostgreSQL the candidate rows are read ``FOR UPDATE SKIP LOCKED``,
+so any number of workers on any number of machines share one campaign without waiting for or
+duplicating each other. SQLite has one writer at a time; there the UPDATE repeats the
+``status = 'pending'`` condition and RETURNING tells which rows this claim really got, so two
+processes can never both hold a row.
+
+Rows whose subscriber is no longer active (unsubscribed, bounced, complained, erased) or whose
+address was suppressed since the audience was drawn are marked ``skipped`` in the same
+transaction, so an unsubscribe takes effect from the very next batch.
+
+All statements are Core statements over id lists: no ORM object per recipient.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, case, select, update
+from sqlalchemy.orm import Session
+
+from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.storage.base import utcnow
+from subscribers.models import ACTIVE, Subscriber
+from subscribers.segments import not_suppressed
+
+TABLE = Delivery.__table__
+C = TABLE.c
+#: Statuses a hand-off result may overwrite; anything else was moved on by provider events.
+_OPEN = (DS.SENDING, DS.IN_DOUBT)
+
+
+@dataclass(slots=True)
+class Claim:
+    batch_id: str
+    campaign_id: int
+    #: (delivery id, email, subscriber id, name) in id order.
+    rows: list[tuple[int, str, int | None, str | None]]
+    skipped: int = 0
+
+    @property
+    def ids(self) -> list[int]:
+        return [row[0] for row in self.rows]
+
+
+def campaign_status(session: Session, campaign_id: int) -> str | None:
+    return session.scalar(select(Campaign.status).where(Campaign.id == campaign_id))
+
+
+def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
+                lease_seconds: float) -> Claim | None:
+    """Lease the next batch of ``campaign_id``; None when no pending row is left (or all the
+    remaining ones are leased by other workers right now). The caller commits."""
+    candidates = _candidates(session, campaign_id, size)
+    if not candidates:
+        return None
+    skipped = _skip(session, [c for c in candidates if not c.sendable])
+    wanted = {c.id: c for c in candidates if c.sendable}
+    batch_id = uuid.uuid4().hex
+    rows: list = []
+    if wanted:
+        now = utcnow()
+        got = session.execute(
+            update(TABLE)
+            .where(C.id.in_(list(wanted)), C.status == DS.PENDING)
+            .values(status=DS.SENDING, batch_id=batch_id, worker=worker,
+                    attempts=C.attempts + 1, claimed_at=now, updated_at=now,
+                    lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(C.id)
+        ).scalars().all()
+        rows = sorted((i, wanted[i].email, wanted[i].subscriber_id, wanted[i].name) for i in got)
+    return Claim(batch_id, campaign_id, rows, skipped)
+
+
+def _candidates(session: Session, campaign_id: int, size: int):
+    sendable = case((Subscriber.status == ACTIVE, case((not_suppressed(), 1), else_=0)),
+                    else_=0)
+    stmt = (
+        select(C.id, C.email, C.subscriber_id, Subscriber.name, Subscriber.status,
+               sendable.label("sendable"))
+        .select_from(TABLE.outerjoin(Subscriber.__table__, Subscriber.id == C.subscriber_id))
+        .where(C.campaign_id == campaign_id, C.status == DS.PENDING)
+        .order_by(C.id)
+        .limit(size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(of=TABLE, skip_locked=True)
+    return session.execute(stmt).all()
+
+
+def _skip(session: Session, rows) -> int:
+    if not rows:
+        return 0
+    now = utcnow()
+    params = [{"b_id": r.id, "b_error": _skip_reason(r.status)} for r in rows]
+    session.execute(
+        update(TABLE)
+        .where(C.id == bindparam("b_id"), C.status == DS.PENDING)
+        .values(status=DS.SKIPPED, last_error=bindparam("b_error"), updated_at=now),
+        params,
+    )
+    return len(rows)
+
+
+def _skip_reason(subscriber_status: str | None) -> str:
+    if subscriber_status is None:
+        return "skipped: the subscriber was erased after the audience was drawn"
+    if subscriber_status != ACTIVE:
+        return f"skipped: the subscriber is {subscriber_status} since the audience was drawn"
+    return "skipped: the address was suppressed after the audience was drawn"
+
+
+def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,
+                          now: datetime | None = None) -> None:
+    """Every row of the batch was accepted under one provider message id (the fast path)."""
+    now = now or utcnow()
+    session.execute(
+        update(TABLE).where(C.batch_id == batch_id)
+        .values(status=case((C.status.in_(_OPEN), DS.ACCEPTED), else_=C.status),
+                provider_message_id=message_id, sent_at=now, lease_until=None,
+                last_error=None, updated_at=now)
+    )
+
+
+def record_results(session: Session, batch_id: str,
+                   results: list[tuple[int, bool, str | None, str | None]]) -> None:
+    """Per-row outcomes: (delivery id, accepted, provider message id, error)."""
+    if not results:
+        return
+    now = utcnow()
+    params = [{"b_id": i, "b_status": DS.ACCEPTED if ok else DS.FAILED, "b_mid": mid,
+               "b_error": None if ok else (err or "refused"), "b_sent": now if ok else None}
+              for i, ok, mid, err in results]
+    session.execute(
+        update(TABLE)
+        .where(C.id == bindparam("b_id"), C.batch_id == batch_id)
+        .values(status=case((C.status.in_(_OPEN), bindparam("b_status")), else_=C.status),
+                provider_message_id=bindparam("b_mid"), last_error=bindparam("b_error"),
+                sent_at=bindparam("b_sent"), lease_until=None, updated_at=now),
+        params,
+    )
+
+
+def release(session: Session, batch_id: str, ids: list[int] | None, reason: str) -> None:
+    """Rows certainly NOT handed off go back to ``pending`` (all of the batch when ids is None)."""
+    stmt = update(TABLE).where(C.batch_id == batch_id, C.status == DS.SENDING)
+    if ids is not None:
+        if not ids:
+            return
+        stmt = stmt.where(C.id.in_(ids))
+    session.execute(stmt.values(status=DS.PENDING, batch_id=None, worker=None,
+                                lease_until=None, last_error=reason, updated_at=utcnow()))
+
+
+def mark_in_doubt(session: Session, batch_id: str, ids: list[int] | None, reason: str) -> None:
+    """Rows that MAY have been handed off: recovery decides (evidence, grace, policy)."""
+    stmt = update(TABLE).where(C.batch_id == batch_id, C.status == DS.SENDING)
+    if ids is not None:
+        if not ids:
+            return
+        stmt = stmt.where(C.id.in_(ids))
+    session.execute(stmt.values(status=DS.IN_DOUBT, lease_until=None, last_error=reason,
+                                updated_at=utcnow()))
+
+
+def extend_leases(session: Session, batch_ids: list[str], lease_seconds: float) -> None:
+    """Keep batches still in flight (slow API, long 429 waits) from looking abandoned."""
+    if batch_ids:
+        session.execute(
+            update(TABLE).where(C.batch_id.in_(batch_ids), C.status == DS.SENDING)
+            .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
+        )

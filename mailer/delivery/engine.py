@@ -1,0 +1,241 @@
+"""The delivery engine's public interface.
+
+    start_campaign(db, settings, campaign_id) -> int      draw the audience, approved|scheduled
+                                                            -> sending; returns recipients
+    send_campaign(db, settings, campaign_id, ...) -> SendSummary
+                                                            start if needed, then send until
+                                                            every row is settled (-> sent) or
+                                                            the campaign is paused/cancelled
+    status_counts(session, campaign_id) -> dict             the counts `campaigns status` shows
+
+Exactly once: each row is committed as ``sending`` (batch, attempt, worker, lease) before the
+transport is called and as ``accepted``/``failed`` after; rows a crash leaves behind are
+settled by ``recovery`` from evidence, never by guessing early.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import CampaignStatus as CS
+from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.campaigns.service import get_campaign
+from mailer.delivery import recovery
+from mailer.delivery.audience import draw_audience
+from mailer.delivery.sender import CampaignSender, RunStats
+from mailer.errors import InvalidTransition, MailerError
+from mailer.settings import Settings
+from mailer.storage.db import Database, secret_key
+from mailer.transports import get_transport
+from mailer.transports.base import CompiledMessage, Transport
+
+C = Delivery.__table__.c
+#: Delivery statuses that mean "the provider took it" (later events refine them).
+HANDED_OFF = (DS.ACCEPTED, DS.DELIVERED, DS.DEFERRED, DS.BOUNCED, DS.DROPPED)
+
+
+@dataclass
+class SendSummary:
+    campaign_id: int
+    status: str
+    reason: str | None
+    recipients: int
+    accepted: int
+    failed: int
+    skipped: int
+    in_doubt: int
+    pending: int
+    sent_this_run: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.sent_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["rate"] = round(self.rate, 1)
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+
+def start_campaign(db: Database, settings: Settings, campaign_id: int, *,
+                   by: str | None = None) -> int:
+    """Draw the audience and move the campaign to ``sending``; returns its recipients.
+
+    Idempotent for a campaign already sending. Raises InvalidTransition for any state other
+    than approved, scheduled or sending; PolicyRefusal when approval, quiet hours or the
+    election blackout forbid starting now; QueryError when its audience cannot be evaluated.
+    """
+    with db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        if campaign.status == CS.SENDING:
+            return campaign.recipients or 0
+        if campaign.status not in (CS.APPROVED, CS.SCHEDULED):
+            raise InvalidTransition(_cannot_start(campaign))
+        _check_policy(campaign, settings)
+        campaign.recipients = draw_audience(session, campaign)
+        transition(session, campaign, CS.SENDING, by=by or "delivery engine",
+                   reason=f"sending to {campaign.recipients} recipients")
+        return campaign.recipients
+
+
+def _cannot_start(campaign: Campaign) -> str:
+    hint = {CS.DRAFT: "approve it first", CS.PAUSED: f"resume it (mailer campaigns resume "
+            f"{campaign.id})", CS.SENT: "it has already been sent",
+            CS.CANCELLED: "it was cancelled"}.get(campaign.status, "")
+    return f"campaign {campaign.id} is {campaign.status}; it cannot be sent" + (
+        f": {hint}" if hint else "")
+
+
+def _check_policy(campaign: Campaign, settings: Settings) -> None:
+    try:
+        from mailer.scheduling.policy import check_send_allowed
+    except ImportError:  # scheduling rules not installed
+        return
+    check_send_allowed(campaign, settings)
+
+
+def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
+                  transport: Transport | None = None, worker_id: str | None = None,
+                  progress: Callable[[RunStats], None] | None = None,
+                  stop: threading.Event | None = None, wait_for_others: bool = True,
+                  poll_interval: float = 1.0) -> SendSummary:
+    """Start the campaign if needed, then send until every row is settled (the campaign
+    becomes ``sent``), it is paused or cancelled, or ``stop`` is set. Resumes a crashed send:
+    rows a dead sender left are resolved first (see ``recovery``).
+
+    Raises InvalidTransition when the campaign is not approved, scheduled or sending.
+    """
+    started = time.monotonic()
+    start_campaign(db, settings, campaign_id)
+    owns_transport = transport is None
+    transport = transport or get_transport(settings)
+    worker = worker_id or recovery.new_worker_name()
+    try:
+        with db.session() as session:
+            recovery.resolve_in_doubt(session, settings, campaign_id)
+        message = _compile_or_pause(db, settings, campaign_id)
+        sender = CampaignSender(
+            db, settings, campaign_id, transport=transport, message=message,
+            make_recipient=make_recipient_factory(db, settings, campaign_id), worker=worker,
+            stop=stop, progress=progress, wait_for_others=wait_for_others,
+            poll_interval=poll_interval)
+        stats = sender.run()
+    finally:
+        if worker_id is None:
+            recovery.forget_worker(worker)
+        if owns_transport:
+            transport.close()
+    return summarize(db, campaign_id, stats, time.monotonic() - started, sender.reason)
+
+
+def _compile_or_pause(db: Database, settings: Settings, campaign_id: int) -> CompiledMessage:
+    """Render the campaign; a campaign that cannot render is paused with the reason (a worker
+    must not retry it forever). Raises the render error."""
+    try:
+        with db.session() as session:
+            return compiled_message(session, get_campaign(session, campaign_id), settings)
+    except MailerError as exc:
+        with db.session() as session:
+            campaign = get_campaign(session, campaign_id, for_update=True)
+            if campaign.status == CS.SENDING:
+                transition(session, campaign, CS.PAUSED, by="delivery engine",
+                           reason=f"cannot render: {exc}")
+        raise
+
+
+def summarize(db: Database, campaign_id: int, stats: RunStats, seconds: float,
+              reason: str | None) -> SendSummary:
+    with db.session() as session:
+        campaign = get_campaign(session, campaign_id)
+        counts = status_counts(session, campaign_id)
+    return SendSummary(
+        campaign_id=campaign_id, status=campaign.status,
+        reason=campaign.status_reason if campaign.status != CS.SENDING else reason,
+        recipients=counts["recipients"], accepted=counts["accepted"],
+        failed=counts["failed"], skipped=counts["skipped"], in_doubt=counts["in_doubt"],
+        pending=counts["pending"], sent_this_run=stats.accepted, seconds=seconds)
+
+
+# -- rendering, cached per process -------------------------------------------------------------
+_compiled: dict[tuple[int, Any], CompiledMessage] = {}
+_signers: dict[str, Any] = {}
+_cache_lock = threading.Lock()
+
+
+def compiled_message(session: Session, campaign: Campaign, settings: Settings) -> CompiledMessage:
+    """The campaign rendered once per process (a campaign cannot change while it sends)."""
+    from mailer.render import compile_campaign
+
+    key = (campaign.id, campaign.started_at)
+    with _cache_lock:
+        cached = _compiled.get(key)
+    if cached is None:
+        cached = compile_campaign(session, campaign, settings)
+        with _cache_lock:
+            _compiled[key] = cached
+    return cached
+
+
+def make_recipient_factory(db: Database, settings: Settings, campaign_id: int):
+    """``Personalizer(...).recipient`` for the campaign, with the installation's token key."""
+    from mailer.render import Personalizer
+    from mailer.tokens import TokenSigner
+
+    secret = secret_key(db, settings)
+    with _cache_lock:
+        signer = _signers.get(secret)
+        if signer is None:
+            signer = _signers[secret] = TokenSigner(secret)
+    return Personalizer(settings, signer, campaign_id).recipient
+
+
+# -- counts -----------------------------------------------------------------------------------
+def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Counts for ``campaigns status``: recipients, pending (incl. being sent), sending,
+    accepted (every row the provider took, whatever happened after), delivered, bounced,
+    dropped, deferred, failed, in_doubt, skipped, opened, clicked, complained, unsubscribed."""
+    by_status = dict(session.execute(
+        select(C.status, func.count()).where(C.campaign_id == campaign_id).group_by(C.status)
+    ).all())
+    engagement = session.execute(
+        select(func.count(C.opened_at), func.count(C.clicked_at), func.count(C.complained_at),
+               func.count(C.unsubscribed_at)).where(C.campaign_id == campaign_id)
+    ).one()
+    get = by_status.get
+    return {
+        "recipients": sum(by_status.values()),
+        "pending": get(DS.PENDING, 0) + get(DS.SENDING, 0),
+        "sending": get(DS.SENDING, 0),
+        "accepted": sum(get(s, 0) for s in HANDED_OFF),
+        "delivered": get(DS.DELIVERED, 0),
+        "deferred": get(DS.DEFERRED, 0),
+        "bounced": get(DS.BOUNCED, 0),
+        "dropped": get(DS.DROPPED, 0),
+        "failed": get(DS.FAILED, 0),
+        "in_doubt": get(DS.IN_DOUBT, 0),
+        "skipped": get(DS.SKIPPED, 0),
+        "opened": engagement[0],
+        "clicked": engagement[1],
+        "complained": engagement[2],
+        "unsubscribed": engagement[3],
+    }
+
+
+def in_doubt_policy(settings: Settings) -> dict[str, Any]:
+    """How in-doubt rows are settled here (shown by `campaigns status`)."""
+    evidence = ("provider events (signed Event Webhook)" if settings.transport == "sendgrid"
+                and settings.sendgrid_webhook_public_key is not None
+                else "the outbox file" if settings.transport == "outbox" else "none")
+    return {"policy": settings.in_doubt_policy, "grace_seconds": settings.in_doubt_grace,
+            "evidence": evidence}

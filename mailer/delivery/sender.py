@@ -1,0 +1,249 @@
+"""The send loop of one campaign: ``MAILER_CONCURRENCY`` requests in flight on a thread pool,
+every database write on the calling thread.
+
+    claim (commit: rows are `sending`) ─▶ pool thread: personalize, hand off, retry ─▶
+    record (commit: accepted | failed | in_doubt | back to pending)
+
+Before each claim the campaign's status is read again, so pause, cancel and the reputation
+guard take effect within one batch. Leases of batches still in flight are extended while they
+wait (slow answers, 429 waits), so no other worker mistakes them for abandoned ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.models import CampaignStatus as CS
+from mailer.campaigns.models import Delivery
+from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.campaigns.service import get_campaign
+from mailer.delivery import claims, recovery
+from mailer.delivery.handoff import Handoff, Outcome
+from mailer.delivery.pacing import RateLimiter
+from mailer.settings import Settings
+from mailer.storage.db import Database
+from mailer.transports.base import CompiledMessage, Recipient, Transport
+
+log = logging.getLogger("mailer.delivery")
+C = Delivery.__table__.c
+_UNSETTLED = (DS.PENDING, DS.SENDING, DS.IN_DOUBT)
+
+
+@dataclass
+class RunStats:
+    """What this run did (not the campaign's totals: see ``engine.status_counts``)."""
+
+    accepted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    in_doubt: int = 0
+    requests: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def handled(self) -> int:
+        return self.accepted + self.failed + self.skipped + self.in_doubt
+
+
+class CampaignSender:
+    """Sends one campaign until nothing is left to claim (or it stops being ``sending``).
+
+    ``wait_for_others``: keep going while rows are in flight elsewhere or in doubt within
+    their grace (the foreground ``campaigns send``); a worker passes False and comes back.
+    """
+
+    def __init__(self, db: Database, settings: Settings, campaign_id: int, *,
+                 transport: Transport, message: CompiledMessage,
+                 make_recipient: Callable[..., Recipient], worker: str,
+                 stop: threading.Event | None = None,
+                 progress: Callable[[RunStats], None] | None = None,
+                 wait_for_others: bool = True, poll_interval: float = 1.0):
+        self.db, self.settings, self.campaign_id = db, settings, campaign_id
+        self.worker, self.progress = worker, progress
+        self.stop = stop or threading.Event()
+        self.halt = threading.Event()  # set when this run must stop retrying at once
+        self.wait_for_others, self.poll_interval = wait_for_others, poll_interval
+        self.limiter = RateLimiter(settings.rate_limit)
+        self.handoff = Handoff(settings, transport, message, make_recipient, self.limiter,
+                               self.halt)
+        self.stats = RunStats()
+        self.inflight: dict[Future, str] = {}
+        self.reason: str | None = None
+
+    # -- main loop -------------------------------------------------------------------------
+    def run(self) -> RunStats:
+        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send") as pool:
+            try:
+                self._loop(pool)
+            finally:
+                # A stop request (Ctrl-C, SIGTERM) lets the batches in flight finish and be
+                # recorded; a pause (halt) has already cut their retries short.
+                self._drain()
+        return self.stats
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        last_beat = time.monotonic()
+        exhausted = False
+        while not self.halt.is_set():
+            if self.stop.is_set():
+                return
+            if not exhausted and len(self.inflight) < self.settings.concurrency:
+                exhausted = not self._submit_next(pool)
+                if self.halt.is_set():
+                    return
+                if not exhausted:
+                    continue
+            if self.inflight:
+                self._collect(timeout=min(self.poll_interval, self.settings.lease_seconds / 3))
+            elif not self._settle():
+                return
+            else:
+                exhausted = False
+            if time.monotonic() - last_beat > self.settings.lease_seconds / 3:
+                self._heartbeat()
+                last_beat = time.monotonic()
+
+    def _submit_next(self, pool: ThreadPoolExecutor) -> bool:
+        """Claim and submit one batch; False when nothing is claimable (or we must stop)."""
+        with self.db.session() as session:
+            status = claims.campaign_status(session, self.campaign_id)
+            if status != CS.SENDING:
+                self.reason = f"campaign is {status}"
+                self.halt.set()
+                return False
+            claim = claims.claim_batch(session, self.campaign_id,
+                                       size=self.settings.batch_size, worker=self.worker,
+                                       lease_seconds=self.settings.lease_seconds)
+        if claim is None:
+            return False
+        self.stats.skipped += claim.skipped
+        if not claim.rows:
+            self._report()
+            return True
+        if not self.limiter.acquire(len(claim.rows), self.stop):
+            self._record_quietly(Outcome(claim, release_reason="not sent: the sender stopped"))
+            return False
+        self.inflight[pool.submit(self.handoff.deliver, claim)] = claim.batch_id
+        self.stats.requests += 1
+        return True
+
+    def _collect(self, timeout: float) -> None:
+        done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            self.inflight.pop(future)
+            self._record(future.result())
+
+    def _drain(self) -> None:
+        while self.inflight:
+            self._collect(timeout=self.poll_interval)
+
+    # -- bookkeeping (this thread only) ------------------------------------------------------
+    def _record(self, out: Outcome) -> None:
+        self._record_quietly(out)
+        self.stats.accepted += out.accepted
+        self.stats.failed += out.failed
+        self.stats.in_doubt += len(out.in_doubt)
+        self._report()
+        if out.pause_reason:
+            self.pause(out.pause_reason)
+        elif self.handoff.consecutive_errors >= self.settings.max_consecutive_errors:
+            self.pause(f"{self.handoff.consecutive_errors} consecutive failed requests; last "
+                       f"batch: {out.release_reason or out.in_doubt_reason or 'failed'}")
+
+    def _record_quietly(self, out: Outcome) -> None:
+        batch = out.claim.batch_id
+        with self.db.session() as session:
+            if out.all_accepted:
+                claims.record_batch_accepted(session, batch, out.message_id)
+                return
+            claims.record_results(session, batch, out.results)
+            claims.mark_in_doubt(session, batch, out.in_doubt, out.in_doubt_reason)
+            if out.release_reason is not None:
+                settled = {r[0] for r in out.results} | set(out.in_doubt)
+                rest = [i for i in out.claim.ids if i not in settled]
+                claims.release(session, batch, rest, out.release_reason)
+
+    def _report(self) -> None:
+        if self.progress is not None:
+            self.progress(self.stats)
+
+    def _heartbeat(self) -> None:
+        if self.inflight:
+            with self.db.session() as session:
+                claims.extend_leases(session, list(self.inflight.values()),
+                                     self.settings.lease_seconds)
+
+    def pause(self, reason: str) -> None:
+        """Pause the campaign (if it is still sending) and stop this run's retries."""
+        self.halt.set()
+        self.reason = reason
+        log.error("pausing campaign %s: %s", self.campaign_id, reason)
+        with self.db.session() as session:
+            campaign = get_campaign(session, self.campaign_id, for_update=True)
+            if campaign.status == CS.SENDING:
+                transition(session, campaign, CS.PAUSED, by="delivery engine", reason=reason)
+
+    # -- the end of a campaign ---------------------------------------------------------------
+    def _settle(self) -> bool:
+        """Nothing claimable and nothing in flight: resolve in-doubt rows and finish the
+        campaign when every row is settled. True when there may be more to claim now."""
+        with self.db.session() as session:
+            res = recovery.resolve_in_doubt(session, self.settings, self.campaign_id)
+        if res.requeued:
+            return True
+        with self.db.session() as session:
+            left = dict(session.execute(
+                select(C.status, func.count()).where(C.campaign_id == self.campaign_id,
+                                                     C.status.in_(_UNSETTLED))
+                .group_by(C.status)).all())
+        if not left:
+            return self._finish()
+        if res.held and not left.get(DS.PENDING) and not left.get(DS.SENDING) \
+                and not res.waiting:
+            self.pause(f"{res.held} deliveries are in doubt and held for review "
+                       "(MAILER_IN_DOUBT_POLICY=hold); check the provider's activity, then "
+                       f"run `mailer campaigns send {self.campaign_id} --resend-in-doubt` "
+                       "or cancel")
+            return False
+        if not self.wait_for_others:
+            return False
+        self.reason = _waiting_reason(left, res)
+        self._report()
+        return not self.stop.wait(self.poll_interval)
+
+    def _finish(self) -> bool:
+        try:
+            with self.db.session() as session:
+                campaign = get_campaign(session, self.campaign_id, for_update=True)
+                unsettled = session.scalar(
+                    select(func.count()).select_from(Delivery.__table__)
+                    .where(C.campaign_id == self.campaign_id, C.status.in_(_UNSETTLED)))
+                if campaign.status == CS.SENDING and not unsettled:
+                    transition(session, campaign, CS.SENT, by="delivery engine",
+                               reason="every recipient settled")
+                    self.reason = "sent"
+                    return False
+                return bool(unsettled) and campaign.status == CS.SENDING
+        except OperationalError:  # SQLite: another process finished it at the same moment
+            return True
+
+
+def _waiting_reason(left: dict, res: recovery.Resolution) -> str:
+    parts = []
+    if left.get(DS.SENDING):
+        parts.append(f"{left[DS.SENDING]} being sent by other workers")
+    if res.waiting:
+        when = res.next_deadline.strftime("%H:%M:%S UTC") if res.next_deadline else "soon"
+        parts.append(f"{res.waiting} in doubt, waiting for provider evidence until {when}")
+    if left.get(DS.PENDING):
+        parts.append(f"{left[DS.PENDING]} pending, leased elsewhere")
+    return "waiting: " + "; ".join(parts) if parts else "waiting"
