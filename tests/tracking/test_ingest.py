@@ -1,0 +1,152 @@
+"""Storing events once, matching them to deliveries, advancing delivery status monotonically."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from mailer.campaigns.models import Delivery
+from mailer.tracking.ingest import ingest_events
+from mailer.tracking.models import DeliveryEventRow
+from tests.tracking.factory import T0, make_campaign, make_delivery, make_subscriber, sg_event
+
+
+@pytest.fixture
+def one(db):
+    """A campaign with one accepted delivery to jane@example.org."""
+    with db.session() as session:
+        campaign = make_campaign(session)
+        subscriber = make_subscriber(session, "jane@example.org")
+        delivery = make_delivery(session, campaign, subscriber)
+    return delivery
+
+
+def ingest(db, settings, events):
+    with db.session() as session:
+        return ingest_events(session, events, settings)
+
+
+def reload(db, delivery) -> Delivery:
+    with db.session() as session:
+        return session.get(Delivery, delivery.id)
+
+
+def at(minutes: int):
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_duplicate_events_change_nothing(db, settings, one):
+    events = [sg_event(one, "delivered", at=at(1)), sg_event(one, "open", at=at(5))]
+    first = ingest(db, settings, events)
+    assert (first.stored, first.duplicates, first.matched) == (2, 0, 2)
+    before = reload(db, one)
+    again = ingest(db, settings, events + events)
+    assert (again.received, again.stored, again.duplicates) == (4, 0, 4)
+    after = reload(db, one)
+    assert [getattr(after, c) for c in ("status", "delivered_at", "opened_at", "updated_at")] == \
+           [getattr(before, c) for c in ("status", "delivered_at", "opened_at", "updated_at")]
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryEventRow)) == 2
+
+
+def test_late_processed_never_overwrites_delivered(db, settings, one):
+    ingest(db, settings, [sg_event(one, "delivered", at=at(2))])
+    ingest(db, settings, [sg_event(one, "processed", at=at(1))])
+    row = reload(db, one)
+    assert row.status == "delivered"
+    assert row.delivered_at == at(2)
+
+
+def test_same_batch_out_of_order_settles_on_the_most_advanced(db, settings, one):
+    ingest(db, settings, [sg_event(one, "delivered", at=at(2)),
+                          sg_event(one, "deferred", at=at(1)),
+                          sg_event(one, "processed", at=at(0))])
+    assert reload(db, one).status == "delivered"
+
+
+def test_bounce_after_delivered_is_recorded_as_bounced(db, settings, one):
+    ingest(db, settings, [sg_event(one, "delivered", at=at(1))])
+    ingest(db, settings, [sg_event(one, "bounce", at=at(30), type="bounce",
+                                   reason="550 mailbox gone")])
+    row = reload(db, one)
+    assert row.status == "bounced"
+    assert (row.delivered_at, row.bounced_at) == (at(1), at(30))
+    # ...and a delivered arriving later still cannot undo it.
+    ingest(db, settings, [sg_event(one, "delivered", at=at(31))])
+    assert reload(db, one).status == "bounced"
+
+
+@pytest.mark.parametrize("start", ["in_doubt", "sending", "failed", "pending"])
+def test_processed_proves_acceptance(db, settings, start):
+    """The delivery engine relies on this to resolve in-doubt batches after a crash."""
+    with db.session() as session:
+        delivery = make_delivery(session, make_campaign(session),
+                                 make_subscriber(session, f"{start}@example.org"),
+                                 status=start, sent_at=None)
+    ingest(db, settings, [sg_event(delivery, "processed", at=at(3))])
+    row = reload(db, delivery)
+    assert row.status == "accepted"
+    assert row.sent_at == at(3)
+
+
+def test_skipped_delivery_is_never_moved(db, settings):
+    with db.session() as session:
+        delivery = make_delivery(session, make_campaign(session),
+                                 make_subscriber(session, "skip@example.org"), status="skipped")
+    ingest(db, settings, [sg_event(delivery, "delivered")])
+    assert reload(db, delivery).status == "skipped"
+
+
+def test_engagement_sets_times_keeping_the_earliest_and_implies_delivery(db, settings, one):
+    ingest(db, settings, [sg_event(one, "open", at=at(50)), sg_event(one, "click", at=at(51))])
+    ingest(db, settings, [sg_event(one, "open", at=at(40)), sg_event(one, "open", at=at(60))])
+    ingest(db, settings, [sg_event(one, "spamreport", at=at(70)),
+                          sg_event(one, "unsubscribe", at=at(71))])
+    row = reload(db, one)
+    assert row.status == "delivered"  # an open proves the message arrived
+    assert (row.opened_at, row.clicked_at) == (at(40), at(51))
+    assert (row.complained_at, row.unsubscribed_at) == (at(70), at(71))
+
+
+def test_matching_falls_back_to_the_message_id_and_address(db, settings):
+    with db.session() as session:
+        campaign = make_campaign(session)
+        # One API request: one X-Message-Id shared by every recipient of the batch.
+        a = make_delivery(session, campaign, make_subscriber(session, "a@example.org"),
+                          message_id="BATCH1")
+        b = make_delivery(session, campaign, make_subscriber(session, "b@example.org"),
+                          message_id="BATCH1")
+    summary = ingest(db, settings, [sg_event(b, "delivered", custom_args=False)])
+    assert summary.matched == 1
+    assert reload(db, b).status == "delivered"
+    assert reload(db, a).status == "accepted"
+
+
+def test_custom_args_for_another_address_are_not_trusted(db, settings, one):
+    """A delivery id echoed with a different address (another system on the same SendGrid
+    account, say) must not touch our row."""
+    event = sg_event(one, "bounce", type="bounce", email="someone.else@example.org")
+    event["sg_message_id"] = "OTHER.filter"
+    summary = ingest(db, settings, [event])
+    assert (summary.stored, summary.matched, summary.unmatched) == (1, 0, 1)
+    assert reload(db, one).status == "accepted"
+
+
+def test_unmatched_events_are_still_kept(db, settings):
+    summary = ingest(db, settings, [{"event": "delivered", "email": "x@example.org",
+                                     "sg_event_id": "lonely", "timestamp": 1763650000}, "junk"])
+    assert (summary.stored, summary.unmatched, summary.invalid) == (1, 1, 1)
+    with db.session() as session:
+        row = session.scalar(select(DeliveryEventRow))
+    assert (row.delivery_id, row.campaign_id, row.type) == (None, None, "delivered")
+
+
+def test_event_rows_carry_the_delivery_campaign_and_subscriber(db, settings, one):
+    ingest(db, settings, [sg_event(one, "delivered", at=at(1))])
+    with db.session() as session:
+        row = session.scalar(select(DeliveryEventRow))
+    assert (row.delivery_id, row.campaign_id, row.subscriber_id) == \
+           (one.id, one.campaign_id, one.subscriber_id)
+    assert row.provider_message_id.startswith("MSGID.")
