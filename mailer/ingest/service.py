@@ -1,0 +1,253 @@
+"""Importing releases: read every source, parse it, deduplicate, store, tag.
+
+All-or-nothing per call: every source is read and parsed before anything is stored, and the
+caller's session (``with db.session()``) rolls back if any step fails.
+
+Re-importing changes nothing. An item whose GUID is known but whose content changed updates
+the release; campaigns built on it that have not started sending follow it (a draft's subject
+follows the title when it was the old title; an approved or scheduled campaign goes back to
+draft, because what was approved is no longer what would be sent). Nothing is ever re-sent:
+campaigns that are sending or finished are left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailer.errors import IngestError, NotFound
+from mailer.ingest.dedupe import Seen, content_hash
+from mailer.ingest.models import Release
+from mailer.ingest.parsed import MAX_DATELINE, MAX_SUBTITLE, ParsedRelease
+from mailer.ingest.sources import Loaded, read_source
+from mailer.ingest.topics import find_topic, score_release, tag_release, topic_to_dict
+from mailer.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportReport:
+    created: list[Release] = field(default_factory=list)
+    updated: list[Release] = field(default_factory=list)
+    unchanged: int = 0
+    #: Campaigns moved back to draft or retitled because their release changed.
+    campaigns_touched: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{len(self.created)} created, {len(self.updated)} updated, "
+                f"{self.unchanged} already imported")
+
+
+def import_sources(session: Session, sources: list[str], settings: Settings, *,
+                   client: httpx.Client | None = None) -> list[Release]:
+    """Import files and URLs; returns the releases CREATED (re-imports create nothing).
+
+    Raises IngestError naming the first source that cannot be read or parsed.
+    """
+    return import_report(session, sources, settings, client=client).created
+
+
+def import_report(session: Session, sources: list[str], settings: Settings, *,
+                  client: httpx.Client | None = None) -> ImportReport:
+    """Like ``import_sources`` but also says what was updated or already there."""
+    if not sources:
+        raise IngestError("nothing to import: give at least one file or URL")
+    items: list[ParsedRelease] = []
+    for source in sources:
+        items.extend(parse_loaded(read_source(source, settings, client=client), settings))
+    return store_items(session, items)
+
+
+def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
+    """Parse one read source into releases (a feed gives many). Raises IngestError."""
+    if loaded.kind == "feed":
+        from mailer.ingest.rss import parse_feed
+
+        return parse_feed(loaded.data, loaded.source, url=loaded.url, zone=settings.zone).items
+    text = loaded.text
+    if loaded.kind == "html":
+        from mailer.ingest.html import parse_html
+
+        return [parse_html(text, loaded.source, base_url=loaded.url, zone=settings.zone)]
+    if loaded.kind == "markdown":
+        from mailer.ingest.markdown import parse_markdown
+
+        return [parse_markdown(text, loaded.source)]
+    from mailer.ingest.text import parse_text
+
+    item = parse_text(text, loaded.source)
+    item.link = item.link or loaded.url
+    item.guid = item.guid or loaded.url
+    return [item]
+
+
+def store_items(session: Session, items: list[ParsedRelease], *,
+                feed_id: int | None = None) -> ImportReport:
+    """Deduplicate and store parsed items; tag what is created or changed."""
+    report, seen = ImportReport(), Seen(session)
+    for item in items:
+        _check_fits(item)
+        digest = content_hash(item)
+        match = seen.find(item, digest)
+        if match is None:
+            release = _create(session, item, digest, feed_id)
+            seen.remember(release)
+            report.created.append(release)
+        elif match.how == "guid" and match.release.content_hash != digest \
+                and not seen.hash_taken(digest, match.release):
+            report.campaigns_touched += _update(session, match.release, item, digest)
+            seen.remember(match.release)
+            report.updated.append(match.release)
+        else:
+            report.unchanged += 1
+    return report
+
+
+def _check_fits(item: ParsedRelease) -> None:
+    if len(item.title) > 1000:
+        raise IngestError(f"{item.source}: the headline is over 1000 characters")
+    for attr, limit in (("subtitle", MAX_SUBTITLE), ("dateline", MAX_DATELINE)):
+        value = getattr(item, attr)
+        if value and len(value) > limit:
+            setattr(item, attr, value[:limit])
+    for attr in ("link", "guid"):
+        value = getattr(item, attr)
+        if value and len(value) > 2000:
+            raise IngestError(f"{item.source}: {attr} is over 2000 characters")
+
+
+def _fields(item: ParsedRelease, digest: str) -> dict[str, Any]:
+    return dict(title=item.title, subtitle=item.subtitle, date=item.date,
+                dateline=item.dateline, body=item.body, body_html=item.body_html,
+                contact=item.contact, link=item.link, content_hash=digest)
+
+
+def _create(session: Session, item: ParsedRelease, digest: str,
+            feed_id: int | None) -> Release:
+    release = Release(source=item.source[:2000], guid=item.guid, feed_id=feed_id,
+                      **_fields(item, digest))
+    session.add(release)
+    session.flush()
+    tag_release(session, release)
+    for ref in item.topics:
+        from mailer.ingest.topics import set_tag
+
+        try:
+            set_tag(session, release, ref, on=True)
+        except NotFound:
+            raise IngestError(f"{item.source}: unknown topic {ref!r} in the front matter "
+                              "(import its issue page first)") from None
+    return release
+
+
+def _update(session: Session, release: Release, item: ParsedRelease, digest: str) -> list[int]:
+    old_title = release.title
+    for name, value in _fields(item, digest).items():
+        setattr(release, name, value)
+    session.flush()
+    tag_release(session, release)
+    log.info("release %s changed at its source %s; updated", release.id, item.source)
+    return _follow_release_change(session, release, old_title)
+
+
+def _follow_release_change(session: Session, release: Release, old_title: str) -> list[int]:
+    """Campaigns not yet sending follow the changed release; returns their ids.
+
+    Uses ``mailer.campaigns.service.update_campaign`` for the subject (it returns approved
+    and scheduled campaigns to draft and drops their scheduler job); a campaign whose subject
+    was set by hand keeps it but still goes back to draft for a fresh approval.
+    """
+    from mailer.campaigns.lifecycle import transition
+    from mailer.campaigns.models import Campaign
+    from mailer.campaigns.models import CampaignStatus as S
+    from mailer.campaigns.service import update_campaign
+    from mailer.scheduling.jobs import campaign_job_id, remove_job_row
+
+    touched = []
+    campaigns = session.scalars(select(Campaign).where(
+        Campaign.release_id == release.id,
+        Campaign.status.in_((S.DRAFT, S.APPROVED, S.SCHEDULED, S.MISSED))))
+    for campaign in campaigns:
+        if campaign.subject == old_title and release.title != old_title:
+            update_campaign(session, campaign, by="importer", subject=release.title[:500])
+        elif campaign.status != S.DRAFT:
+            remove_job_row(session, campaign_job_id(campaign.id))
+            transition(session, campaign, S.DRAFT, by="importer",
+                       reason=f"release {release.id} changed at its source; approve it again")
+        touched.append(campaign.id)
+    return touched
+
+
+# ---------------------------------------------------------------- reading releases
+
+
+def release_to_dict(release: Release) -> dict[str, Any]:
+    """The contract shape: id, title, subtitle, date (ISO or None), dateline, body, topics
+    (slugs, staff removals excluded), source, link; plus contact, guid, feed_id, times."""
+    return {
+        "id": release.id,
+        "title": release.title,
+        "subtitle": release.subtitle,
+        "date": release.date.isoformat() if release.date else None,
+        "dateline": release.dateline,
+        "body": release.body,
+        "topics": sorted(link.topic.slug for link in release.topic_links
+                         if link.origin != "removed"),
+        "source": release.source,
+        "link": release.link,
+        "contact": release.contact,
+        "guid": release.guid,
+        "feed_id": release.feed_id,
+        "created_at": release.created_at.isoformat() if release.created_at else None,
+        "updated_at": release.updated_at.isoformat() if release.updated_at else None,
+    }
+
+
+def release_detail(session: Session, release: Release) -> dict[str, Any]:
+    """``release_to_dict`` plus the HTML body and every topic's score and matched terms
+    (also topics below the threshold, so staff can see why a tag is missing)."""
+    from mailer.ingest.models import Topic
+    from mailer.ingest.topics import THRESHOLD
+
+    links = {link.topic_id: link for link in release.topic_links}
+    scores = []
+    for topic in session.scalars(select(Topic).order_by(Topic.slug)):
+        result = score_release(release, topic)
+        link = links.get(topic.id)
+        scores.append({
+            **topic_to_dict(topic, terms=False), "score": result.score,
+            "matched": result.matched, "threshold": THRESHOLD,
+            "qualifies": result.qualifies, "tagged": link is not None and link.origin != "removed",
+            "origin": link.origin if link is not None else None,
+        })
+    scores.sort(key=lambda s: -s["score"])
+    return {**release_to_dict(release), "body_html": release.body_html, "scores": scores}
+
+
+def get_release(session: Session, release_id: int) -> Release:
+    """Raises NotFound."""
+    release = session.get(Release, release_id)
+    if release is None:
+        raise NotFound(f"no release with id {release_id}")
+    return release
+
+
+def list_releases(session: Session, *, topic: str | None = None,
+                  limit: int | None = None) -> list[Release]:
+    """Newest first (by date, then id)."""
+    stmt = select(Release).order_by(Release.date.desc().nulls_last(), Release.id.desc())
+    if topic:
+        from mailer.ingest.models import ReleaseTopic
+
+        found = find_topic(session, topic)
+        stmt = stmt.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
+                                             ReleaseTopic.origin != "removed")
+    if limit:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
