@@ -78,8 +78,24 @@ def next_allowed_time(moment: datetime, settings: Settings) -> datetime:
     for offset in range(3):
         candidate = _local_wall_time(local_day + timedelta(days=offset), end, settings)
         if candidate > moment and not in_quiet_hours(candidate, settings):
-            return candidate
+            return _earliest_allowed(max(moment, candidate - timedelta(hours=3)), candidate,
+                                     settings)
     raise AssertionError("quiet hours never end")  # unreachable: the window is < 24 h
+
+
+def _earliest_allowed(quiet: datetime, allowed: datetime, settings: Settings) -> datetime:
+    """The first allowed moment in (quiet, allowed]. Usually ``allowed`` itself; earlier only
+    when the end of quiet hours was skipped by a clock change (they then end at the jump)."""
+    if not in_quiet_hours(quiet, settings):
+        return allowed
+    step = timedelta(microseconds=1)
+    while allowed - quiet > step:  # quiet before, allowed after: bisect (about 35 rounds)
+        middle = quiet + (allowed - quiet) / 2
+        if in_quiet_hours(middle, settings):
+            quiet = middle
+        else:
+            allowed = middle
+    return allowed
 
 
 def check_quiet_hours(moment: datetime, settings: Settings) -> None:
