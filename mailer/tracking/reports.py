@@ -199,8 +199,8 @@ def events_over_time(session: Session, campaign_id: int, zone) -> dict[str, Any]
         return {"bucket_seconds": None, "types": [], "buckets": []}
     first = min(at for _, at in events)
     last = max(at for _, at in events)
-    span = (last - first).total_seconds()
-    width = next((w for w in BUCKET_SECONDS if span / w < MAX_BUCKETS), BUCKET_SECONDS[-1])
+    width = next((w for w in BUCKET_SECONDS if _bucket_count(first, last, w) <= MAX_BUCKETS),
+                 BUCKET_SECONDS[-1])
     origin = first - timedelta(seconds=first.timestamp() % width)
     counts: dict[int, Counter] = defaultdict(Counter)
     for kind, at in events:
@@ -211,6 +211,12 @@ def events_over_time(session: Session, campaign_id: int, zone) -> dict[str, Any]
                for i in range(max(counts) + 1)]
     return {"bucket_seconds": width, "types": [k for k, _ in total.most_common()],
             "buckets": buckets}
+
+
+def _bucket_count(first: datetime, last: datetime, width: int) -> int:
+    """Buckets needed when they start at multiples of ``width`` (so times read round)."""
+    start = first.timestamp() - first.timestamp() % width
+    return int((last.timestamp() - start) // width) + 1
 
 
 def write_delivery_log(session: Session, campaign_id: int, out: IO[str],
