@@ -17,6 +17,18 @@ from mailer.web.app import create_app
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch):
+    """Argon2 with its smallest cost: the same code path, milliseconds instead of a second."""
+    from argon2 import PasswordHasher
+
+    from mailer.web import auth
+
+    cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    monkeypatch.setattr(auth, "_hasher", cheap)
+    monkeypatch.setattr(auth, "_DUMMY_HASH", cheap.hash("not a real password"))
+
+
 @pytest.fixture
 def app(settings, db):
     return create_app(settings, db)

@@ -1,0 +1,206 @@
+"""The dashboard through the ASGI app: login, the campaign workflow as two users, refusals."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from mailer.campaigns.models import Campaign
+from tests.web.conftest import add_subscriber, add_user, csrf_from, login, outbox_messages
+
+
+@pytest.fixture
+def staff(db):
+    add_user(db, "alice", "author")
+    add_user(db, "bob", "approver")
+
+
+def campaign_status(db, campaign_id: int) -> str:
+    with db.session() as session:
+        return session.get(Campaign, campaign_id).status
+
+
+def create_draft(client, release_id: int, query='topic = "agriculture"') -> int:
+    page = client.get(f"/admin/campaigns/new?release_id={release_id}")
+    assert page.status_code == 200
+    response = client.post("/admin/campaigns/new", data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id), "query": query,
+        "subject": "", "template": "press_release", "segment": ""}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return int(response.headers["location"].rsplit("/", 1)[1])
+
+
+def act(client, campaign_id: int, action: str, **data):
+    page = client.get(f"/admin/campaigns/{campaign_id}")
+    return client.post(f"/admin/campaigns/{campaign_id}/{action}",
+                       data={"csrf_token": csrf_from(page.text), **data})
+
+
+@pytest.mark.parametrize("path", [
+    "/admin", "/admin/campaigns", "/admin/campaigns/new", "/admin/campaigns/1",
+    "/admin/campaigns/1/preview.html", "/admin/subscribers", "/admin/releases", "/admin/feeds",
+])
+def test_anonymous_is_sent_to_login(client, path):
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code in (303, 307)
+    location = response.headers["location"]
+    assert location.startswith("/admin/login") or location == "/admin/campaigns"
+
+
+def test_anonymous_json_and_posts_are_refused(client):
+    assert client.get("/admin/campaigns/progress.json?ids=1").status_code == 401
+    response = client.post("/admin/campaigns/1/approve", data={}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"].startswith("/admin/login")
+
+
+def test_login_wrong_password_then_right(client, staff):
+    assert login(client, "alice", "wrong password!").status_code == 401
+    assert login(client, "nobody", "wrong password!").status_code == 401
+    response = login(client, "alice")
+    assert response.status_code == 303 and response.headers["location"] == "/admin/campaigns"
+    page = client.get("/admin/campaigns")
+    assert page.status_code == 200 and "alice (author)" in page.text
+
+
+def test_login_refuses_foreign_redirect(client, staff):
+    page = client.get("/admin/login?next=https://evil.example/")
+    assert 'value="/admin/campaigns"' in page.text
+    response = client.post("/admin/login", data={
+        "csrf_token": csrf_from(page.text), "name": "alice",
+        "password": "correct horse battery", "next": "//evil.example/x"}, follow_redirects=False)
+    assert response.headers["location"] == "/admin/campaigns"
+
+
+def test_login_needs_csrf(client, staff):
+    client.get("/admin/login")
+    response = client.post("/admin/login", data={"name": "alice",
+                                                 "password": "correct horse battery"})
+    assert response.status_code == 403
+
+
+def test_login_attempts_are_rate_limited(client, app, staff):
+    for _ in range(app.state.login_limiter.limit):
+        login(client, "alice", "wrong password!")
+    # Now even the right password is refused from this address for a while.
+    assert login(client, "alice").status_code == 401
+
+
+def test_logout_ends_the_session(client, staff):
+    login(client, "alice")
+    page = client.get("/admin/campaigns")
+    client.post("/admin/logout", data={"csrf_token": csrf_from(page.text)})
+    assert client.get("/admin/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, topics,
+                                                        release_id):
+    add_subscriber(db, "farmer@example.org", topics=["agriculture"])
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    assert campaign_status(db, campaign_id) == "draft"
+
+    page = client.get(f"/admin/campaigns/{campaign_id}")
+    assert "Someone other than alice must approve" in page.text
+    response = act(client, campaign_id, "approve")
+    assert response.status_code == 200
+    assert "notice-error" in response.text
+    assert campaign_status(db, campaign_id) == "draft"
+
+    client.cookies.clear()
+    login(client, "bob")
+    response = act(client, campaign_id, "approve")
+    assert "Approved." in response.text
+    assert campaign_status(db, campaign_id) == "approved"
+    with db.session() as session:
+        assert session.get(Campaign, campaign_id).approved_by == "bob"
+
+
+def test_author_role_cannot_schedule(client, db, staff, release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    response = act(client, campaign_id, "schedule", when="now")
+    assert "approver role" in response.text
+    assert campaign_status(db, campaign_id) == "draft"
+
+
+def test_bad_query_is_shown_on_the_form(client, db, staff, release_id):
+    login(client, "alice")
+    page = client.get("/admin/campaigns/new")
+    response = client.post("/admin/campaigns/new", data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id),
+        "query": 'county = "Cass" and', "segment": ""})
+    assert response.status_code == 422 and "position" in response.text
+    with db.session() as session:
+        assert session.scalar(select(Campaign.id)) is None
+
+
+def test_segment_builder_live_count(client, db, staff, topics):
+    add_subscriber(db, "a@example.org", topics=["agriculture"])
+    add_subscriber(db, "b@example.org", topics=["agriculture"])
+    add_subscriber(db, "c@example.org", topics=["human-trafficking"])
+    add_subscriber(db, "d@example.org", status="pending", topics=["agriculture"])
+    login(client, "alice")
+    answer = client.get("/admin/segments/count", params={"query": 'topic = "agriculture"'})
+    assert answer.json() == {"count": 2}
+    assert "error" in client.get("/admin/segments/count", params={"query": "zip ="}).json()
+
+
+def test_preview_is_personalized_for_a_sample_and_frameable_by_us(client, db, staff,
+                                                                   release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    preview = client.get(f"/admin/campaigns/{campaign_id}/preview.html")
+    assert preview.status_code == 200
+    assert "Heitkamp Bill to Combat Human Trafficking" in preview.text
+    assert "Pat Sample" in preview.text or "sample@example.org" in preview.text
+    assert "frame-ancestors 'self'" in preview.headers["content-security-policy"]
+    assert "script-src" not in preview.headers["content-security-policy"]
+    page = client.get(f"/admin/campaigns/{campaign_id}")
+    assert f'src="/admin/campaigns/{campaign_id}/preview.html"' in page.text
+
+
+def test_send_test_writes_a_test_copy_and_leaves_the_campaign(client, db, settings, staff,
+                                                              release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    response = act(client, campaign_id, "test", to="desk@example.org")
+    assert "Test sent to 1 address" in response.text
+    [message] = outbox_messages(settings)
+    assert message["Subject"].startswith("[TEST]")
+    assert campaign_status(db, campaign_id) == "draft"
+
+
+def test_progress_json(client, db, staff, release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    data = client.get(f"/admin/campaigns/progress.json?ids={campaign_id},x").json()
+    assert data == {"campaigns": [{"id": campaign_id, "status": "draft", "recipients": 0,
+                                   "done": 0, "percent": 0.0, "counts": {}}]}
+
+
+def test_subscriber_search_and_detail(client, db, staff):
+    person = add_subscriber(db, "searchme@example.org", name="Searchable Person")
+    add_subscriber(db, "other@example.org")
+    login(client, "alice")
+    page = client.get("/admin/subscribers", params={"q": "SEARCH"})
+    assert "searchme@example.org" in page.text and "other@example.org" not in page.text
+    assert "other@example.org" not in client.get("/admin/subscribers",
+                                                 params={"q": "%"}).text
+    with db.session() as session:
+        from subscribers.models import Subscriber
+        from subscribers.service import unsubscribe
+
+        unsubscribe(session, session.get(Subscriber, person), cause="asked by phone")
+    detail = client.get(f"/admin/subscribers/{person}")
+    assert detail.status_code == 200
+    assert "joined (test)" in detail.text
+    assert "<strong>unsubscribed</strong> · asked by phone" in detail.text
+
+
+def test_admin_pages_render(client, db, staff, release_id):
+    login(client, "bob")
+    for path in ("/admin/campaigns", "/admin/releases", "/admin/feeds", "/admin/subscribers"):
+        page = client.get(path)
+        assert page.status_code == 200, path
+        assert '<script src="/static/admin.js" defer></script>' in page.text
+    assert "Heitkamp Bill" in client.get("/admin/releases").text
