@@ -13,7 +13,6 @@ css-inline alter, so they reach the compiled message untouched.
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
 
@@ -61,9 +60,12 @@ class RecipientPlaceholders:
         return cls(html=template_name.endswith(".html"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PersonalizedMessage:
-    """One recipient's finished message: what the outbox and SMTP transports put in MIME."""
+    """One recipient's finished message: what the outbox and SMTP transports put in MIME.
+
+    (Not frozen: a frozen dataclass's ``__init__`` costs about a microsecond per recipient.)
+    """
 
     subject: str
     html: str
@@ -75,31 +77,48 @@ class Personalizer:
     """Makes each recipient's substitutions and headers for one campaign (or system message).
 
     Build one per send; ``recipient()`` is called once per person and must stay cheap (two
-    token signatures and a few string operations).
+    token signatures and a few string operations: a few microseconds).
     """
 
     def __init__(self, settings: Settings, signer, campaign_id: int | None):
-        self._base = settings.public_url
-        self._signer = signer
+        self._make = signer.make
         self.campaign_id = campaign_id
+        self._unsub_t = f"{settings.public_url}/unsubscribe/"
+        self._prefs_t = f"{settings.public_url}/preferences/"
+        # Tokens are URL-safe base64, so only the (constant) base needs escaping for HTML.
+        self._unsub_h = html_escape(self._unsub_t)
+        self._prefs_h = html_escape(self._prefs_t)
 
     def recipient(self, *, email: str, name: str | None, subscriber_id: int | None,
                   delivery_id: int | None = None) -> Recipient:
-        """The recipient with its placeholder values (HTML values escaped, text verbatim)."""
-        sid = subscriber_id if subscriber_id is not None else 0
-        unsub = f"{self._base}/unsubscribe/{self._signer.make(sid, 'unsubscribe')}"
-        prefs = f"{self._base}/preferences/{self._signer.make(sid, 'preferences')}"
-        shown = name.strip() if name and name.strip() else NAME_FALLBACK
+        """The recipient with its placeholder values (HTML values escaped, text verbatim).
+
+        Without a ``subscriber_id`` (a test copy to staff) the links carry a token for id 0,
+        which matches nobody.
+        """
+        sid = 0 if subscriber_id is None else subscriber_id
+        unsub_token = self._make(sid, "unsubscribe")
+        prefs_token = self._make(sid, "preferences")
+        unsub = self._unsub_t + unsub_token
+        shown = (name.strip() if name else "") or NAME_FALLBACK
         substitutions = {
-            "-name_h-": str(escape(shown)), "-name_t-": shown,
-            "-email_h-": str(escape(email)), "-email_t-": email,
-            # Tokens and the public URL are URL-safe, but escape anyway: correctness is cheap.
-            "-unsub_h-": str(escape(unsub)), "-unsub_t-": unsub,
-            "-prefs_h-": str(escape(prefs)), "-prefs_t-": prefs,
+            "-name_h-": html_escape(shown), "-name_t-": shown,
+            "-email_h-": html_escape(email), "-email_t-": email,
+            "-unsub_h-": self._unsub_h + unsub_token, "-unsub_t-": unsub,
+            "-prefs_h-": self._prefs_h + prefs_token, "-prefs_t-": self._prefs_t + prefs_token,
         }
         return Recipient(email=email, name=name, delivery_id=delivery_id,
                          subscriber_id=subscriber_id, substitutions=substitutions,
                          headers={"List-Unsubscribe": f"<{unsub}>"})
+
+
+_HTML_SPECIAL = re.compile(r"[&<>\"']")
+
+
+def html_escape(value: str) -> str:
+    """``value`` escaped for HTML text and attributes (as autoescape would); most values
+    (addresses, names) need nothing, so look before building a new string."""
+    return str(escape(value)) if _HTML_SPECIAL.search(value) else value
 
 
 def neutral_substitutions(settings: Settings) -> dict[str, str]:
@@ -107,7 +126,7 @@ def neutral_substitutions(settings: Settings) -> dict[str, str]:
     subscribe = f"{settings.public_url}/subscribe"
     values = {"name": NAME_FALLBACK, "email": "", "unsubscribe_url": subscribe,
               "preferences_url": subscribe}
-    subs = {HTML_KEYS[f]: str(escape(v)) for f, v in values.items()}
+    subs = {HTML_KEYS[f]: html_escape(v) for f, v in values.items()}
     subs.update({TEXT_KEYS[f]: v for f, v in values.items()})
     return subs
 
@@ -117,20 +136,15 @@ def personalize(message: CompiledMessage, recipient: Recipient) -> PersonalizedM
 
     A key the recipient lacks is left in place (so a bug shows, rather than silently vanishing).
     """
+    subject, html, text = _parts(message)
     subs = recipient.substitutions
-    headers = dict(message.headers)
-    headers.update(recipient.headers)
-    return PersonalizedMessage(
-        subject=_segments(message.subject).fill(subs),
-        html=_segments(message.html).fill(subs),
-        text=_segments(message.text).fill(subs),
-        headers=headers,
-    )
+    headers = {**message.headers, **recipient.headers}
+    return PersonalizedMessage(subject.fill(subs), html.fill(subs), text.fill(subs), headers)
 
 
 def substitute(text: str, substitutions: dict[str, str]) -> str:
     """Replace every placeholder in ``text`` (the same one-pass fill as ``personalize``)."""
-    return _segments(text).fill(substitutions)
+    return _Segments(text).fill(substitutions)
 
 
 class _Segments:
@@ -139,13 +153,13 @@ class _Segments:
     __slots__ = ("parts", "slots")
 
     def __init__(self, text: str):
-        self.parts = PLACEHOLDER_RE.split(text)
+        literals = PLACEHOLDER_RE.split(text)
         keys = PLACEHOLDER_RE.findall(text)
         # split() drops the separators; interleave them back at the odd positions.
         merged: list[str] = []
-        for literal, key in zip(self.parts, keys, strict=False):
+        for literal, key in zip(literals, keys, strict=False):
             merged += (literal, key)
-        merged.append(self.parts[-1])
+        merged.append(literals[-1])
         self.parts = merged
         self.slots = tuple((i, merged[i]) for i in range(1, len(merged), 2))
 
@@ -158,8 +172,18 @@ class _Segments:
         return "".join(out)
 
 
-@functools.lru_cache(maxsize=64)
-def _segments(text: str) -> _Segments:
-    # Keyed by the part's text: Python caches a str's hash, so a send pays the split once
-    # and each recipient pays a dictionary lookup.
-    return _Segments(text)
+#: id(message) -> (message, its split parts). Holding the message keeps its id from being
+#: reused; a send uses one message, so a handful of entries is plenty.
+_SPLIT_CACHE: dict[int, tuple[CompiledMessage, tuple[_Segments, _Segments, _Segments]]] = {}
+_SPLIT_CACHE_SIZE = 16
+
+
+def _parts(message: CompiledMessage) -> tuple[_Segments, _Segments, _Segments]:
+    entry = _SPLIT_CACHE.get(id(message))
+    if entry is not None and entry[0] is message:
+        return entry[1]
+    parts = (_Segments(message.subject), _Segments(message.html), _Segments(message.text))
+    if len(_SPLIT_CACHE) >= _SPLIT_CACHE_SIZE:
+        _SPLIT_CACHE.clear()
+    _SPLIT_CACHE[id(message)] = (message, parts)
+    return parts
