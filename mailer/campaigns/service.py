@@ -18,9 +18,9 @@ from mailer.campaigns.lifecycle import EDITABLE, note, transition
 from mailer.campaigns.models import Campaign, CampaignLog
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.errors import InvalidInput, InvalidTransition, NotFound, PolicyRefusal
+from mailer.ingest.models import Release
 from mailer.scheduling import policy
 from mailer.scheduling.jobs import campaign_job_id, remove_job_row
-from mailer.ingest.models import Release
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from subscribers.models import Segment

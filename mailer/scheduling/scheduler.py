@@ -164,8 +164,9 @@ def reconcile(db: Database, settings: Settings, *, now: datetime | None = None) 
     now = now or utcnow()
     with db.session() as session:
         due = list(session.scalars(
-            select(Campaign.id).where(Campaign.status == S.SCHEDULED,
-                                      Campaign.scheduled_at <= now).order_by(Campaign.scheduled_at)))
+            select(Campaign.id)
+            .where(Campaign.status == S.SCHEDULED, Campaign.scheduled_at <= now)
+            .order_by(Campaign.scheduled_at)))
     outcomes = {}
     for campaign_id in due:
         with _start_lock:
