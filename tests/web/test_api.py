@@ -1,0 +1,134 @@
+"""The JSON API: bearer tokens (made by the CLI), releases, campaigns, subscribers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from mailer.web.models import ApiToken
+from tests.web.conftest import add_subscriber, add_user, outbox_messages
+
+
+@pytest.fixture
+def tokens(cli, db):
+    add_user(db, "alice", "author")
+    add_user(db, "bob", "approver")
+    made = {}
+    for user in ("alice", "bob"):
+        result = cli("tokens", "create", f"{user}-script", "--user", user)
+        assert result.exit_code == 0, result.stderr
+        made[user] = result.stdout.strip()
+    return made
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.mark.parametrize("method, path", [
+    ("get", "/api/releases"), ("get", "/api/campaigns"), ("post", "/api/campaigns"),
+    ("get", "/api/campaigns/1/status"), ("post", "/api/campaigns/1/approve"),
+    ("get", "/api/subscribers"), ("post", "/api/subscribers"),
+])
+def test_api_refuses_without_a_valid_token(client, tokens, method, path):
+    for headers in ({}, auth("mlr_forged"), {"Authorization": "Basic YWxpY2U6eA=="},
+                    auth(tokens["alice"] + "x")):
+        response = getattr(client, method)(path, headers=headers)
+        assert response.status_code == 401, (path, headers)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_only_the_tokens_hash_is_stored(db, tokens):
+    with db.session() as session:
+        stored = list(session.scalars(select(ApiToken.token_hash)))
+    assert len(stored) == 2
+    assert not set(stored) & set(tokens.values())
+    assert all(len(h) == 64 for h in stored)
+
+
+def test_releases(client, tokens, release_id):
+    [release] = client.get("/api/releases", headers=auth(tokens["alice"])).json()
+    assert set(release) == {"id", "title", "subtitle", "date", "dateline", "body", "topics",
+                            "source", "link"}
+    assert release["date"] == "2014-05-09"
+    one = client.get(f"/api/releases/{release_id}", headers=auth(tokens["alice"]))
+    assert one.json() == release
+    assert client.get("/api/releases/999", headers=auth(tokens["alice"])).status_code == 404
+
+
+def test_campaign_create_approve_schedule(client, db, tokens, topics, release_id):
+    add_subscriber(db, "farmer@example.org", topics=["agriculture"])
+    created = client.post("/api/campaigns", headers=auth(tokens["alice"]), json={
+        "release_id": release_id, "query": 'topic = "agriculture"'})
+    assert created.status_code == 201, created.text
+    campaign = created.json()
+    assert campaign["status"] == "draft" and campaign["created_by"] == "alice"
+    cid = campaign["id"]
+
+    own = client.post(f"/api/campaigns/{cid}/approve", headers=auth(tokens["alice"]))
+    assert own.status_code == 403
+    approved = client.post(f"/api/campaigns/{cid}/approve", headers=auth(tokens["bob"]))
+    assert approved.status_code == 200 and approved.json()["approved_by"] == "bob"
+
+    again = client.post(f"/api/campaigns/{cid}/approve", headers=auth(tokens["bob"]))
+    assert again.status_code == 409
+
+    past = client.post(f"/api/campaigns/{cid}/schedule", headers=auth(tokens["bob"]),
+                       json={"at": "2001-01-01T09:00:00"})
+    assert past.status_code == 400
+    later = client.post(f"/api/campaigns/{cid}/schedule", headers=auth(tokens["bob"]),
+                        json={"at": "2099-01-05T09:00:00"})
+    assert later.status_code == 200, later.text
+    assert later.json()["status"] == "scheduled"
+    when = datetime.fromisoformat(later.json()["scheduled_at"])
+    assert when == datetime(2099, 1, 5, 15, 0, tzinfo=UTC)  # 09:00 in Chicago
+
+    status = client.get(f"/api/campaigns/{cid}/status", headers=auth(tokens["alice"])).json()
+    assert status["id"] == cid and status["status"] == "scheduled"
+    assert "recipients" in status["counts"]
+
+    cancelled = client.post(f"/api/campaigns/{cid}/cancel", headers=auth(tokens["bob"]))
+    assert cancelled.json()["status"] == "cancelled"
+
+
+def test_campaign_errors_are_one_line_json(client, tokens, release_id):
+    bad = client.post("/api/campaigns", headers=auth(tokens["alice"]),
+                      json={"release_id": release_id, "query": "zip ="})
+    assert bad.status_code == 400 and "position" in bad.json()["detail"]
+    missing = client.post("/api/campaigns", headers=auth(tokens["alice"]), json={})
+    assert missing.status_code == 422 and "release_id" in missing.json()["detail"]
+    assert client.get("/api/campaigns/404", headers=auth(tokens["alice"])).status_code == 404
+
+
+def test_authors_cannot_schedule_through_the_api(client, tokens, release_id):
+    cid = client.post("/api/campaigns", headers=auth(tokens["alice"]), json={
+        "release_id": release_id, "query": 'status = "active"'}).json()["id"]
+    response = client.post(f"/api/campaigns/{cid}/schedule", headers=auth(tokens["alice"]),
+                           json={"now": True})
+    assert response.status_code == 403
+
+
+def test_subscribers_add_is_double_opt_in(client, db, settings, tokens, topics):
+    added = client.post("/api/subscribers", headers=auth(tokens["alice"]), json={
+        "email": "New@Example.org", "topics": ["agriculture"]})
+    assert added.status_code == 201, added.text
+    assert added.json()["status"] == "pending" and added.json()["email"] == "new@example.org"
+    [mail] = outbox_messages(settings)
+    assert "confirm" in mail["Subject"].lower()
+
+    found = client.get("/api/subscribers/new@example.org", headers=auth(tokens["alice"]))
+    assert found.json()["topics"] == ["agriculture"] and "history" in found.json()
+    listed = client.get("/api/subscribers", params={"q": "new@"},
+                        headers=auth(tokens["alice"])).json()
+    assert [s["email"] for s in listed] == ["new@example.org"]
+    assert client.get("/api/subscribers/nobody@example.org",
+                      headers=auth(tokens["alice"])).status_code == 404
+
+
+def test_openapi_documents_the_api(client):
+    spec = client.get("/api/openapi.json").json()
+    assert "/api/campaigns/{campaign_id}/approve" in spec["paths"]
+    assert "HTTPBearer" in spec["components"]["securitySchemes"]
+    assert not any(path.startswith("/admin") for path in spec["paths"])

@@ -1,0 +1,106 @@
+"""``mailer users add`` / ``mailer tokens create``, password hashing, the rate limiter."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from mailer.web.auth import authenticate, create_user
+from mailer.web.models import User
+from mailer.web.security import SlidingWindowLimiter
+
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@sqlite_only
+def test_users_add_reads_password_from_stdin_and_hashes_it(cli, db):
+    result = cli("users", "add", "carol", "--role", "approver", "--password-stdin",
+                 input="a long passphrase\n")
+    assert result.exit_code == 0, result.stderr
+    assert "carol" in result.stdout
+    with db.session() as session:
+        user = session.scalar(select(User).where(User.name == "carol"))
+        assert user.role == "approver"
+        assert user.password_hash.startswith("$argon2id$")
+        assert "a long passphrase" not in user.password_hash
+        assert authenticate(session, "carol", "a long passphrase") is not None
+        assert authenticate(session, "carol", "a long passphrasE") is None
+
+
+@sqlite_only
+@pytest.mark.parametrize("args, stdin, message", [
+    (["users", "add", "dave", "--role", "boss", "--password-stdin"], "long enough pw\n",
+     "unknown role 'boss'"),
+    (["users", "add", "dave", "--role", "author", "--password-stdin"], "short\n",
+     "at least 10 characters"),
+    (["users", "add", "dave", "--role", "author", "--password-stdin"], "\n", "no password"),
+    (["tokens", "create", "ci", "--user", "nobody"], None, "no user named 'nobody'"),
+])
+def test_cli_refusals_are_one_line(cli, args, stdin, message):
+    result = cli(*args, input=stdin)
+    assert result.exit_code != 0
+    assert result.stderr.strip().startswith("mailer: error: ")
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@sqlite_only
+def test_duplicate_user_and_token_names_are_refused(cli):
+    assert cli("users", "add", "erin", "--role", "admin", "--password-stdin",
+               input="long enough pw\n").exit_code == 0
+    again = cli("users", "add", "erin", "--role", "admin", "--password-stdin",
+                input="long enough pw\n")
+    assert again.exit_code == 1 and "already exists" in again.stderr
+    first = cli("tokens", "create", "ci")
+    assert first.exit_code == 0 and first.stdout.strip().startswith("mlr_")
+    assert "not shown again" in first.stderr
+    assert cli("tokens", "create", "ci").exit_code == 1
+
+
+@sqlite_only
+def test_unbound_token_acts_under_its_own_name(cli, client, release_id):
+    token = cli("tokens", "create", "newsroom-bot").stdout.strip()
+    created = client.post("/api/campaigns", headers={"Authorization": f"Bearer {token}"},
+                          json={"release_id": release_id, "query": 'status = "active"'})
+    assert created.status_code == 201 and created.json()["created_by"] == "newsroom-bot"
+
+
+@sqlite_only
+def test_changing_a_password_ends_existing_sessions(client, db):
+    from tests.web.conftest import login
+
+    with db.session() as session:
+        create_user(session, "frank", "admin", "first password")
+    login(client, "frank", "first password")
+    assert client.get("/admin/campaigns", follow_redirects=False).status_code == 200
+    from mailer.web.auth import hash_password
+
+    with db.session() as session:
+        session.scalar(select(User).where(User.name == "frank")).password_hash = \
+            hash_password("second password")
+    assert client.get("/admin/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_sliding_window_limiter():
+    now = [1000.0]
+    limiter = SlidingWindowLimiter(limit=3, window=60, clock=lambda: now[0])
+    assert [limiter.hit("a") for _ in range(4)] == [True, True, True, False]
+    assert limiter.hit("b")  # per key
+    now[0] += 59.9
+    assert not limiter.hit("a")
+    now[0] += 0.2  # the first hits have left the window
+    assert limiter.hit("a")
+
+
+def test_sliding_window_forgets_idle_keys():
+    now = [0.0]
+    limiter = SlidingWindowLimiter(limit=1, window=10, clock=lambda: now[0])
+    for i in range(1000):
+        limiter.hit(f"ip{i}")
+    now[0] += 11
+    limiter.hit("fresh")
+    assert len(limiter._hits) == 1
+
+
+def test_limiter_rejects_nonsense():
+    with pytest.raises(ValueError):
+        SlidingWindowLimiter(limit=0, window=1)
