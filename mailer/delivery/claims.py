@@ -21,10 +21,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import and_, bindparam, case, select, update
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.storage.base import utcnow
 from subscribers.models import ACTIVE, Subscriber
@@ -55,8 +56,9 @@ def campaign_status(session: Session, campaign_id: int) -> str | None:
 
 def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
                 lease_seconds: float) -> Claim | None:
-    """Lease the next batch of ``campaign_id``; None when no pending row is left (or all the
-    remaining ones are leased by other workers right now). The caller commits."""
+    """Lease the next batch of ``campaign_id``; None when the campaign is not ``sending`` or
+    no pending row is left (or all remaining ones are leased by other workers right now).
+    The caller commits."""
     candidates = _candidates(session, campaign_id, size)
     if not candidates:
         return None
@@ -79,13 +81,15 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
 
 
 def _candidates(session: Session, campaign_id: int, size: int):
-    sendable = case((Subscriber.status == ACTIVE, case((not_suppressed(), 1), else_=0)),
-                    else_=0)
+    sendable = case((and_(Subscriber.status == ACTIVE, not_suppressed()), 1), else_=0)
     stmt = (
         select(C.id, C.email, C.subscriber_id, Subscriber.name, Subscriber.status,
                sendable.label("sendable"))
         .select_from(TABLE.outerjoin(Subscriber.__table__, Subscriber.id == C.subscriber_id))
-        .where(C.campaign_id == campaign_id, C.status == DS.PENDING)
+        .where(C.campaign_id == campaign_id, C.status == DS.PENDING,
+               # Read with every claim: pause and cancel take effect within one batch.
+               select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery()
+               == CS.SENDING)
         .order_by(C.id)
         .limit(size)
     )

@@ -12,6 +12,7 @@ wait (slow answers, 429 waits), so no other worker mistakes them for abandoned o
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -77,14 +78,21 @@ class CampaignSender:
                                self.halt)
         self.stats = RunStats()
         self.inflight: dict[Future, str] = {}
+        self._unrecorded: list[Outcome] = []
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
     def run(self) -> RunStats:
+        # This thread's database calls release the GIL; with pool threads busy building
+        # payloads, the default 5 ms switch interval made each of them wait up to 5 ms to get
+        # it back (measured: 100k recipients 14 s -> 5.5 s with 1 ms).
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(interval, 0.001))
         with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send") as pool:
             try:
                 self._loop(pool)
             finally:
+                sys.setswitchinterval(interval)
                 # A stop request (Ctrl-C, SIGTERM) lets the batches in flight finish and be
                 # recorded; a pause (halt) has already cut their retries short.
                 self._drain()
@@ -104,73 +112,102 @@ class CampaignSender:
                     continue
             if self.inflight:
                 self._collect(timeout=min(self.poll_interval, self.settings.lease_seconds / 3))
-            elif not self._settle():
-                return
+                if exhausted:
+                    self._flush()
             else:
+                self._flush()
+                if self.halt.is_set() or not self._settle():
+                    return
                 exhausted = False
             if time.monotonic() - last_beat > self.settings.lease_seconds / 3:
                 self._heartbeat()
                 last_beat = time.monotonic()
 
     def _submit_next(self, pool: ThreadPoolExecutor) -> bool:
-        """Claim and submit one batch; False when nothing is claimable (or we must stop)."""
+        """Record finished batches and claim the next one in ONE transaction (one commit per
+        batch keeps SQLite fast); False when nothing is claimable (or we must stop)."""
+        outcomes, self._unrecorded = self._unrecorded, []
         with self.db.session() as session:
-            status = claims.campaign_status(session, self.campaign_id)
-            if status != CS.SENDING:
-                self.reason = f"campaign is {status}"
-                self.halt.set()
-                return False
+            for out in outcomes:
+                self._write(session, out)
             claim = claims.claim_batch(session, self.campaign_id,
                                        size=self.settings.batch_size, worker=self.worker,
                                        lease_seconds=self.settings.lease_seconds)
+            status = None if claim is not None else claims.campaign_status(
+                session, self.campaign_id)
+        self._after_recording(outcomes)
+        if claim is not None and self.halt.is_set():  # an outcome just paused the campaign
+            self._record([Outcome(claim, release_reason="not sent: the campaign was paused")])
+            return False
         if claim is None:
+            if status != CS.SENDING:
+                self.reason = f"campaign is {status}"
+                self.halt.set()
             return False
         self.stats.skipped += claim.skipped
         if not claim.rows:
             self._report()
             return True
         if not self.limiter.acquire(len(claim.rows), self.stop):
-            self._record_quietly(Outcome(claim, release_reason="not sent: the sender stopped"))
+            self._record([Outcome(claim, release_reason="not sent: the sender stopped")])
             return False
         self.inflight[pool.submit(self.handoff.deliver, claim)] = claim.batch_id
         self.stats.requests += 1
         return True
 
     def _collect(self, timeout: float) -> None:
+        """Wait for finished batches; they are recorded with the next claim (or now, when no
+        claim is coming)."""
         done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             self.inflight.pop(future)
-            self._record(future.result())
+            self._unrecorded.append(future.result())
 
     def _drain(self) -> None:
         while self.inflight:
             self._collect(timeout=self.poll_interval)
+        self._flush()
+
+    def _flush(self) -> None:
+        outcomes, self._unrecorded = self._unrecorded, []
+        self._record(outcomes)
 
     # -- bookkeeping (this thread only) ------------------------------------------------------
-    def _record(self, out: Outcome) -> None:
-        self._record_quietly(out)
-        self.stats.accepted += out.accepted
-        self.stats.failed += out.failed
-        self.stats.in_doubt += len(out.in_doubt)
-        self._report()
-        if out.pause_reason:
-            self.pause(out.pause_reason)
-        elif self.handoff.consecutive_errors >= self.settings.max_consecutive_errors:
-            self.pause(f"{self.handoff.consecutive_errors} consecutive failed requests; last "
-                       f"batch: {out.release_reason or out.in_doubt_reason or 'failed'}")
+    def _record(self, outcomes: list[Outcome]) -> None:
+        if outcomes:
+            with self.db.session() as session:
+                for out in outcomes:
+                    self._write(session, out)
+            self._after_recording(outcomes)
 
-    def _record_quietly(self, out: Outcome) -> None:
-        batch = out.claim.batch_id
-        with self.db.session() as session:
-            if out.all_accepted:
-                claims.record_batch_accepted(session, batch, out.message_id)
+    def _after_recording(self, outcomes: list[Outcome]) -> None:
+        for out in outcomes:
+            self.stats.accepted += out.accepted
+            self.stats.failed += out.failed
+            self.stats.in_doubt += len(out.in_doubt)
+        if outcomes:
+            self._report()
+        for out in outcomes:
+            if out.pause_reason:
+                self.pause(out.pause_reason)
                 return
-            claims.record_results(session, batch, out.results)
-            claims.mark_in_doubt(session, batch, out.in_doubt, out.in_doubt_reason)
-            if out.release_reason is not None:
-                settled = {r[0] for r in out.results} | set(out.in_doubt)
-                rest = [i for i in out.claim.ids if i not in settled]
-                claims.release(session, batch, rest, out.release_reason)
+        if outcomes and self.handoff.consecutive_errors >= self.settings.max_consecutive_errors:
+            last = outcomes[-1]
+            self.pause(f"{self.handoff.consecutive_errors} consecutive failed requests; last "
+                       f"batch: {last.release_reason or last.in_doubt_reason or 'failed'}")
+
+    @staticmethod
+    def _write(session, out: Outcome) -> None:
+        batch = out.claim.batch_id
+        if out.all_accepted:
+            claims.record_batch_accepted(session, batch, out.message_id)
+            return
+        claims.record_results(session, batch, out.results)
+        claims.mark_in_doubt(session, batch, out.in_doubt, out.in_doubt_reason)
+        if out.release_reason is not None:
+            settled = {r[0] for r in out.results} | set(out.in_doubt)
+            rest = [i for i in out.claim.ids if i not in settled]
+            claims.release(session, batch, rest, out.release_reason)
 
     def _report(self) -> None:
         if self.progress is not None:
