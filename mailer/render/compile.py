@@ -9,6 +9,7 @@ A message that would be clipped by Gmail (over 102 KB of HTML) fails loudly.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ from mailer.transports.base import CompiledMessage
 GMAIL_CLIP_BYTES = 102 * 1024
 #: Room left per placeholder for the value that replaces it (a URL with a signed token).
 PLACEHOLDER_ALLOWANCE = 160
+_FAKE_REPLY = re.compile(r"^\s*(re|fw|fwd|aw|tr)\s*:", re.IGNORECASE)
 SHARED_HEADERS = {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 _INLINER = css_inline.CSSInliner(
@@ -51,17 +53,13 @@ def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
     """Render ``campaign`` once, with placeholders for per-recipient values.
 
     A release campaign renders its release with ``campaign.template``; a digest campaign
-    needs its ``releases`` (see ``compile_digest``). Raises NotFound (release missing),
-    InvalidInput (digest without releases), TemplateError (template broken or over 102 KB).
+    renders ``releases`` when given, else the releases it was created with
+    (``digest_release_ids``). Raises NotFound (a release missing), InvalidInput (a digest
+    without releases), TemplateError (template broken or over 102 KB).
     """
     if campaign.kind == "digest":
-        if releases is None and getattr(campaign, "digest_release_ids", None):
-            from mailer.scheduling.digests import digest_releases  # the releases it keeps
-
-            releases = digest_releases(session, campaign)
         if releases is None:
-            raise InvalidInput(f"campaign {campaign.id} is a digest; compile it with its "
-                               "releases (compile_digest)")
+            releases = _digest_releases(session, campaign)
         return compile_digest(releases, settings, subject=campaign.subject,
                               campaign_id=campaign.id, template=campaign.template or "digest",
                               web_view=web_view)
@@ -108,6 +106,14 @@ def render_web_view(session: Session, campaign: Any, settings: Settings, *,
     """The campaign as the public archive shows it: no personal data, neutral links."""
     message = compile_campaign(session, campaign, settings, releases=releases, web_view=True)
     return substitute(message.html, neutral_substitutions(settings))
+
+
+def _digest_releases(session: Session, campaign: Any) -> Sequence[Any]:
+    if not getattr(campaign, "digest_release_ids", None):
+        raise InvalidInput(f"digest campaign {campaign.id} has no releases to render")
+    from mailer.scheduling.digests import digest_releases  # the releases it was created with
+
+    return digest_releases(session, campaign)
 
 
 def _compile(template: str, settings: Settings, *, subject: str, campaign_id: int | None,
@@ -174,9 +180,13 @@ def check_size(name: str, html: str) -> None:
 def honest_subject(subject: str) -> str:
     """One line, no surrounding space, nothing that could look like a placeholder.
 
-    Raises InvalidInput for an empty subject.
+    Raises InvalidInput for an empty subject, or one that pretends to be a reply or a
+    forward ("RE:", "FWD:"): CAN-SPAM forbids misleading subject lines.
     """
     line = " ".join((subject or "").split())
     if not line:
         raise InvalidInput("a message needs a subject")
+    if _FAKE_REPLY.match(line):
+        raise InvalidInput(f"subject {line!r} pretends to be a reply or forward; "
+                           "say what the email is")
     return defuse(line)

@@ -9,6 +9,7 @@ import pytest
 
 from mailer.campaigns.models import Campaign
 from mailer.errors import InvalidInput, TemplateError
+from mailer.ingest.models import Release
 from mailer.render import (
     GMAIL_CLIP_BYTES,
     Personalizer,
@@ -152,14 +153,26 @@ def test_digest_lists_each_release_with_summary_and_link(settings, signer):
     assert message.categories == ("campaign-4",)
 
 
-def test_digest_campaign_needs_its_releases(db, settings, seed_campaign_id):
+def test_digest_campaign_renders_the_releases_it_was_created_with(db, settings,
+                                                                 seed_campaign_id):
     with db.session() as session:
-        campaign = session.get(Campaign, seed_campaign_id)
-        campaign.kind, campaign.template = "digest", "digest"
-        with pytest.raises(InvalidInput, match="digest"):
+        first = session.get(Campaign, seed_campaign_id).release_id
+        second = add_release(session, title="Rural Broadband Grants Announced",
+                             body="BISMARCK – Twelve cooperatives share $8 million.").id
+        campaign = add_campaign(session, session.get(Release, first), kind="digest",
+                                release_id=None, template="digest",
+                                subject="Weekly news: 2 new releases",
+                                digest_release_ids=[second, first])
+        message = compile_campaign(session, campaign, settings)
+        given = compile_campaign(session, campaign, settings, releases=sample_releases())
+        campaign.digest_release_ids = []
+        with pytest.raises(InvalidInput, match="no releases"):
             compile_campaign(session, campaign, settings)
-        message = compile_campaign(session, campaign, settings, releases=sample_releases())
-    assert "Read more" in message.html
+    text = " ".join(message.text.split())
+    assert text.index("Rural Broadband Grants") < text.index("Heitkamp Leads Training")
+    assert "<h1" in message.html and "Weekly news: 2 new releases" in message.html
+    assert message.categories == (f"campaign-{campaign.id}",)
+    assert "Farm Bill Conference Agreement" in given.text
 
 
 def test_subject_is_one_plain_line(db, settings, seed_campaign_id):
@@ -167,6 +180,9 @@ def test_subject_is_one_plain_line(db, settings, seed_campaign_id):
         campaign = session.get(Campaign, seed_campaign_id)
         campaign.subject = "  Senator's\r\nweekly   update "
         assert compile_campaign(session, campaign, settings).subject == "Senator's weekly update"
+        campaign.subject = "RE: your question about the farm bill"
+        with pytest.raises(InvalidInput, match="pretends to be a reply"):
+            compile_campaign(session, campaign, settings)
 
 
 def test_logo_has_alt_text(db, settings, seed_campaign_id, monkeypatch):

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_profile
+from hypothesis import strategies as st
 
 from mailer.render import Personalizer, compile_system_message, personalize, substitute
 from mailer.render.placeholders import ALL_KEYS, PLACEHOLDER_RE, defuse
@@ -103,3 +106,34 @@ def test_system_message_personalizes_name_and_escapes_it(settings):
     assert "https://news.senator.example.gov/confirm/abc" in out.html
     assert message.categories == ("confirm_subscription",)
     assert not re.search(r"-[a-z]+_[ht]-", out.html + out.text)
+
+
+def test_system_message_context_cannot_replace_product_values(settings):
+    message = compile_system_message(
+        "welcome", settings, subject="Welcome",
+        context={"topics": ["Agriculture"], "office": {"name": "Impostor"},
+                 "recipient": "nobody"})
+    assert "Impostor" not in message.html
+    assert "-unsub_h-" in message.html and "Agriculture" in message.text
+
+
+names = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
+                max_size=40)
+
+
+@settings_profile(max_examples=60, deadline=None)
+@given(name=names)
+def test_any_name_is_escaped_in_html_and_verbatim_in_text(name):
+    from markupsafe import escape
+
+    from mailer.settings import Settings
+
+    config = Settings(public_url="https://news.example.gov", secret_key="k")
+    message = _message("<p>Dear -name_h-,</p>", "Dear -name_t-,")
+    recipient = Personalizer(config, TokenSigner("k"), 1).recipient(
+        email="a@example.com", name=name, subscriber_id=1)
+    out = personalize(message, recipient)
+    shown = name.strip() or "friend"
+    assert out.html == f"<p>Dear {escape(shown)},</p>"
+    assert out.text == f"Dear {shown},"
+    assert "<" not in out.html[3:-4] and '"' not in out.html
