@@ -46,7 +46,13 @@ from mailer.storage.base import utcnow
 from mailer.storage.db import Database
 from subscribers.csv_rows import HeaderMap, RowData, RowError, open_text, parse_row, read_rows
 from subscribers.models import (
-    ACTIVE, PENDING, SUPPRESSED_STATUSES, StatusChange, Subscriber, SubscriberTopic, Suppression,
+    ACTIVE,
+    PENDING,
+    SUPPRESSED_STATUSES,
+    StatusChange,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
 )
 
 CHUNK_SIZE = 2000

@@ -24,7 +24,16 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    ColumnElement, Select, and_, exists, func, literal, not_, or_, select, true,
+    ColumnElement,
+    Select,
+    and_,
+    exists,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
 )
 from sqlalchemy.orm import Session
 
@@ -32,7 +41,13 @@ from mailer.errors import NotFound, QueryError
 from mailer.ingest.models import Topic
 from subscribers.addresses import InvalidEmail, normalize_email
 from subscribers.models import (
-    ACTIVE, FREQUENCIES, STATUSES, Segment, Subscriber, SubscriberTopic, Suppression,
+    ACTIVE,
+    FREQUENCIES,
+    STATUSES,
+    Segment,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
 )
 from subscribers.query import And, Compare, In, Node, Not, Or, Value, parse_query, to_text
 

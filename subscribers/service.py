@@ -23,8 +23,15 @@ from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
 from subscribers.addresses import email_hash, normalize_email
 from subscribers.models import (
-    ACTIVE, FREQUENCIES, PENDING, STATUSES, UNSUBSCRIBED, StatusChange,
-    Subscriber, SubscriberTopic, Suppression,
+    ACTIVE,
+    FREQUENCIES,
+    PENDING,
+    STATUSES,
+    UNSUBSCRIBED,
+    StatusChange,
+    Subscriber,
+    SubscriberTopic,
+    Suppression,
 )
 
 #: Suppression reasons.
@@ -58,7 +65,8 @@ def is_suppressed(session: Session, email: str) -> bool:
 
 
 def _is_hash_suppressed(session: Session, digest: str) -> bool:
-    return session.scalar(select(Suppression.id).where(Suppression.email_hash == digest)) is not None
+    found = session.scalar(select(Suppression.id).where(Suppression.email_hash == digest))
+    return found is not None
 
 
 def suppress(session: Session, email: str, reason: str) -> bool:

@@ -277,7 +277,8 @@ def segment_delete(name: str = typer.Argument(...), as_json: bool = JSON) -> Non
             session.delete(seg.get_segment(session, name))
             session.flush()
     except IntegrityError:
-        raise InvalidInput(f"segment {name!r} is used by a campaign; it cannot be deleted") from None
+        raise InvalidInput(f"segment {name!r} is used by a campaign; it cannot be "
+                           "deleted") from None
     context.emit({"deleted": name}, as_json, lambda c, d: c.print(f"deleted {d['deleted']!r}",
                                                                  markup=False))
 

@@ -8,7 +8,17 @@ from hypothesis import strategies as st
 
 from mailer.errors import QueryError
 from subscribers.query import (
-    FIELDS, OPERATORS, And, Compare, In, Not, Or, Value, parse_query, to_text, tokenize,
+    FIELDS,
+    OPERATORS,
+    And,
+    Compare,
+    In,
+    Not,
+    Or,
+    Value,
+    parse_query,
+    to_text,
+    tokenize,
 )
 
 
