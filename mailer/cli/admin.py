@@ -39,3 +39,33 @@ def _print_findings(console, findings) -> None:
     for finding in findings:
         console.print(f"{marks[finding['level']]:>5}  {finding['check']}: {finding['message']}",
                       highlight=False)
+
+
+@app.command("demo")
+def demo_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Run the whole job on bundled sample data (outbox only), then print the delivery report."""
+    from mailer.demo import run_demo
+
+    settings = context.settings()
+    result = run_demo(context.database(), settings)
+    data = {"campaign": result.status, "release_id": result.release_id,
+            "subscribers": result.subscribers, "outbox": str(settings.outbox_dir.resolve())}
+    context.emit(data, as_json, _print_demo)
+
+
+def _print_demo(console, data) -> None:
+    from rich.table import Table
+
+    subs = data["subscribers"]
+    console.print(f"Imported the sample release (id {data['release_id']}) and subscribers:"
+                  f" {subs.get('created', 0)} new, {subs.get('updated', 0)} updated,"
+                  f" {subs.get('skipped', 0)} skipped.")
+    campaign = data["campaign"]
+    table = Table(title=f"Campaign {campaign['id']}: {campaign['status']}")
+    table.add_column("delivery status")
+    table.add_column("count", justify="right")
+    for name, count in campaign["counts"].items():
+        if count or name in ("recipients", "accepted", "failed"):
+            table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"Messages are in {data['outbox']}/ (one .eml per recipient).")

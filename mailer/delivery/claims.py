@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, select, update
+from sqlalchemy import and_, bindparam, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, Delivery
@@ -144,7 +144,9 @@ def record_results(session: Session, batch_id: str,
     session.execute(
         update(TABLE)
         .where(C.id == bindparam("b_id"), C.batch_id == batch_id)
-        .values(status=case((C.status.in_(_OPEN), bindparam("b_status")), else_=C.status),
+        # executemany cannot expand IN lists, so spell the open states out.
+        .values(status=case((or_(*(C.status == s for s in _OPEN)), bindparam("b_status")),
+                            else_=C.status),
                 provider_message_id=bindparam("b_mid"), last_error=bindparam("b_error"),
                 sent_at=bindparam("b_sent"), lease_until=None, updated_at=now),
         params,
