@@ -1,0 +1,253 @@
+"""The two journeys in headless Chromium (Debian's /usr/bin/chromium) against a real uvicorn
+server on 127.0.0.1: a constituent subscribes, confirms from the emailed link, changes
+preferences and unsubscribes in one click; the press office logs in, creates, previews,
+approves as a second person, sends, and sees it sent. Screenshots go to ``artifacts_dir``.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from mailer.campaigns.models import Campaign
+from tests.web.conftest import add_subscriber, add_user, link_in, outbox_messages
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PASSWORD = "correct horse battery"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def server(settings, db):
+    """The app served by uvicorn in a thread; its public URL is the server's own address so
+    the links in emails lead back to it."""
+    import uvicorn
+
+    from mailer.web.app import create_app
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    live = settings.model_copy(update={"public_url": base})
+    app = create_app(live, db)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            lifespan="off")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield base, live, app
+    uv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+    yield playwright, chromium
+    chromium.close()
+    playwright.stop()
+
+
+@pytest.fixture
+def page(browser):
+    _, chromium = browser
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    problems: list[str] = []
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def _unlabelled_inputs(page) -> list[str]:
+    return page.evaluate("""() => Array.from(document.querySelectorAll(
+        'input:not([type=hidden]), select, textarea')).filter(el =>
+        !el.closest('[aria-hidden=true]') && el.labels.length === 0 &&
+        !el.getAttribute('aria-label')).map(el => el.name)""")
+
+
+def test_constituent_journey(page, browser, server, db, topics, artifacts_dir):
+    base, live, _ = server
+    page.goto(f"{base}/subscribe")
+    assert _unlabelled_inputs(page) == []
+    # Keyboard: the first Tab reaches the skip link, and it leads to the form.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    page.fill("#email", "constituent@example.org")
+    page.fill("#name", "Casey Constituent")
+    page.fill("#zip", "58102")
+    page.check("#topic-human-trafficking")
+    page.check("#frequency-weekly")
+    page.screenshot(path=str(artifacts_dir / "web-01-subscribe.png"), full_page=True)
+    page.click("button[type=submit]")
+    page.wait_for_selector("text=Check your email")
+
+    [confirm_mail] = outbox_messages(live)
+    confirm_url = link_in(confirm_mail, "confirm")
+    assert confirm_url.startswith(base)
+    page.goto(confirm_url)
+    page.wait_for_selector("text=You're subscribed")
+    page.screenshot(path=str(artifacts_dir / "web-02-confirmed.png"), full_page=True)
+
+    page.click("text=Choose topics and how often")
+    page.wait_for_selector("h1:has-text('Your email preferences')")
+    assert page.is_checked("#topic-human-trafficking")
+    assert page.is_checked("#frequency-weekly")
+    page.check("#topic-agriculture")
+    page.uncheck("#topic-human-trafficking")
+    page.check("#frequency-daily")
+    page.click("button:has-text('Save my choices')")
+    page.wait_for_selector("text=Your choices are saved")
+    assert page.is_checked("#topic-agriculture") and page.is_checked("#frequency-daily")
+    page.screenshot(path=str(artifacts_dir / "web-03-preferences.png"), full_page=True)
+
+    # The welcome email's List-Unsubscribe URL, posted the way a mail provider does
+    # (RFC 8058: no cookies, no page, just the one-click body).
+    welcome = outbox_messages(live)[-1]
+    unsubscribe_url = welcome["List-Unsubscribe"].strip().strip("<>")  # may be folded
+    assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    playwright, _ = browser
+    provider = playwright.request.new_context()
+    response = provider.post(unsubscribe_url, data="List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert 200 <= response.status < 300
+    provider.dispose()
+
+    page.reload()
+    page.wait_for_selector("text=You are unsubscribed")
+    page.screenshot(path=str(artifacts_dir / "web-04-unsubscribed.png"), full_page=True)
+    with db.session() as session:
+        from subscribers.service import find_by_email
+
+        person = find_by_email(session, "constituent@example.org")
+        assert person.status == "unsubscribed" and person.frequency == "daily"
+    assert page.problems == []
+
+
+def test_subscribe_page_fits_a_phone(browser, server, topics, artifacts_dir):
+    base, _, _ = server
+    _, chromium = browser
+    context = chromium.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(f"{base}/subscribe")
+    assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    phone.screenshot(path=str(artifacts_dir / "web-05-subscribe-375.png"), full_page=True)
+    context.close()
+
+
+def test_forged_token_page_and_anonymous_refusals(page, browser, server):
+    base, _, _ = server
+    response = page.goto(f"{base}/unsubscribe/1.AAAAAA.forgedsignature")
+    assert response.status == 400
+    assert "not valid" in page.content()
+    response = page.goto(f"{base}/admin/campaigns")
+    assert page.url.startswith(f"{base}/admin/login")
+    playwright, _ = browser
+    api = playwright.request.new_context()
+    assert api.get(f"{base}/api/campaigns").status == 401
+    api.dispose()
+
+
+def _login(page, base: str, name: str) -> None:
+    page.goto(f"{base}/admin/login")
+    page.fill("#name", name)
+    page.fill("#password", PASSWORD)
+    page.click("button:has-text('Log in')")
+    page.wait_for_selector("h1:has-text('Campaigns')")
+
+
+def test_press_office_journey(page, server, db, topics, release_id, artifacts_dir):
+    from playwright.sync_api import expect
+
+    from mailer.delivery.worker import run_worker
+
+    base, live, _ = server
+    add_user(db, "alice", "author", PASSWORD)
+    add_user(db, "bob", "approver", PASSWORD)
+    for i in range(3):
+        add_subscriber(db, f"farmer{i}@example.org", topics=["agriculture"])
+    add_subscriber(db, "other@example.org", topics=["human-trafficking"])
+
+    _login(page, base, "alice")
+    page.click("nav >> text=Releases")
+    page.click(f"a[href='/admin/campaigns/new?release_id={release_id}']")
+    page.fill("#query", 'topic = "agriculture"')
+    # (wait_for_function would eval a string, which our CSP rightly forbids)
+    expect(page.locator("[data-field=count]")).to_have_text("3")
+    page.screenshot(path=str(artifacts_dir / "web-10-segment-builder.png"), full_page=True)
+    page.click("button:has-text('Create draft')")
+    page.wait_for_selector("text=created as a draft")
+    campaign_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
+
+    frame = page.frame_locator("#preview")
+    frame.locator("text=Heitkamp Bill to Combat Human Trafficking").first.wait_for()
+    page.screenshot(path=str(artifacts_dir / "web-11-preview-desktop.png"), full_page=True)
+    page.click("button[data-preview-width=mobile]")
+    assert page.evaluate("document.getElementById('preview').getBoundingClientRect().width") \
+        <= 376
+    page.screenshot(path=str(artifacts_dir / "web-12-preview-mobile.png"), full_page=True)
+    assert page.locator("button:has-text('Approve')").count() == 0  # not for the author
+    page.click("button:has-text('Log out')")
+
+    _login(page, base, "bob")
+    page.goto(f"{base}/admin/campaigns/{campaign_id}")
+    page.click("button:has-text('Approve')")
+    page.wait_for_selector("text=Approved.")
+    page.click("button:has-text('Send now')")
+    page.wait_for_selector("text=Sending starts now.")
+
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(db, live, stop),
+                              kwargs={"poll_interval": 0.1}, daemon=True)
+    worker.start()
+    try:
+        page.goto(f"{base}/admin/campaigns")
+        row = page.locator(f"tr[data-campaign-id='{campaign_id}'] [data-field=status]")
+        row.filter(has_text="sent").wait_for(timeout=20_000)  # updated by admin.js polling
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+    assert page.locator(f"tr[data-campaign-id='{campaign_id}'] [data-field=text]") \
+        .inner_text() == "3 / 3"
+    page.screenshot(path=str(artifacts_dir / "web-13-campaign-sent.png"), full_page=True)
+
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert (campaign.status, campaign.created_by, campaign.approved_by) == \
+            ("sent", "alice", "bob")
+    recipients = sorted(m["To"].addresses[0].addr_spec for m in outbox_messages(live)
+                        if m["X-Mailer-Test"] is None)
+    assert recipients == [f"farmer{i}@example.org" for i in range(3)]
+
+    page.goto(f"{base}/admin/campaigns/{campaign_id}/report")
+    page.frame_locator("iframe.report-frame").locator("svg").first.wait_for()
+    page.screenshot(path=str(artifacts_dir / "web-14-report.png"), full_page=True)
+    page.goto(f"{base}/archive")
+    page.click(f"a[href='/archive/{campaign_id}']")
+    page.wait_for_selector("text=Heitkamp Bill to Combat Human Trafficking")
+    assert page.problems == []
