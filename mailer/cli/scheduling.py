@@ -35,9 +35,24 @@ def scheduler_command() -> None:
     settings = context.settings()
     db = context.database()
     stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            run_scheduler(settings, stop, db)
+        except BaseException as exc:  # reported by the main thread like any command error
+            failures.append(exc)
+
+    worker = threading.Thread(target=run, name="mailer-scheduler")
+    # The signal handler runs on the main thread, which only ever joins: setting the event
+    # from a handler that interrupted Event.wait() itself could deadlock on its lock.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    run_scheduler(settings, stop, db)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.5)
+    if failures:
+        raise failures[0]
 
 
 @schedule_app.command("list")
