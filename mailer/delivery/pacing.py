@@ -47,7 +47,7 @@ class RetryWait:
     threads do not stampede); anything else backs off exponentially with jitter."""
 
     def __init__(self, base: float, maximum: float):
-        self._backoff = wait_exponential_jitter(initial=base, max=maximum, jitter=base)
+        self._backoff = wait_exponential_jitter(multiplier=base, max=maximum, jitter=base)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None

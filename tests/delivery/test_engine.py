@@ -1,0 +1,243 @@
+"""The engine against the SendGrid stand-in, on SQLite and PostgreSQL."""
+
+import collections
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import CampaignStatus as CS
+from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery import claims
+from mailer.delivery.engine import send_campaign, start_campaign, status_counts
+from mailer.errors import InvalidTransition
+from mailer.storage.base import utcnow
+from subscribers.addresses import email_hash
+from subscribers.models import ACTIVE, UNSUBSCRIBED, Subscriber, Suppression
+from tests.support.campaigns import add_subscribers, approved_campaign, set_subscriber_status
+
+
+def rows(db, campaign_id):
+    with db.session() as session:
+        return session.execute(
+            select(Delivery.id, Delivery.email, Delivery.status, Delivery.provider_message_id,
+                   Delivery.last_error, Delivery.attempts)
+            .where(Delivery.campaign_id == campaign_id).order_by(Delivery.id)).all()
+
+
+def campaign_of(db, campaign_id):
+    with db.session() as session:
+        return session.get(Campaign, campaign_id)
+
+
+def assert_exactly_once(standin, db, campaign_id, expected):
+    counts = standin.delivery_counts()
+    assert max(counts.values()) == 1, "someone was sent twice"
+    accepted = {str(r.id) for r in rows(db, campaign_id) if r.status == DS.ACCEPTED}
+    assert set(counts) == accepted
+    assert len(accepted) == expected
+
+
+def test_sends_every_recipient_once_and_finishes(db, sg_settings, standin):
+    add_subscribers(db, 95)
+    campaign_id = approved_campaign(db)
+    summary = send_campaign(db, sg_settings, campaign_id)
+    assert summary.status == CS.SENT and summary.accepted == 95 and summary.pending == 0
+    assert_exactly_once(standin, db, campaign_id, 95)
+    assert standin.snapshot()["requests"] == 10  # batches of 10
+    got = rows(db, campaign_id)
+    assert all(r.provider_message_id for r in got) and {r.attempts for r in got} == {1}
+    assert {a.custom_args["campaign_id"] for a in standin.accepted} == {str(campaign_id)}
+    with db.session() as session:
+        counts = status_counts(session, campaign_id)
+    assert counts["recipients"] == counts["accepted"] == 95 and counts["pending"] == 0
+
+
+def test_audience_is_drawn_once_and_only_from_active_unsuppressed(db, sg_settings):
+    add_subscribers(db, 12)
+    set_subscriber_status(db, "person3@example.org", UNSUBSCRIBED)
+    with db.session() as session:
+        session.execute(insert(Suppression).values(
+            email_hash=email_hash("person4@example.org"), reason="bounced"))
+    campaign_id = approved_campaign(db)
+    assert start_campaign(db, sg_settings, campaign_id) == 10
+    add_subscribers(db, 5, start=100)  # joins after the start: not in this send
+    assert start_campaign(db, sg_settings, campaign_id) == 10
+    emails = {r.email for r in rows(db, campaign_id)}
+    assert "person3@example.org" not in emails and "person4@example.org" not in emails
+    assert campaign_of(db, campaign_id).status == CS.SENDING
+
+
+def test_refuses_a_campaign_that_is_not_approved(db, sg_settings):
+    add_subscribers(db, 2)
+    campaign_id = approved_campaign(db)
+    with db.session() as session:
+        transition(session, session.get(Campaign, campaign_id), CS.DRAFT)
+    with pytest.raises(InvalidTransition, match="draft"):
+        send_campaign(db, sg_settings, campaign_id)
+    assert rows(db, campaign_id) == []
+
+
+def test_unsubscribe_during_a_send_takes_effect_for_the_next_batch(db, sg_settings, standin):
+    add_subscribers(db, 40)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"concurrency": 1})
+
+    def unsubscribe_after_first_batch(stats):
+        if stats.accepted == 10:
+            set_subscriber_status(db, "person35@example.org", UNSUBSCRIBED)
+
+    summary = send_campaign(db, settings, campaign_id, progress=unsubscribe_after_first_batch)
+    assert summary.status == CS.SENT and summary.skipped == 1
+    assert "person35@example.org" not in standin.emails()
+    skipped = [r for r in rows(db, campaign_id) if r.status == DS.SKIPPED]
+    assert [r.email for r in skipped] == ["person35@example.org"]
+    assert "unsubscribed" in skipped[0].last_error
+    assert_exactly_once(standin, db, campaign_id, 39)
+
+
+def test_pause_takes_effect_within_one_batch_and_resume_finishes(db, sg_settings, standin):
+    add_subscribers(db, 60)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"concurrency": 1})
+
+    def pause_after_first_batch(stats):
+        if stats.accepted == 10 and campaign_of(db, campaign_id).status == CS.SENDING:
+            with db.session() as session:
+                transition(session, session.get(Campaign, campaign_id, with_for_update=True),
+                           CS.PAUSED, by="press secretary")
+
+    summary = send_campaign(db, settings, campaign_id, progress=pause_after_first_batch)
+    assert summary.status == CS.PAUSED
+    assert summary.accepted <= 20  # the batch in flight when the pause came, no more
+    assert summary.pending == 60 - summary.accepted
+    with db.session() as session:
+        transition(session, session.get(Campaign, campaign_id), CS.SENDING, by="press secretary")
+    assert send_campaign(db, settings, campaign_id).status == CS.SENT
+    assert_exactly_once(standin, db, campaign_id, 60)
+
+
+def test_bad_addresses_are_isolated_and_fail_alone(db, sg_settings, standin):
+    add_subscribers(db, 30)
+    now = utcnow()
+    with db.session() as session:  # addresses SendGrid refuses, stored before validation
+        session.execute(insert(Subscriber), [
+            {"email": e, "email_hash": email_hash(e), "status": ACTIVE, "created_at": now,
+             "updated_at": now} for e in ("bad one@example.org", "worse@@example.org")])
+    campaign_id = approved_campaign(db)
+    summary = send_campaign(db, sg_settings, campaign_id)
+    assert summary.status == CS.SENT and summary.failed == 2 and summary.accepted == 30
+    failed = [r for r in rows(db, campaign_id) if r.status == DS.FAILED]
+    assert {r.email for r in failed} == {"bad one@example.org", "worse@@example.org"}
+    assert all("Does not contain a valid address" in r.last_error for r in failed)
+    assert_exactly_once(standin, db, campaign_id, 30)
+
+
+def test_a_refused_api_key_pauses_at_once(db, sg_settings, standin):
+    add_subscribers(db, 50)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"sendgrid_host": standin.url})
+    standin.api_key = "SG.rotated"
+    summary = send_campaign(db, settings, campaign_id)
+    campaign = campaign_of(db, campaign_id)
+    assert campaign.status == CS.PAUSED and "API key" in campaign.status_reason
+    assert standin.snapshot()["requests"] <= settings.concurrency + 1  # no retrying a 401
+    assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}
+    assert summary.accepted == 0
+
+
+def test_429_waits_for_the_reset_and_every_recipient_goes_once(db, sg_settings, standin):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    standin.inject("429", 2, reset_in=0.5)
+    summary = send_campaign(db, sg_settings, campaign_id)
+    assert summary.status == CS.SENT
+    assert standin.snapshot()["statuses"]["429"] == 2
+    assert_exactly_once(standin, db, campaign_id, 30)
+
+
+def test_server_errors_are_retried(db, sg_settings, standin):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    standin.inject("500", 2)
+    standin.inject("503", 1)
+    assert send_campaign(db, sg_settings, campaign_id).status == CS.SENT
+    assert_exactly_once(standin, db, campaign_id, 30)
+    retried = [r for r in rows(db, campaign_id) if r.attempts > 1]
+    assert retried == []  # a retry inside one claim is one attempt of the row
+
+
+def test_persistent_server_errors_pause_with_the_reason(db, sg_settings, standin):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    standin.inject("503", 1000)
+    summary = send_campaign(db, sg_settings, campaign_id)
+    campaign = campaign_of(db, campaign_id)
+    assert campaign.status == CS.PAUSED and "503" in campaign.status_reason
+    assert summary.accepted == 0
+    assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}  # nothing stuck
+
+
+def test_a_lost_answer_makes_rows_in_doubt_and_they_are_resent_after_grace(
+        db, sg_settings, standin):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    standin.inject("reset", 1)
+    summary = send_campaign(db, sg_settings, campaign_id)
+    assert summary.status == CS.SENT
+    assert_exactly_once(standin, db, campaign_id, 30)
+    resent = [r for r in rows(db, campaign_id) if r.attempts == 2]
+    assert len(resent) == 10  # the batch whose answer was lost, once more after the grace
+
+
+def test_in_doubt_rows_with_provider_evidence_are_not_resent(db, sg_settings, standin):
+    """A sender died after SendGrid accepted a batch: the processed events settle it."""
+    from mailer.tracking.ingest import ingest_events
+    from mailer.transports import get_transport
+    from mailer.transports.base import Batch, Recipient
+    from mailer.transports.base import CompiledMessage
+
+    add_subscribers(db, 25)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, sg_settings, campaign_id)
+    with db.session() as session:
+        claim = claims.claim_batch(session, campaign_id, size=10,
+                                   worker="elsewhere:1:dead", lease_seconds=-1)
+    message = CompiledMessage(subject="s", html="<p>h</p>", text="t", from_email="a@b.gov",
+                              from_name="A", campaign_id=campaign_id)
+    get_transport(sg_settings).send(Batch(message, [
+        Recipient(email=e, delivery_id=i) for i, e, _s, _n in claim.rows]))
+    # ... and died before recording. SendGrid's processed events arrive:
+    with db.session() as session:
+        ingest_events(session, standin.processed_events(standin.accepted), sg_settings)
+    settings = sg_settings.model_copy(update={"in_doubt_grace": 3600})
+    assert send_campaign(db, settings, campaign_id).status == CS.SENT
+    assert_exactly_once(standin, db, campaign_id, 25)
+
+
+def test_hold_policy_pauses_and_resend_in_doubt_finishes(db, sg_settings, standin, cli):
+    add_subscribers(db, 15)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"in_doubt_policy": "hold"})
+    standin.inject("reset", 1)
+    summary = send_campaign(db, settings, campaign_id)
+    assert summary.status == CS.PAUSED and summary.in_doubt == 10
+    assert "MAILER_IN_DOUBT_POLICY=hold" in campaign_of(db, campaign_id).status_reason
+    with db.session() as session:
+        transition(session, session.get(Campaign, campaign_id), CS.SENDING)
+        from mailer.delivery.recovery import requeue_held
+        assert requeue_held(session, campaign_id) == 10
+    assert send_campaign(db, settings, campaign_id).status == CS.SENT
+    assert_exactly_once(standin, db, campaign_id, 15)
+
+
+def test_status_counts_follow_the_rows(db, sg_settings, standin):
+    add_subscribers(db, 12)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, sg_settings, campaign_id)
+    with db.session() as session:
+        counts = status_counts(session, campaign_id)
+        total = session.scalar(select(func.count()).select_from(Delivery))
+    assert counts["pending"] == counts["recipients"] == total == 12
+    assert collections.Counter(r.status for r in rows(db, campaign_id)) == {DS.PENDING: 12}
