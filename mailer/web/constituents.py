@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import InvalidInput
 from mailer.ingest.models import Topic
 from mailer.settings import Settings
+from mailer.storage.base import utcnow
 from subscribers import service
 from subscribers.addresses import normalize_email
 from subscribers.models import (
@@ -116,7 +117,11 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mai
 
 
 def confirmation_mail(session: Session, subscriber: Subscriber, links) -> Mail:
-    """The double opt-in email: a signed link that expires after CONFIRM_MAX_AGE."""
+    """The double opt-in email: a signed link that expires after CONFIRM_MAX_AGE.
+
+    Marks the subscriber as sent a confirmation, so ``subscribers.confirmations`` (the
+    import's double opt-in mailer) does not send them a second one."""
+    subscriber.confirm_sent_at = utcnow()
     return Mail("confirm_subscription", "Please confirm your subscription", subscriber.id,
                 subscriber.email, subscriber.name,
                 {"confirm_url": links.confirm(subscriber.id),

@@ -85,7 +85,9 @@ def install(app: FastAPI, settings: Settings, secret: str) -> None:
     app.state.templates = make_templates(settings)
     #: 5 signups per address per 10 minutes; enough for a family sharing one address.
     app.state.subscribe_limiter = SlidingWindowLimiter(limit=5, window=600)
-    #: 10 failed logins per address per 15 minutes.
+    #: At most 3 signup emails to one mailbox per hour, whoever asks.
+    app.state.address_limiter = SlidingWindowLimiter(limit=3, window=3600)
+    #: 10 login attempts per address per 15 minutes.
     app.state.login_limiter = SlidingWindowLimiter(limit=10, window=900)
     https = settings.public_url.startswith("https://")
     app.add_middleware(SessionMiddleware, secret_key=session_secret(secret),

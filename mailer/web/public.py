@@ -95,7 +95,12 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
                       "zip": raw["zip"] or ""}
             return _form_page(request, session, values, errors, status_code=422)
         mail = c.subscribe(session, signup, ip=client_ip(request), links=Links(request))
-    background.add_task(c.send_mail, mail, request.app.state.settings, request.app.state.signer)
+    # Someone typing a victim's address again and again must not flood their inbox: past a
+    # few emails per address per hour the signup is recorded but no further email goes out
+    # (the page is the same either way).
+    if request.app.state.address_limiter.hit(signup.email):
+        background.add_task(c.send_mail, mail, request.app.state.settings,
+                            request.app.state.signer)
     return _check_email(request)
 
 

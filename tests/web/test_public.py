@@ -108,6 +108,13 @@ def test_honeypot_gets_the_same_page_and_nothing_happens(client, db, settings, t
     assert outbox_messages(settings) == []
 
 
+def test_one_mailbox_gets_at_most_three_signup_emails_an_hour(client, db, settings, topics):
+    answers = [subscribe(client, "victim@example.org") for _ in range(4)]
+    assert len({_normalized(a.text) for a in answers}) == 1
+    assert len(outbox_messages(settings)) == 3
+    assert subscriber(db, "victim@example.org").confirm_sent_at is not None
+
+
 def test_per_ip_rate_limit_on_subscribe(client, app, db, topics):
     limit = app.state.subscribe_limiter.limit
     codes = [subscribe(client, f"p{i}@example.org").status_code for i in range(limit + 1)]
