@@ -45,6 +45,8 @@ _FORBIDDEN_HTML = [
     (re.compile(r"""(href|src)\s*=\s*["']?\s*javascript:""", re.I), "uses a javascript: URL"),
     (re.compile(r"\son[a-z]+\s*=", re.I), "has an inline event handler"),
 ]
+#: Filters that leave a placeholder intact (everything else would change the key itself).
+_PLACEHOLDER_SAFE_FILTERS = frozenset({"e", "escape", "safe", "string", "forceescape"})
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\salt\s*=", re.I)
 
@@ -155,6 +157,13 @@ def _static_problems(settings: Settings, filename: str, known: set[str]) -> list
     for name in sorted(meta.find_undeclared_variables(tree) - allowed):
         line = next((n.lineno for n in tree.find_all(nodes.Name) if n.name == name), None)
         problems.append(Problem(filename, line, f"undefined variable '{name}'"))
+    for node in tree.find_all(nodes.Filter):
+        target = node.node
+        if (node.name not in _PLACEHOLDER_SAFE_FILTERS and isinstance(target, nodes.Getattr)
+                and isinstance(target.node, nodes.Name) and target.node.name == "recipient"):
+            problems.append(Problem(filename, node.lineno, (
+                f"recipient.{target.attr} is filled in per person when sending; print it as "
+                f"it is (no '{node.name}' filter)")))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         # Report the first private name of a chain (``__class__`` in ``''.__class__.__mro__``).
         if _private_key(node) and not _private_key(node.node):

@@ -137,3 +137,28 @@ def test_custom_campaign_template_is_checked(folder):
     problems = check_all(get_settings())
     assert [(p.template, p.line) for p in problems] == [("town_hall.html", 1)]
     assert "venue" in problems[0].message
+
+
+def test_approving_a_campaign_runs_the_check(folder, db, seed_campaign_id):
+    from mailer.campaigns.models import Campaign
+    from mailer.campaigns.service import approve_campaign
+
+    path = folder / "press_release.txt"
+    path.write_text(path.read_text().replace("{{ release.contact", "{{ release.press_contact"))
+    with pytest.raises(TemplateError, match=r"press_release\.txt:\d+: undefined attribute "
+                                            r"'press_contact'"):
+        with db.session() as session:
+            campaign = session.get(Campaign, seed_campaign_id)
+            approve_campaign(session, campaign, by="approver", settings=get_settings())
+    with db.session() as session:
+        assert session.get(Campaign, seed_campaign_id).status == "draft"
+
+
+def test_filters_on_per_recipient_values_are_refused(folder):
+    """``recipient.name | upper`` would upper-case the placeholder, not the name."""
+    path = folder / "press_release.html"
+    _edit(path, "Dear {{ recipient.name }},", "Dear {{ recipient.name | upper }},")
+    problems = check_all(get_settings())
+    assert [(p.template, p.line) for p in problems] == [
+        ("press_release.html", _line_of(path, "recipient.name | upper"))]
+    assert "recipient.name is filled in per person" in problems[0].message
