@@ -1,0 +1,213 @@
+"""Digests: defined from the CLI, run once per window, one email per subscriber of exactly the
+releases they follow, nothing to anyone with nothing new."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from mailer.campaigns import service
+from mailer.campaigns.models import CampaignStatus as S
+from mailer.campaigns.models import Delivery
+from mailer.scheduling import digests
+from mailer.scheduling.models import Digest
+from mailer.storage.base import utcnow
+from tests.campaigns.factory import add_release, add_subscriber
+
+
+def created(cli, *args) -> dict:
+    result = cli("digests", "create", *args, "--json")
+    assert result.exit_code == 0, result.stderr
+    return result.json()
+
+
+def test_create_weekly_and_daily(cli, settings):
+    weekly = created(cli, "--frequency", "weekly", "--at", "Fri 16:00")
+    assert (weekly["name"], weekly["at"], weekly["frequency"]) == ("Weekly digest", "Fri 16:00",
+                                                                   "weekly")
+    assert weekly["next_run"].split()[1] == "16:00"
+    next_run = weekly["next_run_at"]
+    from datetime import datetime
+
+    local = datetime.fromisoformat(next_run).astimezone(settings.zone)
+    assert local.strftime("%a %H:%M") == "Fri 16:00" and local > utcnow()
+    daily = created(cli, "--frequency", "daily", "--at", "07:00", "--name", "Morning",
+                    "--query", 'county = "Cass"')
+    assert (daily["name"], daily["at"], daily["query"]) == ("Morning", "07:00",
+                                                            'county = "Cass"')
+    listed = cli("digests", "list", "--json").json()
+    assert [d["name"] for d in listed] == ["Weekly digest", "Morning"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--frequency", "weekly", "--at", "16:00"), "needs a day"),
+    (("--frequency", "daily", "--at", "Fri 16:00"), "every day"),
+    (("--frequency", "weekly", "--at", "Frog 16:00"), "not a day of the week"),
+    (("--frequency", "weekly", "--at", "Fri 25:00"), "not a time"),
+    (("--frequency", "monthly", "--at", "16:00"), "daily or weekly"),
+    (("--frequency", "daily", "--at", "07:00", "--query", "county = "), "position"),
+])
+def test_create_refuses_bad_definitions(cli, args, message):
+    result = cli("digests", "create", *args)
+    assert result.exit_code != 0 and message in result.stderr, result.stderr
+
+
+def test_duplicate_name_is_refused(cli):
+    created(cli, "--frequency", "daily", "--at", "07:00")
+    again = cli("digests", "create", "--frequency", "daily", "--at", "08:00")
+    assert again.exit_code != 0 and "already exists" in again.stderr
+
+
+def test_digest_time_inside_quiet_hours_is_refused(cli, monkeypatch):
+    monkeypatch.setenv("MAILER_QUIET_HOURS", "21:00-07:00")
+    from mailer.cli import context
+
+    context.reset()
+    result = cli("digests", "create", "--frequency", "daily", "--at", "06:30")
+    assert result.exit_code != 0 and "quiet hours" in result.stderr
+    assert "07:00" in result.stderr
+
+
+@pytest.fixture
+def newsroom(db):
+    """Weekly subscribers with different topics; releases before and inside the window."""
+    week_ago = utcnow() - timedelta(days=7)
+    with db.session() as session:
+        digest = Digest(name="Weekly digest", frequency="weekly", at="Fri 16:00",
+                        last_run_at=week_ago)
+        session.add(digest)
+        people = {
+            "farm": add_subscriber(session, "farm@example.org", topics=["agriculture"],
+                                   frequency="weekly"),
+            "vets": add_subscriber(session, "vets@example.org", topics=["veterans"],
+                                   frequency="weekly"),
+            "both": add_subscriber(session, "both@example.org",
+                                   topics=["agriculture", "veterans"], frequency="weekly"),
+            "tax": add_subscriber(session, "tax@example.org", topics=["taxes"],
+                                  frequency="weekly"),
+            "daily": add_subscriber(session, "daily@example.org", topics=["agriculture"],
+                                    frequency="daily"),
+            "now": add_subscriber(session, "now@example.org", topics=["agriculture"]),
+            "gone": add_subscriber(session, "gone@example.org", topics=["agriculture"],
+                                   frequency="weekly", status="unsubscribed"),
+        }
+        add_release(session, title="Old farm news", topics=["agriculture"],
+                    created_at=week_ago - timedelta(hours=1))
+        farm = add_release(session, title="Farm bill passes", topics=["agriculture"],
+                           created_at=utcnow() - timedelta(days=2))
+        vets = add_release(session, title="VA clinic opens", topics=["veterans"],
+                           created_at=utcnow() - timedelta(days=1))
+    return {"digest": digest.id, "people": {k: v.id for k, v in people.items()},
+            "farm": farm.id, "vets": vets.id}
+
+
+def recipients_by_campaign(db, result) -> dict[tuple[int, ...], set[str]]:
+    with db.session() as session:
+        return {tuple(item["releases"]): set(session.scalars(
+            select(Delivery.email).where(Delivery.campaign_id == item["id"])))
+            for item in result["campaigns"]}
+
+
+def test_each_subscriber_gets_one_email_of_exactly_their_new_releases(db, settings, newsroom):
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    farm, vets = newsroom["farm"], newsroom["vets"]
+    assert result["releases"] == 2
+    assert recipients_by_campaign(db, result) == {
+        (farm,): {"farm@example.org"},
+        (vets,): {"vets@example.org"},
+        (farm, vets): {"both@example.org"},
+    }  # taxes has nothing new; daily, immediate and unsubscribed people are not in it
+    assert all(item["outcome"] == "started" for item in result["campaigns"])
+    with db.session() as session:
+        for item in result["campaigns"]:
+            campaign = service.get_campaign(session, item["id"])
+            assert (campaign.kind, campaign.status) == ("digest", S.SENDING)
+            assert campaign.digest_release_ids == item["releases"]
+            assert campaign.digest_id == newsroom["digest"]
+        assert "2 new release(s)" in session.get(Digest, newsroom["digest"]).last_result
+
+
+def test_a_second_run_finds_nothing_new(db, settings, newsroom):
+    digests.run_digest(db, settings, newsroom["digest"])
+    again = digests.run_digest(db, settings, newsroom["digest"])
+    assert (again["releases"], again["campaigns"]) == (0, [])
+
+
+def test_release_without_topics_goes_to_every_digest_subscriber(db, settings, newsroom):
+    with db.session() as session:
+        general = add_release(session, title="Office hours in Fargo")
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    everyone = {email for emails in recipients_by_campaign(db, result).values()
+                for email in emails}
+    assert everyone == {"farm@example.org", "vets@example.org", "both@example.org",
+                        "tax@example.org"}
+    assert all(general.id in item["releases"] for item in result["campaigns"])
+
+
+def test_digest_query_narrows_the_audience(db, settings, newsroom):
+    with db.session() as session:
+        session.get(Digest, newsroom["digest"]).query = 'email ~ "both@*"'
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    assert recipients_by_campaign(db, result) == {
+        (newsroom["farm"], newsroom["vets"]): {"both@example.org"}}
+
+
+def test_digest_campaign_renders_its_own_releases(db, settings, newsroom):
+    from mailer.render import compile_campaign
+
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    only_farm = next(i for i in result["campaigns"] if i["releases"] == [newsroom["farm"]])
+    with db.session() as session:
+        message = compile_campaign(session, service.get_campaign(session, only_farm["id"]),
+                                   settings)
+    assert "Farm bill passes" in message.html and "VA clinic opens" not in message.html
+    assert "Farm bill passes" in message.text
+
+
+def test_a_window_is_claimed_once(db, settings, newsroom):
+    with db.session() as session:
+        stale = session.get(Digest, newsroom["digest"])
+    digests.run_digest(db, settings, newsroom["digest"])
+    with db.session() as session:  # a second runner that read the digest before the first ran
+        assert digests._claim_window(session, stale, utcnow()) is False
+
+
+def test_blackout_refuses_a_run_without_losing_the_window(cli, db, settings, newsroom,
+                                                         monkeypatch):
+    election = (utcnow().astimezone(settings.zone) + timedelta(days=10)).date()
+    monkeypatch.setenv("MAILER_ELECTION_DATES", election.isoformat())
+    from mailer.cli import context
+
+    context.reset()
+    with db.session() as session:
+        before = session.get(Digest, newsroom["digest"]).last_run_at
+    refused = cli("digests", "run", newsroom["digest"])
+    assert refused.exit_code != 0 and "election blackout" in refused.stderr
+    with db.session() as session:
+        assert session.get(Digest, newsroom["digest"]).last_run_at == before
+    ok = cli("digests", "run", newsroom["digest"], "--override-blackout", "--reason",
+             "Flood assistance deadline", "--by", "chief", "--json")
+    assert ok.exit_code == 0, ok.stderr
+    campaigns = ok.json()["campaigns"]
+    assert len(campaigns) == 3 and all(c["outcome"] == "started" for c in campaigns)
+    with db.session() as session:
+        first = service.get_campaign(session, campaigns[0]["id"])
+        assert (first.blackout_override_by, first.blackout_override_reason) == (
+            "chief", "Flood assistance deadline")
+
+
+def test_scheduled_digest_job_records_a_refusal(db, settings, newsroom, monkeypatch):
+    from mailer.scheduling import scheduler
+
+    local = utcnow().astimezone(settings.zone)
+    quiet = f"{(local - timedelta(hours=1)):%H:%M}-{(local + timedelta(hours=1)):%H:%M}"
+    monkeypatch.setitem(scheduler._runtime, "db", db)
+    monkeypatch.setitem(scheduler._runtime, "settings",
+                        settings.model_copy(update={"quiet_hours": quiet}))
+    scheduler.run_digest_job(newsroom["digest"])
+    with db.session() as session:
+        digest = session.get(Digest, newsroom["digest"])
+        assert digest.last_result.startswith("not run:") and "quiet hours" in digest.last_result
+        assert digest.last_run_at < utcnow() - timedelta(days=6)  # window not claimed
