@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 
 from mailer.campaigns.models import Campaign, CampaignStatus
@@ -30,6 +31,7 @@ from mailer.web.security import (
 from subscribers.models import Subscriber
 
 router = APIRouter(include_in_schema=False)
+STATIC = Path(__file__).resolve().parent / "static"
 ARCHIVE_PAGE_SIZE = 25
 ONE_CLICK = "One-Click"
 
@@ -66,6 +68,13 @@ def _form_page(request: Request, session, values=None, errors=None, status_code=
 @router.get("/", response_class=HTMLResponse)
 def home() -> Response:
     return RedirectResponse("/subscribe", status_code=303)
+
+
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for it on pages that name no icon (the archive's email web views)."""
+    return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/subscribe", response_class=HTMLResponse)

@@ -181,6 +181,7 @@ def _login(page, base: str, name: str) -> None:
     page.wait_for_selector("h1:has-text('Campaigns')")
 
 
+@pytest.mark.slow
 def test_press_office_journey(page, server, db, topics, release_id, artifacts_dir):
     from playwright.sync_api import expect
 
