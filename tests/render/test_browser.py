@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from mailer.campaigns.models import Campaign
-from mailer.render import Personalizer, compile_campaign, personalize
+from mailer.render import (
+    Personalizer,
+    compile_campaign,
+    compile_digest,
+    compile_system_message,
+    personalize,
+)
+from mailer.render.sample import sample_releases, system_context
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -73,3 +80,32 @@ def _measure(page) -> dict:
             dateline: getComputedStyle(document.querySelector('.dateline')).fontVariantCaps,
         };
     }""")
+
+
+def test_digest_and_confirmation_fit_a_phone(settings, signer, tmp_path, artifacts_dir):
+    from playwright.sync_api import sync_playwright
+
+    messages = {
+        "digest": compile_digest(sample_releases(), settings, subject="Weekly news: 3 new "
+                                 "releases", campaign_id=3),
+        "confirm_subscription": compile_system_message(
+            "confirm_subscription", settings, subject="Please confirm your subscription",
+            context=system_context("confirm_subscription", settings)),
+    }
+    personalizer = Personalizer(settings, signer, 3)
+    widths = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 375, "height": 800})
+            for name, message in messages.items():
+                path = tmp_path / f"{name}.html"
+                path.write_text(personalize(message, personalizer.recipient(
+                    email="jane@example.com", name="Jane", subscriber_id=1)).html)
+                page.goto(path.as_uri())
+                page.screenshot(path=str(artifacts_dir / f"render_{name}_375.png"),
+                                full_page=True)
+                widths[name] = page.evaluate("document.scrollingElement.scrollWidth")
+        finally:
+            browser.close()
+    assert widths == {"digest": 375, "confirm_subscription": 375}

@@ -190,3 +190,25 @@ def test_logo_has_alt_text(db, settings, seed_campaign_id, monkeypatch):
     html = _compiled(db, seed_campaign_id, settings_with_logo).html
     assert re.search(r'<img[^>]+src="https://x\.gov/seal\.png"[^>]+alt="Seal of Office of '
                      r'the Senator"|<img[^>]+alt="Seal of Office of the Senator"[^>]+src=', html)
+
+
+def test_html_only_release_is_sanitized(db, settings):
+    with db.session() as session:
+        release = add_release(session, body="", body_html=(
+            '<p>Grants for <b>rural</b> clinics.</p><script>steal()</script>'
+            '<p onclick="x()">More <a href="javascript:alert(1)">here</a>.</p>'))
+        campaign_id = add_campaign(session, release).id
+    html = _compiled(db, campaign_id, settings).html
+    assert "<b>rural</b>" in html and "clinics." in html
+    assert "<script" not in html and "steal()" not in html
+    assert "onclick" not in html and "javascript:" not in html
+
+
+def test_substitutions_stay_small_for_sendgrid(settings, signer):
+    """SendGrid allows 10,000 bytes of substitutions per personalization."""
+    recipient = Personalizer(settings, signer, 123456).recipient(
+        email="a.very.long.local.part.for.testing@subdomain.example.com",
+        name="Maria-Guadalupe Fernández de la Cruz", subscriber_id=10**9)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in recipient.substitutions.items())
+    assert size < 1000
+    assert all(len(key) <= 9 for key in recipient.substitutions)
