@@ -46,7 +46,8 @@ class TemplateFailure(TemplateError):
 
 
 def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
-    """A fresh sandboxed environment over ``templates_dir`` (the check uses its own)."""
+    """A sandboxed environment over ``templates_dir``: autoescape for ``.html``, none for
+    ``.txt``, undefined names are errors."""
     env = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False,

@@ -55,10 +55,6 @@ class RecipientPlaceholders:
         for name, key in keys.items():
             setattr(self, name, Markup(key) if html else key)
 
-    @classmethod
-    def for_template(cls, template_name: str) -> RecipientPlaceholders:
-        return cls(html=template_name.endswith(".html"))
-
 
 @dataclass(slots=True)
 class PersonalizedMessage:

@@ -162,3 +162,11 @@ def test_filters_on_per_recipient_values_are_refused(folder):
     assert [(p.template, p.line) for p in problems] == [
         ("press_release.html", _line_of(path, "recipient.name | upper"))]
     assert "recipient.name is filled in per person" in problems[0].message
+
+
+def test_layout_problem_is_reported_once_at_its_own_line(folder):
+    path = folder / "base.html"
+    _edit(path, "<title>{{ subject }}</title>", "<title>{{ office.nmae }}</title>")
+    problems = check_all(get_settings())
+    assert [(p.template, p.line, p.message) for p in problems] == [
+        ("base.html", _line_of(path, "office.nmae"), "undefined attribute 'nmae'")]
