@@ -195,8 +195,7 @@ def test_in_doubt_rows_with_provider_evidence_are_not_resent(db, sg_settings, st
     """A sender died after SendGrid accepted a batch: the processed events settle it."""
     from mailer.tracking.ingest import ingest_events
     from mailer.transports import get_transport
-    from mailer.transports.base import Batch, Recipient
-    from mailer.transports.base import CompiledMessage
+    from mailer.transports.base import Batch, CompiledMessage, Recipient
 
     add_subscribers(db, 25)
     campaign_id = approved_campaign(db)
