@@ -93,8 +93,8 @@ def _show_human(console, data: dict[str, Any]) -> None:
         console.print(f"Contact: {data['contact']}", highlight=False, markup=False)
     table = Table("topic", "score", "tagged", "matched terms (weight: title/body hits)", box=None)
     for s in data["scores"]:
-        terms = "; ".join(f"{t} ({m['weight']:g}: {m['title']}/{m['body']})"
-                          for t, m in s["matched"].items())
+        terms = "\n".join(f"{t} ({m['weight']:g}: {m['title']}/{m['body']})"
+                           for t, m in s["matched"].items())
         tagged = s["origin"] if s["tagged"] else ("removed" if s["origin"] else "no")
         table.add_row(s["slug"], f"{s['score']:g}", tagged, terms or "—")
     if data["scores"]:

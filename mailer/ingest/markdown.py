@@ -11,7 +11,8 @@
     ---
     FARGO, N.D. – Continuing her efforts …
 
-Raw HTML in the Markdown is not rendered; the HTML copy is sanitized like a web page's.
+Raw HTML in the Markdown goes through the same sanitizer as a web page's: scripts, styles,
+forms and frames are dropped with their content, everything else is reduced to the safe subset.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from mailer.ingest.parsed import MAX_TITLE, ParsedRelease, clean_inline, is_end_
 
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<yaml>.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)",
                     re.S)
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False})
+_MD = MarkdownIt("commonmark", {"html": True, "linkify": False})
 
 
 def parse_markdown(text: str, source: str) -> ParsedRelease:

@@ -54,6 +54,7 @@ def parse_feed(data: bytes, source: str, *, url: str | None = None,
         reason = parsed.get("bozo_exception")
         detail = f": {str(reason).splitlines()[0]}" if reason else ""
         raise IngestError(f"{source}: not an RSS or Atom feed{detail}")
+    _refuse_truncated(parsed, source)
     channel_link = _http_url(parsed.feed.get("link"), url)
     base = channel_link or url
     document = FeedDocument(title=clean_inline(unescape_entities(parsed.feed.get("title", "")))
@@ -65,6 +66,20 @@ def parse_feed(data: bytes, source: str, *, url: str | None = None,
         else:
             document.items.append(item)
     return document
+
+
+def _refuse_truncated(parsed, source: str) -> None:
+    """feedparser recovers items from a feed cut off mid-download, the last one maimed;
+    such a feed is refused (a later poll gets it whole). Other XML slips real feeds are full
+    of (undefined entities, stray ampersands) are tolerated."""
+    reason = parsed.get("bozo_exception")
+    if not parsed.get("bozo") or reason is None:
+        return
+    message = str(getattr(reason, "getMessage", lambda: reason)())
+    if message in ("no element found", "unclosed token"):
+        line = getattr(reason, "getLineNumber", lambda: None)()
+        where = f" at line {line}" if line else ""
+        raise IngestError(f"{source}: the feed is cut off ({message}{where})")
 
 
 def _item(entry, source: str, base: str | None, zone: ZoneInfo) -> ParsedRelease | None:

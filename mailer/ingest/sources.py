@@ -198,6 +198,8 @@ def sniff_kind(source: str, data: bytes, content_type: str | None) -> str:
         return "feed"
     if re.match(rb"(?:<!doctype\s+html|<html|<head|<body|<article|<div|<p[ >])", head):
         return "html"
+    if head.startswith(b"<?xml"):  # XHTML, else some XML: only a feed could be a release
+        return "html" if re.search(rb"<(?:!doctype\s+html|html)\b", head) else "feed"
     if head.startswith(b"---") and re.match(rb"---\s*\n", head):
         return "markdown"
     mime = (content_type or "").split(";")[0].strip().lower()

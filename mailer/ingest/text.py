@@ -221,5 +221,11 @@ def _contact(header_lines: list[str], trailer: list[list[str]]) -> str | None:
     if header_lines:
         return "\n".join(header_lines)
     lines = [line for block in trailer for line in block]
-    contact = [line for line in lines if _CONTACTISH.search(line)]
+    contact = []
+    for line in lines:
+        labelled = _CONTACT.match(line)
+        if labelled and labelled.group("rest"):
+            contact.append(labelled.group("rest").strip())
+        elif _CONTACTISH.search(line):
+            contact.append(line)
     return "\n".join(contact) if contact else None

@@ -273,8 +273,10 @@ def score_release(release: Release, topic: Topic) -> Score:
     """The topic's score for the release and, per matched term, its weight and hits."""
     head = tokens(f"{release.title} {release.subtitle or ''}")
     body = tokens(release.body)
+    # Longest first (for matching), then by weight and name so results do not depend on the
+    # order the database returns the JSON in.
     terms = sorted(((tokens(t), t, float(w)) for t, w in (topic.terms or {}).items()),
-                   key=lambda entry: -len(entry[0]))
+                   key=lambda entry: (-len(entry[0]), -entry[2], entry[1]))
     head_hits, body_hits = _count(head, terms), _count(body, terms)
     matched, total = {}, 0.0
     for _, term, weight in terms:
@@ -283,6 +285,8 @@ def score_release(release: Release, topic: Topic) -> Score:
             matched[term] = {"weight": weight, "title": in_title, "body": in_body}
             total += weight * (TITLE_FACTOR * in_title + in_body)
     words = max(len(head) + len(body), MIN_WORDS)
+    matched = dict(sorted(matched.items(), key=lambda kv: (
+        -kv[1]["weight"] * (TITLE_FACTOR * kv[1]["title"] + kv[1]["body"]), kv[0])))
     return Score(topic, round(total * 1000 / words, 2), matched)
 
 

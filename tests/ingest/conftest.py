@@ -1,0 +1,3 @@
+"""Fixtures for ingest tests."""
+
+from tests.ingest.webserver import web_fixture  # noqa: F401  (the `web` fixture)
