@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from mailer.campaigns import service
 from mailer.campaigns.models import CampaignLog, Delivery
 from mailer.campaigns.models import CampaignStatus as S
+from mailer.errors import InvalidTransition
 from mailer.storage.base import utcnow
 from tests.campaigns.factory import add_audience, add_campaign
 
@@ -131,10 +132,11 @@ def test_started_campaign_is_then_sent_exactly_once(db, settings, schedulers):
     from mailer.delivery.engine import send_campaign
 
     summary = send_campaign(db, settings, campaign_id)
-    again = send_campaign(db, settings, campaign_id)  # resuming a finished send sends nothing
-    assert (summary.status, summary.accepted, again.sent_this_run) == (S.SENT, 3, 0)
-    assert status_of(db, campaign_id) == S.SENT
-    assert len(list(Path(settings.outbox_dir).rglob("*.eml"))) == 3
+    assert (summary.status, summary.accepted) == (S.SENT, 3)
+    with pytest.raises(InvalidTransition, match="already been sent"):
+        send_campaign(db, settings, campaign_id)
+    assert status_of(db, campaign_id) == S.SENT and starts_logged(db, campaign_id) == 1
+    assert len(list(Path(settings.outbox_dir).rglob("*.eml"))) == 3  # one per recipient
 
 
 def test_sends_missed_while_no_scheduler_ran_start_or_become_missed(db, settings, schedulers):
