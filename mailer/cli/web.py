@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 
 import typer
 
@@ -34,7 +37,24 @@ def serve_command(
     from mailer.web.app import create_app
 
     web_app = create_app(context.settings(), context.database())
-    _uvicorn_server(host, port, web_app).run()
+    with _quiet_sigterm(threading.Event()):
+        _uvicorn_server(host, port, web_app).run()
+
+
+@contextlib.contextmanager
+def _quiet_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM sets ``stop`` instead of killing the process.
+
+    uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler that
+    was installed before it; with Python's default that would kill the process before the
+    scheduler and worker threads are told to stop (a worker mid-batch would leave rows in
+    doubt). With this handler the process ends normally, exit status 0.
+    """
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("run")
@@ -54,7 +74,8 @@ def run_command(
     settings, db = context.settings(), context.database()
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_guard, args=("scheduler", run_scheduler, settings, stop),
+        threading.Thread(target=_guard,
+                         args=("scheduler", run_scheduler, settings, stop, db),
                          name="mailer-scheduler", daemon=True),
         threading.Thread(target=_guard, args=("worker", run_worker, db, settings, stop),
                          name="mailer-worker", daemon=True),
@@ -62,11 +83,12 @@ def run_command(
     for thread in threads:
         thread.start()
     try:
-        _uvicorn_server(host, port, create_app(settings, db)).run()
+        with _quiet_sigterm(stop):
+            _uvicorn_server(host, port, create_app(settings, db)).run()
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=60)  # the worker finishes and records its batch
 
 
 def _guard(name: str, target, *args) -> None:
