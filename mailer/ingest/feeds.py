@@ -28,7 +28,7 @@ from mailer.ingest.models import Feed, Release
 from mailer.ingest.rss import parse_feed
 from mailer.ingest.service import ImportReport, store_items
 from mailer.ingest.sources import check_content, fetch, is_url
-from mailer.settings import Settings
+from mailer.settings import Settings, get_settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
 
@@ -36,14 +36,15 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(days=1)
 
 
-def add_feed(session: Session, url: str, settings: Settings, *, auto: bool = False,
-             client: httpx.Client | None = None, now: datetime | None = None,
-             ) -> tuple[Feed, ImportReport]:
+def add_feed(session: Session, url: str, settings: Settings | None = None, *,
+             auto: bool = False, client: httpx.Client | None = None,
+             now: datetime | None = None) -> tuple[Feed, ImportReport]:
     """Store a feed after fetching it once; its current items become releases (no campaigns).
 
-    Raises IngestError for a bad URL, a fetch failure or a document that is not a feed, and
-    InvalidInput-like IngestError when the feed is already watched.
+    ``settings`` defaults to ``get_settings()``. Raises IngestError for a bad URL, a fetch
+    failure, a document that is not a feed, or a feed already watched.
     """
+    settings = settings or get_settings()
     url = url.strip()
     if not is_url(url):
         raise IngestError(f"{url}: a feed must be an http:// or https:// URL")

@@ -18,11 +18,11 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from mailer.errors import IngestError, NotFound
 from mailer.ingest.dedupe import Seen, content_hash
-from mailer.ingest.models import Release
+from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.parsed import MAX_DATELINE, MAX_SUBTITLE, ParsedRelease
 from mailer.ingest.sources import Loaded, read_source
 from mailer.ingest.topics import find_topic, score_release, tag_release, topic_to_dict
@@ -90,18 +90,21 @@ def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
 def store_items(session: Session, items: list[ParsedRelease], *,
                 feed_id: int | None = None) -> ImportReport:
     """Deduplicate and store parsed items; tag what is created or changed."""
+    from mailer.ingest.models import Topic
+
     report, seen = ImportReport(), Seen(session)
+    topics = list(session.scalars(select(Topic)))
     for item in items:
         _check_fits(item)
         digest = content_hash(item)
         match = seen.find(item, digest)
         if match is None:
-            release = _create(session, item, digest, feed_id)
+            release = _create(session, item, digest, feed_id, topics)
             seen.remember(release)
             report.created.append(release)
         elif match.how == "guid" and match.release.content_hash != digest \
                 and not seen.hash_taken(digest, match.release):
-            report.campaigns_touched += _update(session, match.release, item, digest)
+            report.campaigns_touched += _update(session, match.release, item, digest, topics)
             seen.remember(match.release)
             report.updated.append(match.release)
         else:
@@ -128,13 +131,13 @@ def _fields(item: ParsedRelease, digest: str) -> dict[str, Any]:
                 contact=item.contact, link=item.link, content_hash=digest)
 
 
-def _create(session: Session, item: ParsedRelease, digest: str,
-            feed_id: int | None) -> Release:
+def _create(session: Session, item: ParsedRelease, digest: str, feed_id: int | None,
+            topics: list) -> Release:
     release = Release(source=item.source[:2000], guid=item.guid, feed_id=feed_id,
                       **_fields(item, digest))
     session.add(release)
     session.flush()
-    tag_release(session, release)
+    tag_release(session, release, topics)
     for ref in item.topics:
         from mailer.ingest.topics import set_tag
 
@@ -146,12 +149,13 @@ def _create(session: Session, item: ParsedRelease, digest: str,
     return release
 
 
-def _update(session: Session, release: Release, item: ParsedRelease, digest: str) -> list[int]:
+def _update(session: Session, release: Release, item: ParsedRelease, digest: str,
+            topics: list) -> list[int]:
     old_title = release.title
     for name, value in _fields(item, digest).items():
         setattr(release, name, value)
     session.flush()
-    tag_release(session, release)
+    tag_release(session, release, topics)
     log.info("release %s changed at its source %s; updated", release.id, item.source)
     return _follow_release_change(session, release, old_title)
 
@@ -213,12 +217,12 @@ def release_detail(session: Session, release: Release) -> dict[str, Any]:
     """``release_to_dict`` plus the HTML body and every topic's score and matched terms
     (also topics below the threshold, so staff can see why a tag is missing)."""
     from mailer.ingest.models import Topic
-    from mailer.ingest.topics import THRESHOLD
+    from mailer.ingest.topics import THRESHOLD, release_words
 
     links = {link.topic_id: link for link in release.topic_links}
-    scores = []
+    scores, words = [], release_words(release)
     for topic in session.scalars(select(Topic).order_by(Topic.slug)):
-        result = score_release(release, topic)
+        result = score_release(release, topic, words)
         link = links.get(topic.id)
         scores.append({
             **topic_to_dict(topic, terms=False), "score": result.score,
@@ -241,10 +245,9 @@ def get_release(session: Session, release_id: int) -> Release:
 def list_releases(session: Session, *, topic: str | None = None,
                   limit: int | None = None) -> list[Release]:
     """Newest first (by date, then id)."""
-    stmt = select(Release).order_by(Release.date.desc().nulls_last(), Release.id.desc())
+    stmt = select(Release).order_by(Release.date.desc().nulls_last(), Release.id.desc()).options(
+        selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))
     if topic:
-        from mailer.ingest.models import ReleaseTopic
-
         found = find_topic(session, topic)
         stmt = stmt.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
                                              ReleaseTopic.origin != "removed")

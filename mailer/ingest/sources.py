@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,8 @@ def fetch(url: str, settings: Settings, *, client: httpx.Client | None = None,
                               dict(response.headers), 304)
             if response.status_code >= 400:
                 raise IngestError(f"{url}: the server answered HTTP {response.status_code}")
-            data = _read_limited(response, url, settings.max_import_bytes)
+            data = _read_limited(response, url, settings.max_import_bytes,
+                                 time.monotonic() + settings.fetch_timeout * 3)
             return Loaded(url, data, "text", str(response.url),
                           response.headers.get("content-type"), dict(response.headers),
                           response.status_code)
@@ -123,7 +125,9 @@ def fetch(url: str, settings: Settings, *, client: httpx.Client | None = None,
             client.close()
 
 
-def _read_limited(response: httpx.Response, url: str, limit: int) -> bytes:
+def _read_limited(response: httpx.Response, url: str, limit: int, deadline: float) -> bytes:
+    """The body, refused when over ``limit`` bytes or still dripping in at ``deadline``
+    (httpx's timeout bounds each read, not the whole download)."""
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise IngestError(f"{url}: {declared} bytes is over the import limit of {limit} bytes "
@@ -135,6 +139,8 @@ def _read_limited(response: httpx.Response, url: str, limit: int) -> bytes:
             raise IngestError(f"{url}: more than the import limit of {limit} bytes "
                               "(MAILER_MAX_IMPORT_BYTES)")
         chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise IngestError(f"{url}: the download did not finish in time (MAILER_FETCH_TIMEOUT)")
     return b"".join(chunks)
 
 

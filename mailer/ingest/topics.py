@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from mailer.errors import IngestError, NotFound
 from mailer.ingest.models import Release, ReleaseTopic, Topic
@@ -227,8 +227,8 @@ def import_topic_pages(session: Session, paths: list[str | Path],
         topic.name, topic.description, topic.terms = draft.name, draft.description, draft.terms
         topics.append(topic)
     session.flush()
-    for release in session.scalars(select(Release)):
-        tag_release(session, release)
+    for release in session.scalars(select(Release).options(selectinload(Release.topic_links))):
+        tag_release(session, release, topics)
     return topics
 
 
@@ -269,10 +269,16 @@ class Score:
         return self.score >= THRESHOLD and core
 
 
-def score_release(release: Release, topic: Topic) -> Score:
-    """The topic's score for the release and, per matched term, its weight and hits."""
-    head = tokens(f"{release.title} {release.subtitle or ''}")
-    body = tokens(release.body)
+def release_words(release: Release) -> tuple[list[str], list[str]]:
+    """The release's title-and-subtitle words and body words, as the scorer sees them."""
+    return tokens(f"{release.title} {release.subtitle or ''}"), tokens(release.body)
+
+
+def score_release(release: Release, topic: Topic,
+                  words: tuple[list[str], list[str]] | None = None) -> Score:
+    """The topic's score for the release and, per matched term, its weight and hits.
+    ``words`` (from ``release_words``) saves tokenizing again for every topic."""
+    head, body = words or release_words(release)
     # Longest first (for matching), then by weight and name so results do not depend on the
     # order the database returns the JSON in.
     terms = sorted(((tokens(t), t, float(w)) for t, w in (topic.terms or {}).items()),
@@ -315,8 +321,9 @@ def tag_release(session: Session, release: Release,
     Returns the release's current tags (origin auto or manual)."""
     topics = topics if topics is not None else list(session.scalars(select(Topic)))
     links = {link.topic_id: link for link in release.topic_links}
+    words = release_words(release)
     for topic in topics:
-        result = score_release(release, topic)
+        result = score_release(release, topic, words)
         link = links.get(topic.id)
         if link is None and result.qualifies:
             link = ReleaseTopic(topic_id=topic.id, topic=topic, origin="auto")

@@ -103,6 +103,14 @@ def test_url_errors_are_one_line(web, settings, monkeypatch):
         read_source("http://127.0.0.1:9/nothing-listens-here", settings)
 
 
+def test_a_server_that_drips_is_cut_off(web, settings, monkeypatch):
+    # each piece arrives within the timeout, the whole never does
+    url = web.put("/drip.txt", SEED.encode(), drip=0.05)
+    monkeypatch.setattr(settings, "fetch_timeout", 0.1)
+    with pytest.raises(IngestError, match="did not finish in time"):
+        read_source(url, settings)
+
+
 def test_oversized_url_is_refused(web, settings, monkeypatch):
     url = web.put("/big.txt", b"x" * 5000)
     monkeypatch.setattr(settings, "max_import_bytes", 1000)

@@ -23,6 +23,8 @@ class Page:
     last_modified: str | None = None
     status: int = 200
     delay: float = 0.0
+    #: Seconds between 100-byte pieces of the body (a server that drips).
+    drip: float = 0.0
 
 
 @dataclass
@@ -72,7 +74,13 @@ def _handler(web: Web):
                 self.send_header("Last-Modified", page.last_modified)
             self.end_headers()
             try:
-                self.wfile.write(page.body)
+                if page.drip:
+                    for start in range(0, len(page.body), 100):
+                        self.wfile.write(page.body[start:start + 100])
+                        self.wfile.flush()
+                        time.sleep(page.drip)
+                else:
+                    self.wfile.write(page.body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout tests)
 
