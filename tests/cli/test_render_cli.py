@@ -125,3 +125,24 @@ def test_test_send_rejects_bad_address(cli, campaign_id, settings):
     assert result.exit_code != 0
     assert "not a valid email address" in result.stderr
     assert not settings.outbox_dir.exists() or not list(settings.outbox_dir.glob("*.eml"))
+
+
+def test_test_send_through_sendgrid_uses_substitutions(cli, campaign_id, monkeypatch):
+    from tests.support.sendgrid_standin import SendGridStandIn
+
+    with SendGridStandIn(api_key="SG.k", max_seconds=30) as standin:
+        monkeypatch.setenv("MAILER_TRANSPORT", "sendgrid")
+        monkeypatch.setenv("MAILER_SENDGRID_API_KEY", "SG.k")
+        monkeypatch.setenv("MAILER_SENDGRID_HOST", standin.url)
+        context.reset()
+        result = cli("campaigns", "test", str(campaign_id), "--to", "jane@example.com")
+        accepted = list(standin.accepted)
+    assert result.exit_code == 0, result.stderr
+    assert "jane@example.com: sent (sendgrid)" in result.stdout
+    [row] = accepted
+    assert row.custom_args.get("campaign_id") == ""  # a test copy is no part of the campaign
+    subs = row.substitutions
+    assert subs["-name_h-"] == "&lt;script&gt;alert(1)&lt;/script&gt;"
+    assert subs["-name_t-"] == SCRIPT
+    assert subs["-unsub_t-"].startswith("https://news.senator.example.gov/unsubscribe/")
+    assert row.headers["List-Unsubscribe"] == f"<{subs['-unsub_t-']}>"
