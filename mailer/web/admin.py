@@ -183,13 +183,26 @@ def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_us
                                    .order_by(CampaignLog.at, CampaignLog.id)))
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
+        audience = _audience_now(session, campaign) if not counts else None
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
-        "release": release, "segment": segment,
+        "release": release, "segment": segment, "audience": audience,
         "can_approve": campaign.status == CampaignStatus.DRAFT and (
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,
     })
+
+
+def _audience_now(session, campaign: Campaign) -> int | str:
+    """How many people the campaign would reach if it started now (before it is drawn)."""
+    from subscribers import segments
+
+    try:
+        if campaign.segment_id is not None:
+            return segments.count(session, segment=int(campaign.segment_id))
+        return segments.count(session, query=campaign.query or "")
+    except MailerError as exc:
+        return f"cannot count: {exc}"
 
 
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)
@@ -330,13 +343,19 @@ def feeds(request: Request, user: User = Depends(_user)) -> Response:
 
 @router.post("/feeds")
 async def feed_add(request: Request, user: User = Depends(_user)) -> Response:
+    """Watch a feed: fetched once now (its items become releases), then polled."""
     form = await _form(request)
-    require_role(user, "approver")
-    url = str(form.get("url") or "").strip()
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput("a feed address starts with http:// or https://")
-    add_feed = ops._capability("mailer.ingest.feeds", "add_feed")
-    with request.app.state.db.session() as session:
-        add_feed(session, url, auto=form.get("auto") == "1")
-    flash(request, "Feed added; it is polled on the next round.", "success")
+    from mailer.ingest.feeds import add_feed
+
+    try:
+        require_role(user, "approver")
+        with request.app.state.db.session() as session:
+            _feed, report = add_feed(session, str(form.get("url") or ""),
+                                    request.app.state.settings, auto=form.get("auto") == "1")
+            created = len(report.created)
+    except MailerError as exc:
+        flash(request, " ".join(str(exc).split()), "error")
+    else:
+        flash(request, f"Feed added; {created} new release{'s' if created != 1 else ''}.",
+              "success")
     return _back("/admin/feeds")

@@ -19,7 +19,7 @@ from sqlalchemy import func, or_, select
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import campaign_to_dict, get_campaign
 from mailer.errors import InvalidInput, NotFound
-from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.ingest.models import Release
 from mailer.web import operations as ops
 from mailer.web.auth import Caller, api_user, require_role
 from subscribers.models import Subscriber
@@ -39,15 +39,10 @@ router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
 # --- releases -------------------------------------------------------------------------------
 
 def release_to_dict(session, release: Release) -> dict[str, Any]:
-    """The contract's release object."""
-    slugs = list(session.scalars(
-        select(Topic.slug).join(ReleaseTopic, ReleaseTopic.topic_id == Topic.id)
-        .where(ReleaseTopic.release_id == release.id, ReleaseTopic.origin != "removed")
-        .order_by(Topic.slug)))
-    return {"id": release.id, "title": release.title, "subtitle": release.subtitle,
-            "date": release.date.isoformat() if release.date else None,
-            "dateline": release.dateline, "body": release.body, "topics": slugs,
-            "source": release.source, "link": release.link}
+    """The contract's release object (the same as ``mailer releases show --json``)."""
+    from mailer.ingest.service import release_to_dict as to_dict
+
+    return to_dict(release)
 
 
 @router.get("/releases", summary="List releases, newest first")

@@ -101,6 +101,8 @@ def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, 
 
     page = client.get(f"/admin/campaigns/{campaign_id}")
     assert "Someone other than alice must approve" in page.text
+    assert '<span data-field="audience">1</span> reachable now' in page.text
+    assert 'href="/admin/campaigns" aria-current="page"' in page.text
     response = act(client, campaign_id, "approve")
     assert response.status_code == 200
     assert "notice-error" in response.text
@@ -204,3 +206,42 @@ def test_admin_pages_render(client, db, staff, release_id):
         assert page.status_code == 200, path
         assert '<script src="/static/admin.js" defer></script>' in page.text
     assert "Heitkamp Bill" in client.get("/admin/releases").text
+
+
+@pytest.fixture
+def feed_server():
+    """The fixture feeds served over HTTP on loopback."""
+    import functools
+    import http.server
+    import threading
+
+    from tests.conftest import FEEDS_DIR
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(FEEDS_DIR))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_feeds_added_by_an_approver_not_an_author(client, db, staff, feed_server):
+    from mailer.ingest.models import Feed, Release
+
+    url = f"{feed_server}/ruiz_rss.xml"
+    login(client, "alice")
+    page = client.get("/admin/feeds")
+    assert "Add a feed" not in page.text
+    refused = client.post("/admin/feeds", data={"csrf_token": csrf_from(page.text), "url": url})
+    assert "approver role" in refused.text
+    client.cookies.clear()
+    login(client, "bob")
+    page = client.get("/admin/feeds")
+    added = client.post("/admin/feeds", data={"csrf_token": csrf_from(page.text), "url": url})
+    assert "Feed added;" in added.text and url in added.text
+    with db.session() as session:
+        assert session.scalar(select(Feed.url)) == url
+        assert session.scalar(select(Release.id)) is not None
+    again = client.post("/admin/feeds", data={"csrf_token": csrf_from(added.text), "url": url})
+    assert "already watched" in again.text
