@@ -154,20 +154,33 @@ def _is_prose(block: list[str]) -> bool:
 def _read_header(blocks: list[list[str]]) -> _Header:
     header = _Header()
     for block in blocks:
-        in_contact = False
+        in_contact = previous_text = False
         for line in block:
             kind = _classify(line, header)
             if kind == "contact":
                 in_contact = True
             elif in_contact and kind == "text" and _CONTACTISH.search(line):
                 header.contact.append(line)
+            elif kind == "text" and previous_text and _continues(header.runs[-1][-1], line):
+                header.runs[-1][-1] += " " + line  # a headline wrapped over two lines
             elif kind == "text":
-                in_contact = False
                 header.runs[-1].append(line)
             else:
-                in_contact = False
                 header.runs.append([])
+            if kind != "contact":
+                in_contact = in_contact and kind == "text"
+            previous_text = kind == "text" and not in_contact
     return header
+
+
+_CONNECTOR = re.compile(r"(?:[,;:\-–—]|\b(?:a|an|the|of|to|for|and|or|in|on|with|at|by|as))$",
+                        re.I)
+
+
+def _continues(previous: str, line: str) -> bool:
+    """Whether ``line`` carries on ``previous`` (same block, no blank line between): it starts
+    in lower case, or ``previous`` stops on a comma, dash or small word."""
+    return line[:1].islower() or bool(_CONNECTOR.search(previous))
 
 
 def _classify(line: str, header: _Header) -> str:

@@ -97,6 +97,22 @@ def test_release_without_dateline_or_end_mark():
     assert len(release.paragraphs) == 2
 
 
+@pytest.mark.parametrize("header, title, subtitle", [
+    ("Smith Introduces Bill\nto Expand Rural Broadband", "Smith Introduces Bill to Expand "
+     "Rural Broadband", None),
+    ("Smith Introduces Bill to Expand,\nImprove Rural Broadband\nA Second Line Stands Apart",
+     "Smith Introduces Bill to Expand, Improve Rural Broadband", "A Second Line Stands Apart"),
+    ("Smith Introduces Rural Broadband Bill\nLegislation Would Connect 40,000 Homes",
+     "Smith Introduces Rural Broadband Bill", "Legislation Would Connect 40,000 Homes"),
+])
+def test_headline_lines_without_a_blank_line_between(header, title, subtitle):
+    text = (f"FOR IMMEDIATE RELEASE: Tuesday, November 4, 2025\n\n{header}\n\n"
+            "WASHINGTON — Senator Smith today introduced a bill for rural broadband.\n")
+    release = parse_text(text, "x.txt")
+    assert (release.title, release.subtitle) == (title, subtitle)
+    assert release.date == date(2025, 11, 4)
+
+
 def test_single_line_breaks_only_and_crlf():
     text = ("Press Releases\r\nMay 09 2014\r\nHeadline Here\r\nSubhead Here\r\n"
             "FARGO, N.D. – First paragraph of the release with enough words in it.\r\n"
