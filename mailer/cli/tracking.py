@@ -16,6 +16,7 @@ from rich.table import Table
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app, deliveries_app, events_app
 from mailer.errors import InvalidInput
+from mailer.tracking.events import needs_scrub, scrub
 from mailer.tracking.ingest import IngestSummary, ingest_events
 from mailer.tracking.report_html import render_report_html
 from mailer.tracking.reports import (
@@ -71,7 +72,7 @@ def load_events_file(file: Path, limit: int) -> list[Any]:
         parsed = [parsed]
     if not isinstance(parsed, list):
         raise InvalidInput(f"{file}: expected a JSON array of SendGrid events")
-    return parsed
+    return scrub(parsed) if needs_scrub(text) else parsed
 
 
 def _json_lines(file: Path, text: str) -> list[Any]:

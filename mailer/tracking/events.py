@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +128,11 @@ def _event_id(raw: dict[str, Any]) -> str:
 
 
 def _timestamp(value: Any) -> datetime | None:
+    if type(value) is int:  # what SendGrid sends; the checks below are for odd input
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
@@ -147,6 +153,8 @@ def _reason(raw: dict[str, Any]) -> str | None:
 
 
 def _positive_int(value: Any) -> int | None:
+    if value is None:
+        return None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -155,3 +163,27 @@ def _positive_int(value: Any) -> int | None:
         number = int(value.strip())
         return number if 0 < number < 2**63 else None
     return None
+
+
+#: JSON escapes that decode to text PostgreSQL refuses to store: NUL, and UTF-16 surrogates
+#: (valid pairs decode to one character and are harmless, so their escapes only cost a scan).
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def needs_scrub(json_text: str) -> bool:
+    """Cheap check on a webhook body: could it decode to text that cannot be stored?"""
+    return _SUSPECT_ESCAPE.search(json_text) is not None
+
+
+def scrub(value: Any) -> Any:
+    """A copy of decoded JSON with NUL removed and lone surrogates replaced by U+FFFD, in
+    keys and values at any depth (PostgreSQL's text and jsonb refuse both; a batch holding
+    one must not fail forever)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub(lambda m: "" if m.group() == "\x00" else "\ufffd", value)
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(item) for item in value]
+    return value

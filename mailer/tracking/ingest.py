@@ -19,13 +19,14 @@ All of it happens in the caller's transaction: either the whole batch counts or 
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Delivery
@@ -33,7 +34,9 @@ from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.settings import Settings
 from mailer.storage.base import UTCDateTime, utcnow
 from mailer.tracking import events as ev
+from mailer.tracking.bulk import insert_new
 from mailer.tracking.logs import log_event
+from mailer.tracking.logs import logger as events_logger
 from mailer.tracking.models import DeliveryEventRow
 from subscribers.models import Subscriber
 
@@ -61,6 +64,7 @@ EVENT_TIME_COLUMN: dict[str, str] = {
 TIME_COLUMNS = ("sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
                 "complained_at", "unsubscribed_at")
 _CHUNK = 500  # bound parameters per IN (...) lookup
+_UPDATE_CHUNK = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +135,14 @@ def ingest_events(
     if not events:
         return summary
     refs = match_deliveries(session, events)
-    subscribers = _subscribers_by_email(session, [e for e in events if e.event_id not in refs])
-    inserted = _insert(session, events, refs, subscribers)
-    stored = [StoredEvent(e, refs.get(e.event_id), _subscriber_of(e, refs, subscribers))
-              for e in events if e.event_id in inserted]
+    by_email = _subscribers_by_email(session, [e for e in events if e.event_id not in refs])
+    candidates = []
+    for event in events:
+        ref = refs.get(event.event_id)
+        subscriber_id = ref.subscriber_id if ref is not None else by_email.get(event.email)
+        candidates.append(StoredEvent(event, ref, subscriber_id))
+    inserted = _insert(session, candidates)  # event id -> row id, new events only
+    stored = [c for c in candidates if c.event.event_id in inserted]
     summary.stored = len(stored)
     summary.duplicates = len(raw_events) - summary.invalid - len(stored)
     for item in stored:
@@ -142,7 +150,8 @@ def ingest_events(
         if item.delivery is not None:
             summary.matched += 1
     summary.unmatched = summary.stored - summary.matched
-    _advance_deliveries(session, [s for s in stored if s.delivery is not None])
+    _advance_deliveries(session, [inserted[s.event.event_id] for s in stored
+                                  if s.delivery is not None])
     summary.suppressed = apply_suppressions(session, stored, settings)
     warnings, paused = check_complaint_rates(
         session, {s.delivery.campaign_id for s in stored
@@ -235,81 +244,66 @@ def _subscribers_by_email(
     return found
 
 
-def _subscriber_of(event, refs, subscribers) -> int | None:
-    ref = refs.get(event.event_id)
-    if ref is not None:
-        return ref.subscriber_id
-    return subscribers.get(event.email) if event.email else None
+_EVENT_COLUMNS = ("provider_event_id", "delivery_id", "campaign_id", "subscriber_id",
+                  "provider_message_id", "email", "type", "reason", "occurred_at",
+                  "received_at", "raw")
 
 
-def _insert(session, events, refs, subscribers) -> set[str]:
-    """Insert every event, skipping ids already stored; returns the ids that were new."""
+def _insert(session: Session, candidates: Sequence[StoredEvent]) -> dict[str, int]:
+    """Insert every event, skipping ids already stored (by the database's unique index, so
+    two posts racing with the same event store it once); returns provider event id -> row
+    id for the ones that were new."""
     now = utcnow()
     rows = []
-    for event in events:
-        ref = refs.get(event.event_id)
-        rows.append({
-            "provider_event_id": event.event_id,
-            "delivery_id": ref.id if ref else None,
-            "campaign_id": ref.campaign_id if ref else None,
-            "subscriber_id": _subscriber_of(event, refs, subscribers),
-            "provider_message_id": event.provider_message_id,
-            "email": event.email[:320] if event.email else None,
-            "type": event.type,
-            "reason": event.reason,
-            "occurred_at": event.occurred_at,
-            "received_at": now,
-            "raw": event.raw,
-        })
-    table = DeliveryEventRow.__table__
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=["provider_event_id"])
-            .returning(table.c.provider_event_id))
-    return set(session.scalars(stmt, rows))
+    for item in candidates:
+        event, ref = item.event, item.delivery
+        rows.append((event.event_id, ref.id if ref else None, ref.campaign_id if ref else None,
+                     item.subscriber_id, event.provider_message_id,
+                     event.email[:320] if event.email else None, event.type, event.reason,
+                     event.occurred_at, now, event.raw))
+    return insert_new(session, DeliveryEventRow.__table__, _EVENT_COLUMNS, rows,
+                      unique="provider_event_id")
 
 
-def _advance_deliveries(session: Session, stored: Sequence[StoredEvent]) -> None:
-    """One UPDATE per touched delivery, all in one executemany; every change is computed
-    against the row's current value in SQL, so concurrent posts cannot undo each other."""
-    if not stored:
-        return
-    params: dict[int, dict[str, Any]] = {}
-    now = utcnow()
-    for item in stored:
-        event, delivery_id = item.event, item.delivery.id
-        p = params.setdefault(delivery_id, {"b_id": delivery_id, "b_rank": -1,
-                                            "b_status": DS.PENDING, "b_now": now,
-                                            **{f"b_{c}": None for c in TIME_COLUMNS}})
-        status = EVENT_STATUS.get(event.type)
-        if status is not None and STATUS_RANK[status] > p["b_rank"]:
-            p["b_rank"], p["b_status"] = STATUS_RANK[status], status
-        column = EVENT_TIME_COLUMN.get(event.type)
-        if column is not None:
-            current = p[f"b_{column}"]
-            p[f"b_{column}"] = event.occurred_at if current is None else min(current,
-                                                                              event.occurred_at)
-    session.execute(_advance_statement(), list(params.values()))
+def _advance_deliveries(session: Session, event_row_ids: Sequence[int]) -> None:
+    """Advance every delivery these (newly stored, matched) events are about, in one
+    set-based UPDATE per chunk: the database aggregates the events per delivery and compares
+    with the row's current value itself (never read, then written in Python), so concurrent
+    posts about the same delivery cannot undo each other and no Python runs per row."""
+    for chunk in _chunks(sorted(event_row_ids), _UPDATE_CHUNK):
+        session.execute(_advance_statement(), {"event_ids": chunk, "now": utcnow()})
 
 
+@functools.cache
 def _advance_statement():
-    table = Delivery.__table__
-    rank = case(STATUS_RANK, value=table.c.status, else_=0)
+    events, table = DeliveryEventRow.__table__, Delivery.__table__
+    event_rank = case({t: STATUS_RANK[s] for t, s in EVENT_STATUS.items()},
+                      value=events.c.type, else_=-1)
+    per_delivery = (
+        select(events.c.delivery_id, func.max(event_rank).label("rank"),
+               *(func.min(case((events.c.type.in_(_types_setting(column)),
+                                events.c.occurred_at))).label(column)
+                 for column in TIME_COLUMNS))
+        .where(events.c.id.in_(bindparam("event_ids", expanding=True)),
+               events.c.delivery_id.is_not(None))
+        .group_by(events.c.delivery_id)
+        .subquery("per_delivery"))
+    current_rank = case(STATUS_RANK, value=table.c.status, else_=0)
+    new_status = case({rank: status for status, rank in STATUS_RANK.items()
+                       if status in EVENT_STATUS.values()}, value=per_delivery.c.rank)
     values: dict[str, Any] = {
-        "status": case((rank < bindparam("b_rank", type_=Integer),
-                        bindparam("b_status", type_=String)), else_=table.c.status),
-        "updated_at": bindparam("b_now", type_=UTCDateTime()),
+        "status": case((current_rank < per_delivery.c.rank, new_status), else_=table.c.status),
+        "updated_at": bindparam("now", type_=UTCDateTime()),
     }
     for column in TIME_COLUMNS:
-        values[column] = _earliest(table.c[column], f"b_{column}")
-    return update(table).where(table.c.id == bindparam("b_id", type_=Integer)).values(values)
+        new, old = per_delivery.c[column], table.c[column]
+        values[column] = case((and_(new.is_not(None), or_(old.is_(None), new < old)), new),
+                              else_=old)
+    return update(table).where(table.c.id == per_delivery.c.delivery_id).values(values)
 
 
-def _earliest(column, name: str):
-    """SQL for "the earlier of the stored time and this batch's time" (NULL means none)."""
-    new = bindparam(name, type_=UTCDateTime())
-    return case((and_(new.is_not(None), or_(column.is_(None), column > new)), new),
-                else_=column)
+def _types_setting(column: str) -> list[str]:
+    return sorted(t for t, c in EVENT_TIME_COLUMN.items() if c == column)
 
 
 def _chunks(items: list, size: int = _CHUNK):
@@ -318,6 +312,8 @@ def _chunks(items: list, size: int = _CHUNK):
 
 
 def _log(stored: Sequence[StoredEvent]) -> None:
+    if not events_logger.isEnabledFor(logging.INFO):
+        return
     for item in stored:
         event, ref = item.event, item.delivery
         log_event("provider_event", type=event.type, event_id=event.event_id,

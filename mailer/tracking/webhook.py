@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from mailer.settings import Settings
+from mailer.tracking.events import needs_scrub, scrub
 from mailer.tracking.ingest import ingest_events
 from mailer.tracking.logs import log_event
 
@@ -108,7 +109,7 @@ def parse_events(payload: str) -> list[dict]:
         raise WebhookRefused(400, "body is not valid JSON") from None
     if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
         raise WebhookRefused(400, "body must be a JSON array of event objects")
-    return data
+    return scrub(data) if needs_scrub(payload) else data
 
 
 async def read_capped(request: Request, limit: int) -> bytes:

@@ -150,3 +150,38 @@ def test_event_rows_carry_the_delivery_campaign_and_subscriber(db, settings, one
     assert (row.delivery_id, row.campaign_id, row.subscriber_id) == \
            (one.id, one.campaign_id, one.subscriber_id)
     assert row.provider_message_id.startswith("MSGID.")
+
+
+def test_many_events_in_one_call_cross_statement_chunks(db, settings, one):
+    """Over 500 rows (one INSERT statement's worth), with duplicates of stored ones mixed in;
+    the raw payload and its times survive the round trip unchanged."""
+    first = [{"event": "open", "email": "jane@example.org", "sg_event_id": f"o{i}",
+              "timestamp": 1763650000 + i, "delivery_id": str(one.id),
+              "note": 'quotes " \\ {braces} ünïcode ☃', "nested": {"list": [1, None, True]}}
+             for i in range(700)]
+    assert ingest(db, settings, first[:300]).stored == 300
+    summary = ingest(db, settings, first + [{**first[0], "sg_event_id": "new-one"}])
+    assert (summary.stored, summary.duplicates) == (401, 300)
+    with db.session() as session:
+        rows = session.scalars(select(DeliveryEventRow).order_by(DeliveryEventRow.id)).all()
+    assert len(rows) == 701
+    assert rows[0].raw == first[0]
+    assert rows[699].occurred_at.timestamp() == 1763650699
+    assert reload(db, one).opened_at.timestamp() == 1763650000  # the earliest of them all
+
+
+def test_text_postgresql_cannot_store_is_cleaned_not_fatal(db, settings):
+    from mailer.tracking.events import needs_scrub, scrub
+
+    body = ('[{"event": "bounce", "email": "a\\u0000b@example.org", "sg_event_id": "n\\u0000", '
+            '"reason": "bad \\ud800 byte", "timestamp": 1763650000, "x\\u0000": ["\\udfff"]}]')
+    assert needs_scrub(body) and not needs_scrub('[{"event": "open", "x": "\\u00e9"}]')
+    import json
+
+    events = scrub(json.loads(body))
+    summary = ingest(db, settings, events)
+    assert summary.stored == 1
+    with db.session() as session:
+        row = session.scalar(select(DeliveryEventRow))
+    assert (row.email, row.provider_event_id) == ("ab@example.org", "n")
+    assert row.reason == "bad \ufffd byte" and row.raw["x"] == ["\ufffd"]

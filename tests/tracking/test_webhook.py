@@ -334,3 +334,16 @@ def test_a_failing_batch_leaves_nothing_half_written(own_settings, signer, clien
                                               headers=signer.headers(body))
     assert response.status_code == 503
     assert _stored(db) == 0
+
+
+def test_nul_and_lone_surrogates_are_stored_cleaned_not_refused_forever(
+        own_settings, signer, client_for, db):
+    """PostgreSQL refuses NUL and lone surrogates; a 5xx would make SendGrid retry in vain."""
+    body = (b'[{"event": "delivered", "email": "x\\u0000@example.org", "sg_event_id": "z1",'
+            b' "timestamp": 1763650000, "reason": "\\ud800"}]')
+    response = client_for(own_settings).post(webhook.PATH, content=body,
+                                              headers=signer.headers(body))
+    assert response.status_code == 204
+    with db.session() as session:
+        row = session.scalar(select(DeliveryEventRow))
+    assert (row.email, row.raw["reason"]) == ("x@example.org", "\ufffd")
