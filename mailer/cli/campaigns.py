@@ -187,9 +187,12 @@ def schedule_command(
         action(session, service.get_campaign(session, campaign_id, for_update=True), settings)
     from mailer.scheduling.scheduler import start_scheduled_campaign
 
-    start_scheduled_campaign(db, settings, campaign_id)
+    outcome = start_scheduled_campaign(db, settings, campaign_id)
     with db.session() as session:
-        data = _dict(service.get_campaign(session, campaign_id), settings)
+        campaign = service.get_campaign(session, campaign_id)
+        data = _dict(campaign, settings)
+    if outcome == "missed":  # refused or failed at the last moment; the reason is recorded
+        raise InvalidInput(f"campaign {campaign_id} did not start: {campaign.status_reason}")
     context.emit(data, as_json, _print_campaign)
 
 

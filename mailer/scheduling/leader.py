@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from datetime import timedelta
 
@@ -112,10 +113,16 @@ class AdvisoryLockLeader:
         self.holder = holder_name()
         self._connection: Connection | None = None
         self._held = False
+        # One connection, used by the renewing loop and by job threads fencing their starts.
+        self._lock = threading.RLock()
 
     def try_acquire(self) -> bool:
+        with self._lock:
+            return self._try_acquire()
+
+    def _try_acquire(self) -> bool:
         if self._held:
-            return self.renew()
+            return self._renew()
         try:
             if self._connection is None:
                 self._connection = self.engine.connect()
@@ -128,6 +135,10 @@ class AdvisoryLockLeader:
 
     def renew(self) -> bool:
         """True while the lock's connection is alive (the lock dies with it)."""
+        with self._lock:
+            return self._renew()
+
+    def _renew(self) -> bool:
         if not self._held or self._connection is None:
             return False
         try:
@@ -142,14 +153,15 @@ class AdvisoryLockLeader:
         return self.renew()
 
     def release(self) -> None:
-        if self._held and self._connection is not None:
-            try:
-                self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
-                                         {"key": self.key})
-            except SQLAlchemyError:
-                pass
-        self._drop_connection()
-        self.engine.dispose()
+        with self._lock:
+            if self._held and self._connection is not None:
+                try:
+                    self._connection.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                             {"key": self.key})
+                except SQLAlchemyError:
+                    pass
+            self._drop_connection()
+            self.engine.dispose()
 
     def _drop_connection(self) -> None:
         self._held = False

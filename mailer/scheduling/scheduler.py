@@ -215,6 +215,9 @@ def sync_jobs(scheduler: BackgroundScheduler, db: Database, settings: Settings) 
 
 def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> None:
     try:
+        leader = _runtime.get("leader")
+        if leader is not None and not leader.is_leader():
+            return  # lost the lease; the main loop notices and steps down
         reconcile(db, settings)
         sync_jobs(scheduler, db, settings)
     except Exception:  # a database hiccup must not stop the clock; the next tick retries

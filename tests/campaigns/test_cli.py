@@ -171,3 +171,30 @@ def test_schedule_list_shows_office_time(cli, release_id, settings):
     assert [i["at"] for i in items] == sorted(i["at"] for i in items)
     human = cli("schedule", "list")
     assert f"{local:%Y-%m-%d} 12:00" in human.stdout
+
+
+def test_now_inside_quiet_hours_is_refused_and_nothing_starts(
+        cli, release_id, settings, monkeypatch):
+    local = utcnow().astimezone(settings.zone)
+    monkeypatch.setenv("MAILER_QUIET_HOURS", f"{(local - timedelta(hours=1)):%H:%M}-"
+                                             f"{(local + timedelta(hours=1)):%H:%M}")
+    from mailer.cli import context
+
+    context.reset()
+    campaign_id = approved(cli, release_id)
+    result = cli("campaigns", "schedule", campaign_id, "--now", "--json")
+    assert result.exit_code != 0 and result.stdout == ""
+    assert "quiet hours" in result.stderr and "next allowed time" in result.stderr
+    shown = cli("campaigns", "show", campaign_id, "--json").json()
+    assert (shown["status"], shown["recipients"]) == ("approved", None)
+
+
+def test_now_that_fails_to_start_says_why(cli, release_id, db):
+    campaign_id = approved(cli, release_id)
+    with db.session() as session:  # its audience can no longer be evaluated
+        from mailer.campaigns.service import get_campaign
+
+        get_campaign(session, campaign_id).query = "county = "
+    result = cli("campaigns", "schedule", campaign_id, "--now")
+    assert result.exit_code != 0 and "did not start" in result.stderr
+    assert cli("campaigns", "show", campaign_id, "--json").json()["status"] == "missed"
