@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from mailer.cli import context
+from mailer.settings import BUNDLED_TEMPLATES_DIR, get_settings
 
 from .factory import add_campaign, add_release
 
@@ -19,3 +22,13 @@ def seed_campaign_id(db) -> int:
 @pytest.fixture
 def signer(db):
     return context.signer()
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch, settings):
+    """A copy of the shipped templates in MAILER_TEMPLATES_DIR, to break on purpose."""
+    target = tmp_path / "office-templates"
+    shutil.copytree(BUNDLED_TEMPLATES_DIR, target)
+    monkeypatch.setenv("MAILER_TEMPLATES_DIR", str(target))
+    get_settings.cache_clear()
+    return target

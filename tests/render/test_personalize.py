@@ -15,6 +15,8 @@ from mailer.tokens import InvalidToken, TokenSigner
 from mailer.transports.base import CompiledMessage
 
 SCRIPT = "<script>alert(1)</script>"
+# Nothing here touches the database: one backend is enough.
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def _message(html: str, text: str, subject: str = "Hello") -> CompiledMessage:
@@ -23,6 +25,7 @@ def _message(html: str, text: str, subject: str = "Hello") -> CompiledMessage:
                                                         "List-Unsubscribe=One-Click"})
 
 
+@sqlite_only
 def test_recipient_links_carry_tokens_that_verify(settings):
     signer = TokenSigner("test-secret-key")
     recipient = Personalizer(settings, signer, 7).recipient(
@@ -40,6 +43,7 @@ def test_recipient_links_carry_tokens_that_verify(settings):
     assert recipient.delivery_id == 9 and recipient.subscriber_id == 42
 
 
+@sqlite_only
 def test_values_are_escaped_for_html_and_verbatim_for_text(settings):
     recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
         email="o'brien+news@example.com", name=SCRIPT, subscriber_id=1)
@@ -53,12 +57,14 @@ def test_values_are_escaped_for_html_and_verbatim_for_text(settings):
     assert all(isinstance(v, str) for v in subs.values())
 
 
+@sqlite_only
 def test_missing_name_reads_as_friend(settings):
     recipient = Personalizer(settings, TokenSigner("k"), 1).recipient(
         email="a@example.com", name="  ", subscriber_id=1)
     assert recipient.substitutions["-name_t-"] == "friend"
 
 
+@sqlite_only
 def test_personalize_fills_every_part_and_merges_headers(settings):
     message = _message("<p>Hi -name_h- (-email_h-)</p><a href=\"-unsub_h-\">x</a>-name_h-",
                        "Hi -name_t-\n-unsub_t-\n")
@@ -74,6 +80,7 @@ def test_personalize_fills_every_part_and_merges_headers(settings):
     assert not PLACEHOLDER_RE.search(out.html + out.text)
 
 
+@sqlite_only
 def test_substitution_is_one_pass(settings):
     """A value that looks like a placeholder is never substituted again."""
     message = _message("-name_h- -email_h-", "-name_t-")
@@ -93,6 +100,7 @@ def test_content_cannot_smuggle_a_placeholder():
     assert defused == "Click \u2011unsub_h\u2011 now"
 
 
+@sqlite_only
 def test_system_message_personalizes_name_and_escapes_it(settings):
     message = compile_system_message(
         "confirm_subscription", settings, subject="Please confirm your subscription",
@@ -108,6 +116,7 @@ def test_system_message_personalizes_name_and_escapes_it(settings):
     assert not re.search(r"-[a-z]+_[ht]-", out.html + out.text)
 
 
+@sqlite_only
 def test_system_message_context_cannot_replace_product_values(settings):
     message = compile_system_message(
         "welcome", settings, subject="Welcome",
