@@ -173,6 +173,25 @@ def test_forged_token_page_and_anonymous_refusals(page, browser, server):
     api.dispose()
 
 
+def test_repeat_signups_look_the_same_in_the_browser(page, server, db, topics):
+    import re
+
+    base, _, _ = server
+    add_subscriber(db, "known@example.org", topics=["agriculture"])
+    answers = []
+    for email in ("fresh@example.org", "fresh@example.org", "known@example.org"):
+        page.goto(f"{base}/subscribe")
+        page.fill("#email", email)
+        with page.expect_response(lambda r: r.url == f"{base}/subscribe"
+                                  and r.request.method == "POST") as answer:
+            page.click("button[type=submit]")
+        response = answer.value
+        body = re.sub(r'name="csrf_token" value="[^"]+"', "", response.text())
+        answers.append((response.status, body, page.inner_text("main")))
+    assert len(set(answers)) == 1
+    assert answers[0][0] == 200
+
+
 def _login(page, base: str, name: str) -> None:
     page.goto(f"{base}/admin/login")
     page.fill("#name", name)
