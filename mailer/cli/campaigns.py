@@ -185,9 +185,10 @@ def schedule_command(
     db = context.database()
     with db.session() as session:
         action(session, service.get_campaign(session, campaign_id, for_update=True), settings)
-    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from mailer.scheduling.scheduler import _start_lock, start_scheduled_campaign
 
-    outcome = start_scheduled_campaign(db, settings, campaign_id)
+    with _start_lock:
+        outcome = start_scheduled_campaign(db, settings, campaign_id)
     with db.session() as session:
         campaign = service.get_campaign(session, campaign_id)
         data = _dict(campaign, settings)

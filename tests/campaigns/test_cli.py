@@ -198,3 +198,17 @@ def test_now_that_fails_to_start_says_why(cli, release_id, db):
     result = cli("campaigns", "schedule", campaign_id, "--now")
     assert result.exit_code != 0 and "did not start" in result.stderr
     assert cli("campaigns", "show", campaign_id, "--json").json()["status"] == "missed"
+
+
+def test_missed_reason_is_shown_by_campaigns_status(cli, db, settings):
+    from mailer.scheduling.scheduler import reconcile
+    from tests.campaigns.factory import add_campaign
+
+    with db.session() as session:
+        campaign = add_campaign(session, status="scheduled", approved_by="bob",
+                                scheduled_at=utcnow() - timedelta(hours=8))
+    reconcile(db, settings)
+    status = cli("campaigns", "status", campaign.id, "--json").json()
+    assert status["status"] == "missed"
+    assert "MAILER_MISFIRE_GRACE" in status["status_reason"]
+    assert "missed: scheduled for" in cli("campaigns", "status", campaign.id).stdout
