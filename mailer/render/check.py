@@ -47,6 +47,9 @@ _FORBIDDEN_HTML = [
 ]
 #: Filters that leave a placeholder intact (everything else would change the key itself).
 _PLACEHOLDER_SAFE_FILTERS = frozenset({"e", "escape", "safe", "string", "forceescape"})
+_HTML_TAG = re.compile(r"</?(p|div|span|br|a|table|tr|td|b|strong|em|i|h[1-6])\b[^>]*>", re.I)
+#: Longest line a text version may have (RFC 5322 recommends 78); URLs may run over.
+TEXT_LINE_LIMIT = 78
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\salt\s*=", re.I)
 
@@ -202,6 +205,7 @@ def _render_problems(name: str, settings: Settings, context: dict[str, Any], kin
     except Exception as exc:  # TemplateError from inlining or size: no line to point at
         return [Problem(f"{name}.html", None, str(exc))]
     problems = [Problem(f"{name}.html", None, m) for m in lint_html(html)]
+    problems += [Problem(f"{name}.txt", None, m) for m in lint_text(text)]
     if kind != "system" and not context.get("web_view"):
         problems += [Problem(f"{name}.html", None, m)
                      for m in footer_problems(html, HTML_KEYS, settings, context)]
@@ -222,6 +226,20 @@ def lint_html(html: str, whole_document: bool = True) -> list[str]:
     for img in _IMG.findall(html):
         if not _ALT.search(img):
             found.append(f"image without alt text: {img[:80]}")
+    return found
+
+
+def lint_text(text: str) -> list[str]:
+    """The text version is read as it is: no markup, no overlong lines."""
+    found = []
+    tag = _HTML_TAG.search(text)
+    if tag:
+        found.append(f"the text version contains HTML ({tag.group()}); write it as plain text")
+    for line in text.splitlines():
+        if len(line) > TEXT_LINE_LIMIT and "://" not in line:
+            found.append(f"the text version has a line of {len(line)} characters (keep them "
+                         f"under {TEXT_LINE_LIMIT + 1}; use the wordwrap filter): {line[:40]}…")
+            break
     return found
 
 

@@ -93,7 +93,7 @@ def release_context(release: Any, settings: Settings, *, link: str | None = None
         else "",
         "summary": summarize(paragraphs),
         "contact": defuse((getattr(release, "contact", None) or "").strip()),
-        "link": link or getattr(release, "link", None) or "",
+        "link": safe_url(link or getattr(release, "link", None)),
     }
 
 
@@ -106,6 +106,13 @@ def digest_context(releases: Iterable[Any], settings: Settings, web_url: str
         items.append(release_context(release, settings, link=getattr(release, "link", None)
                                      or anchor))
     return items
+
+
+def safe_url(url: str | None) -> str:
+    """``url`` when it is an http(s) URL, else "" (a feed could carry ``javascript:`` links,
+    and autoescaping does not make those harmless)."""
+    url = (url or "").strip()
+    return url if url.lower().startswith(("https://", "http://")) else ""
 
 
 def title_case_place(place: str) -> str:

@@ -146,3 +146,11 @@ def test_layout_problem_is_reported_once_at_its_own_line(folder):
     problems = check_all(get_settings())
     assert [(p.template, p.line, p.message) for p in problems] == [
         ("base.html", _line_of(path, "office.nmae"), "undefined attribute 'nmae'")]
+
+
+def test_text_version_must_be_plain_and_readable(folder):
+    path = folder / "welcome.txt"
+    _edit(path, "Dear {{ recipient.name }},", "<p>Dear {{ recipient.name }},</p> " + "x" * 90)
+    messages = [p.message for p in check_all(get_settings()) if p.template == "welcome.txt"]
+    assert any("contains HTML (<p>)" in m for m in messages)
+    assert any("line of" in m and "wordwrap" in m for m in messages)

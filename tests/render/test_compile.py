@@ -212,3 +212,11 @@ def test_substitutions_stay_small_for_sendgrid(settings, signer):
     size = sum(len(k.encode()) + len(v.encode()) for k, v in recipient.substitutions.items())
     assert size < 1000
     assert all(len(key) <= 9 for key in recipient.substitutions)
+
+
+def test_only_web_links_reach_an_href(db, settings):
+    with db.session() as session:
+        release = add_release(session, link="javascript:alert(document.cookie)")
+        campaign_id = add_campaign(session, release).id
+        page = render_web_view(session, session.get(Campaign, campaign_id), settings)
+    assert "javascript:" not in page
