@@ -62,8 +62,7 @@ def parse_html(text: str, source: str, *, base_url: str | None = None,
     meta = _meta(doc)
     link = _canonical(doc, base_url)
     container = _container(doc)
-    h1 = _first(container, "h1")
-    h1 = h1 if h1 is not None else _first(doc, "h1")
+    h1 = _headline_element(doc, container, meta)
     title = clean_inline(h1.text_content()) if h1 is not None else _meta_title(doc, meta)
     if not title or len(title) > MAX_TITLE:
         raise IngestError(f"{source}: no headline found (no <h1>, og:title or <title>)")
@@ -87,6 +86,23 @@ def parse_html(text: str, source: str, *, base_url: str | None = None,
         contact=reader.contact(), link=link, guid=link,
         body_html=sanitize_html(_elements_html(reader.elements), base_url) or None,
     )
+
+
+def _headline_element(doc, container, meta: dict[str, str]):
+    """The element holding the headline: the article's <h1>; else its first <h2>/<h3> when
+    that comes before any paragraph; else (no og:title either) the page's first <h1>. None
+    means "use og:title or <title>" (a site logo is often the page's only <h1>)."""
+    found = _first(container, "h1")
+    if found is not None:
+        return found
+    for el in container.iter("h2", "h3", "p"):
+        if el.tag == "p" and el.text_content().strip():
+            break
+        if el.tag != "p" and clean_inline(el.text_content()):
+            return el
+    if meta.get("og:title") or meta.get("twitter:title"):
+        return None
+    return _first(doc, "h1")
 
 
 def parse_document(text: str, source: str):
@@ -294,7 +310,7 @@ def _meta(doc) -> dict[str, str]:
 def _meta_title(doc, meta: dict[str, str]) -> str:
     for key in ("og:title", "twitter:title"):
         if meta.get(key):
-            return clean_inline(meta[key])
+            return re.split(r"\s+\|\s+", clean_inline(meta[key]))[0]
     title = doc.find(".//title")
     if title is None:
         return ""

@@ -19,15 +19,22 @@ import feedparser
 
 from mailer.errors import IngestError
 from mailer.ingest.dates import parse_date, struct_to_date
-from mailer.ingest.html import _elements_html, html_paragraphs, sanitize_html
+from mailer.ingest.html import (
+    _elements_html,
+    _strip_text_prefix,
+    html_paragraphs,
+    sanitize_html,
+)
 from mailer.ingest.parsed import (
     END_MARK_INLINE,
     MAX_TITLE,
     ParsedRelease,
     clean_inline,
+    is_end_mark,
     split_dateline,
     unescape_entities,
 )
+from mailer.ingest.text import _CONTACT
 
 _BLOCK_TAG = re.compile(r"<(?:p|div|br|li|ul|ol|blockquote|h[1-6]|table)\b", re.I)
 #: Sentence end immediately followed by the next sentence's capital: a lost paragraph break.
@@ -85,7 +92,7 @@ def _refuse_truncated(parsed, source: str) -> None:
 def _item(entry, source: str, base: str | None, zone: ZoneInfo) -> ParsedRelease | None:
     link = _http_url(entry.get("link") or (entry.get("id") if entry.get("guidislink") else None),
                      base)
-    paragraphs, body_html = _body(entry, base)
+    paragraphs, elements, contact = _body(entry)
     title = clean_inline(unescape_entities(entry.get("title", "")))
     if not title and paragraphs:
         title = _first_sentence(paragraphs[0])
@@ -94,12 +101,15 @@ def _item(entry, source: str, base: str | None, zone: ZoneInfo) -> ParsedRelease
     dateline, dateline_date, first = split_dateline(paragraphs[0]) if paragraphs else (None,) * 3
     if dateline:
         paragraphs[0] = first
-        body_html = None  # the HTML copy would still carry the dateline
+        if elements:
+            _strip_text_prefix(elements[0], len(first))
+    body_html = sanitize_html(_elements_html(elements), base) or None if elements else None
     guid = clean_inline(entry.get("id") or "") or link
     return ParsedRelease(
         title=title[:MAX_TITLE * 3], source=source, paragraphs=paragraphs, link=link,
         guid=guid, date=_entry_date(entry, zone) or dateline_date, dateline=dateline,
         body_html=body_html,
+        contact="\n".join(_CONTACT.match(c).group("rest").strip() for c in contact) or None,
     )
 
 
@@ -114,24 +124,35 @@ def _entry_date(entry, zone: ZoneInfo):
     return None
 
 
-def _body(entry, base: str | None) -> tuple[list[str], str | None]:
-    """Paragraphs and sanitized HTML of the item's content (full content over summary)."""
+def _body(entry) -> tuple[list[str], list, list[str]]:
+    """Paragraphs of the item's content (full content over summary), the elements they came
+    from when it is HTML, and "Contact: …" lines (which are not body)."""
     contents = entry.get("content") or []
     raw = contents[0].get("value", "") if contents else entry.get("summary", "")
     if not raw or not raw.strip():
-        return [], None
+        return [], [], []
     if _BLOCK_TAG.search(raw):
-        paragraphs, elements = html_paragraphs(raw)
-        paragraphs = [unescape_entities(p) for p in paragraphs]
-        paragraphs = _split_end_marks(paragraphs)
-        return paragraphs, sanitize_html(_elements_html(elements), base) or None
+        texts, elements = html_paragraphs(raw)
+        pairs = [(unescape_entities(t), el) for t, el in zip(texts, elements, strict=True)]
+        contact = [t for i, (t, _) in enumerate(pairs) if i and _is_contact(t)]
+        kept = [(t, el) for t, el in pairs if not is_end_mark(t) and t not in contact]
+        paragraphs = [t for t, _ in kept]
+        if _split_end_marks(paragraphs) != paragraphs:  # marks glued to text: no HTML copy
+            return _split_end_marks(paragraphs), [], contact
+        return paragraphs, list({id(el): el for _, el in kept}.values()), contact
     # Plain text (maybe with inline tags and entities): blank lines separate paragraphs.
     text = unescape_entities(re.sub(r"<[^>]+>", "", raw))
     chunks = [clean_inline(c) for c in re.split(r"\n\s*\n", text)]
     paragraphs = []
     for chunk in _split_end_marks([c for c in chunks if c]):
         paragraphs.extend(p.strip() for p in _GLUED.split(chunk) if p.strip())
-    return paragraphs, None
+    contact = [p for i, p in enumerate(paragraphs) if i and _is_contact(p)]
+    return [p for p in paragraphs if p not in contact], [], contact
+
+
+def _is_contact(text: str) -> bool:
+    match = _CONTACT.match(text)
+    return bool(match and match.group("rest") and len(text) < 300)
 
 
 def _split_end_marks(paragraphs: list[str]) -> list[str]:

@@ -166,3 +166,16 @@ def test_markdown_without_front_matter_takes_the_heading():
 def test_bad_markdown_is_refused(text, reason):
     with pytest.raises(IngestError, match=reason):
         parse_markdown(text, "r.md")
+
+
+def test_a_site_logo_h1_is_not_the_headline():
+    logo = """<html><head><meta property="og:title" content="Smith Backs Farmers | Senator Smith">
+    </head><body><header><h1 class="logo">Senator Smith</h1></header>
+    <div class="content"><p>WASHINGTON – Senator Smith today stood with farmers in the
+    Red River Valley to press for disaster aid.</p></div></body></html>"""
+    assert parse_html(logo, "p.html", zone=ZONE).title == "Smith Backs Farmers"
+    heading = """<html><body><header><h1>Senator Smith</h1></header><main>
+    <h2>Smith Backs Farmers</h2><p>Senator Smith today stood with farmers.</p></main>
+    </body></html>"""
+    release = parse_html(heading, "p.html", zone=ZONE)
+    assert (release.title, release.subtitle) == ("Smith Backs Farmers", None)

@@ -127,3 +127,20 @@ def test_a_feed_cut_off_mid_download_is_refused_but_small_slips_are_not():
     sloppy = (b"<rss version='2.0'><channel><title>T</title><item><title>A &nbsp; B</title>"
               b"<link>https://x.gov/1</link></item></channel></rss>")
     assert [i.title for i in parse_feed(sloppy, "s.xml", zone=ZONE).items] == ["A B"]
+
+
+def test_html_descriptions_keep_a_sanitized_copy_without_dateline_end_mark_or_contact():
+    rss = b"""<rss version="2.0"><channel><title>T</title><link>https://x.gov/news/</link>
+    <item><title>A</title><link>a</link><description>&lt;p&gt;&lt;b&gt;FARGO, N.D.&lt;/b&gt;
+    &amp;ndash; Senator Smith toured the new shelter in Fargo &lt;a href="more"
+    onclick="x()"&gt;today&lt;/a&gt;.&lt;/p&gt;&lt;script&gt;bad()&lt;/script&gt;
+    &lt;p&gt;###&lt;/p&gt;&lt;p&gt;Contact: press@smith.senate.gov&lt;/p&gt;</description>
+    </item></channel></rss>"""
+    [item] = parse_feed(rss, "f.xml", zone=ZONE).items
+    assert item.link == "https://x.gov/news/a"
+    assert item.dateline == "FARGO, N.D."
+    assert item.paragraphs == ["Senator Smith toured the new shelter in Fargo today."]
+    assert item.contact == "press@smith.senate.gov"
+    assert item.body_html == ('<p>Senator Smith toured the new shelter in Fargo <a '
+                              'href="https://x.gov/news/more" rel="noopener noreferrer">today'
+                              '</a>.</p>')
