@@ -208,11 +208,21 @@ def _audience_now(session, campaign: Campaign) -> int | str:
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)
 def campaign_preview(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
     """The email as a sample recipient sees it; framed by the campaign page."""
-    with request.app.state.db.session() as session:
-        campaign = _campaign(session, campaign_id)
-        html = ops.preview_html(session, campaign, request.app.state.settings,
-                                request.app.state.signer)
+    try:
+        with request.app.state.db.session() as session:
+            campaign = _campaign(session, campaign_id)
+            html = ops.preview_html(session, campaign, request.app.state.settings,
+                                    request.app.state.signer)
+    except MailerError as exc:  # e.g. a broken template: say so inside the frame
+        html = _frame_message(f"This campaign cannot be previewed: {exc}")
     return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
+
+
+def _frame_message(text: str) -> str:
+    from markupsafe import escape
+
+    return ('<!doctype html><meta charset="utf-8"><p style="font:16px sans-serif;'
+            f'color:#b3261e;padding:1rem">{escape(" ".join(text.split()))}</p>')
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
@@ -279,9 +289,12 @@ def campaign_report(campaign_id: int, request: Request, user: User = Depends(_us
 @router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
 def campaign_report_frame(campaign_id: int, request: Request,
                           user: User = Depends(_user)) -> Response:
-    with request.app.state.db.session() as session:
-        campaign = _campaign(session, campaign_id)
-        html = ops.report_html(session, campaign, request.app.state.settings)
+    try:
+        with request.app.state.db.session() as session:
+            campaign = _campaign(session, campaign_id)
+            html = ops.report_html(session, campaign, request.app.state.settings)
+    except MailerError as exc:
+        html = _frame_message(f"The report cannot be shown: {exc}")
     return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
 
 
@@ -323,6 +336,22 @@ def subscriber_detail(subscriber_id: int, request: Request,
         topics = topic_slugs(session, person)
     return render(request, "admin/subscriber.html", {
         "s": person, "history": history, "deliveries": deliveries, "topics": topics})
+
+
+@router.post("/subscribers/{subscriber_id}/unsubscribe")
+async def subscriber_unsubscribe(subscriber_id: int, request: Request,
+                                 user: User = Depends(_user)) -> Response:
+    """Staff unsubscribe someone who asked by phone or letter (recorded with who did it)."""
+    from subscribers.service import unsubscribe
+
+    await _form(request)
+    with request.app.state.db.session() as session:
+        person = session.get(Subscriber, subscriber_id)
+        if person is None:
+            raise HTTPException(404, "There is no such subscriber.")
+        unsubscribe(session, person, cause=f"staff: {user.name} (dashboard)")
+    flash(request, "Unsubscribed; the address is on the suppression list.", "success")
+    return _back(f"/admin/subscribers/{subscriber_id}")
 
 
 # --- releases and feeds ---------------------------------------------------------------------

@@ -189,16 +189,11 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
 
 @router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
 def show_subscriber(email_or_id: str, request: Request) -> dict:
-    from subscribers.service import get_by_email, subscriber_to_dict
+    from subscribers.service import subscriber_to_dict
 
     with request.app.state.db.session() as session:
-        if email_or_id.isdigit():
-            found = session.get(Subscriber, int(email_or_id))
-            if found is None:
-                raise NotFound(f"no subscriber with id {email_or_id}")
-        else:
-            found = get_by_email(session, email_or_id)
-        return subscriber_to_dict(session, found, history=True)
+        return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
+                                  history=True)
 
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber")
@@ -224,3 +219,27 @@ def add_subscriber(body: SubscriberIn, request: Request, who: Caller = Depends(c
     if mail is not None:
         constituents.send_mail(mail, request.app.state.settings, request.app.state.signer)
     return data
+
+
+@router.post("/subscribers/{email_or_id}/unsubscribe",
+             summary="Unsubscribe and suppress (e.g. a request by phone)")
+def unsubscribe_subscriber(email_or_id: str, request: Request,
+                           who: Caller = Depends(caller)) -> dict:
+    from subscribers.service import subscriber_to_dict, unsubscribe
+
+    with request.app.state.db.session() as session:
+        found = _find_subscriber(session, email_or_id)
+        unsubscribe(session, found, cause=f"staff: {who.name} (api)")
+        return subscriber_to_dict(session, found)
+
+
+def _find_subscriber(session, email_or_id: str) -> Subscriber:
+    """By id (digits) or address. Raises NotFound, InvalidEmail."""
+    from subscribers.service import get_by_email
+
+    if email_or_id.isdigit():
+        found = session.get(Subscriber, int(email_or_id))
+        if found is None:
+            raise NotFound(f"no subscriber with id {email_or_id}")
+        return found
+    return get_by_email(session, email_or_id)

@@ -245,3 +245,31 @@ def test_feeds_added_by_an_approver_not_an_author(client, db, staff, feed_server
         assert session.scalar(select(Release.id)) is not None
     again = client.post("/admin/feeds", data={"csrf_token": csrf_from(added.text), "url": url})
     assert "already watched" in again.text
+
+
+def test_staff_unsubscribe_is_recorded_with_their_name(client, db, staff):
+    from subscribers import service
+    from subscribers.models import Subscriber
+
+    person = add_subscriber(db, "caller@example.org")
+    login(client, "alice")
+    page = client.get(f"/admin/subscribers/{person}")
+    done = client.post(f"/admin/subscribers/{person}/unsubscribe",
+                       data={"csrf_token": csrf_from(page.text)})
+    assert "suppression list" in done.text
+    with db.session() as session:
+        subscriber = session.get(Subscriber, person)
+        assert subscriber.status == "unsubscribed"
+        assert service.status_history(session, subscriber)[-1].cause == \
+            "staff: alice (dashboard)"
+        assert service.is_suppressed(session, "caller@example.org")
+
+
+def test_broken_template_is_explained_inside_the_preview(client, db, staff, release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    with db.session() as session:
+        session.get(Campaign, campaign_id).template = "no_such_template"
+    preview = client.get(f"/admin/campaigns/{campaign_id}/preview.html")
+    assert preview.status_code == 200
+    assert "cannot be previewed" in preview.text and "no_such_template" in preview.text

@@ -132,3 +132,14 @@ def test_openapi_documents_the_api(client):
     assert "/api/campaigns/{campaign_id}/approve" in spec["paths"]
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
     assert not any(path.startswith("/admin") for path in spec["paths"])
+
+
+def test_unsubscribe_through_the_api(client, db, tokens):
+    add_subscriber(db, "phone@example.org")
+    done = client.post("/api/subscribers/phone@example.org/unsubscribe",
+                       headers=auth(tokens["alice"]))
+    assert done.status_code == 200
+    assert done.json()["status"] == "unsubscribed" and done.json()["suppressed"] is True
+    history = client.get("/api/subscribers/phone@example.org",
+                         headers=auth(tokens["alice"])).json()["history"]
+    assert history[-1]["cause"] == "staff: alice (api)"
