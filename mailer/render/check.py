@@ -24,9 +24,9 @@ from mailer.render.context import digest_context, links_context, release_context
 from mailer.render.environment import (
     PARTS,
     REQUIRED_TEMPLATES,
-    SYSTEM_TEMPLATES,
     TemplateFailure,
     environment,
+    template_kind,
 )
 from mailer.render.placeholders import HTML_KEYS, TEXT_KEYS
 from mailer.render.sample import sample_releases, seed_release, system_context
@@ -107,14 +107,6 @@ def check_template(name: str, settings: Settings) -> list[Problem]:
     for context in sample_contexts(name, settings):
         problems += _render_problems(name, settings, context, kind)
     return _unique(problems)
-
-
-def template_kind(name: str) -> str:
-    if name in SYSTEM_TEMPLATES:
-        return "system"
-    if name.startswith("digest"):
-        return "digest"
-    return "release"
 
 
 def sample_contexts(name: str, settings: Settings) -> list[dict[str, Any]]:

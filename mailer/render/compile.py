@@ -23,7 +23,7 @@ from mailer.render.context import (
     office_context,
     release_context,
 )
-from mailer.render.environment import environment, render
+from mailer.render.environment import environment, render, template_kind
 from mailer.render.placeholders import (
     PLACEHOLDER_RE,
     RecipientPlaceholders,
@@ -63,6 +63,10 @@ def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
         return compile_digest(releases, settings, subject=campaign.subject,
                               campaign_id=campaign.id, template=campaign.template or "digest",
                               web_view=web_view)
+    template = campaign.template or "press_release"
+    if template_kind(template) != "release":
+        raise TemplateError(f"campaign {campaign.id} sends one release, but template "
+                            f"{template!r} is for {template_kind(template)} messages")
     from mailer.ingest.models import Release
 
     release = session.get(Release, campaign.release_id) if campaign.release_id else None
@@ -70,7 +74,7 @@ def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
         raise NotFound(f"campaign {campaign.id} has no release (id {campaign.release_id})")
     data = release_context(release, settings)
     extra = {"release": data, "preheader": data["subtitle"] or data["summary"]}
-    return _compile(campaign.template or "press_release", settings, subject=campaign.subject,
+    return _compile(template, settings, subject=campaign.subject,
                     campaign_id=campaign.id, extra=extra, web_view=web_view)
 
 

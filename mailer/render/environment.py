@@ -36,6 +36,16 @@ REQUIRED_TEMPLATES = CAMPAIGN_TEMPLATES + ("confirm_subscription", "welcome")
 PARTS = ("html", "txt")
 
 
+def template_kind(name: str) -> str:
+    """What a template renders, hence the values it receives: ``system`` (one person),
+    ``digest`` (names starting with "digest": several releases) or ``release``."""
+    if name in SYSTEM_TEMPLATES:
+        return "system"
+    if name.startswith("digest"):
+        return "digest"
+    return "release"
+
+
 class TemplateFailure(TemplateError):
     """A ``TemplateError`` that also carries where it happened (for the linter's report)."""
 

@@ -220,3 +220,11 @@ def test_only_web_links_reach_an_href(db, settings):
         campaign_id = add_campaign(session, release).id
         page = render_web_view(session, session.get(Campaign, campaign_id), settings)
     assert "javascript:" not in page
+
+
+def test_release_campaign_with_a_digest_template_is_refused(db, settings, seed_campaign_id):
+    with db.session() as session:
+        campaign = session.get(Campaign, seed_campaign_id)
+        campaign.template = "digest"
+        with pytest.raises(TemplateError, match="template 'digest' is for digest messages"):
+            compile_campaign(session, campaign, settings)
