@@ -138,6 +138,9 @@ def forget(session: Session, subscriber: Subscriber, *, cause: str = "erasure re
                                Delivery.status == DeliveryStatus.PENDING)
         .values(status=DeliveryStatus.SKIPPED)
     )
+    from mailer.tracking.suppression import erase_events_for  # provider events hold it too
+
+    erase_events_for(session, subscriber_id=subscriber.id, email=subscriber.email)
     session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber.id)
                     .values(email=placeholder))
     session.add(StatusChange(subscriber_id=None, old_status=subscriber.status,

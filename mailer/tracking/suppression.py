@@ -152,12 +152,17 @@ def describe_cause(item: StoredEvent, target: str) -> str:
 
 def erase_events_for(session: Session, *, subscriber_id: int | None = None,
                      email: str | None = None) -> int:
-    """Scrub a person from the event log (for ``subscribers forget``): the address and the raw
-    provider payload go; the event type and time stay so campaign reports still add up.
-    Returns the number of rows scrubbed."""
+    """Scrub a person from the event log (``subscribers.service.forget`` calls this): their
+    address, the raw provider payload and the reason text go; the event type and time stay
+    so campaign reports still add up. Matches events by subscriber, by their deliveries and
+    by address. Returns the number of rows scrubbed."""
+    from mailer.campaigns.models import Delivery
+
     conditions = []
     if subscriber_id is not None:
         conditions.append(DeliveryEventRow.subscriber_id == subscriber_id)
+        conditions.append(DeliveryEventRow.delivery_id.in_(
+            select(Delivery.id).where(Delivery.subscriber_id == subscriber_id)))
     if email:
         conditions.append(DeliveryEventRow.email == email.strip().lower())
     if not conditions:

@@ -150,3 +150,18 @@ def test_erase_events_for_scrubs_the_address_and_payload(db, settings, person):
         rows = session.scalars(select(DeliveryEventRow)).all()
     assert [(r.email, r.raw, r.subscriber_id) for r in rows] == [(None, {}, None)] * 2
     assert sorted(r.type for r in rows) == ["delivered", "opened"]
+
+
+def test_forgetting_a_person_scrubs_their_provider_events(db, settings, person):
+    from subscribers.service import forget
+
+    subscriber, deliveries = person
+    ingest(db, settings, [sg_event(deliveries[0], "delivered"),
+                          sg_event(deliveries[1], "open", custom_args=False)])
+    with db.session() as session:
+        forget(session, session.get(Subscriber, subscriber.id))
+    with db.session() as session:
+        rows = session.scalars(select(DeliveryEventRow)).all()
+    assert len(rows) == 2
+    assert all(r.email is None and r.raw == {} for r in rows)
+    assert "jane@example.org" not in repr([(r.reason, r.provider_message_id) for r in rows])
