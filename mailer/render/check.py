@@ -66,7 +66,8 @@ class Problem:
 
 
 def check_all(settings: Settings) -> list[Problem]:
-    """Every problem in the configured template folder, in file order."""
+    """Every problem in the configured template folder: layouts first, then each template by
+    name (a layout problem seen through several templates is reported once)."""
     folder = settings.effective_templates_dir
     names = set(REQUIRED_TEMPLATES)
     problems: list[Problem] = []
