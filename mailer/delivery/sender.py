@@ -185,6 +185,7 @@ class CampaignSender:
             self.stats.accepted += out.accepted
             self.stats.failed += out.failed
             self.stats.in_doubt += len(out.in_doubt)
+            log_handoff(self.campaign_id, self.worker, out)
         if outcomes:
             self._report()
         for out in outcomes:
@@ -272,6 +273,20 @@ class CampaignSender:
                 return bool(unsettled) and campaign.status == CS.SENDING
         except OperationalError:  # SQLite: another process finished it at the same moment
             return True
+
+
+def log_handoff(campaign_id: int, worker: str, out: Outcome) -> None:
+    """One structured JSON log line per recorded hand-off (see mailer.tracking.logs)."""
+    from mailer.tracking.logs import log_event
+
+    outcome = ("accepted" if out.all_accepted or (out.results and not out.failed
+                                                  and not out.in_doubt) else
+               "paused" if out.pause_reason else "in_doubt" if out.in_doubt else
+               "partial" if out.results else "released")
+    log_event("handoff", campaign=campaign_id, batch=out.claim.batch_id, worker=worker,
+              recipients=len(out.claim.rows), accepted=out.accepted, failed=out.failed,
+              in_doubt=len(out.in_doubt), outcome=outcome, message_id=out.message_id,
+              reason=out.pause_reason or out.release_reason or out.in_doubt_reason or None)
 
 
 def _waiting_reason(left: dict, res: recovery.Resolution) -> str:

@@ -105,3 +105,22 @@ def test_complaints_pause_the_running_send(db, live, standin):
     # The pause took effect within a batch: at most one more batch was already in flight.
     assert len(standin.emails()) <= 20
     assert len(standin.emails()) == len(set(standin.emails()))
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_every_handoff_is_logged_as_json(db, live, standin, caplog):
+    import logging
+
+    from mailer.tracking.logs import LOGGER_NAME
+
+    settings, _ = live
+    caplog.set_level(logging.INFO, logger=LOGGER_NAME)
+    add_subscribers(db, 25)
+    campaign_id = approved_campaign(db)
+    send_campaign(db, settings, campaign_id)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == LOGGER_NAME]
+    handoffs = [line for line in lines if line["kind"] == "handoff"]
+    assert [h["recipients"] for h in handoffs] == [10, 10, 5]
+    assert all(h["campaign"] == campaign_id and h["outcome"] == "accepted" for h in handoffs)
+    assert all(h["message_id"] and h["batch"] for h in handoffs)
+    assert "example.org" not in caplog.text.replace("***@example.org", "")
