@@ -51,6 +51,19 @@ class TokenSigner:
         payload = f"{int(subscriber_id)}.{self._timestamp()}"
         return f"{payload}.{_b64(mac.digest(payload.encode('ascii')))}"
 
+    def make_many(self, subscriber_id: int, purposes: tuple[str, ...]) -> list[str]:
+        """``[make(subscriber_id, p) for p in purposes]``, signed at the same second, sharing
+        the work they have in common (a send signs two tokens per recipient).
+
+        Raises ValueError for an unknown purpose."""
+        try:
+            macs = [self._macs[purpose] for purpose in purposes]
+        except KeyError as exc:
+            raise ValueError(f"unknown token purpose {exc.args[0]!r}") from None
+        payload = f"{int(subscriber_id)}.{self._timestamp()}"
+        data = payload.encode("ascii")
+        return [f"{payload}.{_b64(mac.digest(data))}" for mac in macs]
+
     def _timestamp(self) -> str:
         now = int(time.time())
         if self._stamp[0] != now:

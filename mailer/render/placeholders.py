@@ -77,7 +77,7 @@ class Personalizer:
     """
 
     def __init__(self, settings: Settings, signer, campaign_id: int | None):
-        self._make = signer.make
+        self._make_many = signer.make_many
         self.campaign_id = campaign_id
         self._unsub_t = f"{settings.public_url}/unsubscribe/"
         self._prefs_t = f"{settings.public_url}/preferences/"
@@ -93,8 +93,7 @@ class Personalizer:
         which matches nobody.
         """
         sid = 0 if subscriber_id is None else subscriber_id
-        unsub_token = self._make(sid, "unsubscribe")
-        prefs_token = self._make(sid, "preferences")
+        unsub_token, prefs_token = self._make_many(sid, _PURPOSES)
         unsub = self._unsub_t + unsub_token
         shown = (name.strip() if name else "") or NAME_FALLBACK
         substitutions = {
@@ -108,6 +107,7 @@ class Personalizer:
                          headers={"List-Unsubscribe": f"<{unsub}>"})
 
 
+_PURPOSES = ("unsubscribe", "preferences")
 _HTML_SPECIAL = re.compile(r"[&<>\"']")
 
 
