@@ -36,7 +36,8 @@ def _release_table(console, rows: list[dict[str, Any]]) -> None:
 def import_command(
     sources: list[str] = typer.Argument(..., metavar="PATH_OR_URL…",
                                         help="Text, HTML or Markdown files, RSS/Atom feeds, "
-                                             "or http(s) URLs of any of them."),
+                                             "http(s) URLs of any of them, or - to read "
+                                             "standard input."),
     as_json: bool = JSON,
 ) -> None:
     """Import press releases; prints the releases created (re-imports create nothing)."""
@@ -225,6 +226,20 @@ def feeds_list_command(as_json: bool = JSON) -> None:
     with context.database().session() as session:
         rows = [feed_to_dict(f, session) for f in session.scalars(select(Feed).order_by(Feed.id))]
     context.emit(rows, as_json, _feed_table)
+
+
+@feeds_app.command("remove")
+def feeds_remove_command(ref: str = typer.Argument(..., metavar="ID_OR_URL"),
+                         as_json: bool = JSON) -> None:
+    """Stop watching a feed. Its releases and campaigns stay."""
+    from mailer.ingest.feeds import feed_to_dict, get_feed
+
+    with context.database().session() as session:
+        feed = get_feed(session, ref)
+        data = feed_to_dict(feed)
+        session.delete(feed)
+    context.emit(data, as_json, lambda c, d: c.print(
+        f"no longer watching feed {d['id']} {d['url']}", highlight=False))
 
 
 @feeds_app.command("poll")

@@ -104,7 +104,7 @@ def _item(entry, source: str, base: str | None, zone: ZoneInfo) -> ParsedRelease
         if elements:
             _strip_text_prefix(elements[0], len(first))
     body_html = sanitize_html(_elements_html(elements), base) or None if elements else None
-    guid = clean_inline(entry.get("id") or "") or link
+    guid = _qualified_guid(clean_inline(entry.get("id") or ""), base) or link
     return ParsedRelease(
         title=title[:MAX_TITLE * 3], source=source, paragraphs=paragraphs, link=link,
         guid=guid, date=_entry_date(entry, zone) or dateline_date, dateline=dateline,
@@ -163,6 +163,16 @@ def _split_end_marks(paragraphs: list[str]) -> list[str]:
         out.extend(part for part in (clean_inline(p) for p in END_MARK_INLINE.split(paragraph))
                    if part)
     return out
+
+
+def _qualified_guid(guid: str, namespace: str | None) -> str | None:
+    """GUIDs are unique within one feed only ("1", "2"… are common): one that is not an
+    absolute URI is qualified with the channel link, so two feeds' item "1" never meet."""
+    if not guid:
+        return None
+    if re.match(r"^(?:[a-z][a-z0-9+.-]*://|urn:|tag:)", guid, re.I) or not namespace:
+        return guid[:2000]
+    return f"{namespace}#{guid}"[:2000]
 
 
 def _first_sentence(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,11 +67,26 @@ def read_source(source: str, settings: Settings, *, client: httpx.Client | None 
     """
     if is_url(source):
         loaded = fetch(source, settings, client=client)
+    elif source == "-":
+        loaded = _read_stdin(settings)
     else:
         loaded = _read_file(source, settings)
     check_content(loaded.data, source)
     loaded.kind = kind or sniff_kind(source, loaded.data, loaded.content_type)
     return loaded
+
+
+def _read_stdin(settings: Settings) -> Loaded:
+    """``-``: what staff paste or pipe in."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is not None:
+        data = stream.read(settings.max_import_bytes + 1)
+    else:  # a text stream (tests, some shells' wrappers)
+        data = sys.stdin.read(settings.max_import_bytes + 1).encode("utf-8")
+    if len(data) > settings.max_import_bytes:
+        raise IngestError(f"standard input is over the import limit of "
+                          f"{settings.max_import_bytes} bytes (MAILER_MAX_IMPORT_BYTES)")
+    return Loaded(source="-", data=data, kind="text")
 
 
 def _read_file(source: str, settings: Settings) -> Loaded:

@@ -143,3 +143,24 @@ def test_feeds_add_bad_url_stores_nothing(cli, web):
     assert result.stderr == (f"mailer: error: {web.url('/nothing.xml')}: "
                              "the server answered HTTP 404\n")
     assert cli("feeds", "list", "--json").json() == []
+
+
+def test_release_pasted_on_standard_input(cli):
+    result = cli("releases", "import", "-", "--json",
+                 input=SEED_RELEASE.read_text(encoding="utf-8"))
+    assert result.exit_code == 0, result.stderr
+    [release] = result.json()
+    assert release["source"] == "-" and release["dateline"] == "FARGO, N.D."
+    empty = cli("releases", "import", "-", input="")
+    assert empty.exit_code == 1 and empty.stderr == "mailer: error: -: the file is empty\n"
+
+
+def test_feeds_remove_keeps_the_releases(cli, web):
+    url = web.put("/ruiz.xml", (FEEDS_DIR / "ruiz_rss.xml").read_bytes())
+    feed = cli("feeds", "add", url, "--json").json()
+    removed = cli("feeds", "remove", url, "--json")
+    assert removed.exit_code == 0 and removed.json()["id"] == feed["id"]
+    assert cli("feeds", "list", "--json").json() == []
+    releases = cli("releases", "list", "--json").json()
+    assert len(releases) == 10
+    assert cli("feeds", "remove", str(feed["id"])).exit_code == 1

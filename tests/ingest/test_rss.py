@@ -144,3 +144,15 @@ def test_html_descriptions_keep_a_sanitized_copy_without_dateline_end_mark_or_co
     assert item.body_html == ('<p>Senator Smith toured the new shelter in Fargo <a '
                               'href="https://x.gov/news/more" rel="noopener noreferrer">today'
                               '</a>.</p>')
+
+
+def test_bare_guids_are_qualified_by_the_channel_so_feeds_never_collide():
+    def feed(channel: str) -> bytes:
+        return (f"<rss version='2.0'><channel><title>T</title><link>{channel}</link><item>"
+                f"<title>Item</title><guid isPermaLink='false'>1</guid></item></channel></rss>"
+                ).encode()
+
+    [a] = parse_feed(feed("https://a.senate.gov/"), "a.xml", zone=ZONE).items
+    [b] = parse_feed(feed("https://b.house.gov/"), "b.xml", zone=ZONE).items
+    assert (a.guid, b.guid) == ("https://a.senate.gov/#1", "https://b.house.gov/#1")
+    assert _feed("ruiz_rss.xml").items[0].guid.startswith("http://ruiz.house.gov/%3Ca")

@@ -116,3 +116,16 @@ def test_staff_tags_and_removals_survive_retagging(db, settings):
 def test_unusable_issue_pages(text, reason):
     with pytest.raises(IngestError, match=reason):
         parse_issue_page(text, "issue.txt")
+
+
+def test_html_issue_page(db, settings, tmp_path):
+    page = tmp_path / "issue.html"
+    text = SEED_ISSUE.read_text(encoding="utf-8").split("\n\n")
+    page.write_text("<html><body><nav><a href='/'>Home</a></nav><main>"
+                    f"<p>{text[0]}</p><h1>{text[1]}</h1>"
+                    + "".join(f"<p>{p}</p>" for p in text[2:])
+                    + "</main><footer>Privacy</footer></body></html>", encoding="utf-8")
+    with db.session() as session:
+        [topic] = import_topic_pages(session, [page], settings)
+        assert (topic.slug, topic.name) == ("human-trafficking", "Human Trafficking")
+        assert topic.terms["human trafficking"] == 5.0 and "home" not in topic.terms
