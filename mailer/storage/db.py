@@ -85,6 +85,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic filter: APScheduler owns its job table and index; they are not our schema."""
+    table = obj if type_ == "table" else getattr(obj, "table", None)
+    return table is None or not table.name.startswith("apscheduler")
+
+
 def alembic_config(engine: Engine | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))

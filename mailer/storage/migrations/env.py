@@ -4,14 +4,10 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from mailer.storage.db import include_object
 from mailer.storage.schema import metadata
 
 config = context.config
-
-
-def include_object(obj, name, type_, reflected, compare_to):
-    # APScheduler owns its job table; it is not part of our schema.
-    return not (type_ == "table" and name.startswith("apscheduler"))
 
 
 def run() -> None:

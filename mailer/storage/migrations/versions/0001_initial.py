@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:26:41.991423
+Create Date: 2026-11-22 10:36:21.822331
 """
 from alembic import op
 import sqlalchemy as sa
@@ -91,8 +91,6 @@ def upgrade() -> None:
     sa.UniqueConstraint('email', name=op.f('uq_subscribers_email'))
     )
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_subscribers_email_hash'), ['email_hash'], unique=False)
-        batch_op.create_index(batch_op.f('ix_subscribers_status'), ['status'], unique=False)
         batch_op.create_index('ix_subscribers_status_county', ['status', 'county'], unique=False)
         batch_op.create_index('ix_subscribers_status_created_at', ['status', 'created_at'], unique=False)
         batch_op.create_index('ix_subscribers_status_zip', ['status', 'zip'], unique=False)
@@ -346,8 +344,6 @@ def downgrade() -> None:
         batch_op.drop_index('ix_subscribers_status_zip')
         batch_op.drop_index('ix_subscribers_status_created_at')
         batch_op.drop_index('ix_subscribers_status_county')
-        batch_op.drop_index(batch_op.f('ix_subscribers_status'))
-        batch_op.drop_index(batch_op.f('ix_subscribers_email_hash'))
 
     op.drop_table('subscribers')
     op.drop_table('segments')
