@@ -228,3 +228,10 @@ def test_release_campaign_with_a_digest_template_is_refused(db, settings, seed_c
         campaign.template = "digest"
         with pytest.raises(TemplateError, match="template 'digest' is for digest messages"):
             compile_campaign(session, campaign, settings)
+
+
+def test_compiling_is_deterministic(db, settings, seed_campaign_id):
+    """Workers compile independently; everyone must get the same email."""
+    first = _compiled(db, seed_campaign_id, settings)
+    second = _compiled(db, seed_campaign_id, settings)
+    assert first == second
