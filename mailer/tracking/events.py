@@ -145,10 +145,12 @@ def _timestamp(value: Any) -> datetime | None:
 def _reason(raw: dict[str, Any]) -> str | None:
     for name in _REASON_FIELDS:
         value = raw.get(name)
-        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
-            if name == "type" and raw.get("event") != "bounce":
-                continue  # "type" only explains bounces
-            return str(value).strip()[:2000]
+        if value is None or (name == "type" and raw.get("event") != "bounce"):
+            continue  # "type" only explains bounces
+        if type(value) is str or type(value) is int:
+            text = str(value).strip()
+            if text:
+                return text[:2000]
     return None
 
 
