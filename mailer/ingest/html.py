@@ -27,7 +27,7 @@ from mailer.ingest.parsed import (
     is_end_mark,
     split_dateline,
 )
-from mailer.ingest.text import _CHROME, _CONTACTISH
+from mailer.ingest.text import CHROME, CONTACTISH
 
 SAFE_TAGS = {"p", "br", "a", "strong", "b", "em", "i", "u", "ul", "ol", "li", "blockquote",
              "h2", "h3", "h4", "h5", "h6", "sup", "sub", "pre", "code"}
@@ -79,12 +79,12 @@ def parse_html(text: str, source: str, *, base_url: str | None = None,
     dateline, dateline_date, first = split_dateline(reader.paragraphs[0])
     if dateline:
         reader.paragraphs[0] = first
-        _strip_text_prefix(reader.elements[0], len(reader.paragraphs[0]))
+        strip_text_prefix(reader.elements[0], len(reader.paragraphs[0]))
     return ParsedRelease(
         title=title, subtitle=reader.subtitle, source=source, paragraphs=reader.paragraphs,
         date=when or reader.date or dateline_date, dateline=dateline,
         contact=reader.contact(), link=link, guid=link,
-        body_html=sanitize_html(_elements_html(reader.elements), base_url) or None,
+        body_html=sanitize_html(elements_html(reader.elements), base_url) or None,
     )
 
 
@@ -103,6 +103,13 @@ def _headline_element(doc, container, meta: dict[str, str]):
     if meta.get("og:title") or meta.get("twitter:title"):
         return None
     return _first(doc, "h1")
+
+
+def article_text(text: str, source: str) -> str:
+    """The article's text blocks (headings included), one per paragraph: for issue pages."""
+    container = _container(parse_document(text, source))
+    _drop_junk(container)
+    return "\n\n".join(t for leaf in _leaves(container) for t in _texts(leaf))
 
 
 def parse_document(text: str, source: str):
@@ -187,7 +194,7 @@ class _BodyReader:
         when = parse_date(text, whole=True)
         if when is not None:
             self.date = self.date or when
-        elif _CHROME.fullmatch(text) or text == self.title:
+        elif CHROME.fullmatch(text) or text == self.title:
             pass
         elif not self.after_title:
             pass  # breadcrumbs, section names and the like above the headline
@@ -202,7 +209,7 @@ class _BodyReader:
             self.elements.append(leaf)
 
     def contact(self) -> str | None:
-        lines = [t for t in self.trailer if _CONTACTISH.search(t)]
+        lines = [t for t in self.trailer if CONTACTISH.search(t)]
         return "\n".join(lines) if lines else None
 
 
@@ -349,7 +356,7 @@ def _date(doc, container, meta: dict[str, str], zone):
     return None
 
 
-def _strip_text_prefix(element, keep: int) -> None:
+def strip_text_prefix(element, keep: int) -> None:
     """Cut the dateline off the first paragraph's element so the HTML matches the text:
     drop leading non-space characters until ``keep`` characters of text remain."""
     full = clean_inline(element.text_content())
@@ -382,7 +389,7 @@ def _consume(text: str | None, state: dict) -> str | None:
     return rest
 
 
-def _elements_html(elements: list) -> str:
+def elements_html(elements: list) -> str:
     parts: list[str] = []
     open_list = None
     for el in elements:

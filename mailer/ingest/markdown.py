@@ -25,7 +25,7 @@ from markdown_it import MarkdownIt
 
 from mailer.errors import IngestError
 from mailer.ingest.dates import parse_date
-from mailer.ingest.html import _elements_html, _strip_text_prefix, html_paragraphs, sanitize_html
+from mailer.ingest.html import elements_html, html_paragraphs, sanitize_html, strip_text_prefix
 from mailer.ingest.parsed import MAX_TITLE, ParsedRelease, clean_inline, is_end_mark, split_dateline
 
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<yaml>.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)",
@@ -35,7 +35,7 @@ _MD = MarkdownIt("commonmark", {"html": True, "linkify": False})
 
 def parse_markdown(text: str, source: str) -> ParsedRelease:
     """Parse a Markdown release. Raises IngestError for bad front matter, no title or no body."""
-    meta, body = _front_matter(text, source)
+    meta, body = front_matter(text, source)
     body_lines = body.splitlines()
     end = next((i for i, line in enumerate(body_lines) if is_end_mark(line)), None)
     trailer = body_lines[end + 1:] if end is not None else []
@@ -56,19 +56,19 @@ def parse_markdown(text: str, source: str) -> ParsedRelease:
     if found_dateline:
         dateline = dateline or found_dateline
         paragraphs[0] = first
-        _strip_text_prefix(elements[0], len(first))
+        strip_text_prefix(elements[0], len(first))
     link = _string(meta.get("link") or meta.get("url"))
     return ParsedRelease(
         title=title, subtitle=_string(meta.get("subtitle")), source=source,
         paragraphs=paragraphs, date=_date(meta.get("date"), source) or dateline_date,
         dateline=dateline, contact=_string(meta.get("contact")) or _trailer_contact(trailer),
         link=link, guid=_string(meta.get("guid") or meta.get("id")) or link,
-        body_html=sanitize_html(_elements_html(_unique(elements)), link) or None,
+        body_html=sanitize_html(elements_html(_unique(elements)), link) or None,
         topics=_topics(meta.get("topics") or meta.get("tags"), source),
     )
 
 
-def _front_matter(text: str, source: str) -> tuple[dict, str]:
+def front_matter(text: str, source: str) -> tuple[dict, str]:
     match = _FRONT.match(text)
     if not match:
         return {}, text.lstrip("\ufeff")

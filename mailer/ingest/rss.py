@@ -20,10 +20,10 @@ import feedparser
 from mailer.errors import IngestError
 from mailer.ingest.dates import parse_date, struct_to_date
 from mailer.ingest.html import (
-    _elements_html,
-    _strip_text_prefix,
+    elements_html,
     html_paragraphs,
     sanitize_html,
+    strip_text_prefix,
 )
 from mailer.ingest.parsed import (
     END_MARK_INLINE,
@@ -34,7 +34,7 @@ from mailer.ingest.parsed import (
     split_dateline,
     unescape_entities,
 )
-from mailer.ingest.text import _CONTACT
+from mailer.ingest.text import CONTACT_LABEL
 
 _BLOCK_TAG = re.compile(r"<(?:p|div|br|li|ul|ol|blockquote|h[1-6]|table)\b", re.I)
 #: Sentence end immediately followed by the next sentence's capital: a lost paragraph break.
@@ -102,14 +102,14 @@ def _item(entry, source: str, base: str | None, zone: ZoneInfo) -> ParsedRelease
     if dateline:
         paragraphs[0] = first
         if elements:
-            _strip_text_prefix(elements[0], len(first))
-    body_html = sanitize_html(_elements_html(elements), base) or None if elements else None
+            strip_text_prefix(elements[0], len(first))
+    body_html = sanitize_html(elements_html(elements), base) or None if elements else None
     guid = _qualified_guid(clean_inline(entry.get("id") or ""), base) or link
     return ParsedRelease(
         title=title[:MAX_TITLE * 3], source=source, paragraphs=paragraphs, link=link,
         guid=guid, date=_entry_date(entry, zone) or dateline_date, dateline=dateline,
         body_html=body_html,
-        contact="\n".join(_CONTACT.match(c).group("rest").strip() for c in contact) or None,
+        contact="\n".join(CONTACT_LABEL.match(c).group("rest").strip() for c in contact) or None,
     )
 
 
@@ -151,7 +151,7 @@ def _body(entry) -> tuple[list[str], list, list[str]]:
 
 
 def _is_contact(text: str) -> bool:
-    match = _CONTACT.match(text)
+    match = CONTACT_LABEL.match(text)
     return bool(match and match.group("rest") and len(text) < 300)
 
 

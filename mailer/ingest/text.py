@@ -38,20 +38,20 @@ from mailer.ingest.parsed import (
     split_dateline,
 )
 
-_CHROME = re.compile(
+CHROME = re.compile(
     r"^(?:press\s+releases?|news\s+releases?|news|newsroom|press|media\s+advisory|"
     r"press\s+statement|statement|for\s+immediate\s+release|immediate\s+release|"
     r"for\s+release\b.*|embargoed\b.*|print|share|email|back\s+to\s+(?:top|press\s+releases))"
     r"\s*[:.]?\s*",
     re.I,
 )
-_OFFICE = re.compile(
+OFFICE_LINE = re.compile(
     r"\b(?:senator|representative|congressman|congresswoman|delegate)\s+(?:for|from)\b|"
     r"^office\s+of\b|^(?:the\s+)?united\s+states\s+senate$|\bmember\s+of\s+congress\b",
     re.I,
 )
-_CONTACT = re.compile(r"^(?:media\s+|press\s+)?contacts?\s*[:\-–—]\s*(?P<rest>.*)$", re.I)
-_CONTACTISH = re.compile(r"contact|press\s+office|@|\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}", re.I)
+CONTACT_LABEL = re.compile(r"^(?:media\s+|press\s+)?contacts?\s*[:\-–—]\s*(?P<rest>.*)$", re.I)
+CONTACTISH = re.compile(r"contact|press\s+office|@|\(?\d{3}\)?[\s.\-]\d{3}[\s.\-]\d{4}", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•·▪]|\d{1,2}[.)])\s+")
 #: Header blocks that are prose, not a headline.
 _MAX_HEADER_BLOCKS = 10
@@ -145,7 +145,7 @@ def _after_headline(blocks: list[list[str]]) -> int:
 
 def _is_prose(block: list[str]) -> bool:
     text = " ".join(block)
-    if _CONTACT.match(block[0]) or parse_date(text, whole=True):
+    if CONTACT_LABEL.match(block[0]) or parse_date(text, whole=True):
         return False
     sentences = len(re.findall(r"[a-z0-9)”\"'][.!?][”\"']?(?:\s|$)", text))
     return len(text) > 250 or (len(text) > 120 and sentences >= 1) or sentences >= 2
@@ -159,7 +159,7 @@ def _read_header(blocks: list[list[str]]) -> _Header:
             kind = _classify(line, header)
             if kind == "contact":
                 in_contact = True
-            elif in_contact and kind == "text" and _CONTACTISH.search(line):
+            elif in_contact and kind == "text" and CONTACTISH.search(line):
                 header.contact.append(line)
             elif kind == "text" and previous_text and _continues(header.runs[-1][-1], line):
                 header.runs[-1][-1] += " " + line  # a headline wrapped over two lines
@@ -185,7 +185,7 @@ def _continues(previous: str, line: str) -> bool:
 
 def _classify(line: str, header: _Header) -> str:
     """"chrome", "date", "contact" or "text"; records dates and contacts on ``header``."""
-    contact = _CONTACT.match(line)
+    contact = CONTACT_LABEL.match(line)
     if contact:
         if contact.group("rest"):
             header.contact.append(contact.group("rest").strip())
@@ -194,11 +194,11 @@ def _classify(line: str, header: _Header) -> str:
     if when is not None:
         header.date = header.date or when
         return "date"
-    chrome = _CHROME.match(line)
+    chrome = CHROME.match(line)
     if chrome and (chrome.end() == len(line) or parse_date(line[chrome.end():], whole=True)):
         header.date = header.date or parse_date(line[chrome.end():], whole=True)
         return "chrome"
-    if _OFFICE.search(line):
+    if OFFICE_LINE.search(line):
         return "chrome"
     return "text"
 
@@ -236,9 +236,9 @@ def _contact(header_lines: list[str], trailer: list[list[str]]) -> str | None:
     lines = [line for block in trailer for line in block]
     contact = []
     for line in lines:
-        labelled = _CONTACT.match(line)
+        labelled = CONTACT_LABEL.match(line)
         if labelled and labelled.group("rest"):
             contact.append(labelled.group("rest").strip())
-        elif _CONTACTISH.search(line):
+        elif CONTACTISH.search(line):
             contact.append(line)
     return "\n".join(contact) if contact else None

@@ -119,12 +119,12 @@ def parse_issue_page(text: str, source: str, *, meta: dict | None = None) -> Top
 
     Raises IngestError when the page has no name line or no text.
     """
-    from mailer.ingest.text import _OFFICE, split_blocks
+    from mailer.ingest.text import OFFICE_LINE, split_blocks
 
     meta = meta or {}
     blocks = [" ".join(b) for b in split_blocks(text)]
     office_words: set[str] = set()
-    while blocks and _OFFICE.search(blocks[0]):
+    while blocks and OFFICE_LINE.search(blocks[0]):
         office_words |= set(tokens(blocks.pop(0)))
     name = clean_inline(str(meta.get("name") or meta.get("title") or ""))
     if not name:
@@ -237,20 +237,13 @@ def _draft_from(loaded) -> TopicDraft:
         raise IngestError(f"{loaded.source}: a feed is not an issue page")
     text, meta = loaded.text, {}
     if loaded.kind == "markdown":
-        from mailer.ingest.markdown import _front_matter
-        meta, text = _front_matter(text, loaded.source)
+        from mailer.ingest.markdown import front_matter
+        meta, text = front_matter(text, loaded.source)
     elif loaded.kind == "html":
-        text = _html_text(text, loaded.source)
+        from mailer.ingest.html import article_text
+
+        text = article_text(text, loaded.source)
     return parse_issue_page(text, loaded.source, meta=meta)
-
-
-def _html_text(text: str, source: str) -> str:
-    from mailer.ingest.html import _container, _drop_junk, _leaves, _texts, parse_document
-
-    doc = parse_document(text, source)
-    container = _container(doc)
-    _drop_junk(container)
-    return "\n\n".join(t for leaf in _leaves(container) for t in _texts(leaf))
 
 
 # ---------------------------------------------------------------- scoring and tagging
