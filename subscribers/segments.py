@@ -260,12 +260,21 @@ def audience_select(session: Session, *, query: str | None = None,
 
 def campaign_audience(session: Session, campaign) -> Select:
     """The audience of ``campaign``: its saved segment (evaluated now, so people who joined
-    since it was saved are included) or its own query. Raises QueryError when it has neither."""
+    since it was saved are included) or its own query. Raises QueryError when it has neither.
+
+    A release campaign reaches only subscribers who chose ``immediate`` delivery; those who
+    chose a daily or weekly digest get the release in their digest instead (digest campaigns,
+    ``kind == "digest"``, select them; see ``mailer.scheduling.digests``).
+    """
     if getattr(campaign, "segment_id", None) is not None:
-        return audience_select(session, segment=int(campaign.segment_id))
-    if getattr(campaign, "query", None):
-        return audience_select(session, query=campaign.query)
-    raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
+        audience = audience_select(session, segment=int(campaign.segment_id))
+    elif getattr(campaign, "query", None):
+        audience = audience_select(session, query=campaign.query)
+    else:
+        raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
+    if getattr(campaign, "kind", "release") != "digest":
+        audience = audience.where(Subscriber.frequency == "immediate")
+    return audience
 
 
 # The architecture document names it ``audience_query``; both spellings work.

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from mailer.campaigns import service
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.campaigns.models import Delivery
+from mailer.ingest.models import Release
 from mailer.scheduling import digests
 from mailer.scheduling.models import Digest
 from mailer.storage.base import utcnow
@@ -211,3 +212,24 @@ def test_scheduled_digest_job_records_a_refusal(db, settings, newsroom, monkeypa
         digest = session.get(Digest, newsroom["digest"])
         assert digest.last_result.startswith("not run:") and "quiet hours" in digest.last_result
         assert digest.last_run_at < utcnow() - timedelta(days=6)  # window not claimed
+
+
+def test_release_campaigns_reach_immediate_subscribers_and_digests_the_rest(
+        db, settings, newsroom):
+    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from tests.campaigns.factory import add_campaign
+
+    with db.session() as session:
+        release = session.get(Release, newsroom["farm"])
+        campaign = add_campaign(session, status=S.SCHEDULED, approved_by="bob",
+                                query='topic = "agriculture"', scheduled_at=utcnow(),
+                                release=release)
+    assert start_scheduled_campaign(db, settings, campaign.id) == "started"
+    with db.session() as session:
+        got_release = set(session.scalars(select(Delivery.email)
+                                          .where(Delivery.campaign_id == campaign.id)))
+    assert got_release == {"now@example.org"}  # farm, both (weekly) and daily wait
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    weekly = {e for emails in recipients_by_campaign(db, result).values() for e in emails}
+    assert {"farm@example.org", "both@example.org"} <= weekly
+    assert "now@example.org" not in weekly
