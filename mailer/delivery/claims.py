@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, case, or_, select, update
+from sqlalchemy import Integer, and_, any_, bindparam, case, exists, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, Delivery
@@ -57,67 +58,91 @@ def campaign_status(session: Session, campaign_id: int) -> str | None:
 def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
                 lease_seconds: float) -> Claim | None:
     """Lease the next batch of ``campaign_id``; None when the campaign is not ``sending`` or
-    no pending row is left (or all remaining ones are leased by other workers right now).
-    The caller commits."""
-    candidates = _candidates(session, campaign_id, size)
-    if not candidates:
-        return None
-    skipped = _skip(session, [c for c in candidates if not c.sendable])
-    wanted = {c.id: c for c in candidates if c.sendable}
+    no sendable pending row is left (or all remaining ones are leased by other workers right
+    now). Rows passed over because their subscriber can no longer be mailed are marked
+    ``skipped`` in the same transaction. The caller commits.
+
+    No per-row parameter lists: the UPDATE picks its rows with a subquery (on PostgreSQL the
+    ids are first locked ``FOR UPDATE SKIP LOCKED`` and passed as one array), the SELECT reads
+    them back by batch id
+    (with the subscriber's name for personalization), and the skip UPDATE touches only the
+    unsendable rows below the batch.
+    """
     batch_id = uuid.uuid4().hex
-    rows: list = []
-    if wanted:
-        now = utcnow()
-        got = session.execute(
-            update(TABLE)
-            .where(C.id.in_(list(wanted)), C.status == DS.PENDING)
-            .values(status=DS.SENDING, batch_id=batch_id, worker=worker,
-                    attempts=C.attempts + 1, claimed_at=now, updated_at=now,
-                    lease_until=now + timedelta(seconds=lease_seconds))
-            .returning(C.id)
-        ).scalars().all()
-        rows = sorted((i, wanted[i].email, wanted[i].subscriber_id, wanted[i].name) for i in got)
+    now = utcnow()
+    d = TABLE.alias("d")  # the subquery's own range variable, never correlated away
+    picked = (
+        select(d.c.id).select_from(_with_subscribers(d))
+        .where(d.c.campaign_id == campaign_id, d.c.status == DS.PENDING, _sendable(),
+               # Read with every claim: pause and cancel take effect within one batch.
+               _campaign_status(campaign_id) == CS.SENDING)
+        .order_by(d.c.id).limit(size)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock first, then update exactly those rows: PostgreSQL may re-run an IN (… LIMIT)
+        # subquery inside an UPDATE, so the LIMIT would not bound the claim.
+        ids = session.scalars(picked.with_for_update(of=d, skip_locked=True)).all()
+        target = C.id == any_(bindparam("claimed", ids, type_=ARRAY(Integer)))
+    else:  # one statement under SQLite's single write lock
+        target = C.id.in_(picked.scalar_subquery())
+    session.execute(
+        update(TABLE)
+        .where(target, C.status == DS.PENDING)
+        .values(status=DS.SENDING, batch_id=batch_id, worker=worker, attempts=C.attempts + 1,
+                claimed_at=now, updated_at=now,
+                lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    rows = [tuple(r) for r in session.execute(
+        select(C.id, C.email, C.subscriber_id, Subscriber.name)
+        .select_from(_with_subscribers(TABLE))
+        .where(C.batch_id == batch_id).order_by(C.id)
+    ).all()]
+    skipped = _skip_unsendable(session, campaign_id, below=rows[-1][0] + 1 if rows else None)
+    if not rows and not skipped:
+        return None
     return Claim(batch_id, campaign_id, rows, skipped)
 
 
-def _candidates(session: Session, campaign_id: int, size: int):
-    sendable = case((and_(Subscriber.status == ACTIVE, not_suppressed()), 1), else_=0)
-    stmt = (
-        select(C.id, C.email, C.subscriber_id, Subscriber.name, Subscriber.status,
-               sendable.label("sendable"))
-        .select_from(TABLE.outerjoin(Subscriber.__table__, Subscriber.id == C.subscriber_id))
-        .where(C.campaign_id == campaign_id, C.status == DS.PENDING,
-               # Read with every claim: pause and cancel take effect within one batch.
-               select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery()
-               == CS.SENDING)
-        .order_by(C.id)
-        .limit(size)
+def _with_subscribers(deliveries):
+    return deliveries.outerjoin(Subscriber.__table__,
+                                Subscriber.id == deliveries.c.subscriber_id)
+
+
+def _sendable():
+    """The subscriber still exists, is active and its address is not suppressed."""
+    return and_(Subscriber.status == ACTIVE, not_suppressed())
+
+
+def _campaign_status(campaign_id: int):
+    return select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery()
+
+
+def _skip_unsendable(session: Session, campaign_id: int, below: int | None) -> int:
+    """Mark pending rows whose subscriber can no longer be mailed as ``skipped`` (those below
+    ``below``, or all of them when no sendable row is left), with the reason."""
+    d = TABLE.alias("d")
+    unsendable = (
+        select(d.c.id).select_from(_with_subscribers(d))
+        .where(d.c.campaign_id == campaign_id, d.c.status == DS.PENDING, ~_sendable(),
+               _campaign_status(campaign_id) == CS.SENDING)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(of=TABLE, skip_locked=True)
-    return session.execute(stmt).all()
-
-
-def _skip(session: Session, rows) -> int:
-    if not rows:
-        return 0
-    now = utcnow()
-    params = [{"b_id": r.id, "b_error": _skip_reason(r.status)} for r in rows]
-    session.execute(
+    if below is not None:
+        unsendable = unsendable.where(d.c.id < below)
+    reason = case(
+        (~exists().where(Subscriber.id == C.subscriber_id),
+         "skipped: the subscriber was erased after the audience was drawn"),
+        (exists().where(Subscriber.id == C.subscriber_id, Subscriber.status != ACTIVE),
+         "skipped: the subscriber is " + select(Subscriber.status)
+         .where(Subscriber.id == C.subscriber_id).scalar_subquery()
+         + " since the audience was drawn"),
+        else_="skipped: the address was suppressed after the audience was drawn",
+    )
+    result = session.execute(
         update(TABLE)
-        .where(C.id == bindparam("b_id"), C.status == DS.PENDING)
-        .values(status=DS.SKIPPED, last_error=bindparam("b_error"), updated_at=now),
-        params,
+        .where(C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
+        .values(status=DS.SKIPPED, last_error=reason, updated_at=utcnow())
     )
-    return len(rows)
-
-
-def _skip_reason(subscriber_status: str | None) -> str:
-    if subscriber_status is None:
-        return "skipped: the subscriber was erased after the audience was drawn"
-    if subscriber_status != ACTIVE:
-        return f"skipped: the subscriber is {subscriber_status} since the audience was drawn"
-    return "skipped: the address was suppressed after the audience was drawn"
+    return result.rowcount or 0
 
 
 def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,

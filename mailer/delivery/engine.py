@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+import mailer.storage.schema  # noqa: F401  (every model, so flushes resolve all foreign keys)
 from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign, Delivery
 from mailer.campaigns.models import CampaignStatus as CS

@@ -1,0 +1,239 @@
+"""Delivery engine throughput and memory, next to a bare client and a naive sender.
+
+    .venv/bin/python bench/send.py [--sizes 100000,1000000] [--latencies 0,250]
+
+Sends from SQLite to the SendGrid stand-in (tests/support/sendgrid_standin.py, run as its own
+process like the real API, counting what it accepts) and prints one table:
+
+* engine: ``mailer.delivery.engine.send_campaign`` end to end: the segment query drawing the
+  audience into ``deliveries``, personalization (two signed tokens per person), payloads,
+  MAILER_CONCURRENCY (8) requests in flight, and every status row written before and after
+  each request. The seed press release is the content.
+* bare client: the floor for this machine: threads posting equivalent 1000-recipient payloads
+  (same per-recipient shape, pre-made tokens) with the same concurrency, no database at all.
+* naive: one request per recipient, sequentially, through the same SendGrid client; timed on
+  a sample and extrapolated.
+
+Each variant runs in its own process, so "peak RSS" is that process's own high-water mark
+(from wait4). The 1,000,000-recipient runs take a few minutes on 2 cores; run them once.
+Targets (issue 6): 1M in <= 30 s, >= half the bare client's rate, RSS <= 200 MB and flat
+from 100k to 1M; with 250 ms stand-in latency, 1M in <= 40 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+API_KEY = "SG.bench-key"
+CONCURRENCY = 8
+
+
+# -- child processes -----------------------------------------------------------------------------
+def _env(db_path: Path, host: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    env.update(MAILER_DATABASE_URL=f"sqlite:///{db_path}", MAILER_SECRET_KEY="bench-secret",
+               MAILER_TRANSPORT="sendgrid", MAILER_SENDGRID_API_KEY=API_KEY,
+               MAILER_SENDGRID_HOST=host, MAILER_CONCURRENCY=str(CONCURRENCY),
+               MAILER_POSTAL_ADDRESS="123 Hart Senate Office Building, Washington, DC 20510",
+               MAILER_PUBLIC_URL="https://news.senator.example.gov",
+               MAILER_TEMPLATES_DIR=str(ROOT / "templates"), MAILER_LEASE_SECONDS="300")
+    return env
+
+
+def child_setup(count: int) -> None:
+    """Subscribers and an approved campaign of the seed release (not timed)."""
+    from mailer.campaigns.models import Campaign, CampaignStatus
+    from mailer.ingest.models import Release
+    from mailer.render.sample import seed_release
+    from mailer.settings import get_settings
+    from mailer.storage.base import utcnow
+    from mailer.storage.db import open_database
+    from tests.support.campaigns import AUDIENCE_QUERY, add_subscribers
+
+    db = open_database(get_settings())
+    add_subscribers(db, count)
+    seed = seed_release()
+    with db.session() as session:
+        release = Release(title=seed.title, subtitle=seed.subtitle, date=seed.date,
+                          dateline=seed.dateline, body=seed.body, contact=seed.contact,
+                          link=seed.link, source="bench", content_hash="bench-seed")
+        session.add(release)
+        session.flush()
+        session.add(Campaign(kind="release", release_id=release.id, query=AUDIENCE_QUERY,
+                             template="press_release", subject=seed.title, created_by="a",
+                             status=CampaignStatus.APPROVED, approved_by="b",
+                             approved_at=utcnow()))
+
+
+def child_engine() -> None:
+    from mailer.delivery.engine import send_campaign
+    from mailer.settings import get_settings
+    from mailer.storage.db import open_database
+
+    settings = get_settings()
+    db = open_database(settings)
+    started = time.perf_counter()
+    summary = send_campaign(db, settings, 1)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"recipients": summary.accepted, "seconds": seconds,
+                      "status": summary.status}))
+
+
+def child_bare(count: int, host: str) -> None:
+    """Threads posting 1000-recipient payloads of the engine's shape; no database."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sendgrid import SendGridAPIClient
+    local = threading.local()
+    unsub = "https://news.senator.example.gov/unsubscribe/12345.awLDug.LsCADU47m5MVdjqC5EpSV"
+
+    def post(first: int) -> int:
+        client = getattr(local, "client", None) or SendGridAPIClient(API_KEY, host=host)
+        local.client = client
+        personalizations = [{
+            "to": [{"email": f"person{i}@example.org", "name": f"Person {i}"}],
+            "custom_args": {"campaign_id": "1", "delivery_id": str(i)},
+            "substitutions": {"-name_h-": f"Person {i}", "-name_t-": f"Person {i}",
+                              "-email_h-": f"person{i}@example.org",
+                              "-email_t-": f"person{i}@example.org",
+                              "-unsub_h-": unsub, "-unsub_t-": unsub,
+                              "-prefs_h-": unsub, "-prefs_t-": unsub},
+            "headers": {"List-Unsubscribe": f"<{unsub}>",
+                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        } for i in range(first, min(first + 1000, count))]
+        client.client.mail.send.post(request_body={
+            "from": {"email": "news@senator.example.gov"}, "subject": "s",
+            "content": [{"type": "text/plain", "value": "t"},
+                        {"type": "text/html", "value": "<p>h</p>"}],
+            "personalizations": personalizations}, timeout=30)
+        return len(personalizations)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        sent = sum(pool.map(post, range(0, count, 1000)))
+    print(json.dumps({"recipients": sent, "seconds": time.perf_counter() - started}))
+
+
+def child_naive(sample: int, host: str) -> None:
+    """One request per recipient, one after another."""
+    from mailer.transports.base import Batch, CompiledMessage, Recipient
+    from mailer.transports.sendgrid import SendGridTransport
+
+    transport = SendGridTransport(API_KEY, host, timeout=30)
+    message = CompiledMessage(subject="s", html="<p>h</p>", text="t",
+                              from_email="news@senator.example.gov", from_name="Office",
+                              campaign_id=1)
+    started = time.perf_counter()
+    for i in range(sample):
+        transport.send(Batch(message, [Recipient(email=f"person{i}@example.org",
+                                                 delivery_id=i)]))
+    print(json.dumps({"recipients": sample, "seconds": time.perf_counter() - started}))
+
+
+# -- the parent --------------------------------------------------------------------------------
+def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict, float]:
+    """(the child's JSON line, its peak RSS in MB)."""
+    proc = subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"child {args} failed ({proc.returncode})")
+    line = out.strip().splitlines()[-1] if out.strip() else "{}"
+    return json.loads(line), usage.ru_maxrss / 1024
+
+
+class StandIn:
+    def __init__(self):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.sendgrid_standin", "--api-key", API_KEY,
+             "--record", "count", "--max-seconds", "3600"],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        self.url = self.proc.stdout.readline().strip()
+
+    def control(self, **data) -> dict:
+        request = urllib.request.Request(f"{self.url}/_standin/faults",
+                                         data=json.dumps(data).encode(), method="POST")
+        with urllib.request.urlopen(request) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--latencies", default="0,250")
+    parser.add_argument("--naive-sample", type=int, default=500)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    latencies = [int(s) for s in args.latencies.split(",")]
+    rows: list[tuple] = []
+    standin = StandIn()
+    work = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    try:
+        for size in sizes:
+            pristine = work / f"pristine-{size}.db"
+            print(f"setting up {size:,} subscribers...", file=sys.stderr)
+            run_child(["setup", str(size)], _env(pristine, standin.url))
+            for latency in latencies:
+                if latency and size != max(sizes):
+                    continue  # the latency variant is specified for the largest size
+                standin.control(latency_ms=latency)
+                db_path = work / f"run-{size}-{latency}.db"
+                shutil.copy(pristine, db_path)
+                print(f"engine {size:,} (latency {latency} ms)...", file=sys.stderr)
+                result, rss = run_child(["engine"], _env(db_path, standin.url))
+                rows.append(("engine", size, latency, result["seconds"],
+                             result["recipients"], rss))
+                db_path.unlink()
+                print(f"bare client {size:,} (latency {latency} ms)...", file=sys.stderr)
+                result, rss = run_child(["bare", str(size), standin.url])
+                rows.append(("bare client", size, latency, result["seconds"],
+                             result["recipients"], rss))
+            pristine.unlink()
+        standin.control(latency_ms=0)
+        result, rss = run_child(["naive", str(args.naive_sample), standin.url])
+        rows.append(("naive (extrapolated)", max(sizes), 0,
+                     result["seconds"] * max(sizes) / result["recipients"], max(sizes), rss))
+    finally:
+        standin.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print_table(rows)
+
+
+def print_table(rows: list[tuple]) -> None:
+    bare = {(r[1], r[2]): r[4] / r[3] for r in rows if r[0] == "bare client"}
+    print(f"{'variant':<22}{'recipients':>12}{'latency':>9}{'seconds':>10}{'recipients/s':>14}"
+          f"{'peak RSS MB':>13}{'vs bare':>9}")
+    for name, size, latency, seconds, sent, rss in rows:
+        rate = sent / seconds if seconds else 0
+        share = f"{rate / bare[(size, latency)]:.0%}" if (size, latency) in bare else ""
+        print(f"{name:<22}{size:>12,}{latency:>7}ms{seconds:>10.1f}{rate:>14,.0f}"
+              f"{rss:>13.0f}{share:>9}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] in {"setup", "engine", "bare", "naive"}:
+        command, rest = sys.argv[1], sys.argv[2:]
+        {"setup": lambda: child_setup(int(rest[0])), "engine": child_engine,
+         "bare": lambda: child_bare(int(rest[0]), rest[1]),
+         "naive": lambda: child_naive(int(rest[0]), rest[1])}[command]()
+    else:
+        main()
