@@ -142,9 +142,32 @@ def digests_run_command(
     context.emit(result, as_json, _print_run)
 
 
+@digests_app.command("disable")
+def digests_disable_command(digest_id: int = typer.Argument(..., metavar="ID"),
+                            as_json: bool = JSON) -> None:
+    """Stop a digest from going out (its definition and history stay)."""
+    _set_active(digest_id, False, as_json)
+
+
+@digests_app.command("enable")
+def digests_enable_command(digest_id: int = typer.Argument(..., metavar="ID"),
+                           as_json: bool = JSON) -> None:
+    """Let a disabled digest go out again (it covers releases since its last run)."""
+    _set_active(digest_id, True, as_json)
+
+
+def _set_active(digest_id: int, active: bool, as_json: bool) -> None:
+    settings = context.settings()
+    with context.database().session() as session:
+        digest = digest_service.set_active(session, digest_id, active)
+        data = digest_service.digest_to_dict(digest, settings)
+    context.emit(data, as_json, _print_digest)
+
+
 def _print_digest(console, data: dict[str, Any]) -> None:
+    upcoming = f"next {data['next_run']}" if data["active"] else "disabled"
     console.print(f"digest {data['id']} {data['name']!r}: {data['frequency']} at {data['at']}"
-                  f" (next {data['next_run']})")
+                  f" ({upcoming})")
 
 
 def _print_digests(console, rows: list[dict[str, Any]]) -> None:

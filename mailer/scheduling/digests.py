@@ -99,6 +99,14 @@ def get_digest(session: Session, digest_id: int) -> Digest:
     return digest
 
 
+def set_active(session: Session, digest_id: int, active: bool) -> Digest:
+    """Enable or disable a digest (the leading scheduler adds or drops its job within
+    MAILER_SCHEDULER_TICK seconds). Raises NotFound."""
+    digest = get_digest(session, digest_id)
+    digest.active = active
+    return digest
+
+
 def digest_trigger(digest: Digest, settings: Settings) -> CronTrigger:
     """The cron trigger of ``digest`` in the office zone (APScheduler handles DST)."""
     when = parse_digest_at(digest.at, digest.frequency)

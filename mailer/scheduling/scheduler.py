@@ -199,7 +199,7 @@ def sync_jobs(scheduler: BackgroundScheduler, db: Database, settings: Settings) 
     digests = digest_jobs(db, settings)
     for job_id, (trigger, digest_id) in digests.items():
         job = existing.get(job_id)
-        if job is not None and str(job.trigger) == str(trigger):
+        if job is not None and _same_cron(job.trigger, trigger):
             continue
         scheduler.add_job(
             run_digest_job, trigger, args=[digest_id], id=job_id, name=f"digest {digest_id}",
@@ -211,6 +211,12 @@ def sync_jobs(scheduler: BackgroundScheduler, db: Database, settings: Settings) 
             scheduler.remove_job(job_id, jobstore="default")
         except JobLookupError:
             pass
+
+
+def _same_cron(current, wanted) -> bool:
+    """Same fields and zone (``str`` of a CronTrigger leaves the zone out)."""
+    return (str(current) == str(wanted)
+            and str(getattr(current, "timezone", "")) == str(wanted.timezone))
 
 
 def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> None:

@@ -233,3 +233,17 @@ def test_release_campaigns_reach_immediate_subscribers_and_digests_the_rest(
     weekly = {e for emails in recipients_by_campaign(db, result).values() for e in emails}
     assert {"farm@example.org", "both@example.org"} <= weekly
     assert "now@example.org" not in weekly
+
+
+def test_disable_and_enable(cli, db, settings):
+    digest = created(cli, "--frequency", "weekly", "--at", "Mon 08:00")
+    off = cli("digests", "disable", digest["id"], "--json").json()
+    assert (off["active"], off["next_run"]) == (False, None)
+    assert [i for i in cli("schedule", "list", "--json").json() if i["kind"] == "digest"] == []
+    from mailer.scheduling.digests import digest_jobs
+
+    assert digest_jobs(db, settings) == {}
+    on = cli("digests", "enable", digest["id"], "--json").json()
+    assert on["active"] and on["next_run"].split()[1] == "08:00"
+    assert list(digest_jobs(db, settings)) == [f"digest-{digest['id']}"]
+    assert cli("digests", "disable", 999).exit_code != 0
