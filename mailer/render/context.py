@@ -7,6 +7,7 @@ uses has exactly the same shape as a real send.
 
 from __future__ import annotations
 
+import html as html_module
 import re
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -25,6 +26,9 @@ QUOTE_SHARE = 0.6
 _END_MARKS = {"###", "# # #", "-30-", "- 30 -"}
 _DASHES = " \u2013\u2014-:,"
 SUMMARY_CHARS = 280
+_BREAK = re.compile(r"<br\s*/?>", re.I)
+_BLOCK_END = re.compile(r"</(p|div|h[1-6]|li|blockquote|tr|table|ul|ol)>", re.I)
+_TAG = re.compile(r"<[^>]+>")
 
 
 def office_context(settings: Settings) -> dict[str, Any]:
@@ -66,6 +70,13 @@ def split_paragraphs(body: str) -> list[str]:
     return paragraphs
 
 
+def html_paragraphs(html: str) -> list[str]:
+    """The paragraphs of an HTML body as plain text (block ends become paragraph breaks)."""
+    text = _BREAK.sub("\n", html)
+    text = _BLOCK_END.sub("\n\n", text)
+    return split_paragraphs(html_module.unescape(_TAG.sub("", text)))
+
+
 def release_context(release: Any, settings: Settings, *, link: str | None = None
                     ) -> dict[str, Any]:
     """A release (ORM row or anything with the same attributes) as template data.
@@ -74,10 +85,14 @@ def release_context(release: Any, settings: Settings, *, link: str | None = None
     template can set it in bold small caps ("FARGO, N.D. – Continuing …").
     """
     paragraphs = split_paragraphs(defuse(getattr(release, "body", "") or ""))
+    body_html = getattr(release, "body_html", None)
+    # Only when there is no plain body: sanitized again here because it is printed raw.
+    safe_html = Markup(nh3.clean(defuse(body_html))) if body_html and not paragraphs else ""
+    if safe_html:
+        paragraphs = html_paragraphs(safe_html)  # for the text version and the summary
     dateline = defuse((getattr(release, "dateline", None) or "").strip())
     if dateline and paragraphs and paragraphs[0].startswith(dateline):
         paragraphs[0] = paragraphs[0][len(dateline):].lstrip(_DASHES)
-    body_html = getattr(release, "body_html", None)
     when = getattr(release, "date", None)
     return {
         "id": getattr(release, "id", None),
@@ -88,9 +103,7 @@ def release_context(release: Any, settings: Settings, *, link: str | None = None
         "dateline": dateline,
         "dateline_title": title_case_place(dateline),
         "paragraphs": [{"text": p, "quote": is_quote(p)} for p in paragraphs],
-        # Only when there is no plain body: sanitized again here because it is printed raw.
-        "body_html": Markup(nh3.clean(defuse(body_html))) if body_html and not paragraphs
-        else "",
+        "body_html": safe_html,
         "summary": summarize(paragraphs),
         "contact": defuse((getattr(release, "contact", None) or "").strip()),
         "link": safe_url(link or getattr(release, "link", None)),

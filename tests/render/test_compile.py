@@ -198,7 +198,9 @@ def test_html_only_release_is_sanitized(db, settings):
             '<p>Grants for <b>rural</b> clinics.</p><script>steal()</script>'
             '<p onclick="x()">More <a href="javascript:alert(1)">here</a>.</p>'))
         campaign_id = add_campaign(session, release).id
-    html = _compiled(db, campaign_id, settings).html
+    message = _compiled(db, campaign_id, settings)
+    html = message.html
+    assert "Grants for rural clinics.\n\nMore here." in message.text
     assert "<b>rural</b>" in html and "clinics." in html
     assert "<script" not in html and "steal()" not in html
     assert "onclick" not in html and "javascript:" not in html
