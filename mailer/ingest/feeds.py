@@ -1,8 +1,10 @@
 """Watched feeds: add, poll (conditional GET, timeout, backoff), turn new items into drafts.
 
 ``mailer feeds add URL`` fetches the feed once: a URL that fails or is not a feed is refused
-and nothing is stored. The items already in the feed become releases (the baseline) without
-campaigns, so adding a feed never floods the office with drafts for old news.
+and nothing is stored (a newsroom web page is accepted when its ``<link rel="alternate">``
+names its feed, which is then what is watched). The items already in the feed become
+releases (the baseline) without campaigns, so adding a feed never floods the office with
+drafts for old news.
 
 The scheduler calls ``poll_due_feeds`` every few minutes. Each due feed is polled in its own
 transaction with ``If-None-Match`` / ``If-Modified-Since``; new items become releases and, for
@@ -21,19 +23,22 @@ from typing import Any
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer.errors import IngestError, MailerError, NotFound, PolicyRefusal
 from mailer.ingest.models import Feed, Release
 from mailer.ingest.rss import parse_feed
 from mailer.ingest.service import ImportReport, store_items
-from mailer.ingest.sources import check_content, fetch, is_url
+from mailer.ingest.sources import check_content, fetch, is_url, sniff_kind
 from mailer.settings import Settings, get_settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF = timedelta(days=1)
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml",
+              "application/xml", "text/xml")
 
 
 def add_feed(session: Session, url: str, settings: Settings | None = None, *,
@@ -48,15 +53,45 @@ def add_feed(session: Session, url: str, settings: Settings | None = None, *,
     url = url.strip()
     if not is_url(url):
         raise IngestError(f"{url}: a feed must be an http:// or https:// URL")
-    if session.scalar(select(Feed).where(Feed.url == url)) is not None:
-        raise IngestError(f"{url}: this feed is already watched (see `mailer feeds list`)")
-    now = now or utcnow()
+    _refuse_watched(session, url)
+    loaded = fetch(url, settings, client=client)
+    check_content(loaded.data, url)
+    if sniff_kind(url, loaded.data, loaded.content_type) == "html":
+        # Staff often paste the newsroom page; its <link rel="alternate"> names the feed.
+        url = discover_feed(loaded)
+        _refuse_watched(session, url)
+        loaded = fetch(url, settings, client=client)
+        check_content(loaded.data, url)
     feed = Feed(url=url, auto=auto, failures=0)
     session.add(feed)
     session.flush()
-    report = _fetch_and_store(session, feed, settings, client=client, conditional=False)
-    _succeeded(feed, settings, now)
-    return feed, report or ImportReport()
+    report = _store_loaded(session, feed, loaded, settings)
+    _succeeded(feed, settings, now or utcnow())
+    return feed, report
+
+
+def _refuse_watched(session: Session, url: str) -> None:
+    if session.scalar(select(Feed).where(Feed.url == url)) is not None:
+        raise IngestError(f"{url}: this feed is already watched (see `mailer feeds list`)")
+
+
+def discover_feed(loaded) -> str:
+    """The RSS/Atom feed a web page names in ``<link rel="alternate">``. Raises IngestError
+    when it names none."""
+    from urllib.parse import urljoin
+
+    from mailer.ingest.html import parse_document
+
+    doc = parse_document(loaded.text, loaded.source)
+    for link in doc.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").lower()
+        if "alternate" in rel and kind in FEED_TYPES and link.get("href"):
+            found = urljoin(loaded.url or loaded.source, link.get("href").strip())
+            if is_url(found):
+                return found
+    raise IngestError(f"{loaded.source}: this is a web page, not a feed, and it names no "
+                      "feed (<link rel=\"alternate\" type=\"application/rss+xml\">)")
 
 
 def poll_due_feeds(db: Database, settings: Settings, *, now: datetime | None = None,
@@ -97,6 +132,9 @@ def poll_feed(db: Database, feed_id: int, settings: Settings, *, now: datetime |
             return _result(feed, report, campaigns)
     except MailerError as exc:
         return _record_failure(db, feed_id, settings, now, str(exc))
+    except IntegrityError:  # another process stored the same release a moment earlier
+        return _record_failure(db, feed_id, settings, now, "another import stored one of "
+                               "these releases at the same time; the next poll skips it")
     except Exception as exc:  # a bug must not stop the other feeds; it is logged in full
         log.exception("polling feed %s failed", feed_id)
         return _record_failure(db, feed_id, settings, now,
@@ -112,15 +150,18 @@ def _lock(session: Session, feed_id: int) -> Feed | None:
 
 
 def _fetch_and_store(session: Session, feed: Feed, settings: Settings, *,
-                     client: httpx.Client | None, conditional: bool = True,
-                     ) -> ImportReport | None:
-    """Fetch, parse and store the feed's items. None when the server says 304."""
-    loaded = fetch(feed.url, settings, client=client,
-                   etag=feed.etag if conditional else None,
-                   last_modified=feed.last_modified if conditional else None)
+                     client: httpx.Client | None) -> ImportReport | None:
+    """Fetch (conditionally), parse and store the feed's items. None when the server says
+    304 Not Modified."""
+    loaded = fetch(feed.url, settings, client=client, etag=feed.etag,
+                   last_modified=feed.last_modified)
     if loaded.status == 304:
         return None
     check_content(loaded.data, feed.url)
+    return _store_loaded(session, feed, loaded, settings)
+
+
+def _store_loaded(session: Session, feed: Feed, loaded, settings: Settings) -> ImportReport:
     document = parse_feed(loaded.data, feed.url, url=loaded.url, zone=settings.zone)
     headers = {k.lower(): v for k, v in loaded.headers.items()}
     feed.etag = (headers.get("etag") or "")[:500] or None

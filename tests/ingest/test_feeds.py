@@ -54,7 +54,8 @@ def test_add_imports_the_baseline_without_campaigns(db, settings, web):
 
 @pytest.mark.parametrize("path, body, reason", [
     ("/missing.xml", None, "HTTP 404"),
-    ("/page.html", "<html><body><h1>Not a feed</h1></body></html>", "not an RSS or Atom feed"),
+    ("/page.html", "<html><body><h1>Not a feed</h1></body></html>", "names no feed"),
+    ("/data.xml", "<?xml version='1.0'?><root/>", "not an RSS or Atom feed"),
     ("/empty.xml", "", "empty"),
 ])
 def test_add_refuses_bad_feeds_and_stores_nothing(db, settings, web, path, body, reason):
@@ -201,3 +202,19 @@ def test_auto_feed_campaigns_are_scheduled_when_approval_is_off(db, settings, we
     with db.session() as session:
         row = session.get(Campaign, campaign["campaign_id"])
         assert row.scheduled_at is not None and row.approved_by
+
+
+def test_adding_a_newsroom_page_watches_the_feed_it_names(db, settings, web):
+    feed_url = web.put("/rss/press.xml", _rss(("One", TRAFFICKING)))
+    page = web.put("/newsroom", "<html><head><link rel='alternate' type='application/rss+xml' "
+                   "href='/rss/press.xml'></head><body><h1>News</h1></body></html>",
+                   content_type="text/html")
+    with db.session() as session:
+        feed, report = add_feed(session, page, settings)
+        assert feed.url == feed_url and len(report.created) == 1
+    bare = web.put("/about", "<html><body><h1>About</h1><p>No feed here.</p></body></html>",
+                   content_type="text/html")
+    with pytest.raises(IngestError, match="names no feed"):
+        _add(db, settings, bare)
+    with pytest.raises(IngestError, match="already watched"):
+        _add(db, settings, page)
