@@ -188,3 +188,24 @@ def test_scheduler_stops_cleanly_on_sigterm_and_hands_over_at_once(db, settings,
     assert first.wait(timeout=15) == 0
     # Released on the way out, not left to expire.
     wait_for(lambda: leading(second_log), timeout=5, what="the standby to take over")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_stalled_leader_steps_down_and_the_campaign_still_starts_once(
+        db, settings, schedulers):
+    # SQLite only: on PostgreSQL a stopped process keeps its connection, so keeps its lock.
+    first, first_log = schedulers.start("first")
+    wait_for(lambda: leading(first_log), what="the first scheduler to lead")
+    _, second_log = schedulers.start("second")
+    wait_for(lambda: "waiting to lead" in second_log.read_text(), what="the standby")
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        wait_for(lambda: leading(second_log), what="the standby to take over the stale lease")
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    wait_for(lambda: "lost leadership" in first_log.read_text(), what="the old leader to notice")
+    campaign_id = make_scheduled(db, seconds_from_now=1)
+    wait_for(lambda: status_of(db, campaign_id) == S.SENDING, what="the campaign to start")
+    time.sleep(LEASE + 3 * TICK)
+    assert starts_logged(db, campaign_id) == 1 and drawn(db, campaign_id) == 3
+    assert first.poll() is None  # back as a standby, not crashed
