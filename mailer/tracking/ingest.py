@@ -218,7 +218,7 @@ def _load_refs(session: Session, column, keys: set) -> dict[Any, DeliveryRef]:
     connection = session.connection()
     for chunk in _chunks(sorted(keys)):
         stmt = select(*_ref_columns()[:4]).where(column.in_(chunk))
-        for row in connection.execute(stmt).tuples():
+        for row in connection.execute(stmt):
             found[row[0]] = DeliveryRef._make(row)
     return found
 
