@@ -192,9 +192,19 @@ def _feed_table(console, rows: list[dict[str, Any]]) -> None:
                   box=None)
     for row in rows:
         table.add_row(str(row["id"]), row["url"], "yes" if row["auto"] else "no",
-                      row["last_success_at"] or "—", row["next_poll_at"] or "—",
+                      _local(row["last_success_at"]), _local(row["next_poll_at"]),
                       str(row["failures"]), row["last_error"] or "")
     console.print(table)
+
+
+def _local(iso: str | None) -> str:
+    """An ISO UTC time as the office reads it (MAILER_TIMEZONE)."""
+    if not iso:
+        return "—"
+    from datetime import datetime
+
+    moment = datetime.fromisoformat(iso).astimezone(context.settings().zone)
+    return moment.strftime("%Y-%m-%d %H:%M %Z")
 
 
 @feeds_app.command("add")

@@ -164,3 +164,13 @@ def test_feeds_remove_keeps_the_releases(cli, web):
     releases = cli("releases", "list", "--json").json()
     assert len(releases) == 10
     assert cli("feeds", "remove", str(feed["id"])).exit_code == 1
+
+
+def test_feeds_list_shows_times_in_the_office_zone(cli, web, monkeypatch):
+    monkeypatch.setenv("MAILER_TIMEZONE", "America/Chicago")
+    from mailer.settings import get_settings
+
+    get_settings.cache_clear()
+    cli("feeds", "add", web.put("/f.xml", (FEEDS_DIR / "ruiz_rss.xml").read_bytes()))
+    shown = cli("feeds", "list")
+    assert shown.exit_code == 0 and (" CST" in shown.stdout or " CDT" in shown.stdout)
