@@ -84,6 +84,14 @@ def page(browser):
     context.close()
 
 
+def _wait_for_mail(settings, count: int, timeout: float = 10) -> list:
+    deadline = time.monotonic() + timeout
+    while len(messages := outbox_messages(settings)) < count:
+        assert time.monotonic() < deadline, f"expected {count} emails, found {len(messages)}"
+        time.sleep(0.05)
+    return messages
+
+
 def _unlabelled_inputs(page) -> list[str]:
     return page.evaluate("""() => Array.from(document.querySelectorAll(
         'input:not([type=hidden]), select, textarea')).filter(el =>
@@ -91,10 +99,47 @@ def _unlabelled_inputs(page) -> list[str]:
         !el.getAttribute('aria-label')).map(el => el.name)""")
 
 
+CONTRAST_JS = """() => {
+  function rgb(text) { const m = text.match(/[\\d.]+/g) || []; return m.map(Number); }
+  function lum([r, g, b]) {
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  }
+  function background(el) {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] === 1)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  }
+  const failures = [];
+  for (const el of document.querySelectorAll('body *')) {
+    const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+    const box = el.getBoundingClientRect();
+    if (!own || box.width === 0 || el.closest('[aria-hidden=true]')) continue;
+    const style = getComputedStyle(el);
+    const a = lum(rgb(style.color).slice(0, 3)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight) >= 700;
+    const needed = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    if (ratio < needed) {
+      failures.push(`${el.tagName} ${el.textContent.trim().slice(0, 30)} ${ratio.toFixed(2)}`);
+    }
+  }
+  return failures;
+}"""
+
+
+def _low_contrast(page) -> list[str]:
+    """Text whose contrast with its background is under WCAG AA (4.5:1, 3:1 when large)."""
+    return page.evaluate(CONTRAST_JS)
+
+
 def test_constituent_journey(page, browser, server, db, topics, artifacts_dir):
     base, live, _ = server
     page.goto(f"{base}/subscribe")
     assert _unlabelled_inputs(page) == []
+    assert _low_contrast(page) == []
     # Keyboard: the first Tab reaches the skip link, and it leads to the form.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.className") == "skip-link"
@@ -107,7 +152,7 @@ def test_constituent_journey(page, browser, server, db, topics, artifacts_dir):
     page.click("button[type=submit]")
     page.wait_for_selector("text=Check your email")
 
-    [confirm_mail] = outbox_messages(live)
+    [confirm_mail] = _wait_for_mail(live, 1)  # sent after the response, by a background task
     confirm_url = link_in(confirm_mail, "confirm")
     assert confirm_url.startswith(base)
     page.goto(confirm_url)
@@ -124,11 +169,12 @@ def test_constituent_journey(page, browser, server, db, topics, artifacts_dir):
     page.click("button:has-text('Save my choices')")
     page.wait_for_selector("text=Your choices are saved")
     assert page.is_checked("#topic-agriculture") and page.is_checked("#frequency-daily")
+    assert _low_contrast(page) == [] and _unlabelled_inputs(page) == []
     page.screenshot(path=str(artifacts_dir / "web-03-preferences.png"), full_page=True)
 
     # The welcome email's List-Unsubscribe URL, posted the way a mail provider does
     # (RFC 8058: no cookies, no page, just the one-click body).
-    welcome = outbox_messages(live)[-1]
+    welcome = _wait_for_mail(live, 2)[-1]
     unsubscribe_url = welcome["List-Unsubscribe"].strip().strip("<>")  # may be folded
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     playwright, _ = browser
@@ -232,6 +278,7 @@ def test_press_office_journey(page, server, db, topics, release_id, artifacts_di
         <= 376
     page.screenshot(path=str(artifacts_dir / "web-12-preview-mobile.png"), full_page=True)
     assert page.locator("button:has-text('Approve')").count() == 0  # not for the author
+    assert _low_contrast(page) == [] and _unlabelled_inputs(page) == []
     page.click("button:has-text('Log out')")
 
     _login(page, base, "bob")
