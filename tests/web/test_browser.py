@@ -318,3 +318,10 @@ def test_press_office_journey(page, server, db, topics, release_id, artifacts_di
     page.click(f"a[href='/archive/{campaign_id}']")
     page.wait_for_selector("text=Heitkamp Bill to Combat Human Trafficking")
     assert page.problems == []
+
+
+def test_the_contrast_check_is_not_vacuous(page):
+    page.set_content('<p style="color:#999;background:#fff">pale</p>'
+                     '<p style="color:#333;background:#fff">dark</p>')
+    [failure] = _low_contrast(page)
+    assert failure.startswith("P pale")
