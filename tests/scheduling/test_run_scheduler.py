@@ -1,0 +1,51 @@
+"""``run_scheduler`` in-process (as ``mailer run`` uses it): leads, polls feeds, stops."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from mailer.campaigns import service
+from mailer.campaigns.models import CampaignStatus as S
+from mailer.scheduling.leader import make_leader
+from mailer.scheduling.scheduler import run_scheduler
+from mailer.storage.base import utcnow
+from tests.campaigns.factory import add_audience, add_campaign
+
+
+def test_run_scheduler_polls_feeds_starts_campaigns_and_stops(db, settings, monkeypatch):
+    polls = []
+    monkeypatch.setattr("mailer.ingest.feeds.poll_due_feeds",
+                        lambda db_, settings_: polls.append(time.monotonic()))
+    fast = settings.model_copy(update={"feed_poll_interval": 1, "scheduler_tick": 0.2,
+                                       "leader_lease_seconds": 1.0})
+    with db.session() as session:
+        add_audience(session, 2)
+        campaign = add_campaign(session, status=S.SCHEDULED, approved_by="bob",
+                                scheduled_at=utcnow() + timedelta(seconds=1))
+    stop = threading.Event()
+    thread = threading.Thread(target=run_scheduler, args=(fast, stop, db))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and (len(polls) < 2 or _status(db, campaign.id)
+                                               != S.SENDING):
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert len(polls) >= 2 and polls[1] - polls[0] >= 0.9  # every MAILER_FEED_POLL_INTERVAL
+    assert _status(db, campaign.id) == S.SENDING
+    # On the way out the lease (or lock) was released: another scheduler may lead at once.
+    successor = make_leader(db, fast)
+    try:
+        assert successor.try_acquire()
+    finally:
+        successor.release()
+
+
+def _status(db, campaign_id):
+    with db.session() as session:
+        return service.get_campaign(session, campaign_id).status
