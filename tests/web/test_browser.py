@@ -320,7 +320,7 @@ def test_press_office_journey(page, server, db, topics, release_id, artifacts_di
     assert page.problems == []
 
 
-def test_the_contrast_check_is_not_vacuous(page):
+def test_the_contrast_check_is_not_vacuous(page, backend):
     page.set_content('<p style="color:#999;background:#fff">pale</p>'
                      '<p style="color:#333;background:#fff">dark</p>')
     [failure] = _low_contrast(page)
