@@ -273,3 +273,40 @@ def test_broken_template_is_explained_inside_the_preview(client, db, staff, rele
     preview = client.get(f"/admin/campaigns/{campaign_id}/preview.html")
     assert preview.status_code == 200
     assert "cannot be previewed" in preview.text and "no_such_template" in preview.text
+
+
+def test_schedule_pause_resume_cancel_from_the_dashboard(client, db, staff, release_id):
+    from datetime import UTC, datetime
+
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    client.cookies.clear()
+    login(client, "bob")
+    act(client, campaign_id, "approve")
+    scheduled = act(client, campaign_id, "schedule", when="at", at="2099-03-02T07:30")
+    assert "Scheduled." in scheduled.text
+    with db.session() as session:
+        campaign = session.get(Campaign, campaign_id)
+        assert campaign.status == "scheduled"
+        assert campaign.scheduled_at == datetime(2099, 3, 2, 13, 30, tzinfo=UTC)  # CST
+        campaign.status = "sending"  # as the engine would have it
+    assert "Paused." in act(client, campaign_id, "pause").text
+    assert campaign_status(db, campaign_id) == "paused"
+    assert "Resumed." in act(client, campaign_id, "resume").text
+    assert campaign_status(db, campaign_id) == "sending"
+    assert "Cancelled." in act(client, campaign_id, "cancel").text
+    assert campaign_status(db, campaign_id) == "cancelled"
+    refused = act(client, campaign_id, "resume")
+    assert "notice-error" in refused.text and campaign_status(db, campaign_id) == "cancelled"
+
+
+def test_schedule_in_quiet_hours_is_refused_with_the_reason(client, app, db, staff, release_id):
+    app.state.settings = app.state.settings.model_copy(update={"quiet_hours": "21:00-07:00"})
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    client.cookies.clear()
+    login(client, "bob")
+    act(client, campaign_id, "approve")
+    refused = act(client, campaign_id, "schedule", when="at", at="2099-03-02T23:30")
+    assert "notice-error" in refused.text and "quiet hours" in refused.text.lower()
+    assert campaign_status(db, campaign_id) == "approved"

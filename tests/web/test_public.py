@@ -299,3 +299,16 @@ def test_healthz(client):
 def test_unknown_page_is_a_friendly_404(client):
     response = client.get("/no-such-page")
     assert response.status_code == 404 and "Not found" in response.text
+
+
+def test_office_branding_from_settings(settings, db, topics):
+    from fastapi.testclient import TestClient
+
+    from mailer.web.app import create_app
+
+    branded = settings.model_copy(update={"office_name": "Office of Senator Jane Roe",
+                                          "logo_url": "https://senator.example.gov/seal.png"})
+    with TestClient(create_app(branded, db), base_url="https://testserver") as client:
+        page = client.get("/subscribe")
+    assert "<title>Subscribe · Office of Senator Jane Roe</title>" in page.text
+    assert '<img src="https://senator.example.gov/seal.png" alt=""' in page.text
