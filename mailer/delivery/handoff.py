@@ -95,7 +95,10 @@ class Handoff:
             out.release_reason = "not sent: the provider refused our credentials"
         except TemporaryFailure as exc:
             out.release_reason = f"not sent: {exc}"
-            if not self.halt.is_set():
+            if self._too_many_errors():
+                out.pause_reason = (f"{self.consecutive_errors} consecutive failed requests "
+                                    f"(MAILER_MAX_CONSECUTIVE_ERRORS); last: {exc}")
+            elif not self.halt.is_set():
                 out.pause_reason = (f"paused after {self.settings.retry_attempts} failed "
                                     f"attempts: {exc}")
         except (BadRequest, PayloadTooLarge) as exc:
@@ -146,7 +149,8 @@ class Handoff:
         remaining = recipients
         retrying = Retrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_attempt(self.settings.retry_attempts) | stop_when_event_set(self.halt),
+            stop=(stop_after_attempt(self.settings.retry_attempts)
+                  | stop_when_event_set(self.halt) | self._too_many_errors),
             wait=self._wait, sleep=self.halt.wait, reraise=True,
         )
         for attempt in retrying:
@@ -162,6 +166,10 @@ class Handoff:
                     raise
                 self._note_success()
                 done.extend(results)
+
+    def _too_many_errors(self, _state=None) -> bool:
+        """Across all threads: the provider keeps failing, so stop retrying and pause."""
+        return self.consecutive_errors >= self.settings.max_consecutive_errors
 
     def _note_error(self, exc: TemporaryFailure) -> None:
         with self._errors_lock:

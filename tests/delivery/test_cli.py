@@ -68,3 +68,14 @@ def test_worker_sends_every_campaign_that_is_sending(db, sg_settings, standin):
         statuses = session.scalars(select(Campaign.status).order_by(Campaign.id)).all()
     assert statuses == [CS.SENT, CS.SENT]
     assert max(standin.delivery_counts().values()) == 1
+
+
+def test_campaigns_status_states_the_in_doubt_policy(cli, db, monkeypatch):
+    monkeypatch.setenv("MAILER_IN_DOUBT_POLICY", "hold")
+    from mailer.cli import context
+    context.get_settings.cache_clear()
+    add_subscribers(db, 2)
+    campaign_id = approved_campaign(db)
+    data = cli("campaigns", "status", campaign_id, "--json").json()
+    assert data["in_doubt_policy"] == {"policy": "hold", "grace_seconds": 600,
+                                       "evidence": "the outbox file"}

@@ -240,3 +240,17 @@ def test_status_counts_follow_the_rows(db, sg_settings, standin):
         total = session.scalar(select(func.count()).select_from(Delivery))
     assert counts["pending"] == counts["recipients"] == total == 12
     assert collections.Counter(r.status for r in rows(db, campaign_id)) == {DS.PENDING: 12}
+
+
+def test_too_many_consecutive_errors_pause_before_retries_run_out(db, sg_settings, standin):
+    add_subscribers(db, 40)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"retry_attempts": 50,
+                                              "max_consecutive_errors": 4})
+    standin.inject("500", 1000)
+    summary = send_campaign(db, settings, campaign_id)
+    campaign = campaign_of(db, campaign_id)
+    assert summary.status == CS.PAUSED
+    assert "consecutive failed requests" in campaign.status_reason
+    assert standin.snapshot()["requests"] < 4 + settings.concurrency * 2  # not 50 per batch
+    assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}

@@ -1,0 +1,43 @@
+import threading
+import time
+
+from mailer.delivery.pacing import RateLimiter, RetryWait
+from mailer.transports.errors import RateLimited, TemporaryFailure
+
+
+def test_rate_limit_spaces_batches_by_their_size():
+    limiter = RateLimiter(rate=200)  # messages per second
+    stop = threading.Event()
+    started = time.monotonic()
+    for _ in range(3):
+        assert limiter.acquire(20, stop)
+    # 60 messages at 200/s: the third batch may start only after 2 x 20 / 200 = 0.2 s.
+    assert time.monotonic() - started >= 0.19
+
+
+def test_unlimited_never_waits_and_stop_interrupts_a_wait():
+    assert RateLimiter(rate=0).acquire(10_000, threading.Event())
+    limiter = RateLimiter(rate=1)
+    stop = threading.Event()
+    assert limiter.acquire(5, stop)
+    stop.set()
+    assert limiter.acquire(5, stop) is False  # would wait 5 s; gives up at once
+
+
+class _State:
+    def __init__(self, exc, attempt=1):
+        self.attempt_number = attempt
+        self.outcome = type("O", (), {"exception": lambda _self: exc})()
+        self.upcoming_sleep = 0
+        self.idle_for = 0
+
+
+def test_429_waits_until_the_reset_and_other_errors_back_off_boundedly():
+    from datetime import UTC, datetime, timedelta
+
+    wait = RetryWait(base=0.5, maximum=4)
+    reset = datetime.now(UTC) + timedelta(seconds=3)
+    assert 2.5 < wait(_State(RateLimited("429", reset_at=reset))) <= 3.3
+    delays = [wait(_State(TemporaryFailure("503"), attempt=n)) for n in range(1, 12)]
+    assert all(0 < d <= 4.5 for d in delays)
+    assert max(delays) > 2  # it does grow
