@@ -17,7 +17,7 @@ from mailer.cli import context
 from mailer.cli.apps import campaigns_app, deliveries_app, events_app
 from mailer.errors import InvalidInput
 from mailer.tracking.events import needs_scrub, scrub
-from mailer.tracking.ingest import IngestSummary, ingest_events
+from mailer.tracking.ingest import IngestSummary, ingest_with_retry
 from mailer.tracking.report_html import render_report_html
 from mailer.tracking.reports import (
     campaign_report,
@@ -44,8 +44,7 @@ def events_import(
     db = context.database()
     summary = IngestSummary()
     for start in range(0, len(events), IMPORT_BATCH):
-        with db.session() as session:
-            summary.add(ingest_events(session, events[start:start + IMPORT_BATCH], settings))
+        summary.add(ingest_with_retry(db, events[start:start + IMPORT_BATCH], settings))
     for warning in summary.warnings:
         sys.stderr.write(f"mailer: warning: {warning}\n")
     context.emit(summary.to_dict(), as_json, _print_import)
@@ -107,6 +106,10 @@ def campaigns_status(
     """Where a campaign stands: its state and how many deliveries are in each status."""
     with context.database().session() as session:
         data = campaign_status(session, campaign_id)
+    # How in-doubt deliveries are settled here (delivery engine): explicit when no webhook
+    # evidence can arrive.
+    from mailer.delivery.engine import in_doubt_policy
+    data["in_doubt_policy"] = in_doubt_policy(context.settings())
     context.emit(data, as_json, _print_status)
 
 
@@ -118,6 +121,10 @@ def _print_status(console: Console, data: dict) -> None:
         if value or name in ("recipients", "delivered", "bounced"):
             table.add_row(name, f"{value:,}")
     console.print(table)
+    policy = data.get("in_doubt_policy")
+    if policy and (data["counts"].get("in_doubt") or policy["evidence"] == "none"):
+        console.print(f"in-doubt deliveries: {policy['policy']} after {policy['grace_seconds']} s "
+                      f"without evidence (evidence: {policy['evidence']})")
 
 
 @campaigns_app.command("report")

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Delivery
@@ -151,8 +153,9 @@ def ingest_events(
         if item.delivery is not None:
             summary.matched += 1
     summary.unmatched = summary.stored - summary.matched
-    _advance_deliveries(session, [inserted[s.event.event_id] for s in stored
-                                  if s.delivery is not None])
+    matched = [s for s in stored if s.delivery is not None]
+    _advance_deliveries(session, [inserted[s.event.event_id] for s in matched],
+                        {s.delivery.id for s in matched})
     summary.suppressed = apply_suppressions(session, stored, settings)
     warnings, paused = check_complaint_rates(
         session, {s.delivery.campaign_id for s in stored
@@ -258,7 +261,9 @@ def _insert(session: Session, candidates: Sequence[StoredEvent]) -> dict[str, in
     id for the ones that were new."""
     now = utcnow()
     rows = []
-    for item in candidates:
+    # In id order, so two posts holding some of the same events take the unique index's
+    # locks in the same order (PostgreSQL) and cannot deadlock on them.
+    for item in sorted(candidates, key=lambda c: c.event.event_id):
         event, ref = item.event, item.delivery
         rows.append((event.event_id, ref.id if ref else None, ref.campaign_id if ref else None,
                      item.subscriber_id, event.provider_message_id,
@@ -268,11 +273,17 @@ def _insert(session: Session, candidates: Sequence[StoredEvent]) -> dict[str, in
                       unique="provider_event_id")
 
 
-def _advance_deliveries(session: Session, event_row_ids: Sequence[int]) -> None:
+def _advance_deliveries(session: Session, event_row_ids: Sequence[int],
+                        delivery_ids: set[int]) -> None:
     """Advance every delivery these (newly stored, matched) events are about, in one
     set-based UPDATE per chunk: the database aggregates the events per delivery and compares
     with the row's current value itself (never read, then written in Python), so concurrent
     posts about the same delivery cannot undo each other and no Python runs per row."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Lock the rows in id order first: concurrent posts then queue instead of deadlocking.
+        for chunk in _chunks(sorted(delivery_ids), _UPDATE_CHUNK):
+            session.execute(select(Delivery.id).where(Delivery.id.in_(chunk))
+                            .order_by(Delivery.id).with_for_update())
     for chunk in _chunks(sorted(event_row_ids), _UPDATE_CHUNK):
         session.execute(_advance_statement(), {"event_ids": chunk, "now": utcnow()})
 
@@ -324,3 +335,28 @@ def _log(stored: Sequence[StoredEvent]) -> None:
                   delivery=ref.id if ref else None, outcome=event.type,
                   reason=event.reason)
 
+
+
+#: Attempts for a batch that hit a passing conflict (deadlock, serialization, busy SQLite).
+TRANSIENT_ATTEMPTS = 3
+
+
+def ingest_with_retry(db, raw_events: Sequence[Any], settings: Settings) -> IngestSummary:
+    """``ingest_events`` in its own unit of work, tried again (up to ``TRANSIENT_ATTEMPTS``)
+    when the database reports a passing conflict; each try starts from a clean rollback and
+    storing is idempotent, so a retry never double-counts. Raises the last database error."""
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            with db.session() as session:
+                return ingest_events(session, raw_events, settings)
+        except OperationalError as exc:
+            if attempt == TRANSIENT_ATTEMPTS or not is_transient(exc):
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """Deadlock or serialization failure (PostgreSQL), or a busy database (SQLite)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc.orig)

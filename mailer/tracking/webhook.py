@@ -34,7 +34,7 @@ from starlette.concurrency import run_in_threadpool
 
 from mailer.settings import Settings
 from mailer.tracking.events import needs_scrub, scrub
-from mailer.tracking.ingest import ingest_events
+from mailer.tracking.ingest import ingest_with_retry
 from mailer.tracking.logs import log_event
 
 router = APIRouter()
@@ -147,8 +147,7 @@ def _handle(request: Request, settings: Settings, body: bytes) -> dict:
                      request.headers.get(TIMESTAMP_HEADER))
     events = parse_events(payload)
     try:
-        with request.app.state.db.session() as session:
-            return ingest_events(session, events, settings).to_dict()
+        return ingest_with_retry(request.app.state.db, events, settings).to_dict()
     except SQLAlchemyError as exc:
         logger.error("webhook: storing %d events failed: %s", len(events),
                      str(getattr(exc, "orig", None) or exc).splitlines()[0])

@@ -164,9 +164,10 @@ def test_many_events_in_one_call_cross_statement_chunks(db, settings, one):
     assert (summary.stored, summary.duplicates) == (401, 300)
     with db.session() as session:
         rows = session.scalars(select(DeliveryEventRow).order_by(DeliveryEventRow.id)).all()
-    assert len(rows) == 701
-    assert rows[0].raw == first[0]
-    assert rows[699].occurred_at.timestamp() == 1763650699
+    by_id = {row.provider_event_id: row for row in rows}
+    assert len(by_id) == 701
+    assert by_id["o0"].raw == first[0]
+    assert by_id["o699"].occurred_at.timestamp() == 1763650699
     assert reload(db, one).opened_at.timestamp() == 1763650000  # the earliest of them all
 
 
@@ -185,3 +186,39 @@ def test_text_postgresql_cannot_store_is_cleaned_not_fatal(db, settings):
         row = session.scalar(select(DeliveryEventRow))
     assert (row.email, row.provider_event_id) == ("ab@example.org", "n")
     assert row.reason == "bad \ufffd byte" and row.raw["x"] == ["\ufffd"]
+
+
+def test_concurrent_posts_about_the_same_deliveries_store_each_event_once(db, settings):
+    """SendGrid posts in parallel; overlapping batches (a retry racing the original) about
+    the same deliveries must neither deadlock nor double-store."""
+    import threading
+
+    from mailer.tracking.ingest import ingest_with_retry
+
+    with db.session() as session:
+        campaign = make_campaign(session, status="sent")
+        rows = [make_delivery(session, campaign, make_subscriber(session, f"c{i}@example.org"))
+                for i in range(60)]
+    delivered = [sg_event(r, "delivered", at=at(2), event_id=f"d{r.id}") for r in rows]
+    opened = [sg_event(r, "open", at=at(9), event_id=f"o{r.id}") for r in rows]
+    batches = [delivered + opened, list(reversed(opened + delivered)), opened, delivered]
+    errors = []
+
+    def post(batch):
+        try:
+            ingest_with_retry(db, batch, settings)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(DeliveryEventRow)) == 120
+        states = session.execute(select(Delivery.status, Delivery.delivered_at,
+                                        Delivery.opened_at)
+                                 .where(Delivery.campaign_id == campaign.id)).all()
+    assert set(states) == {("delivered", at(2), at(9))}

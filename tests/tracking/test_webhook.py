@@ -306,7 +306,9 @@ def test_storage_failure_answers_503_so_sendgrid_retries(
     def broken(*_args, **_kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(webhook, "ingest_events", broken)
+    from mailer.tracking import ingest
+
+    monkeypatch.setattr(ingest, "ingest_events", broken)
     body = _events(2)
     response = client_for(own_settings).post(webhook.PATH, content=body,
                                               headers=signer.headers(body))
@@ -347,3 +349,28 @@ def test_nul_and_lone_surrogates_are_stored_cleaned_not_refused_forever(
     with db.session() as session:
         row = session.scalar(select(DeliveryEventRow))
     assert (row.email, row.raw["reason"]) == ("x@example.org", "\ufffd")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_passing_conflict_is_retried_in_process(own_settings, signer, client_for, db,
+                                                  monkeypatch):
+    from mailer.tracking import ingest
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    real, calls = ingest.ingest_events, []
+
+    def deadlock_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)  # the work is done, then the database gives up on it
+            raise OperationalError("UPDATE", {}, Deadlock("deadlock detected"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "ingest_events", deadlock_once)
+    body = _events(3)
+    response = client_for(own_settings).post(webhook.PATH, content=body,
+                                              headers=signer.headers(body))
+    assert response.status_code == 204 and len(calls) == 2
+    assert _stored(db) == 3
