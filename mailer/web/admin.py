@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
 from mailer.errors import InvalidInput, MailerError
-from mailer.ingest.models import Feed, Release
+from mailer.ingest.models import Feed, Release, Topic
 from mailer.storage.base import utcnow
 from mailer.web import operations as ops
 from mailer.web.auth import authenticate, current_user, log_in, log_out, require_role
@@ -123,8 +123,10 @@ def campaign_new(request: Request, release_id: int | None = None,
 def _new_page(request, session, values, error: str | None = None, status_code: int = 200):
     releases = list(session.scalars(select(Release).order_by(Release.id.desc()).limit(100)))
     segments = list(session.scalars(select(Segment).order_by(Segment.name)))
+    topics = list(session.scalars(select(Topic).order_by(Topic.name)))
     return render(request, "admin/campaign_new.html", {
-        "releases": releases, "segments": segments, "values": values, "error": error,
+        "releases": releases, "segments": segments, "topics": topics, "values": values,
+        "error": error,
     }, status_code=status_code)
 
 

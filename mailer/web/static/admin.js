@@ -76,8 +76,50 @@
     });
   }
 
+  // The segment builder writes the query text from simple choices (shown only with JS; the
+  // query field alone works without it). Values are quoted the way the query language wants.
+  function quoted(value) {
+    return '"' + value.replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"';
+  }
+  function listOf(text) {
+    return text.split(",").map(function (v) { return v.trim(); }).filter(Boolean);
+  }
+  function anyOf(field, op, values) {
+    if (!values.length) return null;
+    if (op === "=") {
+      return values.length === 1 ? field + " = " + quoted(values[0])
+                                 : field + " in (" + values.map(quoted).join(", ") + ")";
+    }
+    var parts = values.map(function (v) { return field + " " + op + " " + quoted(v); });
+    return parts.length === 1 ? parts[0] : "(" + parts.join(" or ") + ")";
+  }
+  function builder() {
+    var box = document.getElementById("builder");
+    var query = document.getElementById("query");
+    if (!box || !query) return;
+    box.hidden = false;
+    function compose() {
+      var topics = Array.prototype.filter.call(box.querySelectorAll('[data-builder="topic"]'),
+        function (el) { return el.checked; }).map(function (el) { return el.value; });
+      var county = listOf(box.querySelector('[data-builder="county"]').value);
+      var zips = listOf(box.querySelector('[data-builder="zip"]').value)
+        .map(function (z) { return z.replace(/\*+$/, "") + "*"; });
+      var frequency = box.querySelector('[data-builder="frequency"]').value;
+      var parts = [anyOf("topic", "=", topics), anyOf("county", "=", county),
+                   anyOf("zip", "~", zips), frequency ? anyOf("frequency", "=", [frequency]) : null]
+        .filter(Boolean);
+      query.value = parts.length ? parts.join(" and ") : 'status = "active"';
+      query.dispatchEvent(new Event("input"));
+    }
+    Array.prototype.forEach.call(box.querySelectorAll("[data-builder]"), function (el) {
+      el.addEventListener(el.tagName === "INPUT" && el.type === "text" ? "input" : "change",
+                          compose);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     setTimeout(pollProgress, POLL_MS);
+    builder();
     audienceCount();
     previewWidth();
   });
