@@ -17,18 +17,20 @@ All statements are Core statements over id lists: no ORM object per recipient.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Integer, and_, any_, bindparam, case, exists, or_, select, update
+from sqlalchemy import Integer, String, and_, any_, bindparam, case, exists, or_, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign, Delivery
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.models import DeliveryStatus as DS
-from mailer.storage.base import utcnow
+from mailer.storage.base import UTCDateTime, utcnow
 from subscribers.models import ACTIVE, Subscriber
 from subscribers.segments import not_suppressed
 
@@ -64,43 +66,64 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
 
     No per-row parameter lists: the UPDATE picks its rows with a subquery (on PostgreSQL the
     ids are first locked ``FOR UPDATE SKIP LOCKED`` and passed as one array), the SELECT reads
-    them back by batch id
-    (with the subscriber's name for personalization), and the skip UPDATE touches only the
-    unsendable rows below the batch.
+    them back by batch id with the subscriber's name, and the skip UPDATE touches only the
+    unsendable rows below the batch. The statements are built once per process.
     """
-    batch_id = uuid.uuid4().hex
+    sql = _statements(session.get_bind().dialect.name)
     now = utcnow()
-    d = TABLE.alias("d")  # the subquery's own range variable, never correlated away
-    picked = (
-        select(d.c.id).select_from(_with_subscribers(d))
-        .where(d.c.campaign_id == campaign_id, d.c.status == DS.PENDING, _sendable(),
-               # Read with every claim: pause and cancel take effect within one batch.
-               _campaign_status(campaign_id) == CS.SENDING)
-        .order_by(d.c.id).limit(size)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # Lock first, then update exactly those rows: PostgreSQL may re-run an IN (… LIMIT)
-        # subquery inside an UPDATE, so the LIMIT would not bound the claim.
-        ids = session.scalars(picked.with_for_update(of=d, skip_locked=True)).all()
-        target = C.id == any_(bindparam("claimed", ids, type_=ARRAY(Integer)))
-    else:  # one statement under SQLite's single write lock
-        target = C.id.in_(picked.scalar_subquery())
-    session.execute(
-        update(TABLE)
-        .where(target, C.status == DS.PENDING)
-        .values(status=DS.SENDING, batch_id=batch_id, worker=worker, attempts=C.attempts + 1,
-                claimed_at=now, updated_at=now,
-                lease_until=now + timedelta(seconds=lease_seconds))
-    )
-    rows = [tuple(r) for r in session.execute(
-        select(C.id, C.email, C.subscriber_id, Subscriber.name)
-        .select_from(_with_subscribers(TABLE))
-        .where(C.batch_id == batch_id).order_by(C.id)
-    ).all()]
-    skipped = _skip_unsendable(session, campaign_id, below=rows[-1][0] + 1 if rows else None)
+    params = {"b_campaign": campaign_id, "b_size": size, "b_batch": uuid.uuid4().hex,
+              "b_worker": worker, "b_now": now,
+              "b_lease": now + timedelta(seconds=lease_seconds)}
+    if sql.lock is not None:
+        params["b_claimed"] = session.scalars(sql.lock, params).all()
+    session.execute(sql.claim, params)
+    rows = [tuple(r) for r in session.execute(sql.read_back, params).all()]
+    params["b_below"] = rows[-1][0] + 1 if rows else 2**31 - 1  # no sendable row: all
+    skipped = session.execute(sql.skip, params).rowcount or 0
     if not rows and not skipped:
         return None
-    return Claim(batch_id, campaign_id, rows, skipped)
+    return Claim(params["b_batch"], campaign_id, rows, skipped)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    lock: Any  # PostgreSQL only: SELECT … FOR UPDATE SKIP LOCKED
+    claim: Any
+    read_back: Any
+    skip: Any
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    campaign = bindparam("b_campaign", type_=Integer)
+    sending = select(Campaign.status).where(Campaign.id == campaign).scalar_subquery() \
+        == CS.SENDING  # read with every claim: pause and cancel act within one batch
+    d = TABLE.alias("d")  # the subquery's own range variable, never correlated away
+    pending = and_(d.c.campaign_id == campaign, d.c.status == DS.PENDING, sending)
+    picked = (select(d.c.id).select_from(_with_subscribers(d))
+              .where(pending, _sendable()).order_by(d.c.id)
+              .limit(bindparam("b_size", type_=Integer)))
+    lock = None
+    if dialect == "postgresql":
+        # Lock first, then update exactly those rows: PostgreSQL may re-run an IN (… LIMIT)
+        # subquery inside an UPDATE, so the LIMIT would not bound the claim.
+        lock = picked.with_for_update(of=d, skip_locked=True)
+        target = C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer)))
+    else:  # one statement under SQLite's single write lock
+        target = C.id.in_(picked.scalar_subquery())
+    now = bindparam("b_now", type_=UTCDateTime())
+    claim = update(TABLE).where(target, C.status == DS.PENDING).values(
+        status=DS.SENDING, batch_id=bindparam("b_batch", type_=String), attempts=C.attempts + 1,
+        worker=bindparam("b_worker", type_=String), claimed_at=now, updated_at=now,
+        lease_until=bindparam("b_lease", type_=UTCDateTime()))
+    read_back = (select(C.id, C.email, C.subscriber_id, Subscriber.name)
+                 .select_from(_with_subscribers(TABLE))
+                 .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
+    unsendable = (select(d.c.id).select_from(_with_subscribers(d))
+                  .where(pending, ~_sendable(), d.c.id < bindparam("b_below", type_=Integer)))
+    skip = (update(TABLE).where(C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
+            .values(status=DS.SKIPPED, last_error=_skip_reason(), updated_at=now))
+    return _Statements(lock, claim, read_back, skip)
 
 
 def _with_subscribers(deliveries):
@@ -113,36 +136,16 @@ def _sendable():
     return and_(Subscriber.status == ACTIVE, not_suppressed())
 
 
-def _campaign_status(campaign_id: int):
-    return select(Campaign.status).where(Campaign.id == campaign_id).scalar_subquery()
-
-
-def _skip_unsendable(session: Session, campaign_id: int, below: int | None) -> int:
-    """Mark pending rows whose subscriber can no longer be mailed as ``skipped`` (those below
-    ``below``, or all of them when no sendable row is left), with the reason."""
-    d = TABLE.alias("d")
-    unsendable = (
-        select(d.c.id).select_from(_with_subscribers(d))
-        .where(d.c.campaign_id == campaign_id, d.c.status == DS.PENDING, ~_sendable(),
-               _campaign_status(campaign_id) == CS.SENDING)
-    )
-    if below is not None:
-        unsendable = unsendable.where(d.c.id < below)
-    reason = case(
+def _skip_reason():
+    """Why a pending row is skipped, worked out in SQL for each row."""
+    status = select(Subscriber.status).where(Subscriber.id == C.subscriber_id).scalar_subquery()
+    return case(
         (~exists().where(Subscriber.id == C.subscriber_id),
          "skipped: the subscriber was erased after the audience was drawn"),
-        (exists().where(Subscriber.id == C.subscriber_id, Subscriber.status != ACTIVE),
-         "skipped: the subscriber is " + select(Subscriber.status)
-         .where(Subscriber.id == C.subscriber_id).scalar_subquery()
+        (status != ACTIVE, "skipped: the subscriber is " + status
          + " since the audience was drawn"),
         else_="skipped: the address was suppressed after the audience was drawn",
     )
-    result = session.execute(
-        update(TABLE)
-        .where(C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
-        .values(status=DS.SKIPPED, last_error=reason, updated_at=utcnow())
-    )
-    return result.rowcount or 0
 
 
 def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,
