@@ -146,3 +146,26 @@ def test_test_send_through_sendgrid_uses_substitutions(cli, campaign_id, monkeyp
     assert subs["-name_t-"] == SCRIPT
     assert subs["-unsub_t-"].startswith("https://news.senator.example.gov/unsubscribe/")
     assert row.headers["List-Unsubscribe"] == f"<{subs['-unsub_t-']}>"
+
+
+def test_preview_json_of_a_digest_campaign(cli, campaign_id, tmp_path):
+    with context.database().session() as session:
+        first = session.get(Campaign, campaign_id)
+        digest = Campaign(kind="digest", query="all", template="digest",
+                          subject="Weekly news: 2 new releases", created_by="digest",
+                          digest_release_ids=[add_release(session, title="Broadband Grants",
+                                                          body="BISMARCK – Grants.").id,
+                                              first.release_id])
+        session.add(digest)
+        session.flush()
+        digest_id = digest.id
+    out = tmp_path / "digest.html"
+    result = cli("campaigns", "preview", str(digest_id), "--out", str(out), "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert set(data) == {"campaign_id", "to", "out", "subject", "html_bytes", "text", "headers"}
+    assert data["to"] == "subscriber@example.com" and data["out"] == str(out)
+    assert data["html_bytes"] == len(out.read_bytes()) < 102 * 1024
+    assert data["subject"] == "Weekly news: 2 new releases"
+    assert "1. Broadband Grants" in data["text"] and "2. Heitkamp Leads" in data["text"]
+    assert data["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
