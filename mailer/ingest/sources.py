@@ -91,6 +91,8 @@ def _read_stdin(settings: Settings) -> Loaded:
 
 def _read_file(source: str, settings: Settings) -> Loaded:
     path = Path(source).expanduser()
+    if path.is_dir():
+        raise IngestError(f"{source}: is a folder; give the files in it (e.g. {source}/*.txt)")
     if not path.is_file():
         raise IngestError(f"{source}: no such file")
     size = path.stat().st_size

@@ -59,9 +59,11 @@ def test_oversized_file_is_refused_before_reading(tmp_path, settings, monkeypatc
         read_source(str(path), settings)
 
 
-def test_missing_file(settings):
+def test_missing_file_and_folder(settings, tmp_path):
     with pytest.raises(IngestError, match="no such file"):
         read_source("/nonexistent/release.txt", settings)
+    with pytest.raises(IngestError, match="is a folder"):
+        read_source(str(tmp_path), settings)
 
 
 @pytest.mark.parametrize("name, head, kind", [
