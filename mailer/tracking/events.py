@@ -36,6 +36,12 @@ UNKNOWN = "unknown"
 EVENT_TYPES = (QUEUED, DELIVERED, DEFERRED, BOUNCED, BLOCKED, DROPPED, OPENED, CLICKED,
                COMPLAINED, UNSUBSCRIBED, RESUBSCRIBED, UNKNOWN)
 
+#: The order events of one message happen in: breaks ties between events with the same
+#: (whole-second) timestamp when a timeline is shown.
+LIFECYCLE_ORDER = {kind: index for index, kind in enumerate(
+    (QUEUED, DEFERRED, DELIVERED, BLOCKED, BOUNCED, DROPPED, OPENED, CLICKED, COMPLAINED,
+     UNSUBSCRIBED, RESUBSCRIBED, UNKNOWN))}
+
 #: SendGrid event name -> normalized type. ``bounce`` is refined by its ``type`` field in
 #: ``sendgrid_type``: ``type: "blocked"`` is a temporary block (soft), not a hard bounce.
 SENDGRID_EVENT_TYPES: dict[str, str] = {

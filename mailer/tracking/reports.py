@@ -31,6 +31,7 @@ from mailer.errors import NotFound
 from mailer.ingest.models import Topic
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
+from mailer.tracking.events import LIFECYCLE_ORDER
 from mailer.tracking.models import DeliveryEventRow
 from subscribers.models import Subscriber, SubscriberTopic
 
@@ -270,6 +271,7 @@ def person_timeline(session: Session, email: str, settings: Settings) -> dict[st
         .order_by(DeliveryEventRow.occurred_at, DeliveryEventRow.id)).all()
     if subscriber is None and not deliveries and not events:
         raise NotFound(f"no subscriber, delivery or event for {address}")
+    events = sorted(events, key=lambda e: (e.occurred_at, LIFECYCLE_ORDER.get(e.type, 99)))
     by_delivery: dict[int | None, list] = defaultdict(list)
     for event in events:
         by_delivery[event.delivery_id if event.delivery_id in ids else None].append(

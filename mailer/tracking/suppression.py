@@ -141,13 +141,11 @@ def describe_cause(item: StoredEvent, target: str) -> str:
         ev.COMPLAINED: "spam complaint", ev.UNSUBSCRIBED: "unsubscribed at the provider",
         ev.DROPPED: "dropped by the provider",
     }.get(event.type, event.type)
-    parts = [f"sendgrid: {what}"]
-    if event.reason:
-        parts.append(f"({event.reason[:300]})")
+    head = f"sendgrid: {what}" + (f" ({event.reason[:300]})" if event.reason else "")
+    where = [f"event {event.event_id}"]
     if item.delivery is not None:
-        parts.append(f"campaign {item.delivery.campaign_id}, delivery {item.delivery.id}")
-    parts.append(f"event {event.event_id}")
-    return " ".join(parts[:2]) + "; " + ", ".join(parts[2:])
+        where[:0] = [f"campaign {item.delivery.campaign_id}", f"delivery {item.delivery.id}"]
+    return f"{head}; {', '.join(where)}"
 
 
 def erase_events_for(session: Session, *, subscriber_id: int | None = None,

@@ -200,3 +200,17 @@ def test_html_report_renders_in_chromium(db, settings, sent, tmp_path, artifacts
         finally:
             browser.close()
     assert (artifacts_dir / "tracking_report.png").stat().st_size > 10_000
+
+
+def test_timeline_orders_same_second_events_by_lifecycle(db, settings):
+    with db.session() as session:
+        delivery = make_delivery(session, make_campaign(session, status="sent"),
+                                 make_subscriber(session, "tie@example.org"))
+    same = T0 + timedelta(minutes=5)
+    events = [sg_event(delivery, kind, at=same, event_id=f"{n}-{kind}")
+              for n, kind in zip("abc", ("open", "delivered", "processed"), strict=True)]
+    with db.session() as session:
+        ingest_events(session, events, settings)
+        data = person_timeline(session, "tie@example.org", settings)
+    assert [e["type"] for e in data["deliveries"][0]["events"]] == ["queued", "delivered",
+                                                                    "opened"]

@@ -165,3 +165,11 @@ def test_forgetting_a_person_scrubs_their_provider_events(db, settings, person):
     assert len(rows) == 2
     assert all(r.email is None and r.raw == {} for r in rows)
     assert "jane@example.org" not in repr([(r.reason, r.provider_message_id) for r in rows])
+
+
+def test_cause_reads_as_one_line_naming_the_evidence(db, settings, person):
+    subscriber, deliveries = person
+    d = deliveries[1]
+    ingest(db, settings, [sg_event(d, "spamreport", event_id="sg-1")])
+    assert status_of(db, subscriber)[1][0].cause == (
+        f"sendgrid: spam complaint; campaign {d.campaign_id}, delivery {d.id}, event sg-1")
