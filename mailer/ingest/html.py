@@ -256,15 +256,19 @@ def _texts(leaf) -> list[str]:
 
 
 def _drop_junk(root) -> None:
+    """Remove scripts, forms, navigation, share bars and the like. An element whose class
+    merely sounds like chrome ("entry share-enabled") but holds the headline or most of the
+    text is kept."""
     for el in list(root.iter(*_JUNK_TAGS)):
         _remove(el)
+    total = _p_text(root)
     for el in list(root.iter()):
-        if el is root or not isinstance(el.tag, str):
+        if el is root or not isinstance(el.tag, str) or el.getparent() is None:
             continue
         marks = f"{el.get('class', '')} {el.get('id', '')} {el.get('role', '')}"
         if _JUNK_CLASS.search(marks) or el.get("role") in ("navigation", "banner",
                                                             "contentinfo", "search"):
-            if el.find(".//h1") is None:
+            if el.find(".//h1") is None and _p_text(el) <= total / 2:
                 _remove(el)
 
 

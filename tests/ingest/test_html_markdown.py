@@ -179,3 +179,13 @@ def test_a_site_logo_h1_is_not_the_headline():
     </body></html>"""
     release = parse_html(heading, "p.html", zone=ZONE)
     assert (release.title, release.subtitle) == ("Smith Backs Farmers", None)
+
+
+def test_a_body_wrapper_whose_class_sounds_like_chrome_is_kept():
+    page = """<html><body><nav>Menu</nav><article><h1>Smith Backs Farmers</h1>
+    <div class="entry-content share-enabled"><p>Senator Smith today stood with farmers in
+    the Red River Valley.</p><p>She asked for disaster aid.</p></div>
+    <div class="share-bar"><p>Share on Facebook</p></div></article></body></html>"""
+    release = parse_html(page, "p.html", zone=ZONE)
+    assert release.paragraphs == ["Senator Smith today stood with farmers in the Red River "
+                                  "Valley.", "She asked for disaster aid."]
