@@ -48,6 +48,9 @@ _JUNK_CLASS = re.compile(
 _CONTAINER_HINT = re.compile(r"(?:^|[\s_-])(?:content|press|release|entry|post|article|story|"
                              r"body|main)(?:$|[\s_-])", re.I)
 _SUBTITLE_CLASS = re.compile(r"sub-?title|sub-?head|deck|dek|summary|lead", re.I)
+#: "Posted on May 9, 2014", "Date: …", "Released: …" above the article.
+_DATE_LABEL = re.compile(r"^(?:posted|published|released|updated|date)(?:\s+on)?\s*:?\s*",
+                         re.I)
 _DATE_META = ("article:published_time", "date", "dc.date", "dcterms.date", "dc.date.issued",
               "pubdate", "publishdate", "publish-date", "publish_date", "og:published_time",
               "citation_publication_date", "sailthru.date", "parsely-pub-date")
@@ -191,7 +194,7 @@ class _BodyReader:
         return True
 
     def _head(self, leaf, text: str) -> None:
-        when = parse_date(text, whole=True)
+        when = parse_date(_DATE_LABEL.sub("", text), whole=True)
         if when is not None:
             self.date = self.date or when
         elif CHROME.fullmatch(text) or text == self.title:

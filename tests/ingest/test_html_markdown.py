@@ -87,6 +87,17 @@ def test_sanitize_drops_relative_links_without_base_and_unsafe_schemes():
                                    '</p>')
 
 
+def test_date_written_above_the_article():
+    page = """<html><body><article><h1>Smith Backs Farmers</h1>
+    <p class="meta">Posted on Tuesday, November 4, 2025</p>
+    <p>Senator Smith today stood with farmers in the Red River Valley.</p></article>
+    </body></html>"""
+    release = parse_html(page, "p.html", zone=ZONE)
+    assert release.date == date(2025, 11, 4)
+    assert release.paragraphs == ["Senator Smith today stood with farmers in the Red River "
+                                  "Valley."]
+
+
 def test_page_without_article_element_uses_the_densest_block_and_meta_date():
     page = """<html><head><meta name="date" content="2025-11-03">
     <meta property="og:title" content="Smith Backs Rural Broadband"></head><body>
