@@ -13,6 +13,7 @@ campaigns that are sending or finished are left alone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,13 +55,17 @@ def import_sources(session: Session, sources: list[str], settings: Settings, *,
 
 
 def import_report(session: Session, sources: list[str], settings: Settings, *,
-                  client: httpx.Client | None = None) -> ImportReport:
-    """Like ``import_sources`` but also says what was updated or already there."""
+                  client: httpx.Client | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> ImportReport:
+    """Like ``import_sources`` but also says what was updated or already there.
+    ``progress(done, total)`` is called after each source is read and parsed."""
     if not sources:
         raise IngestError("nothing to import: give at least one file or URL")
     items: list[ParsedRelease] = []
-    for source in sources:
+    for done, source in enumerate(sources, 1):
         items.extend(parse_loaded(read_source(source, settings, client=client), settings))
+        if progress is not None:
+            progress(done, len(sources))
     return store_items(session, items)
 
 
