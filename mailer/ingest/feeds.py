@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailer.errors import IngestError, MailerError, NotFound, PolicyRefusal
+from mailer.errors import IngestError, MailerError, NotFound
 from mailer.ingest.models import Feed, Release
 from mailer.ingest.rss import parse_feed
 from mailer.ingest.service import ImportReport, store_items
@@ -199,8 +199,9 @@ def auto_schedule(session: Session, campaign, settings: Settings, *,
     allow it, is scheduled for the first moment outside quiet hours.
 
     With MAILER_REQUIRE_APPROVAL on (the default) a feed cannot approve its own campaign:
-    it stays a draft and ``status_reason`` says it waits for a person. A policy refusal
-    (election blackout) also leaves it a draft with the reason.
+    it stays a draft and ``status_reason`` says it waits for a person. A refusal (election
+    blackout, a template that fails its check) leaves it where it got to, with the reason;
+    it never stops the feed's import.
     """
     from mailer.campaigns.lifecycle import note
     from mailer.campaigns.service import schedule_campaign
@@ -215,9 +216,10 @@ def auto_schedule(session: Session, campaign, settings: Settings, *,
     at = next_allowed_time(now or utcnow(), settings)
     try:
         schedule_campaign(session, campaign, at=at, settings=settings, by=campaign.created_by)
-    except PolicyRefusal as exc:
-        note(session, campaign, by=campaign.created_by, reason=f"auto feed: {exc}")
-        campaign.status_reason = f"auto feed: not scheduled: {exc}"
+    except MailerError as exc:  # blackout, a broken template…: a person takes it from here
+        reason = f"auto feed: not scheduled: {' '.join(str(exc).split())}"
+        note(session, campaign, by=campaign.created_by, reason=reason)
+        campaign.status_reason = reason
 
 
 def _succeeded(feed: Feed, settings: Settings, now: datetime) -> None:

@@ -218,3 +218,21 @@ def test_adding_a_newsroom_page_watches_the_feed_it_names(db, settings, web):
         _add(db, settings, bare)
     with pytest.raises(IngestError, match="already watched"):
         _add(db, settings, page)
+
+
+def test_auto_feed_in_an_election_blackout_stays_unscheduled_with_the_reason(
+        db, settings, web, monkeypatch):
+    monkeypatch.setattr(settings, "require_approval", False)
+    monkeypatch.setattr(settings, "election_dates", [(utcnow() + timedelta(days=10)).date()])
+    with db.session() as session:
+        import_topic_pages(session, [SEED_ISSUE], settings)
+    url = web.put("/f.xml", _rss(("Old", "An older release about the farm economy.")))
+    _add(db, settings, url, auto=True)
+    web.put("/f.xml", _rss(("Old", "An older release about the farm economy."),
+                           ("Heitkamp Fights Human Trafficking", TRAFFICKING)))
+    [result] = poll_due_feeds(db, settings, now=utcnow() + timedelta(days=1))
+    assert result["status"] == "ok" and len(result["created"]) == 1
+    [campaign] = result["campaigns"]
+    assert campaign["status"] != S.SCHEDULED
+    assert campaign["status_reason"].startswith("auto feed: not scheduled:")
+    assert "election" in campaign["status_reason"].lower()
