@@ -113,6 +113,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "clean_time": ("clean time", "cleaned at"),
     "attributes": ("attributes", "attribs"),
 }
+#: What a listmonk ``attributes`` object may supply.
+_ATTRIBUTE_FIELDS = frozenset(("name", "first_name", "last_name", "zip", "county", "state",
+                               "district", "topics", "frequency"))
 _FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")
 _LOOKUP = {alias: key for key, aliases in _ALIASES.items() for alias in aliases}
 
@@ -138,15 +141,34 @@ class HeaderMap:
             shown = ", ".join(repr(h.strip()) for h in header[:8]) or "nothing"
             raise InvalidInput(f"line 1: no email column found (the header has {shown})")
 
+        self._pairs = sorted(self.columns.items(), key=lambda pair: pair[1])
+
     def get(self, fields: list[str], key: str) -> str:
         index = self.columns.get(key)
         if index is None or index >= len(fields):  # short rows simply lack the last fields
             return ""
-        text = fields[index].strip()
-        # Undo the quote ``subscribers.export`` puts before formula-like cells (round trip).
-        if text[:1] == "'" and text[1:2] in _FORMULA_STARTS:
-            return text[1:].strip()
-        return text
+        return _cell(fields[index])
+
+    def values(self, fields: list[str]) -> dict[str, str]:
+        """field -> trimmed text for every recognized column the row has (short rows simply
+        lack the last ones); one pass, as this runs for every row of a big import."""
+        count = len(fields)
+        found = {}
+        for key, index in self._pairs:
+            if index >= count:
+                break
+            text = _cell(fields[index])
+            if text:
+                found[key] = text
+        return found
+
+
+def _cell(text: str) -> str:
+    text = text.strip()
+    # Undo the quote ``subscribers.export`` puts before formula-like cells (round trip).
+    if text[:1] == "'" and text[1:2] in _FORMULA_STARTS:
+        return text[1:].strip()
+    return text
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -203,38 +225,39 @@ _US_STATES = {
 def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
     """Validate one record. Raises RowError with a reason (invalid address, ZIP, state,
     frequency or status; missing address)."""
-    raw_email = header.get(fields, "email")
+    values = header.values(fields)
+    raw_email = values.get("email")
     if not raw_email:
         raise RowError("no email address" if any(f.strip() for f in fields) else "blank row")
     try:
         email = normalize_email(raw_email)
     except InvalidEmail as exc:
         raise RowError(str(exc)) from None
-    attributes = _attributes(header.get(fields, "attributes"))
-    address = header.get(fields, "address")
-
-    def value(key: str) -> str:
-        return header.get(fields, key) or _text(attributes.get(key))
-
+    if "attributes" in values:  # listmonk: custom fields fill the gaps the columns leave
+        for key, item in _attributes(values["attributes"]).items():
+            if key in _ATTRIBUTE_FIELDS and key not in values and _text(item):
+                values[key] = _text(item)
+    if "address" in values:  # Mailchimp's one-cell address ends "…  ND  58102  US"
+        values.setdefault("zip", _from_address(_ZIP_IN_ADDRESS, values["address"]))
+        values.setdefault("state", _from_address(_STATE_IN_ADDRESS, values["address"]))
+    get = values.get
     return RowData(
         line=line, email=email, email_hash=email_hash(email),
-        name=_name(value("name"), value("first_name"), value("last_name")),
-        zip=_zip(value("zip") or _from_address(_ZIP_IN_ADDRESS, address)),
-        county=_clip(value("county"), 100), state=_state(value("state") or
-                                                        _from_address(_STATE_IN_ADDRESS, address)),
-        district=_clip(value("district"), 20),
-        topics=split_topics(value("topics")),
-        frequency=_frequency(value("frequency")),
-        intent=_intent(header.get(fields, "status"), header.get(fields, "unsub_time"),
-                       header.get(fields, "clean_time")),
-        consent_at=parse_time(header.get(fields, "optin_time")),
-        consent_ip=_ip(header.get(fields, "optin_ip")) or _ip(header.get(fields, "confirm_ip")),
-        confirmed_at=parse_time(header.get(fields, "confirm_time")),
+        name=_name(get("name", ""), get("first_name", ""), get("last_name", "")),
+        zip=_zip(get("zip", "")), county=_clip(get("county", ""), 100),
+        state=_state(get("state", "")), district=_clip(get("district", ""), 20),
+        topics=split_topics(get("topics", "")), frequency=_frequency(get("frequency", "")),
+        intent=_intent(get("status", ""), get("unsub_time", ""), get("clean_time", "")),
+        consent_at=parse_time(get("optin_time", "")),
+        consent_ip=_ip(get("optin_ip", "")) or _ip(get("confirm_ip", "")),
+        confirmed_at=parse_time(get("confirm_time", "")),
     )
 
 
 def split_topics(text: str) -> tuple[str, ...]:
     """Topics separated by ``;`` or ``,`` (Mailchimp quotes each tag: ``"A","B"``)."""
+    if not text:
+        return ()
     parts = (p.strip().strip('"').strip() for p in re.split(r"[;,]", text))
     return tuple(dict.fromkeys(p for p in parts if p))
 
@@ -257,12 +280,15 @@ def _text(value: object) -> str:
 
 
 def _clip(text: str, limit: int) -> str | None:
-    text = " ".join(text.split())
+    if not text:
+        return None
+    if "  " in text or not text.isprintable():
+        text = " ".join(text.split())
     return text[:limit] or None
 
 
 def _name(full: str, first: str, last: str) -> str | None:
-    return _clip(full or f"{first} {last}", 200)
+    return _clip(full or " ".join(part for part in (first, last) if part), 200)
 
 
 def _zip(text: str) -> str | None:

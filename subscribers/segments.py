@@ -263,8 +263,9 @@ def campaign_audience(session: Session, campaign) -> Select:
     since it was saved are included) or its own query. Raises QueryError when it has neither.
 
     A release campaign reaches only subscribers who chose ``immediate`` delivery; those who
-    chose a daily or weekly digest get the release in their digest instead (digest campaigns,
-    ``kind == "digest"``, select them; see ``mailer.scheduling.digests``).
+    chose a daily or weekly digest get the release in their digest instead. A digest campaign
+    (``kind == "digest"``) reaches the members it was planned for (``digest_recipients``) who
+    still match its query; see ``mailer.scheduling.digests``.
     """
     if getattr(campaign, "segment_id", None) is not None:
         audience = audience_select(session, segment=int(campaign.segment_id))
@@ -272,7 +273,15 @@ def campaign_audience(session: Session, campaign) -> Select:
         audience = audience_select(session, query=campaign.query)
     else:
         raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
-    if getattr(campaign, "kind", "release") != "digest":
+    if getattr(campaign, "kind", "release") == "digest":
+        from mailer.scheduling.models import DigestRecipient
+
+        # A join, not IN (...): the planner then walks this campaign's members by index
+        # instead of scanning every active subscriber once per digest group.
+        audience = audience.join(DigestRecipient, and_(
+            DigestRecipient.subscriber_id == Subscriber.id,
+            DigestRecipient.campaign_id == campaign.id))
+    else:
         audience = audience.where(Subscriber.frequency == "immediate")
     return audience
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:36:21.822331
+Create Date: 2026-11-22 10:52:30.408685
 """
 from alembic import op
 import sqlalchemy as sa
@@ -270,6 +270,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_deliveries_provider_message_id'), ['provider_message_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_deliveries_subscriber_id'), ['subscriber_id'], unique=False)
 
+    op.create_table('digest_recipients',
+    sa.Column('campaign_id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], name=op.f('fk_digest_recipients_campaign_id_campaigns'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_digest_recipients_subscriber_id_subscribers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('campaign_id', 'subscriber_id', name=op.f('pk_digest_recipients'))
+    )
+    with op.batch_alter_table('digest_recipients', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_digest_recipients_subscriber_id'), ['subscriber_id'], unique=False)
+
     op.create_table('delivery_events',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider_event_id', sa.String(length=200), nullable=False),
@@ -307,6 +317,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_delivery_events_campaign_type')
 
     op.drop_table('delivery_events')
+    with op.batch_alter_table('digest_recipients', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_digest_recipients_subscriber_id'))
+
+    op.drop_table('digest_recipients')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_deliveries_subscriber_id'))
         batch_op.drop_index(batch_op.f('ix_deliveries_provider_message_id'))
