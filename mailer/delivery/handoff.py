@@ -139,6 +139,8 @@ class Handoff:
             if isinstance(exc, BadRequest) and not exc.about_recipients:
                 raise
             if len(recipients) == 1:
+                if isinstance(exc, PayloadTooLarge):
+                    raise  # even one person's copy is too big: the message itself is
                 done.append(RecipientResult(recipients[0], False, error=_refusal(exc)))
                 return
             middle = len(recipients) // 2

@@ -254,3 +254,23 @@ def test_too_many_consecutive_errors_pause_before_retries_run_out(db, sg_setting
     assert "consecutive failed requests" in campaign.status_reason
     assert standin.snapshot()["requests"] < 4 + settings.concurrency * 2  # not 50 per batch
     assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}
+
+
+def test_a_message_too_large_for_the_provider_pauses_the_campaign(db, sg_settings, standin,
+                                                                   monkeypatch):
+    from mailer.delivery import engine
+
+    add_subscribers(db, 2)
+    campaign_id = approved_campaign(db)
+    real = engine.compiled_message
+
+    def huge(session, campaign, settings):
+        from dataclasses import replace
+        return replace(real(session, campaign, settings), html="x" * (21 * 1024 * 1024))
+
+    monkeypatch.setattr(engine, "compiled_message", huge)
+    summary = send_campaign(db, sg_settings.model_copy(update={"batch_size": 2}), campaign_id)
+    assert summary.status == CS.PAUSED
+    assert "413" in campaign_of(db, campaign_id).status_reason
+    assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}
+    assert standin.accepted == []

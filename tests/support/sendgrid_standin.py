@@ -325,7 +325,15 @@ def _handler_for(standin: SendGridStandIn):
                 return self._answer(404, {}, _errors("Not Found", None))
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
+                # Read (and drop) what the client is sending, so it hears the 413 instead of
+                # a broken pipe; beyond a sane bound just hang up.
                 self.close_connection = True
+                remaining = length if length <= 4 * MAX_BODY else 0
+                while remaining > 0:
+                    chunk = self.rfile.read(min(1 << 20, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
                 return self._answer(413, {}, _errors("Payload Too Large", None))
             body = self.rfile.read(length)
             with standin._lock:

@@ -158,3 +158,12 @@ def test_standin_webhook_signature_verifies_with_the_official_helper(standin):
     assert helper.verify_signature(body, signature, "1700000000", key)
     assert not helper.verify_signature(body + " ", signature, "1700000000", key)
     assert base64.b64decode(standin.public_key_b64)
+
+
+def test_a_body_over_20_mb_is_refused_with_413(standin):
+    from mailer.transports.errors import PayloadTooLarge
+
+    huge = message(html="<p>" + "x" * (21 * 1024 * 1024) + "</p>")
+    with pytest.raises(PayloadTooLarge, match="413"):
+        SendGridTransport(KEY, standin.url, timeout=10).send(Batch(huge, [recipient(1)]))
+    assert standin.accepted == []
