@@ -8,6 +8,7 @@ a campaign's own author like it is on the command line.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
@@ -26,6 +27,7 @@ from mailer.web.security import check_csrf, client_ip, email_headers
 from subscribers.models import Segment, StatusChange, Subscriber
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+log = logging.getLogger("mailer.web")
 PAGE_SIZE = 50
 ACTIVE_STATES = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
@@ -63,11 +65,14 @@ async def login(request: Request) -> Response:
         with request.app.state.db.session() as session:
             user = authenticate(session, name, password)
     if user is None:
+        # The name is logged (who is being tried), never the password.
+        log.warning("dashboard login refused for %r from %s", name[:100], client_ip(request))
         return render(request, "admin/login.html", {
             "next": next_path, "name": name,
             "error": "That name and password do not match, or there were too many tries."},
             status_code=401)
     log_in(request, user)
+    log.info("dashboard login: %s from %s", user.name, client_ip(request))
     return _back(next_path)
 
 

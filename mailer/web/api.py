@@ -197,7 +197,8 @@ def show_subscriber(email_or_id: str, request: Request) -> dict:
 
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber")
-def add_subscriber(body: SubscriberIn, request: Request, who: Caller = Depends(caller)) -> dict:
+def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
+                   who: Caller = Depends(caller)) -> dict:
     """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
     pending and is sent the confirmation email; without it the caller vouches for consent."""
     from mailer.web import constituents
@@ -217,7 +218,8 @@ def add_subscriber(body: SubscriberIn, request: Request, who: Caller = Depends(c
 
             mail = constituents.confirmation_mail(session, subscriber, Links(request))
     if mail is not None:
-        constituents.send_mail(mail, request.app.state.settings, request.app.state.signer)
+        background.add_task(constituents.send_mail, mail, request.app.state.settings,
+                            request.app.state.signer)
     return data
 
 
