@@ -40,15 +40,15 @@ def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Seq
     inserted: dict[Any, int] = {}
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start:start + ROWS_PER_STATEMENT]
+        # Column-wise: only the few columns with a processor (times, JSON) are touched.
+        by_column = [list(values) if p is None else [p(v) for v in values]
+                     for p, values in zip(processors, zip(*chunk, strict=True), strict=True)]
         if dialect.name == "postgresql":
             sql = _unnest_statement(table, columns, unique)
-            by_column = zip(*chunk, strict=True)
-            params = tuple([p(value) if p else value for value in values]
-                           for p, values in zip(processors, by_column, strict=True))
+            params = tuple(by_column)
         else:
             sql = _values_statement(table, columns, unique, len(chunk))
-            params = tuple(p(value) if p else value
-                           for row in chunk for p, value in zip(processors, row, strict=True))
+            params = tuple(value for row in zip(*by_column, strict=True) for value in row)
         for key, row_id in connection.exec_driver_sql(sql, params):
             inserted[key] = row_id
     return inserted
