@@ -170,10 +170,8 @@ def start_server(url: str, public_key: str) -> tuple[subprocess.Popen, int]:
     env.update(MAILER_DATABASE_URL=url, MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY=public_key,
                MAILER_WEBHOOK_MAX_AGE="900", MAILER_SECRET_KEY="bench",
                MAILER_POSTAL_ADDRESS="1 Bench St")
-    profile = os.environ.get("BENCH_PROFILE")  # a file: profile the server with cProfile
-    command = [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []),
-               __file__, "--serve", str(port)]
-    process = subprocess.Popen(command, env=env, cwd=tempfile.gettempdir())
+    process = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env,
+                               cwd=tempfile.gettempdir())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
