@@ -310,3 +310,12 @@ def test_schedule_in_quiet_hours_is_refused_with_the_reason(client, app, db, sta
     refused = act(client, campaign_id, "schedule", when="at", at="2099-03-02T23:30")
     assert "notice-error" in refused.text and "quiet hours" in refused.text.lower()
     assert campaign_status(db, campaign_id) == "approved"
+
+
+def test_subscriber_data_is_escaped_in_the_dashboard(client, db, staff):
+    person = add_subscriber(db, "xss@example.org", name='<script>alert("x")</script>')
+    login(client, "alice")
+    for path in ("/admin/subscribers", f"/admin/subscribers/{person}"):
+        page = client.get(path)
+        assert "<script>alert" not in page.text
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
