@@ -53,7 +53,8 @@ def events_import(
 def load_events_file(file: Path, limit: int) -> list[Any]:
     """Read a JSON array (or one JSON object per line). Raises InvalidInput, OSError."""
     if str(file) == "-":
-        data = sys.stdin.buffer.read(limit + 1)
+        stdin = getattr(sys.stdin, "buffer", None)
+        data = stdin.read(limit + 1) if stdin else sys.stdin.read(limit + 1).encode("utf-8")
     else:
         with file.open("rb") as handle:
             data = handle.read(limit + 1)

@@ -121,3 +121,21 @@ def test_deliveries_show_unknown_person(cli):
     assert result.exit_code != 0 and "no subscriber, delivery or event" in result.stderr
     bad = cli("deliveries", "show", "not-an-address", "--json")
     assert bad.exit_code != 0 and bad.stderr.startswith("mailer: error: invalid email")
+
+
+def test_events_import_reads_stdin(cli, campaign):
+    _, body = campaign
+    result = cli("events", "import", "-", "--json", input=json.dumps(body))
+    assert result.exit_code == 0, result.stderr
+    assert result.json()["stored"] == 4
+
+
+def test_events_import_refuses_a_file_over_the_limit(cli, tmp_path, monkeypatch):
+    from mailer.cli import context
+
+    monkeypatch.setenv("MAILER_MAX_IMPORT_BYTES", "100")
+    context.reset()
+    saved = tmp_path / "big.json"
+    saved.write_text(json.dumps([{"event": "open", "sg_event_id": str(i)} for i in range(50)]))
+    result = cli("events", "import", saved)
+    assert result.exit_code != 0 and "MAILER_MAX_IMPORT_BYTES" in result.stderr
