@@ -134,6 +134,8 @@ async def sendgrid_webhook(request: Request) -> Response:
         body = await read_capped(request, settings.webhook_max_body)
         summary = await run_in_threadpool(_handle, request, settings, body)
     except WebhookRefused as refused:
+        if refused.status in (401, 403, 503):  # forged, replayed or misconfigured: say so
+            logger.warning("webhook post refused (%d): %s", refused.status, refused.reason)
         log_event("webhook_refused", outcome=refused.status, reason=refused.reason)
         return JSONResponse({"detail": refused.reason}, status_code=refused.status)
     log_event("webhook_batch", outcome="stored", received=summary["received"],
