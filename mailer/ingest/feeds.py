@@ -125,7 +125,7 @@ def poll_feed(db: Database, feed_id: int, settings: Settings, *, now: datetime |
             feed = _lock(session, feed_id)
             if feed is None:
                 return {"feed_id": feed_id, "status": "skipped",
-                        "reason": "polled by another process"}
+                        "reason": "being polled by another process, or removed"}
             report = _fetch_and_store(session, feed, settings, client=client)
             campaigns = _draft_campaigns(session, feed, report, settings) if report else []
             _succeeded(feed, settings, now)
