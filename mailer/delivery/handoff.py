@@ -86,6 +86,12 @@ class Handoff:
             make = self.make_recipient
             recipients = [make(email=e, name=n, subscriber_id=s, delivery_id=i)
                           for i, e, s, n in claim.rows]
+        except Exception as exc:  # nothing was handed off: a bug in personalization
+            log.exception("cannot personalize batch %s", claim.batch_id)
+            out.pause_reason = f"cannot personalize: {type(exc).__name__}: {exc}"
+            out.release_reason = f"not sent: {out.pause_reason}"
+            return out
+        try:
             self._isolate(recipients, done, doubt)
         except AmbiguousFailure as exc:
             out.in_doubt_reason = f"in doubt: {exc}"

@@ -168,10 +168,12 @@ def test_four_workers_on_postgresql_send_each_recipient_once(crash_rig, db, sett
     standin, env = crash_rig
     add_subscribers(db, 2000)
     campaign_id = approved_campaign(db)
-    start_campaign(db, settings, campaign_id)
     workers = [subprocess.Popen([sys.executable, "-m", "mailer", "worker", "--poll", "0.2"],
                                 cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE) for _ in range(4)]
+    for worker in workers:  # all four are up and polling before there is work to share
+        assert b"worker started" in worker.stderr.readline()
+    start_campaign(db, settings, campaign_id)
     try:
         deadline = time.monotonic() + 90
         while _status(db, campaign_id) != CS.SENT and time.monotonic() < deadline:
