@@ -137,6 +137,23 @@ def ingest_events(
     events = _normalize(raw_events, summary)
     if not events:
         return summary
+    candidates = _match(session, events)
+    inserted = _insert(session, candidates)  # event id -> row id, new events only
+    stored = [c for c in candidates if c.event.event_id in inserted]
+    _count(summary, stored)
+    matched = [s for s in stored if s.delivery is not None]
+    _advance_deliveries(session, [inserted[s.event.event_id] for s in matched],
+                        {s.delivery.id for s in matched})
+    summary.suppressed = apply_suppressions(session, stored, settings)
+    summary.warnings, summary.paused_campaigns = check_complaint_rates(
+        session, {s.delivery.campaign_id for s in matched if s.event.type == ev.COMPLAINED})
+    _log(stored)
+    return summary
+
+
+def _match(session: Session, events: Sequence[ev.DeliveryEvent]) -> list[StoredEvent]:
+    """Each event with its delivery (if any) and its subscriber (from the delivery, else by
+    address)."""
     refs = match_deliveries(session, events)
     by_email = _subscribers_by_email(session, [e for e in events if e.event_id not in refs])
     candidates = []
@@ -144,25 +161,17 @@ def ingest_events(
         ref = refs.get(event.event_id)
         subscriber_id = ref.subscriber_id if ref is not None else by_email.get(event.email)
         candidates.append(StoredEvent(event, ref, subscriber_id))
-    inserted = _insert(session, candidates)  # event id -> row id, new events only
-    stored = [c for c in candidates if c.event.event_id in inserted]
+    return candidates
+
+
+def _count(summary: IngestSummary, stored: Sequence[StoredEvent]) -> None:
     summary.stored = len(stored)
-    summary.duplicates = len(raw_events) - summary.invalid - len(stored)
+    summary.duplicates = summary.received - summary.invalid - len(stored)
     for item in stored:
         summary.by_type[item.event.type] += 1
         if item.delivery is not None:
             summary.matched += 1
     summary.unmatched = summary.stored - summary.matched
-    matched = [s for s in stored if s.delivery is not None]
-    _advance_deliveries(session, [inserted[s.event.event_id] for s in matched],
-                        {s.delivery.id for s in matched})
-    summary.suppressed = apply_suppressions(session, stored, settings)
-    warnings, paused = check_complaint_rates(
-        session, {s.delivery.campaign_id for s in stored
-                  if s.delivery is not None and s.event.type == ev.COMPLAINED})
-    summary.warnings, summary.paused_campaigns = warnings, paused
-    _log(stored)
-    return summary
 
 
 def _normalize(raw_events: Iterable[Any], summary: IngestSummary) -> list[ev.DeliveryEvent]:
