@@ -57,6 +57,8 @@ class Subscriber(Base):
     #: When a confirmation email was handed off for this pending subscriber (at most once).
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set on the preference page ("pause my emails"): no send draws them before this time.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -211,9 +211,17 @@ def not_suppressed() -> ColumnElement[bool]:
     return ~exists(select(literal(1)).where(Suppression.email_hash == Subscriber.email_hash))
 
 
+def not_paused() -> ColumnElement[bool]:
+    """True unless the subscriber paused their emails until a time still ahead."""
+    from mailer.storage.base import utcnow
+
+    return or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= utcnow())
+
+
 def audience_filter(condition: ColumnElement[bool] | None) -> ColumnElement[bool]:
-    """``condition`` limited to active, unsuppressed subscribers (what every send uses)."""
-    parts = [Subscriber.status == ACTIVE, not_suppressed()]
+    """``condition`` limited to active, unsuppressed, unpaused subscribers (what every send
+    uses)."""
+    parts = [Subscriber.status == ACTIVE, not_suppressed(), not_paused()]
     if condition is not None:
         parts.append(condition)
     return and_(*parts)

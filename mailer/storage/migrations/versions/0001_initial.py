@@ -85,6 +85,7 @@ def upgrade() -> None:
     sa.Column('confirmed_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('confirm_sent_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('last_digest_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('paused_until', mailer.storage.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', mailer.storage.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
