@@ -15,7 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from mailer.cli import context
 from mailer.cli.apps import app, campaigns_app
 from mailer.delivery import recovery
-from mailer.delivery.engine import SendSummary, in_doubt_policy, send_campaign, start_campaign
+from mailer.delivery.engine import (
+    SendSummary,
+    in_doubt_policy,
+    send_campaign,
+    start_campaign,
+    status_counts,
+)
 from mailer.delivery.worker import run_worker
 
 
@@ -60,7 +66,10 @@ def send_command(
             count = recovery.requeue_held(session, campaign_id, by="campaigns send")
         context.stderr().print(f"{count} in-doubt deliveries queued to be sent again")
     total = start_campaign(db, settings, campaign_id, by="campaigns send")
-    with _stop_on_signals() as stop, _progress(total, as_json) as progress:
+    with db.session() as session:  # a resumed send's bar starts where the last one stopped
+        counts = status_counts(session, campaign_id)
+    settled = total - counts["pending"] - counts["in_doubt"]
+    with _stop_on_signals() as stop, _progress(total, settled, as_json) as progress:
         summary = send_campaign(db, settings, campaign_id, stop=stop, progress=progress)
     data = summary.to_dict() | {"in_doubt_policy": in_doubt_policy(settings)}
     context.emit(data, as_json, _print_summary)
@@ -71,7 +80,7 @@ def send_command(
 
 
 @contextlib.contextmanager
-def _progress(total: int, as_json: bool):
+def _progress(total: int, settled: int, as_json: bool):
     if as_json or not context.show_progress():
         yield None
         return
@@ -79,9 +88,10 @@ def _progress(total: int, as_json: bool):
                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(),
                    console=context.stderr(), transient=False)
     with bar:
-        task = bar.add_task("send", total=total or None, note="")
+        task = bar.add_task("send", total=total or None, completed=settled, note="")
+
         def update(stats) -> None:
-            bar.update(task, completed=stats.handled,
+            bar.update(task, completed=settled + stats.handled,
                        note=f"{stats.accepted:,} accepted, {stats.failed:,} failed")
 
         yield update

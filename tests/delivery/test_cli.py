@@ -79,3 +79,15 @@ def test_campaigns_status_states_the_in_doubt_policy(cli, db, monkeypatch):
     data = cli("campaigns", "status", campaign_id, "--json").json()
     assert data["in_doubt_policy"] == {"policy": "hold", "grace_seconds": 600,
                                        "evidence": "the outbox file"}
+
+
+def test_progress_bar_on_a_terminal_and_clean_json_otherwise(cli, db, monkeypatch):
+    from mailer.cli import context
+
+    add_subscribers(db, 4)
+    campaign_id = approved_campaign(db)
+    monkeypatch.setattr(context, "show_progress", lambda: True)
+    result = cli("campaigns", "send", campaign_id)
+    assert result.exit_code == 0
+    assert "sending" in result.stderr and "4/4" in result.stderr
+    assert "4 accepted" in result.stdout
