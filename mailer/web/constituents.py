@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -160,8 +161,26 @@ def save_preferences(session: Session, subscriber: Subscriber, form, known: set[
     if errors.get("zip"):
         raise InvalidInput(errors["zip"])
     _apply(session, subscriber, signup)
+    _apply_pause(subscriber, str(form.get("pause") or ""))
     if subscriber.status == UNSUBSCRIBED:
         service.confirm(session, subscriber, cause="resubscribed on the preference page")
+
+
+#: The pause choices offered on the preference page (days); "resume" ends a pause.
+PAUSE_DAYS = (30, 90)
+
+
+def _apply_pause(subscriber: Subscriber, choice: str) -> None:
+    if choice == "resume":
+        subscriber.paused_until = None
+    elif choice.isdigit() and int(choice) in PAUSE_DAYS:
+        subscriber.paused_until = utcnow() + timedelta(days=int(choice))
+
+
+def paused_until(subscriber: Subscriber):
+    """When the subscriber's pause ends, or None when they are not paused."""
+    until = subscriber.paused_until
+    return until if until is not None and until > utcnow() else None
 
 
 def unsubscribe(session: Session, subscriber: Subscriber, *, one_click: bool) -> None:

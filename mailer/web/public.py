@@ -156,7 +156,7 @@ def _preferences_page(request: Request, session, subscriber: Subscriber, token: 
         "zip": subscriber.zip or "", "status": subscriber.status,
         "topics": c.topic_choices(session), "chosen_topics": c.followed_topics(session, subscriber),
         "frequencies": _frequencies(), "frequency": subscriber.frequency,
-        "can_pause": False, "paused": False,
+        "paused_until": c.paused_until(subscriber), "pause_days": c.PAUSE_DAYS,
         "unsubscribe_token": request.app.state.signer.make(subscriber.id, "unsubscribe"),
     })
 

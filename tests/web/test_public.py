@@ -312,3 +312,41 @@ def test_office_branding_from_settings(settings, db, topics):
         page = client.get("/subscribe")
     assert "<title>Subscribe · Office of Senator Jane Roe</title>" in page.text
     assert '<img src="https://senator.example.gov/seal.png" alt=""' in page.text
+
+
+def test_pause_takes_someone_out_of_every_audience_until_it_ends(client, app, db, topics):
+    from datetime import timedelta
+
+    from subscribers import segments
+
+    person_id = add_subscriber(db, "rest@example.org", topics=["agriculture"])
+    token = app.state.signer.make(person_id, "preferences")
+
+    def audience() -> int:
+        with db.session() as session:
+            return segments.count(session, query='topic = "agriculture"')
+
+    assert audience() == 1
+    page = client.get(f"/preferences/{token}")
+    saved = client.post(f"/preferences/{token}", data={
+        "csrf_token": csrf_from(page.text), "topics": ["agriculture"],
+        "frequency": "immediate", "pause": "30"})
+    assert "Your emails are paused until" in saved.text
+    assert audience() == 0
+    with db.session() as session:
+        person = session.get(Subscriber, person_id)
+        assert person.status == "active"
+        assert timedelta(days=29) < person.paused_until - utcnow() <= timedelta(days=30)
+        person.paused_until = utcnow() - timedelta(seconds=1)  # the pause has run out
+    assert audience() == 1
+
+    with db.session() as session:
+        session.get(Subscriber, person_id).paused_until = utcnow() + timedelta(days=5)
+    page = client.get(f"/preferences/{token}")
+    assert '<option value="resume">' in page.text
+    client.post(f"/preferences/{token}", data={
+        "csrf_token": csrf_from(page.text), "topics": ["agriculture"],
+        "frequency": "immediate", "pause": "resume"})
+    assert audience() == 1
+    with db.session() as session:
+        assert session.get(Subscriber, person_id).paused_until is None
