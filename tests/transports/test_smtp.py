@@ -147,3 +147,21 @@ def test_starttls_verifies_the_server_and_then_sends(tmp_path, monkeypatch):
         controller.stop()
     assert results[0].accepted
     assert len(handler.messages) == 1
+
+
+def test_implicit_tls(tmp_path, monkeypatch):
+    cert_path, key_path = _self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    handler = Recorder()
+    controller = Controller(handler, hostname="127.0.0.1", port=_free_port(),
+                            ssl_context=context)
+    controller.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))
+        results = SMTPTransport("127.0.0.1", controller.port, tls="tls", timeout=5).send(
+            Batch(message(), [recipient(1), recipient(2)]))
+    finally:
+        controller.stop()
+    assert [r.accepted for r in results] == [True, True]
+    assert len(handler.messages) == 2 and len(handler.sessions) == 1
