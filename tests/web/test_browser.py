@@ -166,8 +166,10 @@ def test_constituent_journey(page, browser, server, db, topics, artifacts_dir):
     page.check("#topic-agriculture")
     page.uncheck("#topic-human-trafficking")
     page.check("#frequency-daily")
+    page.select_option("#pause", "30")
     page.click("button:has-text('Save my choices')")
     page.wait_for_selector("text=Your choices are saved")
+    page.wait_for_selector("text=Your emails are paused until")
     assert page.is_checked("#topic-agriculture") and page.is_checked("#frequency-daily")
     assert _low_contrast(page) == [] and _unlabelled_inputs(page) == []
     page.screenshot(path=str(artifacts_dir / "web-03-preferences.png"), full_page=True)
