@@ -85,7 +85,8 @@ def _public_url(settings: Settings) -> list[Finding]:
 
 def _transport(settings: Settings) -> list[Finding]:
     if settings.transport == "sendgrid" and settings.sendgrid_api_key is None:
-        return [Finding("transport", FAIL, "MAILER_TRANSPORT=sendgrid needs MAILER_SENDGRID_API_KEY")]
+        return [Finding("transport", FAIL,
+                        "MAILER_TRANSPORT=sendgrid needs MAILER_SENDGRID_API_KEY")]
     if settings.transport == "smtp" and not settings.smtp_host:
         return [Finding("transport", FAIL, "MAILER_TRANSPORT=smtp needs MAILER_SMTP_HOST")]
     if settings.transport == "outbox":
@@ -98,8 +99,8 @@ def _webhook(settings: Settings) -> list[Finding]:
     if settings.transport != "sendgrid":
         return []
     if settings.sendgrid_webhook_public_key is None:
-        return [Finding("webhook", WARN, "MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY is not set: bounces and"
-                        " complaints will not suppress anyone, and in-doubt sends follow"
+        return [Finding("webhook", WARN, "MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY is not set: bounces"
+                        " and complaints will not suppress anyone, and in-doubt sends follow"
                         f" MAILER_IN_DOUBT_POLICY={settings.in_doubt_policy}")]
     return [Finding("webhook", OK, "signed Event Webhook key set")]
 

@@ -123,7 +123,8 @@ def settings(database_url, tmp_path, monkeypatch):
     monkeypatch.setenv("MAILER_DATABASE_URL", database_url)
     monkeypatch.setenv("MAILER_OUTBOX_DIR", str(tmp_path / "outbox"))
     monkeypatch.setenv("MAILER_SECRET_KEY", "test-secret-key")
-    monkeypatch.setenv("MAILER_POSTAL_ADDRESS", "123 Hart Senate Office Building, Washington, DC 20510")
+    monkeypatch.setenv("MAILER_POSTAL_ADDRESS",
+                       "123 Hart Senate Office Building, Washington, DC 20510")
     monkeypatch.setenv("MAILER_PUBLIC_URL", "https://news.senator.example.gov")
     monkeypatch.setenv("MAILER_TEMPLATES_DIR", str(ROOT / "templates"))
     cli_context.reset()

@@ -140,7 +140,8 @@ def open_database(settings: Settings, *, migrate: bool = True) -> Database:
     except OperationalError as exc:
         engine.dispose()
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise ConfigError(f"cannot open database {engine.url.render_as_string()}: {reason}") from None
+        where = engine.url.render_as_string()  # hides the password
+        raise ConfigError(f"cannot open database {where}: {reason}") from None
     return Database(engine)
 
 
