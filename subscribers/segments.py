@@ -24,8 +24,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Select,
+    String,
     and_,
     exists,
     func,
@@ -35,7 +37,9 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.functions import FunctionElement
 
 from mailer.errors import NotFound, QueryError
 from mailer.ingest.models import Topic
@@ -56,6 +60,41 @@ _TEXT_COLUMNS = {
     "county": Subscriber.county, "state": Subscriber.state, "district": Subscriber.district,
     "status": Subscriber.status, "frequency": Subscriber.frequency,
 }
+class unindexed(FunctionElement):  # noqa: N801 - reads like the SQL construct it is
+    """``column`` as a filter the planner should check on a scan rather than look up through
+    an index: SQLite renders ``+column`` (its documented way to say so), other databases the
+    plain column. "status = active" matches nearly every subscriber, and without statistics
+    SQLite would otherwise walk the status index and fetch each row by id (several times
+    slower on a million rows than scanning)."""
+
+    name = "unindexed"
+    type = String()
+    inherit_cache = True
+
+
+class unindexed_condition(unindexed):  # noqa: N801
+    """A whole condition the SQLite planner must not drive the query from."""
+
+    name = "unindexed_condition"
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(unindexed)
+def _unindexed_plain(element, compiler, **kw):
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(unindexed, "sqlite")
+def _unindexed_sqlite(element, compiler, **kw):
+    return "+(" + compiler.process(element.clauses, **kw) + ")"
+
+
+def status_column():
+    """``Subscriber.status`` for filtering (see ``unindexed``)."""
+    return unindexed(Subscriber.status)
+
+
 _CLOSED_SETS = {"status": STATUSES, "frequency": FREQUENCIES}
 _NOT_NULL = {"email", "status", "frequency"}
 
@@ -70,9 +109,10 @@ def compile_query(text: str, *, zone: ZoneInfo | None = None) -> ColumnElement[b
     return compile_node(parse_query(text), zone=zone)
 
 
-def compile_node(node: Node, *, zone: ZoneInfo | None = None) -> ColumnElement[bool]:
+def compile_node(node: Node, *, zone: ZoneInfo | None = None,
+                 correlated: bool = False) -> ColumnElement[bool]:
     """Compile an already parsed tree. Raises QueryError as ``compile_query`` does."""
-    return _Compiler(zone or _office_zone()).compile(node)
+    return _Compiler(zone or _office_zone(), correlated).compile(node)
 
 
 def _office_zone() -> ZoneInfo:
@@ -85,8 +125,11 @@ def _office_zone() -> ZoneInfo:
 
 
 class _Compiler:
-    def __init__(self, zone: ZoneInfo):
+    def __init__(self, zone: ZoneInfo, correlated: bool = False):
         self.zone = zone
+        #: Topics as a correlated EXISTS (cheap when only a few subscribers are checked)
+        #: rather than one IN list read in full (cheap when most are).
+        self.correlated = correlated
 
     def compile(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, And):
@@ -102,10 +145,10 @@ class _Compiler:
     def membership(self, node: In) -> ColumnElement[bool]:
         if node.field == "topic":
             slugs = [_topic_slug(v) for v in node.values]
-            return _follows(Topic.slug.in_(slugs))
+            return _follows(Topic.slug.in_(slugs), self.correlated)
         if node.field == "joined":
             return or_(*(self.joined(Compare("joined", "=", v)) for v in node.values))
-        column = _TEXT_COLUMNS[node.field]
+        column = _column(node.field)
         values = [_text_value(node.field, v) for v in node.values]
         return _present(node.field, column.in_(values))
 
@@ -116,7 +159,7 @@ class _Compiler:
             return self.topic(node)
         if node.field == "joined":
             return self.joined(node)
-        column = _TEXT_COLUMNS[node.field]
+        column = _column(node.field)
         if node.op == "~":
             return _present(node.field, column.ilike(_glob_to_like(node.value.text), escape="\\"))
         value = _text_value(node.field, node.value, ordered=node.op != "=")
@@ -124,9 +167,10 @@ class _Compiler:
 
     def topic(self, node: Compare) -> ColumnElement[bool]:
         if node.op == "=":
-            return _follows(Topic.slug == _topic_slug(node.value))
+            return _follows(Topic.slug == _topic_slug(node.value), self.correlated)
         if node.op == "~":
-            return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"))
+            return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"),
+                            self.correlated)
         raise QueryError(f"'topic' takes =, !=, ~ or in, not {node.op!r}", node.value.position)
 
     def joined(self, node: Compare) -> ColumnElement[bool]:
@@ -161,6 +205,10 @@ _OPS = {
 }
 
 
+def _column(field: str):
+    return status_column() if field == "status" else _TEXT_COLUMNS[field]
+
+
 def _present(field: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     """Make a comparison on a nullable column false (not NULL) when the value is missing, so
     that ``not`` around it is true for people without that detail."""
@@ -169,12 +217,19 @@ def _present(field: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(_TEXT_COLUMNS[field].is_not(None), condition)
 
 
-def _follows(slug_condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists(
-        select(literal(1))
-        .select_from(SubscriberTopic)
+def _follows(slug_condition: ColumnElement[bool], correlated: bool = False
+             ) -> ColumnElement[bool]:
+    if correlated:
+        return exists(select(literal(1)).select_from(SubscriberTopic)
+                      .join(Topic, Topic.id == SubscriberTopic.topic_id)
+                      .where(SubscriberTopic.subscriber_id == Subscriber.id, slug_condition))
+    # An uncorrelated IN: the database reads the topic's followers once (SQLite then fetches
+    # those subscribers by id, PostgreSQL hashes them) instead of running a subquery per
+    # subscriber: nine times faster on SQLite. subscriber_id is never NULL, so NOT IN is safe.
+    return Subscriber.id.in_(
+        select(SubscriberTopic.subscriber_id)
         .join(Topic, Topic.id == SubscriberTopic.topic_id)
-        .where(SubscriberTopic.subscriber_id == Subscriber.id, slug_condition)
+        .where(slug_condition)
     )
 
 
@@ -207,8 +262,9 @@ def _glob_to_like(pattern: str) -> str:
 # --- audiences -------------------------------------------------------------------------------
 
 def not_suppressed() -> ColumnElement[bool]:
-    """True for subscribers whose address hash is not on the suppression list."""
-    return ~exists(select(literal(1)).where(Suppression.email_hash == Subscriber.email_hash))
+    """True for subscribers whose address hash is not on the suppression list. (NOT IN over
+    a NOT NULL column: the list is read once, not probed by a subquery per subscriber.)"""
+    return Subscriber.email_hash.not_in(select(Suppression.email_hash))
 
 
 def not_paused() -> ColumnElement[bool]:
@@ -221,7 +277,7 @@ def not_paused() -> ColumnElement[bool]:
 def audience_filter(condition: ColumnElement[bool] | None) -> ColumnElement[bool]:
     """``condition`` limited to active, unsuppressed, unpaused subscribers (what every send
     uses)."""
-    parts = [Subscriber.status == ACTIVE, not_suppressed(), not_paused()]
+    parts = [status_column() == ACTIVE, not_suppressed(), not_paused()]
     if condition is not None:
         parts.append(condition)
     return and_(*parts)
@@ -242,17 +298,23 @@ def resolve_condition(session: Session, *, query: str | None = None,
     Raises InvalidInput when both or neither are given, NotFound for an unknown segment,
     QueryError for a bad query.
     """
+    return compile_query(resolve_query_text(session, query=query, segment=segment))
+
+
+def resolve_query_text(session: Session, *, query: str | None = None,
+                       segment: str | int | None = None) -> str:
+    """The query text given, or the saved segment's. Raises as ``resolve_condition``."""
     if (query is None) == (segment is None):
         raise QueryError("give either a query or a segment, not both or neither", 0)
-    if segment is not None:
-        if isinstance(segment, int):
-            found = session.get(Segment, segment)
-            if found is None:
-                raise NotFound(f"no segment with id {segment}")
-        else:
-            found = get_segment(session, segment)
-        query = found.query
-    return compile_query(query)
+    if segment is None:
+        return query
+    if isinstance(segment, int):
+        found = session.get(Segment, segment)
+        if found is None:
+            raise NotFound(f"no segment with id {segment}")
+    else:
+        found = get_segment(session, segment)
+    return found.query
 
 
 def audience_select(session: Session, *, query: str | None = None,
@@ -303,9 +365,21 @@ def count(session: Session, *, query: str | None = None, segment: str | int | No
     """How many subscribers match. With ``audience`` (the default) only those a send would
     reach (active, not suppressed); otherwise every matching subscriber whatever their status.
     """
-    condition = resolve_condition(session, query=query, segment=segment)
-    where = audience_filter(condition) if audience else condition
-    return session.scalar(select(func.count()).select_from(Subscriber).where(where)) or 0
+    node = parse_query(resolve_query_text(session, query=query, segment=segment))
+    condition = compile_node(node)
+    if not audience:
+        return session.scalar(select(func.count()).select_from(Subscriber).where(condition)) or 0
+    # Reachable = matching active people minus those of them on the suppression list. The
+    # second count walks the (short) suppression list through the email_hash index instead
+    # of probing the list once per subscriber: five times faster on a million rows, and
+    # exact because each hash appears on the list at most once.
+    reachable = and_(status_column() == ACTIVE, not_paused(), condition)
+    everyone = select(func.count()).select_from(Subscriber).where(reachable)
+    suppressed = select(func.count()).select_from(Subscriber).where(
+        Subscriber.email_hash.in_(select(Suppression.email_hash)),
+        unindexed_condition(and_(status_column() == ACTIVE, not_paused(),
+                                 compile_node(node, correlated=True))))
+    return session.scalar(select(everyone.scalar_subquery() - suppressed.scalar_subquery())) or 0
 
 
 def matching_select(session: Session, *, query: str | None = None,

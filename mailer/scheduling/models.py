@@ -1,10 +1,10 @@
-"""Recurring digests and the scheduler's leader lease."""
+"""Recurring digests, who each digest campaign was planned for, and the scheduler's lease."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, String, Text
+from sqlalchemy import Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.storage.base import Base, UTCDateTime, utcnow
@@ -26,6 +26,21 @@ class Digest(Base):
     #: What the last run did, or why it was refused (shown by ``digests list``).
     last_result: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DigestRecipient(Base):
+    """A subscriber a digest campaign was planned for (``mailer.scheduling.digests``): the
+    campaign's audience is these people, still limited at send time to active, unsuppressed
+    subscribers of the digest's frequency."""
+
+    __tablename__ = "digest_recipients"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
+    )
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
 
 
 class LeaderLease(Base):

@@ -247,3 +247,23 @@ def test_disable_and_enable(cli, db, settings):
     assert on["active"] and on["next_run"].split()[1] == "08:00"
     assert list(digest_jobs(db, settings)) == [f"digest-{digest['id']}"]
     assert cli("digests", "disable", 999).exit_code != 0
+
+
+def test_planned_members_are_checked_again_when_the_audience_is_drawn(
+        db, settings, newsroom, monkeypatch):
+    from mailer.scheduling.scheduler import reconcile
+    from subscribers.models import Subscriber
+
+    monkeypatch.setattr(digests, "_start_all", lambda db_, settings_, ids: {
+        i: "left for the scheduler" for i in ids})  # plan now, start later
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    with db.session() as session:
+        session.get(Subscriber, newsroom["people"]["farm"]).status = "unsubscribed"
+        add_subscriber(session, "latecomer@example.org", topics=["agriculture"],
+                       frequency="weekly")  # joined after planning: next week's digest
+    assert set(reconcile(db, settings).values()) == {"started"}
+    assert recipients_by_campaign(db, result) == {
+        (newsroom["farm"],): set(),
+        (newsroom["vets"],): {"vets@example.org"},
+        (newsroom["farm"], newsroom["vets"]): {"both@example.org"},
+    }

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 10:52:30.408685
+Create Date: 2026-11-22 11:04:55.539156
 """
 from alembic import op
 import sqlalchemy as sa
@@ -92,9 +92,11 @@ def upgrade() -> None:
     sa.UniqueConstraint('email', name=op.f('uq_subscribers_email'))
     )
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.create_index('ix_subscribers_status_county', ['status', 'county'], unique=False)
-        batch_op.create_index('ix_subscribers_status_created_at', ['status', 'created_at'], unique=False)
-        batch_op.create_index('ix_subscribers_status_zip', ['status', 'zip'], unique=False)
+        batch_op.create_index('ix_subscribers_county', ['county'], unique=False)
+        batch_op.create_index('ix_subscribers_created_at', ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_subscribers_email_hash'), ['email_hash'], unique=False)
+        batch_op.create_index('ix_subscribers_status', ['status'], unique=False)
+        batch_op.create_index('ix_subscribers_zip', ['zip'], unique=False)
 
     op.create_table('suppressions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -356,9 +358,11 @@ def downgrade() -> None:
     op.drop_table('topics')
     op.drop_table('suppressions')
     with op.batch_alter_table('subscribers', schema=None) as batch_op:
-        batch_op.drop_index('ix_subscribers_status_zip')
-        batch_op.drop_index('ix_subscribers_status_created_at')
-        batch_op.drop_index('ix_subscribers_status_county')
+        batch_op.drop_index('ix_subscribers_zip')
+        batch_op.drop_index('ix_subscribers_status')
+        batch_op.drop_index(batch_op.f('ix_subscribers_email_hash'))
+        batch_op.drop_index('ix_subscribers_created_at')
+        batch_op.drop_index('ix_subscribers_county')
 
     op.drop_table('subscribers')
     op.drop_table('segments')
