@@ -111,7 +111,6 @@ def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str
             transition(session, campaign, S.MISSED, by="scheduler",
                        reason=f"could not start: {exc}")
         return "missed"
-    log.info("campaign %s started", campaign_id)
     return "started"
 
 

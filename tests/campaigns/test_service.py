@@ -112,6 +112,15 @@ def test_schedule_needs_approval_first(db, settings):
             service.schedule_campaign(session, campaign, at=TOMORROW_NOON, settings=settings)
 
 
+def test_schedule_refuses_a_self_approved_campaign_once_approval_is_required(db, settings):
+    with db.session() as session:  # approved by its author while approval was switched off
+        campaign = add_campaign(session, status=S.APPROVED, created_by="alice",
+                                approved_by="alice")
+        with pytest.raises(PolicyRefusal, match="own author"):
+            service.schedule_campaign(session, campaign, at=TOMORROW_NOON, settings=settings)
+        assert campaign.status == S.APPROVED
+
+
 def test_schedule_without_required_approval_approves_on_the_spot(db, settings):
     relaxed = settings.model_copy(update={"require_approval": False})
     with db.session() as session:
