@@ -160,6 +160,15 @@ def _print_report(console: Console, report: dict) -> None:
     for name, value in report["rates"].items():
         rates.add_row(name, "—" if value is None else f"{value:.2%}")
     console.print(rates)
+    for key, label in (("by_topic", "topic"), ("by_county", "county")):
+        if report[key]:
+            table = Table(label, "recipients", "delivered", "bounced", "opened", "complained",
+                          box=None)
+            for row in report[key][:10]:
+                table.add_row(esc(str(row[label] or "(not on file)")), *(
+                    f"{row[m]:,}" for m in ("recipients", "delivered", "bounced", "opened",
+                                            "complained")))
+            console.print(table)
     if report["slowest_domains"]:
         slow = Table("slowest domain", "delivered", "median s", "p90 s", box=None)
         for row in report["slowest_domains"]:

@@ -18,6 +18,7 @@ delivered already pauses. Pausing is cheap to undo; a blocked domain is not.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from sqlalchemy import func, or_, select
@@ -33,6 +34,7 @@ WARN_RATE = 0.001
 PAUSE_RATE = 0.003
 GUARD = "reputation-guard"
 WARNING_PREFIX = "complaint rate"
+logger = logging.getLogger(__name__)
 
 
 def complaint_rate(session: Session, campaign_id: int) -> tuple[int, int, float]:
@@ -75,6 +77,7 @@ def _warn(session: Session, campaign_id: int, message: str) -> str:
     if campaign is not None and (not campaign.status_reason
                                  or campaign.status_reason.startswith(WARNING_PREFIX)):
         campaign.status_reason = text
+    logger.warning("campaign %s: %s", campaign_id, text)
     log_event("reputation_warning", campaign=campaign_id, outcome="warn", reason=text)
     return text
 
@@ -86,6 +89,7 @@ def pause_sending_campaigns(session: Session, reason: str) -> list[int]:
     paused = []
     for campaign in session.scalars(stmt).all():
         transition(session, campaign, CS.PAUSED, by=GUARD, reason=reason)
+        logger.error("campaign %s %s", campaign.id, reason)
         paused.append(campaign.id)
         log_event("campaign_paused", campaign=campaign.id, outcome="paused", reason=reason)
     return paused
