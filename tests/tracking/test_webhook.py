@@ -374,3 +374,25 @@ def test_a_passing_conflict_is_retried_in_process(own_settings, signer, client_f
                                               headers=signer.headers(body))
     assert response.status_code == 204 and len(calls) == 2
     assert _stored(db) == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_arbitrary_unsigned_input_is_refused_cleanly(own_settings, client_for, db):
+    """Whatever a stranger posts, the answer is a 4xx and nothing is stored."""
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hsettings
+    from hypothesis import strategies as st
+
+    client = client_for(own_settings)
+    header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=120)
+
+    @hsettings(max_examples=30, deadline=None,
+               suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(body=st.binary(max_size=300), signature=st.none() | header_text,
+           timestamp=st.none() | header_text | st.integers(0, 2**40).map(str))
+    def check(body, signature, timestamp):
+        response = _post(client, body, signature, timestamp)
+        assert 400 <= response.status_code < 500, response.text
+
+    check()
+    assert _stored(db) == 0
