@@ -203,3 +203,14 @@ def test_injection_attempts_fail_cleanly_and_leave_data_untouched(db, people):
         session.execute(update(Subscriber).where(Subscriber.email == "mn@example.com")
                         .values(name="x' OR 1=1 --"))
     assert matching(db, 'name = "x\' OR 1=1 --"') == ["mn"]
+
+
+def test_count_subtracts_suppressed_followers_exactly(db, people):
+    with db.session() as session:
+        service.suppress(session, "ward1@example.org", "complained")  # follows two topics
+        service.suppress(session, "nobody-here@example.org", "forgotten")
+        for query in ['topic = "veterans"', 'topic in ("veterans", "human-trafficking")',
+                      'not topic = "veterans"', 'state = "ND"', 'county = "Ward"']:
+            listed = session.execute(segments.audience_select(session, query=query)).all()
+            assert segments.count(session, query=query) == len(listed), query
+        assert segments.count(session, query='topic = "veterans"') == 1
