@@ -314,15 +314,21 @@ def _advance_statement():
     current_rank = case(STATUS_RANK, value=table.c.status, else_=0)
     new_status = case({rank: status for status, rank in STATUS_RANK.items()
                        if status in EVENT_STATUS.values()}, value=per_delivery.c.rank)
+    moves_status = current_rank < per_delivery.c.rank
     values: dict[str, Any] = {
-        "status": case((current_rank < per_delivery.c.rank, new_status), else_=table.c.status),
+        "status": case((moves_status, new_status), else_=table.c.status),
         "updated_at": bindparam("now", type_=UTCDateTime()),
     }
+    changes = [moves_status]
     for column in TIME_COLUMNS:
         new, old = per_delivery.c[column], table.c[column]
-        values[column] = case((and_(new.is_not(None), or_(old.is_(None), new < old)), new),
-                              else_=old)
-    return update(table).where(table.c.id == per_delivery.c.delivery_id).values(values)
+        earlier = and_(new.is_not(None), or_(old.is_(None), new < old))
+        values[column] = case((earlier, new), else_=old)
+        changes.append(earlier)
+    # Rows nothing changes for (a late "processed", a second open) are left alone: on
+    # PostgreSQL every UPDATE writes a new row version and new index entries.
+    return (update(table).where(table.c.id == per_delivery.c.delivery_id, or_(*changes))
+            .values(values))
 
 
 def _types_setting(column: str) -> list[str]:

@@ -222,3 +222,12 @@ def test_concurrent_posts_about_the_same_deliveries_store_each_event_once(db, se
                                         Delivery.opened_at)
                                  .where(Delivery.campaign_id == campaign.id)).all()
     assert set(states) == {("delivered", at(2), at(9))}
+
+
+def test_events_that_change_nothing_leave_the_row_untouched(db, settings, one):
+    ingest(db, settings, [sg_event(one, "delivered", at=at(2)), sg_event(one, "open", at=at(5))])
+    before = reload(db, one).updated_at
+    ingest(db, settings, [sg_event(one, "processed", at=at(0)), sg_event(one, "open", at=at(9))])
+    assert reload(db, one).updated_at == before
+    ingest(db, settings, [sg_event(one, "click", at=at(10))])
+    assert reload(db, one).updated_at > before
