@@ -24,7 +24,8 @@ ROUTER_MODULES = (
 def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     db = db or open_database(settings)
-    app = FastAPI(title="mailer", docs_url="/api/docs", openapi_url="/api/openapi.json",
+    # /api/docs is served by mailer.web.apidocs (server-rendered: no CDN, no inline script).
+    app = FastAPI(title="mailer", docs_url=None, openapi_url="/api/openapi.json",
                   redoc_url=None)
     app.state.settings = settings
     app.state.db = db

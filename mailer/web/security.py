@@ -38,12 +38,6 @@ EMAIL_CSP = (
 )
 #: The same, embeddable by our own dashboard (preview and report iframes).
 EMAIL_FRAME_CSP = EMAIL_CSP.replace("frame-ancestors 'none'", "frame-ancestors 'self'")
-#: FastAPI's Swagger UI loads its assets from jsDelivr and starts with an inline script.
-DOCS_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' https://cdn.jsdelivr.net; img-src 'self' https: data:; "
-    "frame-ancestors 'none'"
-)
 
 BASE_HEADERS = {
     b"x-content-type-options": b"nosniff",
@@ -68,14 +62,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        docs = scope.get("path", "") in ("/api/docs", "/api/docs/oauth2-redirect")
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 extra = dict(BASE_HEADERS)
-                extra[b"content-security-policy"] = (DOCS_CSP if docs else PAGE_CSP).encode()
+                extra[b"content-security-policy"] = PAGE_CSP.encode()
                 extra[b"x-frame-options"] = b"DENY"
                 if self.hsts:
                     extra[b"strict-transport-security"] = b"max-age=31536000; includeSubDomains"

@@ -143,3 +143,12 @@ def test_unsubscribe_through_the_api(client, db, tokens):
     history = client.get("/api/subscribers/phone@example.org",
                          headers=auth(tokens["alice"])).json()["history"]
     assert history[-1]["cause"] == "staff: alice (api)"
+
+
+def test_api_reference_is_served_without_cdn_or_inline_script(client):
+    page = client.get("/api/docs")
+    assert page.status_code == 200
+    assert "POST /api/campaigns/{campaign_id}/approve" in page.text
+    assert "<code>release_id</code>" in page.text
+    assert "cdn" not in page.text.lower() and "<script" not in page.text
+    assert "'unsafe-inline'" not in page.headers["content-security-policy"]
