@@ -102,8 +102,8 @@ def home(user: User = Depends(_user)) -> Response:
 def campaigns(request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(200)))
-        counts = ops.delivery_counts(session, [c.id for c in rows])
-    items = [(c, ops.progress(c, counts[c.id])) for c in rows]
+        counts = ops.delivery_counts(session, [c.id for c in rows if ops.needs_counting(c)])
+    items = [(c, ops.progress(c, counts.get(c.id, {}))) for c in rows]
     return render(request, "admin/campaigns.html", {"items": items})
 
 

@@ -319,3 +319,16 @@ def test_subscriber_data_is_escaped_in_the_dashboard(client, db, staff):
         page = client.get(path)
         assert "<script>alert" not in page.text
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
+
+
+def test_campaign_list_counts_only_unfinished_sends(client, db, staff, release_id):
+    from mailer.storage.base import utcnow
+
+    with db.session() as session:
+        sent = Campaign(release_id=release_id, query='status = "active"', subject="Old news",
+                        status="sent", started_at=utcnow(), finished_at=utcnow(),
+                        recipients=1000)
+        session.add(sent)
+    login(client, "alice")
+    page = client.get("/admin/campaigns")
+    assert "1000 / 1000" in page.text  # from the campaign row, no delivery rows read
