@@ -16,8 +16,10 @@ from xml.sax.saxutils import escape as xml_escape
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.errors import InvalidInput
 from mailer.ingest.models import Release
 from mailer.tokens import InvalidToken
 from mailer.web import constituents as c
@@ -93,17 +95,23 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         raise HTTPException(429, "Too many signups from your network. Try again later.")
     if honeypot_filled(form):
         return _check_email(request)
-    db = request.app.state.db
-    with db.session() as session:
-        known = {t.slug for t in c.topic_choices(session)}
-        raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
-        raw["topics"] = form.getlist("topics")
-        signup, errors = c.validate_signup(raw, known)
-        if errors:
-            values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
-                      "zip": raw["zip"] or ""}
-            return _form_page(request, session, values, errors, status_code=422)
-        mail = c.subscribe(session, signup, ip=client_ip(request), links=Links(request))
+    raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
+    raw["topics"] = form.getlist("topics")
+    for attempt in (1, 2):
+        try:
+            with request.app.state.db.session() as session:
+                signup, errors = c.validate_signup(
+                    raw, {t.slug for t in c.topic_choices(session)})
+                if errors:
+                    values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
+                              "zip": raw["zip"] or ""}
+                    return _form_page(request, session, values, errors, status_code=422)
+                mail = c.subscribe(session, signup, ip=client_ip(request),
+                                   links=Links(request))
+            break
+        except IntegrityError:  # the same address signed up at the same moment: now known
+            if attempt == 2:
+                raise
     # Someone typing a victim's address again and again must not flood their inbox: past a
     # few emails per address per hour the signup is recorded but no further email goes out
     # (the page is the same either way).
@@ -165,11 +173,15 @@ def _preferences_page(request: Request, session, subscriber: Subscriber, token: 
 async def preferences_save(token: str, request: Request) -> Response:
     form = await request.form()
     check_csrf(request, form)
-    with request.app.state.db.session() as session:
-        subscriber = _subscriber(request, session, token, "preferences")
-        known = {t.slug for t in c.topic_choices(session)}
-        c.save_preferences(session, subscriber, form, known)
-    flash(request, "Your choices are saved.", "success")
+    try:
+        with request.app.state.db.session() as session:
+            subscriber = _subscriber(request, session, token, "preferences")
+            known = {t.slug for t in c.topic_choices(session)}
+            c.save_preferences(session, subscriber, form, known)
+    except InvalidInput as exc:  # nothing was saved
+        flash(request, f"Not saved: {exc}", "error")
+    else:
+        flash(request, "Your choices are saved.", "success")
     return RedirectResponse(f"/preferences/{token}", status_code=303)
 
 

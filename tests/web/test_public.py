@@ -350,3 +350,34 @@ def test_pause_takes_someone_out_of_every_audience_until_it_ends(client, app, db
     assert audience() == 1
     with db.session() as session:
         assert session.get(Subscriber, person_id).paused_until is None
+
+
+def test_bad_zip_on_the_preference_page_is_explained_and_nothing_saved(client, app, db):
+    person_id = add_subscriber(db, "zip@example.org")
+    token = app.state.signer.make(person_id, "preferences")
+    page = client.get(f"/preferences/{token}")
+    answer = client.post(f"/preferences/{token}", data={
+        "csrf_token": csrf_from(page.text), "zip": "ABCDE", "frequency": "weekly"})
+    assert answer.status_code == 200 and "Not saved" in answer.text and "ZIP" in answer.text
+    assert subscriber(db, "zip@example.org").frequency == "immediate"
+
+
+def test_a_signup_racing_another_for_the_same_address_is_retried(client, db, topics,
+                                                                 monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from mailer.web import constituents
+
+    real, calls = constituents.subscribe, []
+
+    def racing(session, signup, **kwargs):
+        calls.append(signup.email)
+        if len(calls) == 1:  # the other request inserted the address first
+            raise IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed"))
+        return real(session, signup, **kwargs)
+
+    monkeypatch.setattr(constituents, "subscribe", racing)
+    answer = subscribe(client, "race@example.org")
+    assert answer.status_code == 200 and "Check your email" in answer.text
+    assert calls == ["race@example.org", "race@example.org"]
+    assert subscriber(db, "race@example.org").status == "pending"
