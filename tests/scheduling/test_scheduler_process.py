@@ -156,7 +156,9 @@ def test_sends_missed_while_no_scheduler_ran_start_or_become_missed(db, settings
 
 def test_two_schedulers_started_together_start_it_once(db, settings, schedulers):
     campaign_id = make_scheduled(db, seconds_from_now=3)
-    (_, first), (_, second) = schedulers.start("a"), schedulers.start("b")
+    # A lease long enough that a leader slowed down by a busy machine keeps it.
+    (_, first), (_, second) = (schedulers.start("a", MAILER_LEADER_LEASE_SECONDS="4"),
+                               schedulers.start("b", MAILER_LEADER_LEASE_SECONDS="4"))
     wait_for(lambda: status_of(db, campaign_id) == S.SENDING, what="the campaign to start")
     time.sleep(LEASE + 3 * TICK)
     assert starts_logged(db, campaign_id) == 1 and drawn(db, campaign_id) == 3
@@ -179,15 +181,16 @@ def test_killing_the_leader_lets_the_standby_take_over(db, settings, schedulers)
 
 
 def test_scheduler_stops_cleanly_on_sigterm_and_hands_over_at_once(db, settings, schedulers):
-    # A long lease: the standby checks every 2 s, but the lease would take 8 s to expire.
-    first, first_log = schedulers.start("first", MAILER_LEADER_LEASE_SECONDS="8")
+    # A long lease: the standby checks every 5 s, but the lease, renewed every 6.7 s, would
+    # take at least 13 s after the leader's exit to expire.
+    first, first_log = schedulers.start("first", MAILER_LEADER_LEASE_SECONDS="20")
     wait_for(lambda: leading(first_log), what="the first scheduler to lead")
-    _, second_log = schedulers.start("second", MAILER_LEADER_LEASE_SECONDS="8")
+    _, second_log = schedulers.start("second", MAILER_LEADER_LEASE_SECONDS="20")
     wait_for(lambda: "waiting to lead" in second_log.read_text(), what="the standby")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=15) == 0
     # Released on the way out, not left to expire.
-    wait_for(lambda: leading(second_log), timeout=5, what="the standby to take over")
+    wait_for(lambda: leading(second_log), timeout=10, what="the standby to take over")
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
