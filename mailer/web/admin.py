@@ -20,7 +20,14 @@ from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.models import Feed, Release, Topic
 from mailer.storage.base import utcnow
 from mailer.web import operations as ops
-from mailer.web.auth import authenticate, current_user, log_in, log_out, require_role
+from mailer.web.auth import (
+    ROLE_RANK,
+    authenticate,
+    current_user,
+    log_in,
+    log_out,
+    require_role,
+)
 from mailer.web.models import User
 from mailer.web.pages import flash, render
 from mailer.web.security import check_csrf, client_ip, email_headers
@@ -191,10 +198,12 @@ def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_us
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
         audience = _audience_now(session, campaign) if not counts else None
+    can_manage = ROLE_RANK.get(user.role, -1) >= ROLE_RANK["approver"]
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
         "release": release, "segment": segment, "audience": audience,
-        "can_approve": campaign.status == CampaignStatus.DRAFT and (
+        "can_manage": can_manage,
+        "can_approve": can_manage and campaign.status == CampaignStatus.DRAFT and (
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,
     })

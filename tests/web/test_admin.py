@@ -100,7 +100,8 @@ def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, 
     assert campaign_status(db, campaign_id) == "draft"
 
     page = client.get(f"/admin/campaigns/{campaign_id}")
-    assert "Someone other than alice must approve" in page.text
+    assert "An approver must approve this campaign" in page.text
+    assert "Cancel campaign" not in page.text and "Send now" not in page.text
     assert '<span data-field="audience">1</span> reachable now' in page.text
     assert 'href="/admin/campaigns" aria-current="page"' in page.text
     response = act(client, campaign_id, "approve")
@@ -332,3 +333,18 @@ def test_campaign_list_counts_only_unfinished_sends(client, db, staff, release_i
     login(client, "alice")
     page = client.get("/admin/campaigns")
     assert "1000 / 1000" in page.text  # from the campaign row, no delivery rows read
+
+
+def test_an_approver_cannot_approve_their_own_campaign(client, db, staff, release_id):
+    add_user(db, "carol", "admin")
+    login(client, "bob")
+    campaign_id = create_draft(client, release_id)
+    page = client.get(f"/admin/campaigns/{campaign_id}")
+    assert "Someone other than bob must approve" in page.text
+    assert f'action="/admin/campaigns/{campaign_id}/approve"' not in page.text
+    refused = act(client, campaign_id, "approve")  # posting anyway is refused by the rule
+    assert "someone else must approve" in refused.text
+    assert campaign_status(db, campaign_id) == "draft"
+    client.cookies.clear()
+    login(client, "carol")
+    assert "Approved." in act(client, campaign_id, "approve").text
