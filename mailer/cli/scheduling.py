@@ -76,7 +76,21 @@ def schedule_list_command(as_json: bool = JSON) -> None:
                           "at": data["next_run_at"], "at_local": data["next_run"],
                           "frequency": digest.frequency, "query": digest.query})
     items.sort(key=lambda item: item["at"] or "")
+    _warn_without_scheduler(items)
     context.emit(items, as_json, _print_schedule)
+
+
+def _warn_without_scheduler(items: list[dict[str, Any]]) -> None:
+    """Scheduled sends need a running scheduler; say so (on stderr) when none is."""
+    from mailer.scheduling.leader import current_leader
+
+    leader = current_leader(context.database())
+    if leader is not None:
+        context.stderr().print(f"scheduler running ({leader})", highlight=False)
+    elif items:
+        context.stderr().print(
+            "warning: no scheduler is running; nothing listed goes out until `mailer "
+            "scheduler` (or `mailer run`) starts", highlight=False)
 
 
 def _print_schedule(console, items: list[dict[str, Any]]) -> None:

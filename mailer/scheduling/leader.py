@@ -173,6 +173,21 @@ class AdvisoryLockLeader:
             self._connection = None
 
 
+def current_leader(db: Database) -> str | None:
+    """Who leads right now: the lease holder (SQLite), ``"pid N"`` of the backend holding the
+    advisory lock (PostgreSQL), or None when no scheduler is running."""
+    if db.dialect == "postgresql":
+        with db.engine.connect() as connection:
+            pid = connection.execute(text(
+                "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+                " WHERE d.datname = current_database() AND l.locktype = 'advisory'"
+                " AND l.granted AND l.classid = :high AND l.objid = :low AND l.objsubid = 1"),
+                {"high": SCHEDULER_LOCK_KEY >> 32, "low": SCHEDULER_LOCK_KEY & 0xFFFFFFFF},
+            ).scalar()
+        return f"database backend pid {pid}" if pid is not None else None
+    return LeaseLeader(db, 1).current_holder()
+
+
 def make_leader(db: Database, settings: Settings) -> LeaseLeader | AdvisoryLockLeader:
     if db.dialect == "postgresql":
         return AdvisoryLockLeader(db)

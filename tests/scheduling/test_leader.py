@@ -46,3 +46,33 @@ def test_advisory_lock_is_exclusive_and_dies_with_its_connection(db, settings):
     finally:
         first.release()
         second.release()
+
+
+def test_current_leader_names_the_running_scheduler(db, settings):
+    from mailer.scheduling.leader import current_leader
+
+    assert current_leader(db) is None
+    leader = make_leader(db, settings)
+    try:
+        assert leader.try_acquire()
+        holder = current_leader(db)
+        assert holder is not None
+        if db.dialect == "sqlite":
+            assert holder == leader.holder
+    finally:
+        leader.release()
+    assert current_leader(db) is None
+
+
+def test_schedule_list_warns_when_no_scheduler_runs(cli, db, settings):
+    cli("digests", "create", "--frequency", "daily", "--at", "07:00")
+    result = cli("schedule", "list", "--json")
+    assert result.exit_code == 0 and len(result.json()) == 1
+    assert "no scheduler is running" in result.stderr
+    leader = make_leader(db, settings)
+    try:
+        assert leader.try_acquire()
+        result = cli("schedule", "list", "--json")
+        assert "scheduler running" in result.stderr and "warning" not in result.stderr
+    finally:
+        leader.release()
