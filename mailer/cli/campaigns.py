@@ -181,6 +181,7 @@ def schedule_command(
 
     if not now:
         _mutate(campaign_id, as_json, action)
+        _warn_without_scheduler()
         return
     db = context.database()
     with db.session() as session:
@@ -195,6 +196,15 @@ def schedule_command(
     if outcome == "missed":  # refused or failed at the last moment; the reason is recorded
         raise InvalidInput(f"campaign {campaign_id} did not start: {campaign.status_reason}")
     context.emit(data, as_json, _print_campaign)
+
+
+def _warn_without_scheduler() -> None:
+    from mailer.scheduling.leader import current_leader
+
+    if current_leader(context.database()) is None:
+        context.stderr().print(
+            "warning: no scheduler is running; the campaign goes out when `mailer scheduler` "
+            "(or `mailer run`) is running at its time", highlight=False)
 
 
 @campaigns_app.command("pause")

@@ -61,6 +61,7 @@ def test_naive_time_is_office_time_stored_in_utc(cli, release_id, settings):
     assert stored.utcoffset() == timedelta(0)
     assert stored == local.replace(tzinfo=settings.zone)
     assert data["scheduled_for"].startswith(f"{local:%Y-%m-%d} 12:00 C")  # CST or CDT
+    assert "no scheduler is running" in result.stderr
 
 
 def test_explicit_offset_is_honoured(cli, release_id, settings):
