@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import functools
 import json
 import logging
+import threading
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -143,13 +145,25 @@ async def sendgrid_webhook(request: Request) -> Response:
     return Response(status_code=204)
 
 
+#: SQLite has one writer at a time. Posts handled by this process take turns here, where a
+#: waiting thread wakes the moment the previous one commits, instead of in SQLite's busy
+#: handler, which polls with growing sleeps. Signature checks and JSON parsing still overlap.
+_SQLITE_WRITER = threading.Lock()
+
+
+def _writer_turn(db):
+    return _SQLITE_WRITER if db.dialect == "sqlite" else contextlib.nullcontext()
+
+
 def _handle(request: Request, settings: Settings, body: bytes) -> dict:
     """Verify, parse and store (runs in a worker thread: crypto and SQL block)."""
     payload = verify(settings, body, request.headers.get(SIGNATURE_HEADER),
                      request.headers.get(TIMESTAMP_HEADER))
     events = parse_events(payload)
+    db = request.app.state.db
     try:
-        return ingest_with_retry(request.app.state.db, events, settings).to_dict()
+        with _writer_turn(db):
+            return ingest_with_retry(db, events, settings).to_dict()
     except SQLAlchemyError as exc:
         logger.error("webhook: storing %d events failed: %s", len(events),
                      str(getattr(exc, "orig", None) or exc).splitlines()[0])
