@@ -74,12 +74,13 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     params = {"b_campaign": campaign_id, "b_size": size, "b_batch": uuid.uuid4().hex,
               "b_worker": worker, "b_now": now,
               "b_lease": now + timedelta(seconds=lease_seconds)}
+    conn = session.connection()  # Core all the way: no ORM result processing per row
     if sql.lock is not None:
-        params["b_claimed"] = session.scalars(sql.lock, params).all()
-    session.execute(sql.claim, params)
-    rows = [tuple(r) for r in session.execute(sql.read_back, params).all()]
+        params["b_claimed"] = conn.execute(sql.lock, params).scalars().all()
+    conn.execute(sql.claim, params)
+    rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
     params["b_below"] = rows[-1][0] + 1 if rows else 2**31 - 1  # no sendable row: all
-    skipped = session.execute(sql.skip, params).rowcount or 0
+    skipped = conn.execute(sql.skip, params).rowcount or 0
     if not rows and not skipped:
         return None
     return Claim(params["b_batch"], campaign_id, rows, skipped)
@@ -116,7 +117,7 @@ def _statements(dialect: str) -> _Statements:
         status=DS.SENDING, batch_id=bindparam("b_batch", type_=String), attempts=C.attempts + 1,
         worker=bindparam("b_worker", type_=String), claimed_at=now, updated_at=now,
         lease_until=bindparam("b_lease", type_=UTCDateTime()))
-    read_back = (select(C.id, C.email, C.subscriber_id, Subscriber.name)
+    read_back = (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
                  .select_from(_with_subscribers(TABLE))
                  .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
     unsendable = (select(d.c.id).select_from(_with_subscribers(d))
@@ -152,7 +153,7 @@ def record_batch_accepted(session: Session, batch_id: str, message_id: str | Non
                           now: datetime | None = None) -> None:
     """Every row of the batch was accepted under one provider message id (the fast path)."""
     now = now or utcnow()
-    session.execute(
+    session.connection().execute(
         update(TABLE).where(C.batch_id == batch_id)
         .values(status=case((C.status.in_(_OPEN), DS.ACCEPTED), else_=C.status),
                 provider_message_id=message_id, sent_at=now, lease_until=None,
