@@ -109,10 +109,9 @@ def compile_query(text: str, *, zone: ZoneInfo | None = None) -> ColumnElement[b
     return compile_node(parse_query(text), zone=zone)
 
 
-def compile_node(node: Node, *, zone: ZoneInfo | None = None,
-                 correlated: bool = False) -> ColumnElement[bool]:
+def compile_node(node: Node, *, zone: ZoneInfo | None = None) -> ColumnElement[bool]:
     """Compile an already parsed tree. Raises QueryError as ``compile_query`` does."""
-    return _Compiler(zone or _office_zone(), correlated).compile(node)
+    return _Compiler(zone or _office_zone()).compile(node)
 
 
 def _office_zone() -> ZoneInfo:
@@ -125,11 +124,8 @@ def _office_zone() -> ZoneInfo:
 
 
 class _Compiler:
-    def __init__(self, zone: ZoneInfo, correlated: bool = False):
+    def __init__(self, zone: ZoneInfo):
         self.zone = zone
-        #: Topics as a correlated EXISTS (cheap when only a few subscribers are checked)
-        #: rather than one IN list read in full (cheap when most are).
-        self.correlated = correlated
 
     def compile(self, node: Node) -> ColumnElement[bool]:
         if isinstance(node, And):
@@ -145,7 +141,7 @@ class _Compiler:
     def membership(self, node: In) -> ColumnElement[bool]:
         if node.field == "topic":
             slugs = [_topic_slug(v) for v in node.values]
-            return _follows(Topic.slug.in_(slugs), self.correlated)
+            return _follows(Topic.slug.in_(slugs))
         if node.field == "joined":
             return or_(*(self.joined(Compare("joined", "=", v)) for v in node.values))
         column = _column(node.field)
@@ -167,10 +163,9 @@ class _Compiler:
 
     def topic(self, node: Compare) -> ColumnElement[bool]:
         if node.op == "=":
-            return _follows(Topic.slug == _topic_slug(node.value), self.correlated)
+            return _follows(Topic.slug == _topic_slug(node.value))
         if node.op == "~":
-            return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"),
-                            self.correlated)
+            return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"))
         raise QueryError(f"'topic' takes =, !=, ~ or in, not {node.op!r}", node.value.position)
 
     def joined(self, node: Compare) -> ColumnElement[bool]:
@@ -217,20 +212,16 @@ def _present(field: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
     return and_(_TEXT_COLUMNS[field].is_not(None), condition)
 
 
-def _follows(slug_condition: ColumnElement[bool], correlated: bool = False
-             ) -> ColumnElement[bool]:
-    if correlated:
-        return exists(select(literal(1)).select_from(SubscriberTopic)
-                      .join(Topic, Topic.id == SubscriberTopic.topic_id)
-                      .where(SubscriberTopic.subscriber_id == Subscriber.id, slug_condition))
-    # An uncorrelated IN: the database reads the topic's followers once (SQLite then fetches
-    # those subscribers by id, PostgreSQL hashes them) instead of running a subquery per
-    # subscriber: nine times faster on SQLite. subscriber_id is never NULL, so NOT IN is safe.
-    return Subscriber.id.in_(
-        select(SubscriberTopic.subscriber_id)
-        .join(Topic, Topic.id == SubscriberTopic.topic_id)
-        .where(slug_condition)
-    )
+def _follows(slug_condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    # The topic ids are looked up once (an uncorrelated IN over the few topics), then each
+    # subscriber is one probe of the (subscriber_id, topic_id) primary key. Faster on a
+    # million rows than reading the followers into a list first (SQLite builds a temporary
+    # B-tree of them: 4 s against 0.7 s) or joining topics for every subscriber; PostgreSQL
+    # plans either as a semi-join.
+    topic_ids = select(Topic.id).where(slug_condition)
+    return exists(select(literal(1)).where(
+        SubscriberTopic.subscriber_id == Subscriber.id,
+        SubscriberTopic.topic_id.in_(topic_ids)))
 
 
 def _topic_slug(value: Value) -> str:
@@ -377,8 +368,7 @@ def count(session: Session, *, query: str | None = None, segment: str | int | No
     everyone = select(func.count()).select_from(Subscriber).where(reachable)
     suppressed = select(func.count()).select_from(Subscriber).where(
         Subscriber.email_hash.in_(select(Suppression.email_hash)),
-        unindexed_condition(and_(status_column() == ACTIVE, not_paused(),
-                                 compile_node(node, correlated=True))))
+        unindexed_condition(reachable))
     return session.scalar(select(everyone.scalar_subquery() - suppressed.scalar_subquery())) or 0
 
 
