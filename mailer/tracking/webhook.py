@@ -58,8 +58,11 @@ class WebhookRefused(Exception):
 
 @functools.lru_cache(maxsize=8)
 def _verifier(public_key: str) -> EventWebhook:
-    """Parsing the key costs more than a verification; keep the parsed key per key text."""
-    return EventWebhook(public_key.strip())
+    """Parsing the key costs more than a verification; keep the parsed key per key text.
+    Accepts the base64 text SendGrid shows, also pasted as a whole PEM block or wrapped."""
+    body = public_key.replace("-----BEGIN PUBLIC KEY-----", "").replace(
+        "-----END PUBLIC KEY-----", "")
+    return EventWebhook("".join(body.split()))
 
 
 def verify(settings: Settings, body: bytes, signature: str | None, timestamp: str | None,

@@ -396,3 +396,23 @@ def test_arbitrary_unsigned_input_is_refused_cleanly(own_settings, client_for, d
 
     check()
     assert _stored(db) == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("key", [
+    f"-----BEGIN PUBLIC KEY-----\n{SG_PUBLIC_KEY[:64]}\n{SG_PUBLIC_KEY[64:]}\n"
+    "-----END PUBLIC KEY-----\n",
+    f"  {SG_PUBLIC_KEY}\n",
+])
+def test_the_key_may_be_pasted_as_pem_or_wrapped(sg_settings, key):
+    settings = sg_settings.model_copy(update={"sendgrid_webhook_public_key": SecretStr(key)})
+    assert verify(settings, SG_PAYLOAD.encode(), SG_SIGNATURE, SG_TIMESTAMP) == SG_PAYLOAD
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_key_that_is_not_a_key_answers_503(sg_settings):
+    settings = sg_settings.model_copy(update={
+        "sendgrid_webhook_public_key": SecretStr("not-a-key")})
+    with pytest.raises(WebhookRefused) as refused:
+        verify(settings, SG_PAYLOAD.encode(), SG_SIGNATURE, SG_TIMESTAMP)
+    assert refused.value.status == 503
