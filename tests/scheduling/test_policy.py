@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from mailer.campaigns.models import Campaign
 from mailer.scheduling import policy
@@ -145,3 +149,25 @@ def test_blackout_window_edges_follow_the_setting():
     short = office(election_dates="2026-11-03", blackout_days=1)
     assert policy.blackout_election(utc(2026, 11, 2, 18, 0), short) is not None
     assert policy.blackout_election(utc(2026, 11, 1, 18, 0), short) is None
+
+_MOMENTS = st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31),
+                        timezones=st.just(UTC))
+_CLOCKS = st.builds(clock, st.integers(0, 23), st.sampled_from([0, 15, 30, 45]))
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(moment=_MOMENTS, start=_CLOCKS, end=_CLOCKS,
+       zone=st.sampled_from(["America/Chicago", "America/New_York", "America/Anchorage",
+                             "Pacific/Honolulu"]))
+def test_next_allowed_time_is_the_first_moment_outside_quiet_hours(moment, start, end, zone):
+    if start == end:
+        return
+    rules = office(quiet_hours=f"{start:%H:%M}-{end:%H:%M}").model_copy(
+        update={"timezone": zone})
+    allowed = next_allowed_time(moment, rules)
+    assert allowed >= moment and not in_quiet_hours(allowed, rules)
+    if allowed > moment:  # the moment just before was still quiet, and so was all between
+        assert in_quiet_hours(allowed - timedelta(microseconds=1), rules)
+        span = allowed - moment
+        assert all(in_quiet_hours(moment + span * k / 8, rules) for k in range(8))
+        assert span < timedelta(hours=25)
