@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 
@@ -61,15 +62,15 @@ def parse_digest_at(text: str, frequency: str) -> DigestTime:
         weekday = parts[0][:3].lower()
     elif len(parts) != 1:
         raise InvalidInput(f'--at {text!r} must look like "Fri 16:00" or "07:00"')
-    try:
-        at = time.fromisoformat(parts[-1])
-    except ValueError:
-        raise InvalidInput(f"--at {text!r}: {parts[-1]!r} is not a time like 16:00") from None
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", parts[-1])
+    if match is None or int(match[1]) > 23 or int(match[2]) > 59:
+        raise InvalidInput(f"--at {text!r}: {parts[-1]!r} is not a time like 16:00")
+    at = time(int(match[1]), int(match[2]))
     if frequency == "weekly" and weekday is None:
         raise InvalidInput(f'a weekly digest needs a day: --at "Fri {parts[-1]}"')
     if frequency == "daily" and weekday is not None:
         raise InvalidInput(f'a daily digest goes out every day: --at "{parts[-1]}"')
-    return DigestTime(weekday, at.replace(second=0, microsecond=0))
+    return DigestTime(weekday, at)
 
 
 _FULL_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
