@@ -238,3 +238,12 @@ def test_campaign_dict_has_the_contract_fields(db):
     assert {"id", "status", "status_reason", "subject", "scheduled_at"} <= set(data)
     assert data["status"] == "draft"
     assert datetime.fromisoformat(data["created_at"]).utcoffset() == timedelta(0)
+
+
+def test_a_missed_campaign_can_be_scheduled_again(db, settings):
+    with db.session() as session:
+        campaign = add_campaign(session, status=S.MISSED, approved_by="bob",
+                                scheduled_at=utcnow() - timedelta(days=1))
+        service.schedule_campaign(session, campaign, at=TOMORROW_NOON, settings=settings,
+                                  by="carol")
+        assert (campaign.status, campaign.scheduled_at) == (S.SCHEDULED, TOMORROW_NOON)
