@@ -381,3 +381,11 @@ def test_a_signup_racing_another_for_the_same_address_is_retried(client, db, top
     assert answer.status_code == 200 and "Check your email" in answer.text
     assert calls == ["race@example.org", "race@example.org"]
     assert subscriber(db, "race@example.org").status == "pending"
+
+
+def test_web_view_follows_the_send_not_the_archive_list(client, db, release_id):
+    sending = _sent_campaign(db, release_id, "Going out now", status="sending")
+    cancelled = _sent_campaign(db, release_id, "Called off", status="cancelled")
+    assert client.get(f"/archive/{sending}").status_code == 200  # "view in browser" works
+    assert "Going out now" not in client.get("/archive").text    # listed once sent
+    assert client.get(f"/archive/{cancelled}").status_code == 404
