@@ -28,6 +28,7 @@ solid #e5e7eb;text-align:right}th:first-child,td:first-child{text-align:left}
 th{background:#f9fafb}svg.chart{max-width:100%;height:auto;display:block}
 svg .label,svg .value{font-size:14px;fill:#111827}svg .tick{font-size:11px;fill:#374151}
 svg .axis{stroke:#9ca3af;stroke-width:1}.empty{color:#6b7280;font-style:italic}
+.rates th:last-child,.rates td:last-child{text-align:left;color:#4b5563}
 @media print{body{background:#fff}main{padding:0}}
 """
 RATE_LABELS = (("delivery", "Delivery rate", "delivered / sent"),
@@ -107,16 +108,17 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} minute(s)"
 
 
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
+def _table(headers: list[str], rows: list[list[Any]], css: str = "") -> str:
     head = "".join(f"<th scope=\"col\">{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    klass = f' class="{css}"' if css else ""
+    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _rates_table(rates: dict[str, float | None]) -> str:
     rows = [[label, _pct(rates.get(key)), meaning] for key, label, meaning in RATE_LABELS]
-    return _table(["Measure", "Value", "Meaning"], rows)
+    return _table(["Measure", "Value", "Meaning"], rows, css="rates")
 
 
 def _counts_table(counts: dict[str, int]) -> str:
