@@ -139,3 +139,54 @@ def tokens_create(
         token = create_api_token(session, name, user)
     typer.echo(token)
     typer.echo("Store this token now: it is not shown again.", err=True)
+
+
+@users_app.command("list")
+def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
+    """List dashboard users (never their password hashes)."""
+    from sqlalchemy import select
+
+    from mailer.web.models import User
+
+    with context.database().session() as session:
+        rows = [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()}
+                for u in session.scalars(select(User).order_by(User.name))]
+    context.emit(rows, as_json, lambda console, data: [
+        console.print(f"{row['name']}\t{row['role']}") for row in data])
+
+
+@users_app.command("password")
+def users_password(
+    name: str = typer.Argument(..., help="The user's login name."),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="Read the new password from standard input."),
+) -> None:
+    """Set a user's password; their open dashboard sessions end."""
+    from mailer.web.auth import set_password
+
+    password = _read_password(password_stdin)
+    with context.database().session() as session:
+        set_password(session, name, password)
+    typer.echo(f"password changed for {name}")
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
+    """List API tokens: name, user, created, last used (the tokens themselves are not kept)."""
+    from mailer.web.auth import list_api_tokens
+
+    with context.database().session() as session:
+        rows = list_api_tokens(session)
+    context.emit(rows, as_json, lambda console, data: [
+        console.print(f"{row['name']}\t{row['user'] or '-'}\tlast used "
+                      f"{row['last_used_at'] or 'never'}") for row in data])
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
+    """Revoke an API token at once (calls with it get 401)."""
+    from mailer.web.auth import revoke_api_token
+
+    with context.database().session() as session:
+        revoke_api_token(session, name)
+    typer.echo(f"token {name} revoked")

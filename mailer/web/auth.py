@@ -107,6 +107,31 @@ def create_api_token(session: Session, name: str, user_name: str | None = None) 
     return token
 
 
+def list_api_tokens(session: Session) -> list[dict]:
+    rows = session.execute(select(ApiToken, User.name).outerjoin(User, User.id == ApiToken.user_id)
+                           .order_by(ApiToken.name))
+    return [{"name": t.name, "user": user, "created_at": t.created_at.isoformat(),
+             "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None}
+            for t, user in rows]
+
+
+def revoke_api_token(session: Session, name: str) -> None:
+    """Delete the token called ``name``. Raises NotFound."""
+    row = session.scalar(select(ApiToken).where(ApiToken.name == name))
+    if row is None:
+        raise NotFound(f"no token named {name!r}")
+    session.delete(row)
+
+
+def set_password(session: Session, name: str, password: str) -> None:
+    """Change a user's password (ending their sessions). Raises NotFound, InvalidInput."""
+    check_password_strength(password)
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"no user named {name!r}")
+    user.password_hash = hash_password(password)
+
+
 def api_identity(session: Session, token: str) -> tuple[ApiToken, User | None] | None:
     """The token row and its user for a presented bearer token, or None."""
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == token_hash(token)))

@@ -104,3 +104,37 @@ def test_sliding_window_forgets_idle_keys():
 def test_limiter_rejects_nonsense():
     with pytest.raises(ValueError):
         SlidingWindowLimiter(limit=0, window=1)
+
+
+@sqlite_only
+def test_tokens_list_and_revoke(cli, client):
+    token = cli("tokens", "create", "press-bot").stdout.strip()
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/campaigns", headers=headers).status_code == 200
+    [listed] = cli("tokens", "list", "--json").json()
+    assert listed["name"] == "press-bot" and listed["last_used_at"] is not None
+    assert token not in cli("tokens", "list", "--json").stdout
+    assert cli("tokens", "revoke", "press-bot").exit_code == 0
+    assert client.get("/api/campaigns", headers=headers).status_code == 401
+    missing = cli("tokens", "revoke", "press-bot")
+    assert missing.exit_code == 1 and "no token named 'press-bot'" in missing.stderr
+
+
+@sqlite_only
+def test_users_list_and_password_change(cli, client):
+    from tests.web.conftest import login
+
+    cli("users", "add", "gina", "--role", "author", "--password-stdin", input="first password\n")
+    listed = cli("users", "list", "--json")
+    [user] = listed.json()
+    assert (user["name"], user["role"], set(user)) == ("gina", "author",
+                                                       {"name", "role", "created_at"})
+    assert "argon2" not in listed.stdout
+    login(client, "gina", "first password")
+    assert client.get("/admin/campaigns", follow_redirects=False).status_code == 200
+    changed = cli("users", "password", "gina", "--password-stdin", input="second password\n")
+    assert changed.exit_code == 0
+    assert client.get("/admin/campaigns", follow_redirects=False).status_code == 303
+    client.cookies.clear()
+    assert login(client, "gina", "first password").status_code == 401
+    assert login(client, "gina", "second password").status_code == 303
