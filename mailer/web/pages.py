@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -123,7 +124,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def login_required(request: Request, exc: LoginRequired) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": "login required"}, status_code=401)
-        return RedirectResponse(f"/admin/login?next={exc.next_path}", status_code=303)
+        # After login, come back to the page (a form's POST target cannot be revisited).
+        next_path = exc.next_path if request.method == "GET" else "/admin/campaigns"
+        return RedirectResponse(f"/admin/login?next={quote(next_path)}", status_code=303)
 
     @app.exception_handler(MailerError)
     async def mailer_error(request: Request, exc: MailerError) -> Response:
