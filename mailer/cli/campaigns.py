@@ -19,7 +19,6 @@ from mailer.cli.apps import campaigns_app
 from mailer.errors import InvalidInput
 from mailer.scheduling.policy import format_local
 from mailer.scheduling.times import parse_when
-from mailer.storage.base import utcnow
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
 REASON = typer.Option(None, "--reason", help="Why (recorded in the campaign's log).")
@@ -172,7 +171,7 @@ def schedule_command(
     if (at is None) == (not now):
         raise InvalidInput("give exactly one of --at or --now")
     settings = context.settings()
-    when = utcnow() if now else parse_when(at, settings)
+    when = None if now else parse_when(at, settings)
 
     def action(session, campaign, settings):
         service.schedule_campaign(session, campaign, at=when, settings=settings,
@@ -183,18 +182,13 @@ def schedule_command(
         _mutate(campaign_id, as_json, action)
         _warn_without_scheduler()
         return
-    db = context.database()
-    with db.session() as session:
-        action(session, service.get_campaign(session, campaign_id, for_update=True), settings)
-    from mailer.scheduling.scheduler import _start_lock, start_scheduled_campaign
+    from mailer.scheduling.scheduler import start_now
 
-    with _start_lock:
-        outcome = start_scheduled_campaign(db, settings, campaign_id)
+    db = context.database()
+    start_now(db, settings, campaign_id, by=by or default_user(),
+              override_blackout=override_blackout, reason=reason)
     with db.session() as session:
-        campaign = service.get_campaign(session, campaign_id)
-        data = _dict(campaign, settings)
-    if outcome == "missed":  # refused or failed at the last moment; the reason is recorded
-        raise InvalidInput(f"campaign {campaign_id} did not start: {campaign.status_reason}")
+        data = _dict(service.get_campaign(session, campaign_id), settings)
     context.emit(data, as_json, _print_campaign)
 
 

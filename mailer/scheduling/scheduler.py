@@ -37,9 +37,9 @@ from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.campaigns.service import get_campaign
-from mailer.errors import MailerError, PolicyRefusal
+from mailer.errors import InvalidTransition, MailerError, PolicyRefusal
 from mailer.scheduling import policy
-from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id
+from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id, remove_job_row
 from mailer.scheduling.leader import make_leader
 from mailer.settings import Settings, get_settings
 from mailer.storage.base import utcnow
@@ -112,6 +112,42 @@ def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str
                        reason=f"could not start: {exc}")
         return "missed"
     return "started"
+
+
+def start_now(
+    db: Database, settings: Settings, campaign_id: int, *, by: str | None = None,
+    override_blackout: bool = False, reason: str | None = None,
+) -> None:
+    """Start an approved (or scheduled, or missed) campaign at once: what
+    ``campaigns schedule --now`` does. The campaign never passes through ``scheduled``, so a
+    running scheduler cannot race to start it too; a refusal leaves it as it was.
+
+    Raises PolicyRefusal subclasses (approval, quiet hours, blackout), InvalidTransition,
+    InvalidInput (override without a reason), QueryError (its audience cannot be drawn).
+    """
+    from mailer.campaigns.service import approve_if_not_required, record_blackout_override
+    from mailer.delivery.engine import start_campaign
+
+    now = utcnow()
+    with db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        approve_if_not_required(session, campaign, by=by, settings=settings)
+        if campaign.status == S.DRAFT:
+            raise policy.ApprovalRefusal(
+                f"campaign {campaign_id} is a draft; approve it first "
+                f"(mailer campaigns approve {campaign_id} --by USER)")
+        if campaign.status not in (S.APPROVED, S.SCHEDULED, S.MISSED):
+            raise InvalidTransition(
+                f"campaign {campaign_id} is {campaign.status}; it cannot be started")
+        if override_blackout:
+            record_blackout_override(session, campaign, at=now, by=by, reason=reason,
+                                     settings=settings)
+        policy.check_send_allowed(campaign, settings, now)
+        remove_job_row(session, campaign_job_id(campaign_id))
+        if campaign.status == S.MISSED:
+            transition(session, campaign, S.APPROVED, by=by, reason="sending now")
+    with _start_lock:
+        start_campaign(db, settings, campaign_id, by=by)
 
 
 def run_scheduled_campaign(campaign_id: int) -> None:
