@@ -291,8 +291,9 @@ def _advance_deliveries(session: Session, event_row_ids: Sequence[int],
     if session.get_bind().dialect.name == "postgresql":
         # Lock the rows in id order first: concurrent posts then queue instead of deadlocking.
         for chunk in _chunks(sorted(delivery_ids), _UPDATE_CHUNK):
-            session.execute(select(Delivery.id).where(Delivery.id.in_(chunk))
-                            .order_by(Delivery.id).with_for_update())
+            locked = (select(Delivery.id).where(Delivery.id.in_(chunk))
+                      .order_by(Delivery.id).with_for_update().subquery())
+            session.execute(select(func.count()).select_from(locked))  # one row back, not 1,000
     for chunk in _chunks(sorted(event_row_ids), _UPDATE_CHUNK):
         session.execute(_advance_statement(), {"event_ids": chunk, "now": utcnow()})
 
