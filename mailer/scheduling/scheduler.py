@@ -344,7 +344,12 @@ def run_scheduler(settings: Settings, stop: threading.Event, db: Database | None
                 acquired = False
             if acquired:
                 log.info("scheduler %s: leading", leader.holder)
-                _lead(db, settings, leader, stop)
+                try:
+                    _lead(db, settings, leader, stop)
+                except Exception:  # e.g. the database went away: step down, try again
+                    log.exception("scheduler %s: stepping down after an error", leader.holder)
+                    leader.release()
+                    stop.wait(standby_poll_seconds(settings))
             else:
                 stop.wait(standby_poll_seconds(settings))
     finally:

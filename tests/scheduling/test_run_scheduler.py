@@ -49,3 +49,30 @@ def test_run_scheduler_polls_feeds_starts_campaigns_and_stops(db, settings, monk
 def _status(db, campaign_id):
     with db.session() as session:
         return service.get_campaign(session, campaign_id).status
+
+
+def test_an_error_while_leading_steps_down_and_retries(db, settings, monkeypatch):
+    from mailer.scheduling import scheduler
+
+    calls = []
+    real_reconcile = scheduler.reconcile
+
+    def flaky_reconcile(db_, settings_, **kwargs):
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise RuntimeError("database went away")
+        return real_reconcile(db_, settings_, **kwargs)
+
+    monkeypatch.setattr(scheduler, "reconcile", flaky_reconcile)
+    fast = settings.model_copy(update={"scheduler_tick": 0.2, "leader_lease_seconds": 1.0})
+    stop = threading.Event()
+    thread = threading.Thread(target=run_scheduler, args=(fast, stop, db))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert len(calls) >= 3 and not thread.is_alive()  # led again after the failure
