@@ -274,3 +274,26 @@ def test_a_message_too_large_for_the_provider_pauses_the_campaign(db, sg_setting
     assert "413" in campaign_of(db, campaign_id).status_reason
     assert {r.status for r in rows(db, campaign_id)} == {DS.PENDING}
     assert standin.accepted == []
+
+
+def test_two_senders_on_one_campaign_share_it_without_duplicates(db, sg_settings, standin):
+    import threading
+
+    add_subscribers(db, 200)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, sg_settings, campaign_id)
+    standin.latency_ms = 20  # keep both busy at the same time
+    summaries = []
+
+    def run():
+        summaries.append(send_campaign(db, sg_settings, campaign_id))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [s.status for s in summaries] == [CS.SENT, CS.SENT]
+    assert sum(s.sent_this_run for s in summaries) == 200
+    assert all(s.sent_this_run > 0 for s in summaries)  # both really sent
+    assert_exactly_once(standin, db, campaign_id, 200)
