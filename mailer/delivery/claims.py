@@ -97,12 +97,13 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     campaign = bindparam("b_campaign", type_=Integer)
+    now = bindparam("b_now", type_=UTCDateTime())
     sending = select(Campaign.status).where(Campaign.id == campaign).scalar_subquery() \
         == CS.SENDING  # read with every claim: pause and cancel act within one batch
     d = TABLE.alias("d")  # the subquery's own range variable, never correlated away
     pending = and_(d.c.campaign_id == campaign, d.c.status == DS.PENDING, sending)
     picked = (select(d.c.id).select_from(_with_subscribers(d))
-              .where(pending, _sendable()).order_by(d.c.id)
+              .where(pending, _sendable(now)).order_by(d.c.id)
               .limit(bindparam("b_size", type_=Integer)))
     lock = None
     if dialect == "postgresql":
@@ -112,7 +113,6 @@ def _statements(dialect: str) -> _Statements:
         target = C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer)))
     else:  # one statement under SQLite's single write lock
         target = C.id.in_(picked.scalar_subquery())
-    now = bindparam("b_now", type_=UTCDateTime())
     claim = update(TABLE).where(target, C.status == DS.PENDING).values(
         status=DS.SENDING, batch_id=bindparam("b_batch", type_=String), attempts=C.attempts + 1,
         worker=bindparam("b_worker", type_=String), claimed_at=now, updated_at=now,
@@ -121,9 +121,10 @@ def _statements(dialect: str) -> _Statements:
                  .select_from(_with_subscribers(TABLE))
                  .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
     unsendable = (select(d.c.id).select_from(_with_subscribers(d))
-                  .where(pending, ~_sendable(), d.c.id < bindparam("b_below", type_=Integer)))
+                  .where(pending, _unsendable(now),
+                         d.c.id < bindparam("b_below", type_=Integer)))
     skip = (update(TABLE).where(C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
-            .values(status=DS.SKIPPED, last_error=_skip_reason(), updated_at=now))
+            .values(status=DS.SKIPPED, last_error=_skip_reason(now), updated_at=now))
     return _Statements(lock, claim, read_back, skip)
 
 
@@ -132,12 +133,23 @@ def _with_subscribers(deliveries):
                                 Subscriber.id == deliveries.c.subscriber_id)
 
 
-def _sendable():
-    """The subscriber still exists, is active and its address is not suppressed."""
-    return and_(Subscriber.status == ACTIVE, not_suppressed())
+def _sendable(now):
+    """The subscriber still exists, is active, has not paused their emails and its address is
+    not suppressed (``now`` is a bound parameter: the statements are built once)."""
+    return and_(Subscriber.status == ACTIVE, _not_paused(now), not_suppressed())
 
 
-def _skip_reason():
+def _unsendable(now):
+    """The exact complement of ``_sendable`` (NULL-safe: an erased subscriber is unsendable)."""
+    return or_(Subscriber.id.is_(None), Subscriber.status != ACTIVE, ~_not_paused(now),
+               ~not_suppressed())
+
+
+def _not_paused(now):
+    return or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now)
+
+
+def _skip_reason(now):
     """Why a pending row is skipped, worked out in SQL for each row."""
     status = select(Subscriber.status).where(Subscriber.id == C.subscriber_id).scalar_subquery()
     return case(
@@ -145,6 +157,8 @@ def _skip_reason():
          "skipped: the subscriber was erased after the audience was drawn"),
         (status != ACTIVE, "skipped: the subscriber is " + status
          + " since the audience was drawn"),
+        (exists().where(Subscriber.id == C.subscriber_id, ~_not_paused(now)),
+         "skipped: the subscriber paused their emails"),
         else_="skipped: the address was suppressed after the audience was drawn",
     )
 

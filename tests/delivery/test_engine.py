@@ -297,3 +297,24 @@ def test_two_senders_on_one_campaign_share_it_without_duplicates(db, sg_settings
     assert sum(s.sent_this_run for s in summaries) == 200
     assert all(s.sent_this_run > 0 for s in summaries)  # both really sent
     assert_exactly_once(standin, db, campaign_id, 200)
+
+
+def test_erased_and_paused_subscribers_are_skipped_and_the_send_still_finishes(
+        db, sg_settings, standin):
+    from datetime import timedelta
+
+    from sqlalchemy import delete, update
+
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, sg_settings, campaign_id)
+    with db.session() as session:  # after the draw: one erased, one paused for a week
+        session.execute(delete(Subscriber).where(Subscriber.email == "person7@example.org"))
+        session.execute(update(Subscriber).where(Subscriber.email == "person29@example.org")
+                        .values(paused_until=utcnow() + timedelta(days=7)))
+    summary = send_campaign(db, sg_settings, campaign_id)
+    assert summary.status == CS.SENT and summary.skipped == 2 and summary.accepted == 28
+    reasons = {r.email: r.last_error for r in rows(db, campaign_id) if r.status == DS.SKIPPED}
+    assert "erased" in reasons["person7@example.org"]
+    assert "paused" in reasons["person29@example.org"]
+    assert_exactly_once(standin, db, campaign_id, 28)
