@@ -216,7 +216,7 @@ def test_in_doubt_rows_with_provider_evidence_are_not_resent(db, sg_settings, st
 
 
 def test_hold_policy_pauses_and_resend_in_doubt_finishes(db, sg_settings, standin, cli):
-    add_subscribers(db, 15)
+    add_subscribers(db, 20)  # two full batches: the reset hits 10
     campaign_id = approved_campaign(db)
     settings = sg_settings.model_copy(update={"in_doubt_policy": "hold"})
     standin.inject("reset", 1)
@@ -228,7 +228,7 @@ def test_hold_policy_pauses_and_resend_in_doubt_finishes(db, sg_settings, standi
         from mailer.delivery.recovery import requeue_held
         assert requeue_held(session, campaign_id) == 10
     assert send_campaign(db, settings, campaign_id).status == CS.SENT
-    assert_exactly_once(standin, db, campaign_id, 15)
+    assert_exactly_once(standin, db, campaign_id, 20)
 
 
 def test_status_counts_follow_the_rows(db, sg_settings, standin):
