@@ -360,10 +360,14 @@ def count(session: Session, *, query: str | None = None, segment: str | int | No
     condition = compile_node(node)
     if not audience:
         return session.scalar(select(func.count()).select_from(Subscriber).where(condition)) or 0
-    # Reachable = matching active people minus those of them on the suppression list. The
-    # second count walks the (short) suppression list through the email_hash index instead
-    # of probing the list once per subscriber: five times faster on a million rows, and
-    # exact because each hash appears on the list at most once.
+    if session.get_bind().dialect.name != "sqlite":
+        # PostgreSQL hashes the suppression list once and checks it on the same scan.
+        return session.scalar(select(func.count()).select_from(Subscriber)
+                              .where(audience_filter(condition))) or 0
+    # SQLite: reachable = matching active people minus those of them on the suppression
+    # list. The second count walks the (short) suppression list through the email_hash
+    # index instead of probing the list once per subscriber (five times faster on a million
+    # rows), and is exact because each hash appears on the list at most once.
     reachable = and_(status_column() == ACTIVE, not_paused(), condition)
     everyone = select(func.count()).select_from(Subscriber).where(reachable)
     suppressed = select(func.count()).select_from(Subscriber).where(
