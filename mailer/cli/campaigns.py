@@ -45,13 +45,14 @@ def _dict(campaign, settings) -> dict[str, Any]:
 def _print_campaign(console, data: dict[str, Any]) -> None:
     console.print(f"campaign {data['id']}: {data['status']} — {data['subject']}")
     if data.get("scheduled_for"):
-        console.print(f"  scheduled for {data['scheduled_for']}")
+        was = "was " if data["status"] in ("cancelled", "missed") else ""
+        console.print(f"  {was}scheduled for {data['scheduled_for']}")
     if data.get("approved_by"):
         console.print(f"  approved by {data['approved_by']}")
     if data.get("blackout_override_reason"):
         console.print(f"  election blackout overridden by {data['blackout_override_by']}: "
                       f"{data['blackout_override_reason']}")
-    if data.get("status_reason"):
+    if data.get("status_reason") and data["status"] != "scheduled":  # that one repeats the time
         console.print(f"  {data['status_reason']}")
     for entry in data.get("log", []):
         arrow = entry["to"] if entry["from"] == entry["to"] else f"{entry['from']} → {entry['to']}"
