@@ -32,6 +32,8 @@ def scheduler_command() -> None:
 
     logging.getLogger("mailer").setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:  # a long-running process: time every line
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     settings = context.settings()
     db = context.database()
     stop = threading.Event()
