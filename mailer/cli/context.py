@@ -64,6 +64,17 @@ def emit(data: Any, as_json: bool, human: Callable[[Console, Any], None] | None 
     human(stdout(), data)
 
 
+def service_logging() -> None:
+    """For long-running processes (run, serve, scheduler, worker): timestamped lines on stderr
+    and the structured JSON lines of ``mailer.events`` (one per hand-off and provider event)."""
+    import logging
+
+    logging.getLogger("mailer").setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+
+
 def show_progress() -> bool:
     """Progress bars only on a terminal, never in pipes, CI or --json output."""
     return sys.stderr.isatty()

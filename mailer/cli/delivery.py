@@ -118,6 +118,7 @@ def worker_command(
 ) -> None:
     """Run one send worker: sends batches of every campaign that is sending. Run several
     (against PostgreSQL) to scale out; Ctrl-C or SIGTERM stops it after the current batches."""
+    context.service_logging()
     settings, db = context.settings(), context.database()
     context.stderr().print(f"worker started ({settings.transport}, "
                            f"{settings.concurrency} requests in flight); Ctrl-C stops it")

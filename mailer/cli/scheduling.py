@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from typing import Any
@@ -30,10 +29,7 @@ def scheduler_command() -> None:
     """
     from mailer.scheduling.scheduler import run_scheduler
 
-    logging.getLogger("mailer").setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    for handler in logging.getLogger().handlers:  # a long-running process: time every line
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    context.service_logging()
     settings = context.settings()
     db = context.database()
     stop = threading.Event()

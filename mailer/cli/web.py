@@ -36,6 +36,7 @@ def serve_command(
     """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
     from mailer.web.app import create_app
 
+    context.service_logging()
     web_app = create_app(context.settings(), context.database())
     with _quiet_sigterm(threading.Event()):
         _uvicorn_server(host, port, web_app).run()
@@ -71,6 +72,7 @@ def run_command(
     from mailer.scheduling.scheduler import run_scheduler
     from mailer.web.app import create_app
 
+    context.service_logging()
     settings, db = context.settings(), context.database()
     stop = threading.Event()
     threads = [
@@ -91,12 +93,18 @@ def run_command(
             thread.join(timeout=60)  # the worker finishes and records its batch
 
 
-def _guard(name: str, target, *args) -> None:
-    """Run a background loop; a crash is logged (and stops that loop only)."""
-    try:
-        target(*args)
-    except Exception:
-        log.exception("the %s stopped with an error", name)
+def _guard(name: str, target, *args, restart_after: float = 30.0) -> None:
+    """Run a background loop until the process stops; a crash is logged and the loop starts
+    again after ``restart_after`` seconds, so one bad moment never silently ends sending."""
+    stop = next(arg for arg in args if isinstance(arg, threading.Event))
+    while not stop.is_set():
+        try:
+            target(*args)
+            return
+        except Exception:
+            log.exception("the %s stopped with an error; restarting in %.0f s", name,
+                          restart_after)
+            stop.wait(restart_after)
 
 
 @users_app.command("add")
