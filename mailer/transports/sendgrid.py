@@ -15,6 +15,7 @@ import json
 import threading
 import urllib.error
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
 from python_http_client import exceptions as http_errors
@@ -36,6 +37,9 @@ from mailer.transports.errors import (
 MAX_CATEGORIES = 10
 #: RFC 8058 one-click: goes with every per-recipient List-Unsubscribe header.
 ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
+#: What we post: a JSON text we encoded ourselves. Any other type than exactly
+#: "application/json" makes python_http_client send our string as is instead of re-encoding.
+JSON_UTF8 = "application/json; charset=utf-8"
 
 
 def build_payload(batch: Batch) -> dict[str, Any]:
@@ -83,6 +87,38 @@ def build_payload(batch: Batch) -> dict[str, Any]:
     return payload
 
 
+def encode_payload(batch: Batch) -> str:
+    """``build_payload(batch)`` as JSON text (the same document ``json.dumps`` would give, up
+    to key order), without building a dict per recipient: on a large send the dicts and their
+    generic encoding cost more than personalization itself. Pure, like ``build_payload``.
+    """
+    envelope = build_payload(Batch(batch.message, []))
+    del envelope["personalizations"]
+    message = batch.message
+    campaign = _json_str("" if message.campaign_id is None else str(message.campaign_id))
+    q = _json_str
+    people = []
+    add = people.append
+    for r in batch.recipients:
+        to = (f'{{"email":{q(r.email)},"name":{q(r.name)}}}' if r.name
+              else f'{{"email":{q(r.email)}}}')
+        delivery = "" if r.delivery_id is None else str(r.delivery_id)
+        item = (f'{{"to":[{to}],"custom_args":{{"campaign_id":{campaign},'
+                f'"delivery_id":{q(delivery)}}}')
+        if r.substitutions:
+            item += ',"substitutions":{' + ",".join(
+                [f"{q(k)}:{q(v)}" for k, v in r.substitutions.items()]) + "}"
+        headers = r.headers
+        if headers:
+            if "List-Unsubscribe" in headers:
+                headers = {**headers, ONE_CLICK[0]: ONE_CLICK[1]}
+            item += ',"headers":{' + ",".join(
+                [f"{q(k)}:{q(v)}" for k, v in headers.items()]) + "}"
+        add(item + "}")
+    head = json.dumps(envelope)
+    return f'{head[:-1]},"personalizations":[{",".join(people)}]}}'
+
+
 def _address(email: str, name: str | None) -> dict[str, str]:
     return {"email": email, "name": name} if name else {"email": email}
 
@@ -102,14 +138,18 @@ class SendGridTransport:
 
     def send(self, batch: Batch) -> list[RecipientResult]:
         """Raises a ``TransportError`` subclass when SendGrid did not take the batch."""
-        message_id = self.post(build_payload(batch))
+        message_id = self.post(encode_payload(batch))
         return [RecipientResult(r, True, message_id) for r in batch.recipients]
 
-    def post(self, payload: dict[str, Any]) -> str | None:
-        """Post one payload; returns SendGrid's ``X-Message-Id``."""
+    def post(self, payload: dict[str, Any] | str) -> str | None:
+        """Post one payload (a dict, or JSON text from ``encode_payload``); returns SendGrid's
+        ``X-Message-Id``."""
+        body = payload if isinstance(payload, str) else json.dumps(payload)
         client = self._client()
         try:
-            response = client.client.mail.send.post(request_body=payload, timeout=self._timeout)
+            response = client.client.mail.send.post(
+                request_body=body, request_headers={"Content-Type": JSON_UTF8},
+                timeout=self._timeout)
         except http_errors.HTTPError as exc:
             raise error_from_response(exc.status_code, exc.body, exc.headers) from None
         except urllib.error.URLError as exc:

@@ -14,7 +14,16 @@ from mailer.transports.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from mailer.transports.sendgrid import SendGridTransport, build_payload, error_from_response
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailer.transports.base import CompiledMessage, Recipient
+from mailer.transports.sendgrid import (
+    SendGridTransport,
+    build_payload,
+    encode_payload,
+    error_from_response,
+)
 from tests.support.sendgrid_standin import SendGridStandIn
 from tests.transports.helpers import message, recipient
 
@@ -58,6 +67,31 @@ def test_payload_is_pure_and_json_serializable():
     batch = Batch(message(), [recipient(i) for i in range(3)])
     assert build_payload(batch) == build_payload(batch)
     assert json.loads(json.dumps(build_payload(batch))) == build_payload(batch)
+
+
+_text = st.text(max_size=12)
+_recipients = st.builds(
+    Recipient, email=_text, name=st.none() | _text,
+    delivery_id=st.none() | st.integers(0, 2**40), subscriber_id=st.none() | st.integers(0, 9),
+    substitutions=st.dictionaries(_text, _text, max_size=4),
+    headers=st.dictionaries(st.sampled_from(["List-Unsubscribe", "X-Other", "X-\"q"]), _text,
+                            max_size=2))
+
+
+@given(people=st.lists(_recipients, max_size=5), campaign=st.none() | st.integers(0, 99),
+       subject=_text, reply_to=st.none() | _text)
+def test_encoded_payload_is_the_same_document_as_build_payload(people, campaign, subject,
+                                                               reply_to):
+    # Quotes, backslashes, control and non-ASCII characters, empty maps, missing ids.
+    batch = Batch(message(subject=subject, reply_to=reply_to, campaign_id=campaign), people)
+    assert json.loads(encode_payload(batch)) == build_payload(batch)
+
+
+def test_encoded_payload_of_a_message_without_extras():
+    bare = CompiledMessage(subject="s", html="<p>h</p>", text="t", from_email="a@b.gov",
+                           from_name="")
+    batch = Batch(bare, [recipient(1)])
+    assert json.loads(encode_payload(batch)) == build_payload(batch)
 
 
 def test_send_is_accepted_and_recorded(standin):
