@@ -75,6 +75,41 @@ def service_logging() -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
 
 
+class progress:
+    """``with progress("importing") as update:`` a rich bar on stderr, on a terminal only.
+
+    ``update(done, total)`` moves it; the context yields None when no bar is shown, so callers
+    pass it straight on as an optional callback.
+    """
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.task = label, None, None
+
+    def __enter__(self):
+        if not show_progress():
+            return None
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=stderr(), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.label, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *_exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def show_progress() -> bool:
     """Progress bars only on a terminal, never in pipes, CI or --json output."""
     return sys.stderr.isatty()

@@ -29,29 +29,6 @@ def _release_table(console, rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
-class _progress:
-    """A progress bar on stderr over the sources being read, on a terminal only."""
-
-    def __init__(self, label: str):
-        self.label, self.bar, self.task = label, None, None
-
-    def __enter__(self):
-        if not context.show_progress():
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
-                            console=context.stderr(), transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *_exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # ---------------------------------------------------------------- releases
@@ -72,7 +49,7 @@ def import_command(
 
     for attempt in (1, 2):
         try:
-            with context.database().session() as session, _progress("reading") as progress:
+            with context.database().session() as session, context.progress("reading") as progress:
                 report = import_report(session, sources, context.settings(),
                                        progress=progress)
                 rows = [release_to_dict(r) for r in report.created]

@@ -37,7 +37,7 @@ def import_command(
     from subscribers.importer import import_subscribers
 
     db = context.database()
-    with _progress("importing") as progress:
+    with context.progress("importing") as progress:
         report = import_subscribers(db, file, topics=_split(topics),
                                     double_opt_in=double_opt_in, progress=progress)
     data = report.to_dict()
@@ -49,29 +49,6 @@ def import_command(
     context.emit(data, as_json, _show_import)
 
 
-class _progress:
-    """A rich progress bar on stderr when attached to a terminal; otherwise nothing."""
-
-    def __init__(self, label: str):
-        self.label, self.bar, self.task = label, None, None
-
-    def __enter__(self):
-        if not context.show_progress():
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn(self.label), BarColumn(), TimeRemainingColumn(),
-                            console=context.stderr(), transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(self.label, total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *_exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 def _show_import(console, data: dict) -> None:
