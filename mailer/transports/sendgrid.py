@@ -144,7 +144,7 @@ class SendGridTransport:
     def post(self, payload: dict[str, Any] | str) -> str | None:
         """Post one payload (a dict, or JSON text from ``encode_payload``); returns SendGrid's
         ``X-Message-Id``."""
-        body = payload if isinstance(payload, str) else json.dumps(payload)
+        body = _JSONText(payload if isinstance(payload, str) else json.dumps(payload))
         client = self._client()
         try:
             response = client.client.mail.send.post(
@@ -170,6 +170,26 @@ class SendGridTransport:
 
     def close(self) -> None:
         self._local = threading.local()
+
+
+class _JSONText(str):
+    """A request body python_http_client passes on as is. The client also formats the body
+    into a debug log line on every request, even with debug logging off: this one encodes to
+    bytes that print as their size, which saves copying ~1 MB per request (2.4 ms)."""
+
+    __slots__ = ()
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return _LoggedAsSize(str.encode(self, encoding, errors))
+
+
+class _LoggedAsSize(bytes):
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return f"<{len(self):,} bytes of JSON>"
+
+    __repr__ = __str__
 
 
 def error_from_response(status: int, body: bytes | str | None, headers) -> Exception:

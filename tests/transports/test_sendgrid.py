@@ -94,6 +94,14 @@ def test_encoded_payload_of_a_message_without_extras():
     assert json.loads(encode_payload(batch)) == build_payload(batch)
 
 
+def test_the_posted_body_logs_as_its_size_not_its_contents():
+    from mailer.transports.sendgrid import _JSONText
+
+    body = _JSONText('{"a": 1}').encode("utf-8")
+    assert body == b'{"a": 1}' and str(body) == "<8 bytes of JSON>"
+    assert "{data}".format(data=body) == "<8 bytes of JSON>"  # what the client logs
+
+
 def test_send_is_accepted_and_recorded(standin):
     transport = SendGridTransport(KEY, standin.url, timeout=5)
     results = transport.send(Batch(message(), [recipient(1), recipient(2)]))
