@@ -106,10 +106,8 @@ def _webhook(settings: Settings) -> list[Finding]:
 
 
 def _templates(settings: Settings) -> list[Finding]:
-    try:
-        from mailer.render.check import check_all
-    except ImportError:
-        return [Finding("templates", WARN, "template checks unavailable")]
+    from mailer.render.check import check_all
+
     problems = check_all(settings)
     if problems:
         return [Finding("templates", FAIL, str(problem)) for problem in problems]

@@ -67,10 +67,8 @@ def create_campaign(
 
 
 def _check_query(query: str | None) -> None:
-    try:
-        from subscribers.segments import parse_query
-    except ImportError:  # segments not built yet
-        return
+    from subscribers.segments import parse_query
+
     parse_query(query or "")
 
 
@@ -95,10 +93,8 @@ def approve_campaign(session: Session, campaign: Campaign, *, by: str, settings:
 
 
 def _check_templates(campaign: Campaign, settings: Settings) -> None:
-    try:
-        from mailer.render.check import assert_template_ok
-    except ImportError:  # render checks not built yet
-        return
+    from mailer.render.check import assert_template_ok
+
     assert_template_ok(campaign.template, settings)
 
 

@@ -26,11 +26,7 @@ COMMAND_MODULES = (
     "mailer.cli.web",
 )
 for _module in COMMAND_MODULES:
-    try:
-        importlib.import_module(_module)
-    except ModuleNotFoundError as exc:  # a capability not built yet
-        if exc.name != _module:
-            raise
+    importlib.import_module(_module)
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -81,10 +81,8 @@ def create_digest(
 
 
 def _check_template(template: str, settings: Settings) -> None:
-    try:
-        from mailer.render.check import assert_template_ok
-    except ImportError:  # render checks not built
-        return
+    from mailer.render.check import assert_template_ok
+
     assert_template_ok(template, settings)
 
 

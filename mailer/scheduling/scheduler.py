@@ -95,12 +95,8 @@ def _missed_reason(due: datetime, now: datetime, settings: Settings) -> str:
 
 
 def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str:
-    try:
-        from mailer.delivery.engine import start_campaign
-    except ImportError:
-        log.error("campaign %s is due but this installation has no delivery engine",
-                  campaign_id)
-        return "unavailable"
+    from mailer.delivery.engine import start_campaign
+
     try:
         start_campaign(db, settings, campaign_id)
     except MailerError as exc:  # e.g. its segment was deleted, or it was cancelled meanwhile
@@ -266,10 +262,8 @@ def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> N
 
 
 def _poll_feeds(db: Database, settings: Settings) -> None:
-    try:
-        from mailer.ingest.feeds import poll_due_feeds
-    except ImportError:
-        return
+    from mailer.ingest.feeds import poll_due_feeds
+
     try:
         poll_due_feeds(db, settings)
     except Exception:
