@@ -30,7 +30,7 @@ from mailer.campaigns.models import Campaign, Delivery
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.campaigns.service import get_campaign
-from mailer.delivery import recovery
+from mailer.delivery import fanout, recovery
 from mailer.delivery.audience import draw_audience
 from mailer.delivery.sender import CampaignSender, RunStats
 from mailer.errors import InvalidTransition, MailerError
@@ -110,34 +110,84 @@ def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
                   transport: Transport | None = None, worker_id: str | None = None,
                   progress: Callable[[RunStats], None] | None = None,
                   stop: threading.Event | None = None, wait_for_others: bool = True,
-                  poll_interval: float = 1.0) -> SendSummary:
+                  poll_interval: float = 1.0, processes: int | None = None) -> SendSummary:
     """Start the campaign if needed, then send until every row is settled (the campaign
     becomes ``sent``), it is paused or cancelled, or ``stop`` is set. Resumes a crashed send:
     rows a dead sender left are resolved first (see ``recovery``).
+
+    A large send with its own transport is spread over ``processes`` processes (default: as
+    ``MAILER_SEND_PROCESSES`` and the campaign's size allow; see ``fanout``).
 
     Raises InvalidTransition when the campaign is not approved, scheduled or sending.
     """
     started = time.monotonic()
     start_campaign(db, settings, campaign_id)
     owns_transport = transport is None
-    transport = transport or get_transport(settings)
     worker = worker_id or recovery.new_worker_name()
+    helpers: fanout.Helpers | None = None
+    sender: CampaignSender | None = None
+    stats: RunStats | None = None
+    stop = stop or threading.Event()
+    report = progress
+    transport_ = None
     try:
         with db.session() as session:
             recovery.resolve_in_doubt(session, settings, campaign_id)
         message = _compile_or_pause(db, settings, campaign_id)
+        count = 1
+        if owns_transport and wait_for_others and worker_id is None and processes != 1:
+            count = processes or fanout.process_count(settings, _pending(db, campaign_id))
+        if count > 1:
+            settings = fanout.share(settings, count)
+            helpers = fanout.Helpers(settings, db.engine.url.render_as_string(
+                hide_password=False), campaign_id, count - 1)
+            progress = _with_helpers(progress, helpers)
+            poll_interval = min(poll_interval, 0.2)  # notice the helpers' last rows settle
+        transport_ = transport or get_transport(settings)
         sender = CampaignSender(
-            db, settings, campaign_id, transport=transport, message=message,
+            db, settings, campaign_id, transport=transport_, message=message,
             make_recipient=make_recipient_factory(db, settings, campaign_id), worker=worker,
             stop=stop, progress=progress, wait_for_others=wait_for_others,
             poll_interval=poll_interval)
         stats = sender.run()
     finally:
+        if helpers is not None:
+            if stop.is_set() or sender is None or sender.halt.is_set():
+                helpers.stop()  # interrupted, paused or failed: they finish their batches
+            _add_helpers(stats, helpers.finish(settings.lease_seconds))
+            if report is not None and stats is not None:
+                report(stats)  # the helpers' last batches
         if worker_id is None:
             recovery.forget_worker(worker)
-        if owns_transport:
-            transport.close()
+        if owns_transport and transport_ is not None:
+            transport_.close()
     return summarize(db, campaign_id, stats, time.monotonic() - started, sender.reason)
+
+
+def _pending(db: Database, campaign_id: int) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(Delivery.__table__).where(
+            C.campaign_id == campaign_id, C.status == DS.PENDING)) or 0
+
+
+def _with_helpers(progress, helpers: fanout.Helpers):
+    """The caller's progress callback, counting what the helper processes did too."""
+    def report(stats: RunStats) -> None:
+        totals = helpers.totals()  # also drains their reports when nobody watches
+        if progress is not None:
+            combined = RunStats(*(a + b for a, b in zip(
+                (stats.accepted, stats.failed, stats.skipped, stats.in_doubt), totals,
+                strict=True)), requests=stats.requests, started=stats.started)
+            progress(combined)
+    return report
+
+
+def _add_helpers(stats: RunStats | None, totals: tuple[int, int, int, int]) -> None:
+    if stats is not None:
+        stats.accepted += totals[0]
+        stats.failed += totals[1]
+        stats.skipped += totals[2]
+        stats.in_doubt += totals[3]
 
 
 def _compile_or_pause(db: Database, settings: Settings, campaign_id: int) -> CompiledMessage:

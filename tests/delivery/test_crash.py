@@ -18,7 +18,7 @@ import time
 import pytest
 import uvicorn
 from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailer.campaigns.models import Campaign, Delivery
 from mailer.campaigns.models import CampaignStatus as CS
@@ -189,3 +189,46 @@ def test_four_workers_on_postgresql_send_each_recipient_once(crash_rig, db, sett
             select(Delivery.worker).where(Delivery.campaign_id == campaign_id)).scalars().all()
     assert len({w.rsplit(":", 1)[0] for w in by_worker}) >= 2, "the work was not shared"
     _assert_exactly_once(standin, db, campaign_id, 2000)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_rig, db,
+                                                                       settings):
+    standin, env = crash_rig
+    env = env | {"MAILER_SEND_PROCESSES": "2"}
+    add_subscribers(db, 1500)
+    campaign_id = approved_campaign(db)
+    proc = _sender(env, campaign_id)
+    helpers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not helpers and time.monotonic() < deadline:  # until the helper has sent
+        time.sleep(0.05)
+        with db.session() as session:
+            workers = session.scalars(select(Delivery.worker).distinct()
+                                      .where(Delivery.worker.is_not(None))).all()
+        helpers = {int(w.split(":")[1]) for w in workers} - {proc.pid}
+    assert helpers, "the send was not spread over a second process"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert _status(db, campaign_id) == CS.SENDING, "finished before the kill; proved nothing"
+    deadline = time.monotonic() + 20  # its batches in flight finish and are recorded
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in helpers), "the helper went on sending alone"
+    with db.session() as session:
+        left = session.scalar(select(func.count()).select_from(Delivery).where(
+            Delivery.campaign_id == campaign_id, Delivery.status == DS.PENDING))
+    assert left > 0, "the helper sent the rest alone instead of stopping with its parent"
+    final = _sender(env, campaign_id)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
+    assert _status(db, campaign_id) == CS.SENT
+    _assert_exactly_once(standin, db, campaign_id, 1500)

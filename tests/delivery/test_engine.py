@@ -276,6 +276,34 @@ def test_a_message_too_large_for_the_provider_pauses_the_campaign(db, sg_setting
     assert standin.accepted == []
 
 
+def test_a_large_send_is_spread_over_processes_each_recipient_once(db, sg_settings, standin):
+    add_subscribers(db, 400)
+    campaign_id = approved_campaign(db)
+    standin.latency_ms = 60  # keep the parent busy while the helper starts (~1 s)
+    seen = []
+    summary = send_campaign(db, sg_settings.model_copy(update={"send_processes": 2}),
+                            campaign_id, progress=lambda stats: seen.append(stats.handled))
+    assert summary.status == CS.SENT and summary.accepted == 400
+    assert summary.sent_this_run == 400  # the helper's recipients are counted too
+    assert_exactly_once(standin, db, campaign_id, 400)
+    with db.session() as session:
+        workers = session.scalars(select(Delivery.worker)
+                                  .where(Delivery.campaign_id == campaign_id)).all()
+    pids = {w.split(":")[1] for w in workers}
+    assert len(pids) == 2, "the helper process sent nothing"
+    assert max(seen) == 400
+
+
+def test_small_or_rate_limited_sends_stay_in_one_process(sg_settings):
+    from mailer.delivery.fanout import process_count
+
+    spread = sg_settings.model_copy(update={"send_processes": 2})
+    assert process_count(spread, 10_000) == 2
+    assert process_count(spread, 50) == 1  # not worth a second process
+    assert process_count(spread.model_copy(update={"rate_limit": 100.0}), 10_000) == 1
+    assert process_count(spread.model_copy(update={"send_processes": 1}), 10_000) == 1
+
+
 def test_two_senders_on_one_campaign_share_it_without_duplicates(db, sg_settings, standin):
     import threading
 

@@ -1,0 +1,173 @@
+"""Spreading one foreground send over the machine's cores.
+
+Personalization, payload encoding and HTTP are Python work bound to one core by the GIL, so a
+large ``campaigns send`` starts helper processes that run the same claim → hand-off → record
+loop on the same campaign as ordinary workers (their own worker names, leases and pids), while
+the calling process keeps waiting for every row to settle. Exactly once rests on the claim
+protocol as it does for ``mailer worker``: nothing here coordinates rows.
+
+A helper stops (letting its batches in flight finish and be recorded) when the parent asks,
+and on its own when the parent process is gone (kill -9 closes the pipe it watches): it must
+never go on sending for a send nobody watches. Rows it leaves behind are settled by recovery like any dead worker's.
+
+``MAILER_CONCURRENCY`` and ``MAILER_RATE_LIMIT`` stay totals for the whole send: requests in
+flight are split between the processes, and a rate-limited send is not spread at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+
+from mailer.settings import Settings
+
+log = logging.getLogger("mailer.delivery")
+
+#: A helper is worth its start-up (a second of imports and rendering) only with this many
+#: batches for each process.
+MIN_BATCHES_PER_PROCESS = 10
+#: Upper bound when MAILER_SEND_PROCESSES is 0 (one per core).
+MAX_AUTO_PROCESSES = 4
+
+
+def process_count(settings: Settings, pending: int) -> int:
+    """How many processes (the caller included) should send ``pending`` recipients."""
+    wanted = getattr(settings, "send_processes", 0) or min(os.cpu_count() or 1,
+                                                           MAX_AUTO_PROCESSES)
+    if wanted <= 1 or settings.rate_limit > 0:
+        return 1
+    by_size = pending // (MIN_BATCHES_PER_PROCESS * settings.batch_size)
+    return max(1, min(wanted, by_size, settings.concurrency))
+
+
+def share(settings: Settings, processes: int) -> Settings:
+    """Settings for one of ``processes`` senders: their requests in flight add up to
+    MAILER_CONCURRENCY."""
+    if processes <= 1:
+        return settings
+    return settings.model_copy(update={"concurrency": max(1, settings.concurrency // processes)})
+
+
+class Helpers:
+    """``count`` helper processes sending ``campaign_id``; ``finish`` collects them.
+
+    Each helper is ``python -m mailer.delivery.fanout`` (not ``multiprocessing``, which would
+    re-import the caller's main module), reading its arguments from its stdin and reporting
+    its counts as JSON lines on its stdout. The parent holds the helper's stdin open: closing
+    it (``stop``, or the parent dying in any way, kill -9 included) tells the helper to stop.
+    """
+
+    def __init__(self, settings: Settings, database_url: str, campaign_id: int, count: int):
+        self._latest: dict[int, tuple[int, int, int, int]] = {}
+        self._lock = threading.Lock()
+        self._procs: list[subprocess.Popen] = []
+        self._readers: list[threading.Thread] = []
+        for index in range(count):
+            proc = subprocess.Popen([sys.executable, "-m", "mailer.delivery.fanout"],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            proc.stdin.write(pickle.dumps((settings, database_url, campaign_id)))
+            proc.stdin.write(b"\n" + _ARGS_END)
+            proc.stdin.flush()
+            reader = threading.Thread(target=self._read, args=(index, proc.stdout),
+                                      daemon=True, name=f"send-helper-{index}")
+            reader.start()
+            self._procs.append(proc)
+            self._readers.append(reader)
+
+    def _read(self, index: int, stream) -> None:
+        for line in stream:
+            try:
+                counts = tuple(json.loads(line))
+            except ValueError:
+                continue
+            with self._lock:
+                self._latest[index] = counts  # type: ignore[assignment]
+
+    def totals(self) -> tuple[int, int, int, int]:
+        """(accepted, failed, skipped, in_doubt) the helpers reported so far."""
+        with self._lock:
+            latest = list(self._latest.values())
+        return tuple(sum(c[k] for c in latest) for k in range(4))  # type: ignore[return-value]
+
+    def stop(self) -> None:
+        for proc in self._procs:
+            _close(proc.stdin)
+
+    def finish(self, timeout: float) -> tuple[int, int, int, int]:
+        """Wait for the helpers (they end when nothing is left to claim, or after ``stop``);
+        one still running after ``timeout`` is terminated (recovery settles its rows)."""
+        deadline = time.monotonic() + timeout
+        for proc in self._procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("send helper %s did not stop in time; terminating it", proc.pid)
+                proc.terminate()
+                proc.wait(5)
+            _close(proc.stdin)
+        for reader in self._readers:
+            reader.join(5)
+        return self.totals()
+
+
+_ARGS_END = b"--end-of-arguments--\n"
+
+
+def _close(stream) -> None:
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+def helper_main() -> None:
+    """A helper process: send the campaign until nothing is claimable or told to stop."""
+    from mailer.delivery.engine import send_campaign
+    from mailer.errors import MailerError
+    from mailer.storage.db import Database, make_engine
+
+    data = b""
+    for line in sys.stdin.buffer:
+        if line == _ARGS_END:
+            break
+        data += line
+    settings, database_url, campaign_id = pickle.loads(data[:-1])
+    stop = threading.Event()
+    threading.Thread(target=_watch_parent, args=(stop,), daemon=True,
+                     name="parent-watch").start()
+    db = Database(make_engine(database_url))
+    out = sys.stdout
+
+    def report(stats) -> None:
+        out.write(json.dumps([stats.accepted, stats.failed, stats.skipped, stats.in_doubt])
+                  + "\n")
+        out.flush()
+
+    try:
+        send_campaign(db, settings, campaign_id, stop=stop, progress=report,
+                      wait_for_others=False, processes=1)
+    except MailerError as exc:  # paused or cancelled meanwhile, cannot render: logged
+        log.warning("send helper: %s", exc)
+    except BrokenPipeError:  # the parent is gone; what we sent is recorded
+        pass
+    finally:
+        db.dispose()
+
+
+def _watch_parent(stop: threading.Event) -> None:
+    """Stop when stdin closes: the parent asked, or died (kill -9 closes its pipes too)."""
+    try:  # the raw descriptor: a daemon thread blocked in a buffered read breaks shutdown
+        while os.read(0, 4096):
+            pass
+    finally:
+        stop.set()
+
+
+if __name__ == "__main__":
+    helper_main()
