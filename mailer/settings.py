@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     batch_size: int = 1000
     rate_limit: float = 0
     concurrency: int = 8
+    #: Processes one `campaigns send` spreads a large campaign over (0: one per core, up to 4).
+    send_processes: int = 0
     in_doubt_grace: int = 600
     #: What to do with in-doubt rows when no webhook is configured: "resend" after the grace
     #: period, or "hold" them for a person to decide.
