@@ -9,10 +9,11 @@ chunk shares one timestamp) and the rows go straight to the driver's ``executema
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from operator import itemgetter
 
-from sqlalchemy import Table, bindparam
+from sqlalchemy import ColumnElement, Table, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
@@ -55,6 +56,18 @@ def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],
     execute_many(session, statement, rows)
 
 
+def one_of(session: Session, column, values: Sequence) -> ColumnElement[bool]:
+    """``column IN values`` with the whole list as ONE bound parameter (a JSON array read by
+    ``json_each`` on SQLite, an array compared with ``= ANY`` on PostgreSQL). A chunk of 20,000
+    values would otherwise be 20,000 parameters that SQLAlchemy renders into the statement
+    each time (a tenth of an import's CPU). ``values`` must be str or int, like ``column``."""
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=postgresql.ARRAY(column.type)))
+    listed = func.json_each(bindparam(None, json.dumps(values))).table_valued("value")
+    return column.in_(select(listed.c.value))
+
+
 def _converter(column_type, dialect):
     process = column_type.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
@@ -77,4 +90,4 @@ def _converter(column_type, dialect):
     return convert
 
 
-__all__ = ["execute_many", "insert_ignoring"]
+__all__ = ["execute_many", "insert_ignoring", "one_of"]

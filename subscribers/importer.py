@@ -43,7 +43,7 @@ from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
-from subscribers.bulk import execute_many
+from subscribers.bulk import execute_many, one_of
 from subscribers.bulk import insert_ignoring as _insert_ignoring
 from subscribers.csv_rows import HeaderMap, RowData, RowError, open_text, parse_row, read_rows
 from subscribers.models import (
@@ -56,7 +56,7 @@ from subscribers.models import (
     Suppression,
 )
 
-CHUNK_SIZE = 5000
+CHUNK_SIZE = 20_000
 #: Errors and warnings listed one by one; beyond this they are only counted.
 MAX_LISTED = 10_000
 _DETAILS = ("name", "zip", "county", "state", "district", "frequency")
@@ -277,7 +277,7 @@ class _ChunkWriter:
     def run(self) -> None:
         existing = self._existing()
         suppressed = set(self.session.scalars(select(Suppression.email_hash).where(
-            Suppression.email_hash.in_([r.email_hash for r in self.chunk]))))
+            one_of(self.session, Suppression.email_hash, [r.email_hash for r in self.chunk]))))
         linked = self._links_of([e["id"] for e in existing.values()])
         for row in self.chunk:
             topic_ids = self._topic_ids(row)
@@ -294,7 +294,8 @@ class _ChunkWriter:
                    *(getattr(Subscriber, c) for c in _DETAILS)]
         names = [c.key for c in columns]
         result = self.session.execute(
-            select(*columns).where(Subscriber.email.in_([r.email for r in self.chunk])))
+            select(*columns).where(
+                one_of(self.session, Subscriber.email, [r.email for r in self.chunk])))
         return {row[1]: dict(zip(names, row, strict=True)) for row in result}
 
     def _links_of(self, ids: list[int]) -> dict[int, set[int]]:
@@ -302,7 +303,7 @@ class _ChunkWriter:
         if ids:
             for sid, tid in self.session.execute(
                     select(SubscriberTopic.subscriber_id, SubscriberTopic.topic_id)
-                    .where(SubscriberTopic.subscriber_id.in_(ids))):
+                    .where(one_of(self.session, SubscriberTopic.subscriber_id, ids))):
                 linked.setdefault(sid, set()).add(tid)
         return linked
 
