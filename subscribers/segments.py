@@ -43,6 +43,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from mailer.errors import NotFound, QueryError
 from mailer.ingest.models import Topic
+from mailer.storage.base import UTCDateTime
 from subscribers.addresses import InvalidEmail, normalize_email
 from subscribers.models import (
     ACTIVE,
@@ -77,6 +78,14 @@ class unindexed_condition(unindexed):  # noqa: N801
 
     name = "unindexed_condition"
     type = Boolean()
+    inherit_cache = True
+
+
+class unindexed_time(unindexed):  # noqa: N801
+    """A ``UTCDateTime`` column the SQLite planner must not drive the query from."""
+
+    name = "unindexed_time"
+    type = UTCDateTime()
     inherit_cache = True
 
 
@@ -174,7 +183,10 @@ class _Compiler:
             raise QueryError("'joined' needs an ISO date such as 2024-01-31",
                              node.value.position)
         start, end = self._day_bounds(day)
-        column = Subscriber.created_at
+        # One day goes through the created_at index. An open range usually covers much of the
+        # list, and SQLite (no range statistics) would still walk the index and fetch row by
+        # row: 0.9 s on a million against 0.3 s for the scan it then does.
+        column = Subscriber.created_at if node.op == "=" else unindexed_time(Subscriber.created_at)
         match node.op:
             case "=":
                 return and_(column >= start, column < end)
