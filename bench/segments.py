@@ -4,7 +4,8 @@
 
 Builds the list inside the database (a recursive CTE on SQLite, generate_series on
 PostgreSQL: seconds, not minutes), with topics, 1 % unsubscribed, 0.5 % bounced and 0.5 % of
-active addresses on the suppression list. Then times each query's audience count (median of
+active addresses on the suppression list, then gathers planner statistics (ANALYZE; on
+PostgreSQL VACUUM ANALYZE, as autovacuum would have by then). Then times each query's audience count (median of
 three after a warm-up) and checks the answer by evaluating the same condition in Python over
 every row, so the figure is both fast and exact.
 """
@@ -85,6 +86,11 @@ def build(db, rows: int) -> None:
             "SELECT email_hash, 'complained', CURRENT_TIMESTAMP FROM subscribers "
             "WHERE id % 200 = 7"))
         conn.execute(text("ANALYZE"))
+    if dialect == "postgresql":
+        # What autovacuum would have done on a real installation by the time anyone counts:
+        # without the visibility map PostgreSQL cannot use index-only scans at all.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
 
 
 def timed(fn, repeat: int = 3) -> tuple[float, object]:
@@ -164,7 +170,9 @@ def main() -> None:
         started = time.perf_counter()
         build(db, args.rows)
         print(f"built {args.rows:,} subscribers on {db.dialect} in "
-              f"{time.perf_counter() - started:.1f}s", file=sys.stderr)
+              f"{time.perf_counter() - started:.1f}s (then "
+              f"{'VACUUM ANALYZE' if db.dialect == 'postgresql' else 'ANALYZE'})",
+              file=sys.stderr)
 
         def raw_count():
             with db.session() as session:
