@@ -21,7 +21,10 @@ from sqlalchemy.sql import Executable
 
 def execute_many(session: Session, statement: Executable, rows: Sequence[dict]) -> None:
     """Execute ``statement`` once per row of ``rows``; every row has a value for each of the
-    statement's bound parameters (by name). Nothing is spliced into SQL text."""
+    statement's bound parameters (by name). Nothing is spliced into SQL text.
+
+    The dicts in ``rows`` get their values converted in place (a copy of a chunk's rows is
+    tens of megabytes): the caller must not use them afterwards."""
     if not rows:
         return
     connection = session.connection()
@@ -31,11 +34,11 @@ def execute_many(session: Session, statement: Executable, rows: Sequence[dict]) 
     converters = {name: _converter(compiled.binds[name].type, dialect) for name in names}
     converting = {n: c for n, c in converters.items() if c is not None}
     fixed = {n: compiled.binds[n].effective_value for n in names if n not in rows[0]}
-    if converting or fixed:  # values the statement itself holds (literals) fill every row
+    if fixed:  # values the statement itself holds (literals) fill every row
         rows = [{**fixed, **row} for row in rows]
-        for name, convert in converting.items():
-            for row in rows:
-                row[name] = convert(row[name])
+    for name, convert in converting.items():
+        for row in rows:
+            row[name] = convert(row[name])
     if compiled.positional:
         getter = itemgetter(*names)
         parameters = [getter(row) if len(names) > 1 else (getter(row),) for row in rows]

@@ -258,8 +258,14 @@ def split_topics(text: str) -> tuple[str, ...]:
     """Topics separated by ``;`` or ``,`` (Mailchimp quotes each tag: ``"A","B"``)."""
     if not text:
         return ()
-    parts = (p.strip().strip('"').strip() for p in re.split(r"[;,]", text))
+    if '"' in text:
+        parts = [p.strip().strip('"').strip() for p in _TOPIC_SEPARATOR.split(text)]
+    else:  # the usual cell, e.g. "human-trafficking;veterans": no regex, no quotes to peel
+        parts = [p.strip() for p in text.replace(",", ";").split(";")]
     return tuple(dict.fromkeys(p for p in parts if p))
+
+
+_TOPIC_SEPARATOR = re.compile(r"[;,]")
 
 
 def _attributes(text: str) -> dict:
@@ -313,6 +319,8 @@ def _from_address(pattern: re.Pattern, address: str) -> str:
 def _state(text: str) -> str | None:
     if not text:
         return None
+    if len(text) == 2 and text.isascii() and text.isalpha():  # the usual "ND": no lookup
+        return text.upper()
     code = _US_STATES.get(" ".join(text.lower().split()), text.upper())
     if len(code) != 2 or not code.isalpha():
         raise RowError(f"invalid state {text[:30]!r} (use a two-letter code such as ND)")
@@ -329,6 +337,8 @@ def _frequency(text: str) -> str | None:
 
 
 def _intent(status: str, unsub_time: str, clean_time: str) -> str:
+    if not (status or unsub_time or clean_time):  # a plain list: no status column at all
+        return ACTIVE
     if unsub_time:
         return UNSUBSCRIBED
     if clean_time:
