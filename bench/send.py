@@ -7,8 +7,10 @@ process like the real API, counting what it accepts) and prints one table:
 
 * engine: ``mailer.delivery.engine.send_campaign`` end to end: the segment query drawing the
   audience into ``deliveries``, personalization (two signed tokens per person), payloads,
-  MAILER_CONCURRENCY (8) requests in flight, and every status row written before and after
-  each request. The seed press release is the content.
+  MAILER_CONCURRENCY (8) requests in flight in total, and every status row written before and
+  after each request. The seed press release is the content. MAILER_SEND_PROCESSES is left at
+  its default (one process per core), so the send spreads over the machine's cores; "peak
+  RSS" is the calling process's own (each helper process is about as large).
 * bare client: the floor for this machine: threads posting equivalent 1000-recipient payloads
   (same per-recipient shape, pre-made tokens) with the same concurrency, no database at all.
 * naive: one request per recipient, sequentially, through the same SendGrid client; timed on
@@ -185,6 +187,7 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     latencies = [int(s) for s in args.latencies.split(",")]
     rows: list[tuple] = []
+    load_at_start = os.getloadavg()  # other processes share the cores: say how busy they were
     standin = StandIn()
     work = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
     try:
@@ -216,6 +219,8 @@ def main() -> None:
         standin.stop()
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows)
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}; at end: "
+          "{:.2f} {:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
 
 
 def print_table(rows: list[tuple]) -> None:

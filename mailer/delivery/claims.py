@@ -18,12 +18,25 @@ All statements are Core statements over id lists: no ORM object per recipient.
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, any_, bindparam, case, exists, or_, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -78,7 +91,14 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     if sql.lock is not None:
         params["b_claimed"] = conn.execute(sql.lock, params).scalars().all()
     conn.execute(sql.claim, params)
-    rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
+    if sql.lock is None:  # SQLite
+        # One row holding the batch as JSON: the sqlite3 module gives up the GIL for every
+        # row it steps through, and with the pool threads busy each row then waited up to a
+        # switch interval to get it back (1,000 rows: ~30 ms per claim, measured).
+        packed = conn.execute(sql.read_back, params).scalar()
+        rows = sorted(tuple(r) for r in json.loads(packed)) if packed else []
+    else:
+        rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
     params["b_below"] = rows[-1][0] + 1 if rows else 2**31 - 1  # no sendable row: all
     skipped = conn.execute(sql.skip, params).rowcount or 0
     if not rows and not skipped:
@@ -120,6 +140,10 @@ def _statements(dialect: str) -> _Statements:
     read_back = (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
                  .select_from(_with_subscribers(TABLE))
                  .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
+    if dialect != "postgresql":  # SQLite: the whole batch in one row (see claim_batch)
+        batch = read_back.subquery()
+        read_back = select(func.json_group_array(func.json_array(
+            batch.c.id, batch.c.email, batch.c.subscriber_id, batch.c.name)))
     unsendable = (select(d.c.id).select_from(_with_subscribers(d))
                   .where(pending, _unsendable(now),
                          d.c.id < bindparam("b_below", type_=Integer)))

@@ -294,6 +294,22 @@ def test_a_large_send_is_spread_over_processes_each_recipient_once(db, sg_settin
     assert max(seen) == 400
 
 
+def test_names_reach_the_payload_exactly(db, sg_settings, standin):
+    # SQLite reads a claimed batch back as one JSON document: quotes, backslashes, non-ASCII
+    # and missing names must come through unchanged.
+    names = ['Zoë "Z" O\'Neil \\ 日本', None, "", "  Pat  "]
+    with db.session() as session:
+        session.execute(insert(Subscriber), [
+            {"email": f"named{i}@example.org", "email_hash": email_hash(f"named{i}@example.org"),
+             "name": name, "status": ACTIVE, "frequency": "immediate",
+             "created_at": utcnow(), "updated_at": utcnow()} for i, name in enumerate(names)])
+    campaign_id = approved_campaign(db)
+    assert send_campaign(db, sg_settings, campaign_id).status == CS.SENT
+    shown = {a.email: a.substitutions["-name_t-"] for a in standin.accepted}
+    assert shown == {"named0@example.org": names[0], "named1@example.org": "friend",
+                     "named2@example.org": "friend", "named3@example.org": "Pat"}
+
+
 def test_small_or_rate_limited_sends_stay_in_one_process(sg_settings):
     from mailer.delivery.fanout import process_count
 
