@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -139,6 +140,10 @@ def helper_main() -> None:
         data += line
     settings, database_url, campaign_id = pickle.loads(data[:-1])
     stop = threading.Event()
+    # Ctrl-C reaches the whole process group: the parent decides and closes our stdin. A
+    # SIGTERM (service stop) lets the batches in flight finish and be recorded, as stop does.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     threading.Thread(target=_watch_parent, args=(stop,), daemon=True,
                      name="parent-watch").start()
     db = Database(make_engine(database_url))

@@ -191,6 +191,20 @@ def test_four_workers_on_postgresql_send_each_recipient_once(crash_rig, db, sett
     _assert_exactly_once(standin, db, campaign_id, 2000)
 
 
+def _helper_pids(db, proc) -> set[int]:
+    """The pids of the sender's helper processes, once they have claimed something."""
+    helpers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while not helpers and time.monotonic() < deadline:
+        time.sleep(0.05)
+        with db.session() as session:
+            workers = session.scalars(select(Delivery.worker).distinct()
+                                      .where(Delivery.worker.is_not(None))).all()
+        helpers = {int(w.split(":")[1]) for w in workers} - {proc.pid}
+    assert helpers, "the send was not spread over a second process"
+    return helpers
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
@@ -207,15 +221,7 @@ def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_ri
     add_subscribers(db, 1500)
     campaign_id = approved_campaign(db)
     proc = _sender(env, campaign_id)
-    helpers: set[int] = set()
-    deadline = time.monotonic() + 60
-    while not helpers and time.monotonic() < deadline:  # until the helper has sent
-        time.sleep(0.05)
-        with db.session() as session:
-            workers = session.scalars(select(Delivery.worker).distinct()
-                                      .where(Delivery.worker.is_not(None))).all()
-        helpers = {int(w.split(":")[1]) for w in workers} - {proc.pid}
-    assert helpers, "the send was not spread over a second process"
+    helpers = _helper_pids(db, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     assert _status(db, campaign_id) == CS.SENDING, "finished before the kill; proved nothing"
@@ -231,4 +237,33 @@ def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_ri
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
     assert _status(db, campaign_id) == CS.SENT
+    _assert_exactly_once(standin, db, campaign_id, 1500)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_ctrl_c_stops_a_spread_send_cleanly(crash_rig, db, settings):
+    standin, env = crash_rig
+    env = env | {"MAILER_SEND_PROCESSES": "2"}
+    add_subscribers(db, 1500)
+    campaign_id = approved_campaign(db)
+    proc = subprocess.Popen([sys.executable, "-m", "mailer", "campaigns", "send",
+                             str(campaign_id), "--json"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    helpers = _helper_pids(db, proc)
+    os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in helpers)
+    with db.session() as session:
+        left = dict(session.execute(select(Delivery.status, func.count())
+                                    .where(Delivery.campaign_id == campaign_id)
+                                    .group_by(Delivery.status)).all())
+    # Every batch in flight finished and was recorded: nothing stranded in sending/in doubt.
+    assert set(left) <= {DS.PENDING, DS.ACCEPTED} and left.get(DS.PENDING), left
+    final = _sender(env, campaign_id)
+    out, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()
     _assert_exactly_once(standin, db, campaign_id, 1500)
