@@ -86,6 +86,9 @@ def crash_rig(settings, db):
             "MAILER_POSTAL_ADDRESS": "123 Hart Senate Office Building, Washington, DC 20510",
             "MAILER_PUBLIC_URL": "https://news.senator.example.gov",
             "MAILER_SENDGRID_WEBHOOK_PUBLIC_KEY": standin.public_key_b64,
+            # every `campaigns send` here spreads over a helper process, so the kills also
+            # land on spread sends (`mailer worker` never spreads)
+            "MAILER_SEND_PROCESSES": "2",
         })
         yield standin, env
 
@@ -217,7 +220,6 @@ def _alive(pid: int) -> bool:
 def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_rig, db,
                                                                        settings):
     standin, env = crash_rig
-    env = env | {"MAILER_SEND_PROCESSES": "2"}
     add_subscribers(db, 1500)
     campaign_id = approved_campaign(db)
     proc = _sender(env, campaign_id)
@@ -243,7 +245,6 @@ def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_ri
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 def test_ctrl_c_stops_a_spread_send_cleanly(crash_rig, db, settings):
     standin, env = crash_rig
-    env = env | {"MAILER_SEND_PROCESSES": "2"}
     add_subscribers(db, 1500)
     campaign_id = approved_campaign(db)
     proc = subprocess.Popen([sys.executable, "-m", "mailer", "campaigns", "send",

@@ -1,6 +1,7 @@
 """The engine against the SendGrid stand-in, on SQLite and PostgreSQL."""
 
 import collections
+import os
 
 import pytest
 from sqlalchemy import func, insert, select
@@ -318,6 +319,9 @@ def test_small_or_rate_limited_sends_stay_in_one_process(sg_settings):
     assert process_count(spread, 50) == 1  # not worth a second process
     assert process_count(spread.model_copy(update={"rate_limit": 100.0}), 10_000) == 1
     assert process_count(spread.model_copy(update={"send_processes": 1}), 10_000) == 1
+    auto = sg_settings.model_copy(update={"send_processes": 0, "batch_size": 1000})
+    assert process_count(auto, 100_000) == 1  # a helper's start-up would not pay off
+    assert process_count(auto, 1_000_000) == min(os.cpu_count() or 1, 4, auto.concurrency)
 
 
 def test_two_senders_on_one_campaign_share_it_without_duplicates(db, sg_settings, standin):
