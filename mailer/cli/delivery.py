@@ -116,8 +116,11 @@ def worker_command(
     poll_interval: float = typer.Option(1.0, "--poll", help="Seconds between looks for work."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on exit."),
 ) -> None:
-    """Run one send worker: sends batches of every campaign that is sending. Run several
-    (against PostgreSQL) to scale out; Ctrl-C or SIGTERM stops it after the current batches."""
+    """Run one send worker: sends batches of every campaign that is sending.
+
+    Run several (against PostgreSQL) to scale out; Ctrl-C or SIGTERM stops it after the
+    current batches.
+    """
     context.service_logging()
     settings, db = context.settings(), context.database()
     context.stderr().print(f"worker started ({settings.transport}, "
