@@ -8,7 +8,8 @@ protocol as it does for ``mailer worker``: nothing here coordinates rows.
 
 A helper stops (letting its batches in flight finish and be recorded) when the parent asks,
 and on its own when the parent process is gone (kill -9 closes the pipe it watches): it must
-never go on sending for a send nobody watches. Rows it leaves behind are settled by recovery like any dead worker's.
+never go on sending for a send nobody watches. Rows it leaves behind are settled by recovery
+like any dead worker's.
 
 ``MAILER_CONCURRENCY`` and ``MAILER_RATE_LIMIT`` stay totals for the whole send: requests in
 flight are split between the processes, and a rate-limited send is not spread at all.

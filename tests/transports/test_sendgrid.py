@@ -4,9 +4,11 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sendgrid.helpers.eventwebhook import EventWebhook
 
-from mailer.transports.base import Batch
+from mailer.transports.base import Batch, CompiledMessage, Recipient
 from mailer.transports.errors import (
     AmbiguousFailure,
     AuthFailure,
@@ -14,10 +16,6 @@ from mailer.transports.errors import (
     RateLimited,
     TemporaryFailure,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-from mailer.transports.base import CompiledMessage, Recipient
 from mailer.transports.sendgrid import (
     SendGridTransport,
     build_payload,
@@ -99,7 +97,7 @@ def test_the_posted_body_logs_as_its_size_not_its_contents():
 
     body = _JSONText('{"a": 1}').encode("utf-8")
     assert body == b'{"a": 1}' and str(body) == "<8 bytes of JSON>"
-    assert "{data}".format(data=body) == "<8 bytes of JSON>"  # what the client logs
+    assert "{data}".format(data=body) == "<8 bytes of JSON>"  # noqa: UP032 (as the client logs)
 
 
 def test_send_is_accepted_and_recorded(standin):
