@@ -253,34 +253,14 @@ def make_recipient_factory(db: Database, settings: Settings, campaign_id: int):
 
 # -- counts -----------------------------------------------------------------------------------
 def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    """Counts for ``campaigns status``: recipients, pending (incl. being sent), sending,
-    accepted (every row the provider took, whatever happened after), delivered, bounced,
-    dropped, deferred, failed, in_doubt, skipped, opened, clicked, complained, unsubscribed."""
-    by_status = dict(session.execute(
-        select(C.status, func.count()).where(C.campaign_id == campaign_id).group_by(C.status)
-    ).all())
-    engagement = session.execute(
-        select(func.count(C.opened_at), func.count(C.clicked_at), func.count(C.complained_at),
-               func.count(C.unsubscribed_at)).where(C.campaign_id == campaign_id)
-    ).one()
-    get = by_status.get
-    return {
-        "recipients": sum(by_status.values()),
-        "pending": get(DS.PENDING, 0) + get(DS.SENDING, 0),
-        "sending": get(DS.SENDING, 0),
-        "accepted": sum(get(s, 0) for s in HANDED_OFF),
-        "delivered": get(DS.DELIVERED, 0),
-        "deferred": get(DS.DEFERRED, 0),
-        "bounced": get(DS.BOUNCED, 0),
-        "dropped": get(DS.DROPPED, 0),
-        "failed": get(DS.FAILED, 0),
-        "in_doubt": get(DS.IN_DOUBT, 0),
-        "skipped": get(DS.SKIPPED, 0),
-        "opened": engagement[0],
-        "clicked": engagement[1],
-        "complained": engagement[2],
-        "unsubscribed": engagement[3],
-    }
+    """The campaign's counts (``mailer.tracking.reports.status_counts``) seen from the sender:
+    ``accepted`` counts every row the provider took, whatever happened to it after, and
+    ``pending`` includes the rows being sent right now."""
+    from mailer.tracking.reports import status_counts as row_counts
+
+    counts = row_counts(session, campaign_id)
+    return {**counts, "accepted": sum(counts[s] for s in HANDED_OFF),
+            "pending": counts[DS.PENDING] + counts[DS.SENDING]}
 
 
 def in_doubt_policy(settings: Settings) -> dict[str, Any]:
