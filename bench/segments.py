@@ -5,9 +5,9 @@
 Builds the list inside the database (a recursive CTE on SQLite, generate_series on
 PostgreSQL: seconds, not minutes), with topics, 1 % unsubscribed, 0.5 % bounced and 0.5 % of
 active addresses on the suppression list, then gathers planner statistics (ANALYZE; on
-PostgreSQL VACUUM ANALYZE, as autovacuum would have by then). Then times each query's audience count (median of
-three after a warm-up) and checks the answer by evaluating the same condition in Python over
-every row, so the figure is both fast and exact.
+PostgreSQL VACUUM ANALYZE, as autovacuum would have by then). Then times each query's
+audience count (median of three after a warm-up) and checks the answer by evaluating the same
+condition in Python over every row, so the figure is both fast and exact.
 """
 
 from __future__ import annotations
