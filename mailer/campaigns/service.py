@@ -164,6 +164,26 @@ def approve_if_not_required(
     campaign.approved_at = utcnow()
 
 
+def ready_to_send(
+    session: Session, campaign: Campaign, *, at: datetime, settings: Settings,
+    by: str | None, override_blackout: bool, reason: str | None, verb: str,
+) -> None:
+    """The checks shared by scheduling and sending now: approve when approval is not
+    required, refuse a draft or a campaign in a state that cannot start, and record a blackout
+    override for ``at``. Raises ApprovalRefusal, InvalidTransition, InvalidInput."""
+    approve_if_not_required(session, campaign, by=by, settings=settings)
+    if campaign.status == S.DRAFT:
+        raise policy.ApprovalRefusal(
+            f"campaign {campaign.id} is a draft; approve it first "
+            f"(mailer campaigns approve {campaign.id} --by USER)")
+    if campaign.status not in (S.APPROVED, S.SCHEDULED, S.MISSED):
+        raise InvalidTransition(
+            f"campaign {campaign.id} is {campaign.status}; it cannot be {verb}")
+    if override_blackout:
+        record_blackout_override(session, campaign, at=at, by=by, reason=reason,
+                                 settings=settings)
+
+
 def schedule_campaign(
     session: Session, campaign: Campaign, *, at: datetime, settings: Settings,
     by: str | None = None, override_blackout: bool = False, reason: str | None = None,
@@ -183,17 +203,8 @@ def schedule_campaign(
     if at < now - timedelta(seconds=5):
         raise InvalidInput(f"{policy.format_local(at, settings)} is in the past; "
                            "use --now to send at once")
-    approve_if_not_required(session, campaign, by=by, settings=settings)
-    if campaign.status == S.DRAFT:
-        raise policy.ApprovalRefusal(
-            f"campaign {campaign.id} is a draft; approve it first "
-            f"(mailer campaigns approve {campaign.id} --by USER)")
-    if campaign.status not in (S.APPROVED, S.SCHEDULED, S.MISSED):
-        raise InvalidTransition(
-            f"campaign {campaign.id} is {campaign.status}; it cannot be scheduled")
-    if override_blackout:
-        record_blackout_override(session, campaign, at=at, by=by, reason=reason,
-                                 settings=settings)
+    ready_to_send(session, campaign, at=at, settings=settings, by=by,
+                  override_blackout=override_blackout, reason=reason, verb="scheduled")
     policy.check_schedule_allowed(campaign, at, settings)
     remove_job_row(session, campaign_job_id(campaign.id))
     campaign.scheduled_at = at

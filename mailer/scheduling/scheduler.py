@@ -36,8 +36,8 @@ from sqlalchemy import select
 from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.campaigns.service import get_campaign
-from mailer.errors import InvalidTransition, MailerError, PolicyRefusal
+from mailer.campaigns.service import get_campaign, ready_to_send
+from mailer.errors import MailerError, PolicyRefusal
 from mailer.scheduling import policy
 from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id, remove_job_row
 from mailer.scheduling.leader import make_leader
@@ -121,23 +121,13 @@ def start_now(
     Raises PolicyRefusal subclasses (approval, quiet hours, blackout), InvalidTransition,
     InvalidInput (override without a reason), QueryError (its audience cannot be drawn).
     """
-    from mailer.campaigns.service import approve_if_not_required, record_blackout_override
     from mailer.delivery.engine import start_campaign
 
     now = utcnow()
     with db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
-        approve_if_not_required(session, campaign, by=by, settings=settings)
-        if campaign.status == S.DRAFT:
-            raise policy.ApprovalRefusal(
-                f"campaign {campaign_id} is a draft; approve it first "
-                f"(mailer campaigns approve {campaign_id} --by USER)")
-        if campaign.status not in (S.APPROVED, S.SCHEDULED, S.MISSED):
-            raise InvalidTransition(
-                f"campaign {campaign_id} is {campaign.status}; it cannot be started")
-        if override_blackout:
-            record_blackout_override(session, campaign, at=now, by=by, reason=reason,
-                                     settings=settings)
+        ready_to_send(session, campaign, at=now, settings=settings, by=by,
+                      override_blackout=override_blackout, reason=reason, verb="started")
         policy.check_send_allowed(campaign, settings, now)
         remove_job_row(session, campaign_job_id(campaign_id))
         if campaign.status == S.MISSED:
