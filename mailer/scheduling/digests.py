@@ -1,25 +1,46 @@
-"""Recurring digests: one email of the releases published since the last digest, per topic.
+"""Recurring digests: one email per subscriber of the releases published since THEIR last
+digest, per their topics.
 
 Design (exact; the delivery engine sends digest campaigns like any other):
 
-- A run covers a *window*: releases created after the digest's previous run (``last_run_at``;
-  on the first run, the last day or week) up to now. The window is claimed with a conditional
-  UPDATE of ``last_run_at`` in the same transaction that creates the run's campaigns, so two
-  runs (the scheduler and ``digests run``) never cover the same window twice, and a crash
-  leaves either nothing or complete scheduled campaigns that the scheduler then starts.
-- The audience is ``(<digest query>) and frequency = "<daily|weekly>"``, active and
-  unsuppressed as for every send. A subscriber receives the window's releases that carry at
-  least one of their topics, plus releases with no topic at all (general news); someone with
-  nothing new receives nothing.
-- Planning streams (subscriber, topic) pairs once and puts each subscriber in exactly one
-  group: the set of releases they get. Each group becomes one campaign whose planned members
-  are stored in ``digest_recipients``; its audience (``subscribers.segments.campaign_audience``)
-  is those members who are, at send time, still in the digest's audience. Cost is linear in
-  subscribers whatever the number of groups. The campaign keeps its release ids
+- Who: ``(<digest query>) and frequency = "<daily|weekly>"``, active and not suppressed, as
+  for every send. A subscriber is owed the releases that carry at least one of their topics,
+  plus releases with no topic at all (general news); someone owed nothing receives nothing.
+- Since when, per subscriber (``subscriber_since``): their ``last_digest_at`` -- the run time
+  of the last digest planned for them, by ANY digest -- so a switch from weekly to daily, or a
+  person in two digests whose queries overlap, never gets a release twice nor misses one. When
+  it is null (never had a digest) it is the later of when they joined (``confirmed_at``, else
+  ``created_at``) and the digest's own window start (its previous run, or one period ago): a
+  newcomer gets what was published since they joined, never a backlog. Either way it reaches
+  back at most ``LOOKBACK`` (a week) before the digest's window start. Releases someone
+  already got as the release's own campaign (they were ``immediate`` then) are left out;
+  those whose delivery was skipped or failed are kept in.
+- Planning streams (subscriber, topic, last_digest_at, joined) rows once and puts each
+  subscriber in exactly one group: the set of releases they get. What a person is owed is a
+  suffix of the (time-ordered) candidate releases filtered by topics, so the distinct
+  combinations stay few and the cost is linear in subscribers whatever the number of groups.
+  Each group becomes one campaign whose planned members are stored in ``digest_recipients``;
+  its audience (``subscribers.segments.campaign_audience``) is those members who are, at send
+  time, still in the digest's audience. The campaign keeps its release ids
   (``digest_release_ids``) for rendering (``compile_digest``).
+- Claiming, in the one transaction that creates the run's campaigns: (1) the digest's window,
+  a conditional UPDATE of ``last_run_at``, so two runs of one digest never both send; (2) the
+  members, a conditional UPDATE of each planned subscriber's ``last_digest_at`` from the value
+  planning read to the run time, only while they still take this frequency. If any of them
+  moved (another digest claimed them, they changed frequency), the transaction rolls back and
+  the run plans again from fresh state (``CLAIM_ATTEMPTS`` times). So a crash leaves nothing
+  or complete scheduled campaigns (which the scheduler then starts), and a re-run or a second
+  digest never re-plans the same releases for the same person.
+- Why at planning, not when a delivery is accepted: between planning and acceptance a second
+  run would re-plan the same releases (doubling), and the delivery engine owns acceptance.
+  The cost, documented: a planned member whose delivery is then skipped (unsubscribed,
+  suppressed, paused, no longer in the digest's query or frequency when drawn) or fails is
+  not re-offered those releases by a later digest; the campaign's ``deliveries`` row records
+  what became of it (``campaigns status``), and ``digest_recipients`` who it was planned for.
+  A failed hand-off is retried by the delivery engine like any send.
 - Digest campaigns are approved by the digest itself (its content is releases the office has
   already published), then go through the same send-time rules as any campaign: quiet hours
-  and the election blackout refuse a run *before* its window is claimed, so the releases wait
+  and the election blackout refuse a run *before* anything is claimed, so the releases wait
   for the next run instead of being lost. ``digests run ID --override-blackout --reason``
   records an override on the run's campaigns.
 """
@@ -29,16 +50,19 @@ from __future__ import annotations
 import logging
 import time
 from array import array
+from bisect import bisect_right
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign
+from mailer.campaigns.models import Campaign, Delivery
 from mailer.campaigns.models import CampaignStatus as S
+from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.errors import InvalidInput, NotFound, PolicyRefusal
 from mailer.ingest.models import Release, ReleaseTopic, Topic
 from mailer.scheduling import policy
@@ -52,6 +76,14 @@ from mailer.storage.db import Database
 log = logging.getLogger(__name__)
 
 PERIODS = {"daily": timedelta(days=1), "weekly": timedelta(days=7)}
+#: How far before its digest's window a subscriber's own "since" may reach (weekly -> daily
+#: switchers are owed the days since their last weekly digest; nobody is owed a backlog).
+LOOKBACK = PERIODS["weekly"]
+#: Deliveries of a release's own campaign that did not reach the person: the digest still
+#: carries that release for them.
+NOT_RECEIVED = (DS.SKIPPED, DS.FAILED)
+CLAIM_ATTEMPTS = 3
+CLAIM_CHUNK = 5_000
 DIGEST_ACTOR = "digest"
 
 
@@ -160,45 +192,116 @@ def base_query(digest: Digest) -> str:
     return f"({digest.query}) and {frequency}" if digest.query else frequency
 
 
-def plan_groups(session: Session, digest: Digest, releases: list[Release]) -> dict[
-        tuple[int, ...], array]:
-    """``{release ids (in release order): subscriber ids}`` for everyone in the digest's
-    audience who has something new, found by streaming (subscriber, topic) pairs once."""
+@dataclass(slots=True)
+class DigestPlan:
+    """Who gets what from one run: ``groups`` maps release ids (in release order) to the
+    subscribers who get exactly those; ``planned_from`` maps each ``last_digest_at`` value read
+    while planning to the planned subscribers who had it (what the claim checks)."""
+
+    groups: dict[tuple[int, ...], array] = field(default_factory=dict)
+    planned_from: dict[datetime | None, array] = field(default_factory=dict)
+
+    @property
+    def people(self) -> int:
+        return sum(map(len, self.groups.values()))
+
+
+def window_start(digest: Digest, now: datetime) -> datetime:
+    """Where the digest's own window begins: its previous run, or one period ago."""
+    return digest.last_run_at or now - PERIODS[digest.frequency]
+
+
+def candidate_releases(session: Session, digest: Digest, now: datetime) -> list[Release]:
+    """Every release some subscriber of ``digest`` may still be owed, oldest first: created
+    after ``window_start - LOOKBACK`` and not after ``now``."""
+    floor = window_start(digest, now) - LOOKBACK
+    return list(session.scalars(
+        select(Release).where(Release.created_at > floor, Release.created_at <= now)
+        .order_by(Release.created_at, Release.id)))
+
+
+def subscriber_since(last_digest_at: datetime | None, joined: datetime,
+                     start: datetime) -> datetime:
+    """The moment after which a subscriber is owed releases (see the module docstring)."""
+    since = last_digest_at if last_digest_at is not None else max(joined, start)
+    return max(since, start - LOOKBACK)
+
+
+def plan_groups(session: Session, digest: Digest, releases: list[Release],
+                now: datetime | None = None) -> DigestPlan:
+    """Plan a run of ``digest`` over ``releases`` (from ``candidate_releases``): everyone in
+    its audience who is owed something, found by streaming (subscriber, topic) pairs once."""
     from subscribers.models import Subscriber, SubscriberTopic
     from subscribers.segments import audience_filter, compile_query
 
+    now = now or utcnow()
+    start = window_start(digest, now)
     topics = release_topics(session, releases)
     slugs_wanted = set().union(*topics.values()) if topics else set()
     topic_ids = dict(session.execute(select(Topic.id, Topic.slug)
                                      .where(Topic.slug.in_(slugs_wanted))).all())
+    received = already_received(session, digest, releases)
     rows = session.execute(
-        select(Subscriber.id, SubscriberTopic.topic_id)
+        select(Subscriber.id, SubscriberTopic.topic_id, Subscriber.last_digest_at,
+               func.coalesce(Subscriber.confirmed_at, Subscriber.created_at))
         .outerjoin(SubscriberTopic, and_(SubscriberTopic.subscriber_id == Subscriber.id,
                                          SubscriberTopic.topic_id.in_(list(topic_ids))))
         .where(audience_filter(compile_query(base_query(digest))))
         .order_by(Subscriber.id).execution_options(yield_per=10_000))
-    chosen_for: dict[frozenset[str], tuple[int, ...]] = {}
-    groups: dict[tuple[int, ...], array] = {}
+    created = [r.created_at for r in releases]
+    chosen_for: dict[tuple, tuple[int, ...]] = {}
+    plan = DigestPlan()
 
-    def place(subscriber_id: int, follows: frozenset[str]) -> None:
-        chosen = chosen_for.get(follows)
+    def place(subscriber_id: int, follows: frozenset[str], last: datetime | None,
+              joined: datetime) -> None:
+        # Releases are sorted by creation, so what a person is owed is a suffix of them:
+        # the cache key stays small (topic sets x suffixes), keeping planning linear.
+        first = bisect_right(created, subscriber_since(last, joined, start))
+        key = (follows, first, received.get(subscriber_id, frozenset()))
+        chosen = chosen_for.get(key)
         if chosen is None:
-            chosen = chosen_for[follows] = tuple(
-                r.id for r in releases if not topics[r.id] or topics[r.id] & follows)
+            chosen = chosen_for[key] = tuple(
+                r.id for r in releases[first:]
+                if r.id not in key[2] and (not topics[r.id] or topics[r.id] & follows))
         if chosen:
-            groups.setdefault(chosen, array("q")).append(subscriber_id)
+            plan.groups.setdefault(chosen, array("q")).append(subscriber_id)
+            plan.planned_from.setdefault(last, array("q")).append(subscriber_id)
 
-    current, slugs = None, set()
-    for subscriber_id, topic_id in rows:
+    current, slugs, last, joined = None, set(), None, None
+    for subscriber_id, topic_id, last_digest_at, joined_at in rows:
         if subscriber_id != current:
             if current is not None:
-                place(current, frozenset(slugs))
-            current, slugs = subscriber_id, set()
+                place(current, frozenset(slugs), last, joined)
+            current, slugs, last, joined = subscriber_id, set(), last_digest_at, joined_at
         if topic_id is not None:
             slugs.add(topic_ids[topic_id])
     if current is not None:
-        place(current, frozenset(slugs))
-    return groups
+        place(current, frozenset(slugs), last, joined)
+    return plan
+
+
+def already_received(session: Session, digest: Digest,
+                     releases: list[Release]) -> dict[int, frozenset[int]]:
+    """Subscriber id -> the ``releases`` they already got as a release's own campaign.
+
+    Release campaigns draw only ``immediate`` subscribers, so among people who now take this
+    digest's frequency these are those who switched from immediate; their digest must not
+    repeat what they already received. Reads the deliveries of the releases' campaigns only.
+    """
+    from subscribers.models import Subscriber
+
+    if not releases:
+        return {}
+    found: dict[int, set[int]] = {}
+    for subscriber_id, release_id in session.execute(
+            select(Delivery.subscriber_id, Campaign.release_id)
+            .join(Campaign, Campaign.id == Delivery.campaign_id)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Campaign.release_id.in_([r.id for r in releases]),
+                   Subscriber.frequency == digest.frequency,
+                   Delivery.status.not_in(NOT_RECEIVED))):
+        found.setdefault(subscriber_id, set()).add(release_id)
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def release_topics(session: Session, releases: list[Release]) -> dict[int, frozenset[str]]:
@@ -217,48 +320,79 @@ def run_digest(
     db: Database, settings: Settings, digest_id: int, *, now: datetime | None = None,
     by: str | None = None, override_reason: str | None = None,
 ) -> dict[str, Any]:
-    """Run a digest now: claim its window, create one campaign per group, start them.
+    """Run a digest now: plan, claim its window and its members, create one campaign per
+    group, start them.
 
     Returns ``{"digest_id", "since", "until", "releases", "campaigns": [{"id", "releases",
-    "expected", "outcome"}]}``. Raises NotFound, PolicyRefusal (quiet hours, blackout: the
-    window is not claimed, so its releases go out with the next run).
+    "expected", "outcome"}]}`` (``since`` is the digest's own window start; ``releases`` the
+    number of distinct releases sent). Raises NotFound, PolicyRefusal (quiet hours, blackout:
+    nothing is claimed, so the releases go out with the next run), InvalidInput when other
+    digest runs kept changing the same subscribers through every attempt.
     """
     now = now or utcnow()
-    # Plan first, reading only (on SQLite a long write transaction would hold up senders);
-    # then claim the window and write the campaigns in one short transaction.
-    with db.session() as session:
-        digest = get_digest(session, digest_id)
-        policy.check_quiet_hours(now, settings)
-        election = policy.blackout_election(now, settings)
-        if election is not None and not override_reason:
-            raise policy.BlackoutRefusal(policy.blackout_message(election, settings), election)
-        previous = digest.last_run_at
-        since = previous or now - PERIODS[digest.frequency]
-        releases = list(session.scalars(
-            select(Release).where(Release.created_at > since, Release.created_at <= now)
-            .order_by(Release.created_at, Release.id)))
-        groups = plan_groups(session, digest, releases) if releases else {}
-    result = {"digest_id": digest_id, "since": since.isoformat(), "until": now.isoformat(),
-              "releases": len(releases), "campaigns": []}
-    with db.session() as session:
-        digest = get_digest(session, digest_id)
-        if not _claim_window(session, digest, previous, now):
+    for _attempt in range(CLAIM_ATTEMPTS):
+        # Plan first, reading only (on SQLite a long write transaction would hold up
+        # senders); then claim and write the campaigns in one short transaction.
+        with db.session() as session:
+            digest = get_digest(session, digest_id)
+            policy.check_quiet_hours(now, settings)
+            election = policy.blackout_election(now, settings)
+            if election is not None and not override_reason:
+                raise policy.BlackoutRefusal(policy.blackout_message(election, settings),
+                                             election)
+            previous, since = digest.last_run_at, window_start(digest, now)
+            releases = candidate_releases(session, digest, now)
+            plan = plan_groups(session, digest, releases, now) if releases else DigestPlan()
+        result = {"digest_id": digest_id, "since": since.isoformat(),
+                  "until": now.isoformat(), "releases": len(set().union(*plan.groups)),
+                  "campaigns": []}
+        try:
+            with db.session() as session:
+                planned = _write_run(session, settings, digest_id, previous, plan, now,
+                                     by=by, override_reason=override_reason)
+        except _MembersMoved:
+            log.info("digest %s: another run changed its subscribers; planning again",
+                     digest_id)
+            continue
+        if planned is None:
             return {**result, "releases": 0, "note": "another run covered this window"}
-        planned = []  # biggest group first
-        for ids in sorted(groups, key=lambda ids: (-len(groups[ids]), ids)):
-            campaign_id = _create_campaign(session, digest, ids, now, by=by,
-                                           override_reason=override_reason, settings=settings)
-            _add_members(session, campaign_id, groups[ids])
-            planned.append({"id": campaign_id, "releases": list(ids),
-                            "expected": len(groups[ids])})
-        if planned:
-            _refresh_statistics(session)
-        people = sum(item["expected"] for item in planned)
-        digest.last_result = (f"{len(releases)} new release(s); {people} subscriber(s) in "
-                              f"{len(planned)} campaign(s)")
-    outcomes = _start_all(db, settings, [item["id"] for item in planned])
-    result["campaigns"] = [{**item, "outcome": outcomes[item["id"]]} for item in planned]
-    return result
+        outcomes = _start_all(db, settings, [item["id"] for item in planned])
+        result["campaigns"] = [{**item, "outcome": outcomes[item["id"]]} for item in planned]
+        return result
+    raise InvalidInput(f"digest {digest_id}: other digest runs kept changing the same "
+                       "subscribers; run it again")
+
+
+class _MembersMoved(Exception):
+    """A planned subscriber's ``last_digest_at`` or frequency changed since planning."""
+
+
+def _write_run(
+    session: Session, settings: Settings, digest_id: int, previous: datetime | None,
+    plan: DigestPlan, now: datetime, *, by: str | None, override_reason: str | None,
+) -> list[dict[str, Any]] | None:
+    """Claim the window and the members, create the campaigns; None when another run of this
+    digest claimed the window first. Raises _MembersMoved (the caller's transaction then
+    rolls back, so nothing of this run remains)."""
+    digest = get_digest(session, digest_id)
+    if not _claim_window(session, digest, previous, now):
+        return None
+    if not _claim_members(session, digest, plan, now):
+        raise _MembersMoved
+    planned = []  # biggest group first
+    groups = plan.groups
+    for ids in sorted(groups, key=lambda ids: (-len(groups[ids]), ids)):
+        campaign_id = _create_campaign(session, digest, ids, now, by=by,
+                                       override_reason=override_reason, settings=settings)
+        _add_members(session, campaign_id, groups[ids])
+        planned.append({"id": campaign_id, "releases": list(ids),
+                        "expected": len(groups[ids])})
+    if planned:
+        _refresh_statistics(session)
+    sent = len(set().union(*groups))
+    digest.last_result = (f"{sent} new release(s); {plan.people} subscriber(s) in "
+                          f"{len(planned)} campaign(s)")
+    return planned
 
 
 def _claim_window(session: Session, digest: Digest, previous: datetime | None,
@@ -272,6 +406,33 @@ def _claim_window(session: Session, digest: Digest, previous: datetime | None,
     if result.rowcount != 1:
         return False
     session.refresh(digest)
+    return True
+
+
+def _claim_members(session: Session, digest: Digest, plan: DigestPlan, now: datetime) -> bool:
+    """Move every planned subscriber's ``last_digest_at`` from the value planning read to
+    ``now``, only while it still has that value and they still take this digest's frequency;
+    False when any of them changed (another digest run, or a preference change, came first).
+
+    On PostgreSQL a concurrent claim of the same rows waits for this transaction and then
+    re-checks the condition, so of two overlapping runs exactly one claims each person.
+    ``updated_at`` is kept: receiving a digest is not a change of the subscriber's record.
+    """
+    from subscribers.models import Subscriber
+
+    for last, ids in plan.planned_from.items():
+        same = (Subscriber.last_digest_at.is_(None) if last is None
+                else Subscriber.last_digest_at == last)
+        for first in range(0, len(ids), CLAIM_CHUNK):
+            chunk = list(ids[first:first + CLAIM_CHUNK])
+            moved = session.execute(
+                update(Subscriber)
+                .where(Subscriber.id.in_(chunk), same,
+                       Subscriber.frequency == digest.frequency)
+                .values(last_digest_at=now, updated_at=Subscriber.updated_at)
+                .execution_options(synchronize_session=False))
+            if moved.rowcount != len(chunk):
+                return False
     return True
 
 

@@ -94,6 +94,8 @@ def newsroom(db):
             "gone": add_subscriber(session, "gone@example.org", topics=["agriculture"],
                                    frequency="weekly", status="unsubscribed"),
         }
+        for person in people.values():  # long-standing subscribers, owed the whole window
+            person.created_at = utcnow() - timedelta(days=90)
         add_release(session, title="Old farm news", topics=["agriculture"],
                     created_at=week_ago - timedelta(hours=1))
         farm = add_release(session, title="Farm bill passes", topics=["agriculture"],
@@ -172,8 +174,8 @@ def test_a_window_is_claimed_once(db, settings, newsroom, monkeypatch):
     real_plan = digests.plan_groups
     second: dict = {}
 
-    def plan_while_another_runs(session, digest, releases):
-        groups = real_plan(session, digest, releases)
+    def plan_while_another_runs(*args):
+        groups = real_plan(*args)
         if not second:
             monkeypatch.setattr(digests, "plan_groups", real_plan)
             second.update(digests.run_digest(db, settings, newsroom["digest"]))
@@ -279,3 +281,164 @@ def test_planned_members_are_checked_again_when_the_audience_is_drawn(
         (newsroom["vets"],): {"vets@example.org"},
         (newsroom["farm"], newsroom["vets"]): {"both@example.org"},
     }
+
+
+# ---------------------------------------------------------------- exactly once per subscriber
+
+def planned_releases(db, email: str) -> list[int]:
+    """Every release id planned for ``email`` across all digest campaigns (with repeats)."""
+    from mailer.scheduling.models import DigestRecipient
+    from subscribers.models import Subscriber
+
+    with db.session() as session:
+        lists = session.scalars(
+            select(Campaign.digest_release_ids)
+            .join(DigestRecipient, DigestRecipient.campaign_id == Campaign.id)
+            .join(Subscriber, Subscriber.id == DigestRecipient.subscriber_id)
+            .where(Subscriber.email == email))
+        return sorted(r for ids in lists for r in ids)
+
+
+@pytest.fixture
+def plan_only(monkeypatch):
+    """Runs dated in the past would be 'missed' by the starter: plan and claim only."""
+    monkeypatch.setattr(digests, "_start_all", lambda db_, settings_, ids: {
+        i: "left for the scheduler" for i in ids})
+
+
+def add_digest(session, name: str, frequency: str, *, query: str | None = None,
+               last_run_at=None) -> int:
+    digest = Digest(name=name, frequency=frequency, at="Fri 16:00" if frequency == "weekly"
+                    else "07:00", query=query, last_run_at=last_run_at)
+    session.add(digest)
+    session.flush()
+    return digest.id
+
+
+def test_switching_weekly_to_daily_mid_week_gets_each_release_once(db, settings, plan_only):
+    from subscribers.models import Subscriber
+
+    now = utcnow()
+    with db.session() as session:
+        weekly = add_digest(session, "Weekly", "weekly", last_run_at=now - timedelta(days=14))
+        daily = add_digest(session, "Daily", "daily")
+        person = add_subscriber(session, "switch@example.org", topics=["agriculture"],
+                                frequency="weekly")
+        person.created_at = now - timedelta(days=90)
+        ids = [add_release(session, topics=["agriculture"], created_at=now - age).id
+               for age in (timedelta(days=10), timedelta(days=5), timedelta(days=3),
+                           timedelta(hours=12))]
+    digests.run_digest(db, settings, weekly, now=now - timedelta(days=7))  # last Friday
+    assert planned_releases(db, "switch@example.org") == ids[:1]
+    with db.session() as session:  # Wednesday: "send me a daily digest instead"
+        session.scalar(select(Subscriber).where(Subscriber.email == "switch@example.org")
+                       ).frequency = "daily"
+    digests.run_digest(db, settings, daily, now=now - timedelta(days=1))
+    digests.run_digest(db, settings, daily, now=now)
+    digests.run_digest(db, settings, weekly, now=now)  # Friday: no longer weekly
+    assert planned_releases(db, "switch@example.org") == ids  # every one, each exactly once
+
+
+def test_someone_who_joined_yesterday_gets_only_what_was_published_since(
+        db, settings, newsroom):
+    with db.session() as session:
+        newcomer = add_subscriber(session, "new@example.org", topics=["agriculture"],
+                                  frequency="weekly")
+        newcomer.created_at = utcnow() - timedelta(days=1, hours=12)  # before the VA release
+        general = add_release(session, title="Office hours", created_at=utcnow()
+                              - timedelta(hours=3))
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    got = {email: ids for ids, emails in recipients_by_campaign(db, result).items()
+           for email in emails}
+    assert got["new@example.org"] == (general.id,)  # not the farm bill of two days ago
+    assert got["farm@example.org"] == (newsroom["farm"], general.id)
+
+
+def test_a_confirmation_counts_as_joining(db, settings, newsroom):
+    with db.session() as session:
+        person = add_subscriber(session, "confirmed@example.org", topics=["agriculture"],
+                                frequency="weekly")
+        person.created_at = utcnow() - timedelta(days=30)  # signed up long ago...
+        person.confirmed_at = utcnow() - timedelta(days=1)  # ...confirmed only yesterday
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    assert all("confirmed@example.org" not in emails
+               for emails in recipients_by_campaign(db, result).values())
+
+
+def test_overlapping_digests_never_send_a_release_twice(db, settings, newsroom):
+    with db.session() as session:
+        cass = add_digest(session, "Cass weekly", "weekly", query='county = "Cass"',
+                          last_run_at=utcnow() - timedelta(days=7))
+        from subscribers.models import Subscriber
+
+        session.get(Subscriber, newsroom["people"]["both"]).county = "Cass"
+    first = digests.run_digest(db, settings, cass)
+    assert recipients_by_campaign(db, first) == {
+        (newsroom["farm"], newsroom["vets"]): {"both@example.org"}}
+    second = digests.run_digest(db, settings, newsroom["digest"])
+    everyone = {e for emails in recipients_by_campaign(db, second).values() for e in emails}
+    assert everyone == {"farm@example.org", "vets@example.org"}  # "both" had theirs
+    assert planned_releases(db, "both@example.org") == sorted(
+        [newsroom["farm"], newsroom["vets"]])
+
+
+def test_a_run_planned_against_stale_state_plans_again(db, settings, newsroom, monkeypatch):
+    # The Cass digest runs (and claims "both") while the weekly digest is planning: the
+    # weekly digest's claim of "both" fails, so it plans again and leaves them out.
+    from subscribers.models import Subscriber
+
+    with db.session() as session:
+        cass = add_digest(session, "Cass weekly", "weekly", query='county = "Cass"',
+                          last_run_at=utcnow() - timedelta(days=7))
+        session.get(Subscriber, newsroom["people"]["both"]).county = "Cass"
+    real_plan = digests.plan_groups
+    calls = []
+
+    def plan_while_another_digest_runs(session, digest, *args):
+        plan = real_plan(session, digest, *args)
+        calls.append(digest.id)
+        if digest.id == newsroom["digest"] and len(calls) == 1:
+            digests.run_digest(db, settings, cass)
+        return plan
+
+    monkeypatch.setattr(digests, "plan_groups", plan_while_another_digest_runs)
+    weekly = digests.run_digest(db, settings, newsroom["digest"])
+    assert calls == [newsroom["digest"], cass, newsroom["digest"]]  # planned twice
+    everyone = {e for emails in recipients_by_campaign(db, weekly).values() for e in emails}
+    assert everyone == {"farm@example.org", "vets@example.org"}
+    assert planned_releases(db, "both@example.org") == sorted(
+        [newsroom["farm"], newsroom["vets"]])
+
+
+def test_rerunning_sends_nothing_and_records_each_persons_digest(db, settings, newsroom):
+    from subscribers.models import Subscriber
+
+    first = digests.run_digest(db, settings, newsroom["digest"])
+    again = digests.run_digest(db, settings, newsroom["digest"])
+    assert (again["releases"], again["campaigns"]) == (0, [])
+    with db.session() as session:
+        stamped = {s.email: s.last_digest_at for s in session.scalars(select(Subscriber))}
+    until = first["until"]
+    assert {e for e, at in stamped.items() if at is not None and at.isoformat() == until} == {
+        "farm@example.org", "vets@example.org", "both@example.org"}
+    assert stamped["tax@example.org"] is None  # nothing new: still owed from the same point
+
+
+def test_switching_from_immediate_does_not_repeat_a_release_campaign(db, settings, newsroom):
+    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from subscribers.models import Subscriber
+    from tests.campaigns.factory import add_campaign
+
+    with db.session() as session:
+        campaign = add_campaign(session, status=S.SCHEDULED, approved_by="bob",
+                                query='topic = "agriculture"', scheduled_at=utcnow(),
+                                release=session.get(Release, newsroom["farm"]))
+        general = add_release(session, title="Office hours")
+    assert start_scheduled_campaign(db, settings, campaign.id) == "started"
+    with db.session() as session:  # "now" got the farm bill, then chose the weekly digest
+        session.get(Subscriber, newsroom["people"]["now"]).frequency = "weekly"
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    got = {email: ids for ids, emails in recipients_by_campaign(db, result).items()
+           for email in emails}
+    assert got["now@example.org"] == (general.id,)
+    assert got["farm@example.org"] == (newsroom["farm"], general.id)
