@@ -103,6 +103,9 @@ def sendgrid_type(raw: dict[str, Any]) -> str:
     name = raw.get("event")
     if not isinstance(name, str):
         return UNKNOWN
+    kind = SENDGRID_EVENT_TYPES.get(name)
+    if kind is not None and name != "bounce":  # the usual, already-canonical name
+        return kind
     name = name.strip().lower()
     if name == "bounce" and str(raw.get("type", "")).strip().lower() == "blocked":
         return BLOCKED
@@ -112,7 +115,7 @@ def sendgrid_type(raw: dict[str, Any]) -> str:
 def from_sendgrid(raw: dict[str, Any], *, received_at: datetime | None = None) -> DeliveryEvent:
     """Normalize one SendGrid event object. Never raises for a dict; odd fields become None."""
     email = raw.get("email")
-    email = email.strip().lower() if isinstance(email, str) and email.strip() else None
+    email = (email.strip().lower() or None) if isinstance(email, str) else None
     message_id = raw.get("sg_message_id")
     return DeliveryEvent(
         event_id=_event_id(raw),
