@@ -7,8 +7,9 @@ tagged with 1-2 topics each, then times, side by side:
 
 * plan: ``mailer.scheduling.digests.plan_groups`` — one streamed (subscriber, topic) query,
   grouped in Python by the set of releases each person gets;
-* run: the whole ``run_digest`` — claim the window, plan, create one campaign per group with
-  its members, and start each (the delivery engine draws every group into ``deliveries``);
+* run: the whole ``run_digest`` — plan, claim the window and each planned subscriber's
+  ``last_digest_at``, create one campaign per group with its members, and start each (the
+  delivery engine draws every group into ``deliveries``);
 * baseline: a naive plan asking the database for each subscriber's topics one by one (timed on
   ``--sample`` people and extrapolated).
 
@@ -91,13 +92,14 @@ def seed(db, people: int, releases: int) -> int:
                         last_run_at=now - timedelta(days=7))
         session.add(digest)
     chunk = 20_000
+    joined = now - timedelta(days=90)  # long-standing subscribers: owed the whole week
     for first in range(0, people, chunk):
         ids = range(first + 1, min(first + chunk, people) + 1)
         emails = [f"constituent{i}@example.org" for i in ids]
         with db.session() as session:
             session.execute(insert(Subscriber), [
                 {"id": i, "email": e, "email_hash": email_hash(e), "frequency": "weekly",
-                 "status": "active", "created_at": now, "updated_at": now}
+                 "status": "active", "created_at": joined, "updated_at": joined}
                 for i, e in zip(ids, emails, strict=True)])
             session.execute(insert(SubscriberTopic), [
                 {"subscriber_id": i, "topic_id": t}
@@ -108,16 +110,16 @@ def seed(db, people: int, releases: int) -> int:
 def plan(db, digest_id: int) -> str:
     with db.session() as session:
         digest = session.get(Digest, digest_id)
-        releases = window_releases(session, digest)
-        groups = digests.plan_groups(session, digest, releases)
-    return f"{len(groups)} groups, {sum(map(len, groups.values())):,} people"
+        releases = digests.candidate_releases(session, digest, utcnow())
+        plan = digests.plan_groups(session, digest, releases)
+    return f"{len(plan.groups)} groups, {plan.people:,} people"
 
 
 def naive_plan(db, digest_id: int, sample: int) -> str:
     """Each person's topics in a query of their own (what an ORM loop with lazy loading does)."""
     with db.session() as session:
         digest = session.get(Digest, digest_id)
-        releases = window_releases(session, digest)
+        releases = window_releases(session, digest)  # as if everyone were owed the window
         topics = digests.release_topics(session, releases)
         groups: dict[tuple[int, ...], int] = {}
         people = session.scalars(select(Subscriber.id).where(
