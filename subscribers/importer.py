@@ -28,23 +28,25 @@ office can create the topic and re-import (idempotent) to add it.
 
 from __future__ import annotations
 
+import os
 import re
 from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Integer, bindparam, select, text, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
-from subscribers.bulk import execute_many, one_of
 from subscribers.bulk import insert_ignoring as _insert_ignoring
+from subscribers.bulk import one_of
 from subscribers.csv_rows import HeaderMap, RowData, RowError, open_text, parse_row, read_rows
 from subscribers.models import (
     ACTIVE,
@@ -55,6 +57,7 @@ from subscribers.models import (
     SubscriberTopic,
     Suppression,
 )
+from subscribers.pipeline import produced_elsewhere
 
 CHUNK_SIZE = 20_000
 #: Errors and warnings listed one by one; beyond this they are only counted.
@@ -91,6 +94,12 @@ class ImportReport:
     def warn(self, line: int, reason: str) -> None:
         if len(self.warnings) < MAX_LISTED:
             self.warnings.append({"line": line, "reason": reason})
+
+    def take_reading(self, read: ImportReport) -> None:
+        """Adopt what reading the file found (``read_chunks``'s report)."""
+        self.encoding, self.ignored_columns = read.encoding, read.ignored_columns
+        self.rows, self.duplicates, self.error_count = read.rows, read.duplicates, read.error_count
+        self.errors, self.warnings = read.errors, read.warnings
 
     def to_dict(self) -> dict:
         return {
@@ -168,28 +177,90 @@ def _slugify(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+#: Files at least this big are read and validated in a second process (see
+#: ``subscribers.pipeline``); below it, starting one costs more than it saves.
+PARALLEL_MIN_BYTES = 4 << 20
+
+
 def import_subscribers(
     db: Database, path: Path | str, *, topics: Iterable[str] = (), double_opt_in: bool = False,
     source: str | None = None, chunk_size: int = CHUNK_SIZE,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, parallel: bool | None = None,
 ) -> ImportReport:
     """Import ``path``; see the module docstring for what happens to each row.
 
     ``topics`` (slugs) are added to every row. With ``double_opt_in`` new people are
     ``pending`` (send them ``subscribers.confirmations``). ``progress(done, total)`` is called
-    with bytes read after each chunk. Raises InvalidInput for an unreadable file or one with no
-    email column, NotFound for an unknown ``topics`` slug; rows already committed stay (a rerun
-    is idempotent).
+    with bytes read after each chunk. ``parallel`` reads the file in a second process (None:
+    when the file is big and there is more than one core); the outcome is the same either way.
+    Raises InvalidInput for an unreadable file or one with no email column, NotFound for an
+    unknown ``topics`` slug; rows already committed stay (a rerun is idempotent).
     """
     path = Path(path)
     with db.session() as session:
         matcher = TopicMatcher(session)
         extra_topics = matcher.require(t.strip() for t in topics if t.strip())
-    handle, encoding = open_text(path)
-    report = ImportReport(encoding=encoding)
+    total = path.stat().st_size if path.is_file() else 0
+    if parallel is None:
+        parallel = total >= PARALLEL_MIN_BYTES and (os.cpu_count() or 1) > 1
+    report = ImportReport()
     job = _Job(db, matcher, extra_topics, double_opt_in,
                (source or f"import {path.name}")[:200], report)
+    chunks = (_as_rows(produced_elsewhere(read_chunks, path, chunk_size, True)) if parallel
+              else read_chunks(path, chunk_size))
+    read = yield_all(chunks, lambda chunk, position: _apply(job, chunk, position, progress))
+    report.take_reading(read)
+    if progress:
+        progress(total, total)
+    return report
+
+
+def yield_all(chunks: Generator, handle: Callable) -> Any:
+    """Pass each item of ``chunks`` to ``handle``; return the generator's return value."""
+    while True:
+        try:
+            item = next(chunks)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            handle(*item)
+        except BaseException:
+            chunks.close()
+            raise
+
+
+def _apply(job: _Job, chunk: list[RowData], position: tuple[int, int],
+           progress: Callable[[int, int], None] | None) -> None:
+    job.apply(chunk)
+    if progress:
+        progress(position[0], position[1])
+
+
+def _as_rows(chunks: Generator) -> Generator[tuple, None, ImportReport]:
+    # Plain tuples cross the process boundary: unpickling a slotted dataclass runs a Python
+    # __setstate__ per row, which cost the writing process more than the reading saved.
+    while True:
+        try:
+            chunk, position = next(chunks)
+        except StopIteration as stop:
+            return stop.value
+        except BaseException:
+            chunks.close()
+            raise
+        yield [RowData(*values) for values in chunk], position
+
+
+def read_chunks(path: Path, chunk_size: int,
+                as_tuples: bool = False) -> Generator[tuple, None, ImportReport]:
+    """Read and validate ``path``: yield ``(rows, (bytes read, file size))`` per chunk of at
+    most ``chunk_size`` valid, first-seen rows (RowData, or plain tuples of its fields in
+    order with ``as_tuples``); return an ImportReport holding what reading
+    found (rows, errors, duplicates, encoding, ignored columns). Raises InvalidInput for an
+    unreadable or empty file or one with no email column."""
+    handle, encoding = open_text(path)
+    report = ImportReport(encoding=encoding)
     total = path.stat().st_size
+    seen = SeenAddresses()
     with handle:
         rows = read_rows(handle)
         header = next(rows, None)
@@ -199,27 +270,40 @@ def import_subscribers(
         report.ignored_columns = header_map.ignored
         chunk: list[RowData] = []
         for line, fields in rows:
-            job.take(line, fields, header_map, chunk)
+            _take(report, seen, line, fields, header_map, chunk)
             if len(chunk) >= chunk_size:
-                job.apply(chunk)
+                yield _rows_out(chunk, as_tuples), (_position(handle, total), total)
                 chunk = []
-                if progress:
-                    progress(_position(handle, total), total)
-        job.apply(chunk)
-    if progress:
-        progress(total, total)
+        if chunk:
+            yield _rows_out(chunk, as_tuples), (_position(handle, total), total)
     return report
 
 
-def _link_by_email(session: Session):
-    from sqlalchemy.dialects import postgresql, sqlite
+_ROW_FIELDS = tuple(f.name for f in fields(RowData))
 
-    maker = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    pick = select(Subscriber.id, bindparam("topic_id", type_=Integer)).where(
-        Subscriber.email == bindparam("email"))
-    return maker(SubscriberTopic.__table__).from_select(
-        ["subscriber_id", "topic_id"], pick).on_conflict_do_nothing(
-        index_elements=["subscriber_id", "topic_id"])
+
+def _rows_out(chunk: list[RowData], as_tuples: bool) -> list:
+    if not as_tuples:
+        return chunk
+    return [tuple(getattr(row, name) for name in _ROW_FIELDS) for row in chunk]
+
+
+def _take(report: ImportReport, seen: SeenAddresses, line: int, fields: list[str],
+          header: HeaderMap, chunk: list) -> None:
+    if not any(f.strip() for f in fields):
+        return  # blank lines are layout, not rows
+    report.rows += 1
+    try:
+        row = parse_row(line, fields, header)
+    except RowError as exc:
+        report.error(line, str(exc))
+        return
+    first = seen.add(row.email_hash, line)
+    if first is not None:
+        report.duplicates += 1
+        report.warn(line, f"same address as line {first}; row ignored")
+        return
+    chunk.append(row)
 
 
 def _position(handle, total: int) -> int:
@@ -233,23 +317,6 @@ class _Job:
     def __init__(self, db, matcher, extra_topics, double_opt_in, source, report):
         self.db, self.matcher, self.extra_topics = db, matcher, extra_topics
         self.double_opt_in, self.source, self.report = double_opt_in, source, report
-        self.seen = SeenAddresses()
-
-    def take(self, line: int, fields: list[str], header: HeaderMap, chunk: list) -> None:
-        if not any(f.strip() for f in fields):
-            return  # blank lines are layout, not rows
-        self.report.rows += 1
-        try:
-            row = parse_row(line, fields, header)
-        except RowError as exc:
-            self.report.error(line, str(exc))
-            return
-        first = self.seen.add(row.email_hash, line)
-        if first is not None:
-            self.report.duplicates += 1
-            self.report.warn(line, f"same address as line {first}; row ignored")
-            return
-        chunk.append(row)
 
     def apply(self, chunk: list[RowData]) -> None:
         if chunk:
@@ -397,15 +464,20 @@ class _ChunkWriter:
             self._write_links()
 
     def _write_links(self) -> None:
-        known = [{"subscriber_id": a, "topic_id": t} for a, t in self.links
-                 if not isinstance(a, str)]
-        _insert_ignoring(self.session, SubscriberTopic.__table__, known,
+        # New people's ids are read back in one statement (their addresses as one bound
+        # array), then every link goes in as one executemany of plain id pairs: an
+        # INSERT … SELECT per link cost a lookup in the email index for each of them.
+        new_emails = {a for a, _ in self.links if isinstance(a, str)}
+        ids: dict[str, int] = {}
+        if new_emails:
+            ids = dict(self.session.execute(select(Subscriber.email, Subscriber.id).where(
+                one_of(self.session, Subscriber.email, list(new_emails)))).all())
+        pairs = [{"subscriber_id": ids.get(a, a) if isinstance(a, str) else a, "topic_id": t}
+                 for a, t in self.links]
+        # An address another process deleted in between has no id: nothing to link.
+        _insert_ignoring(self.session, SubscriberTopic.__table__,
+                         [p for p in pairs if not isinstance(p["subscriber_id"], str)],
                          ["subscriber_id", "topic_id"])
-        # New people: look their id up inside the same statement rather than reading every
-        # new id back into Python first.
-        new = [{"email": a, "topic_id": t} for a, t in self.links if isinstance(a, str)]
-        if new:
-            execute_many(self.session, _link_by_email(self.session), new)
 
 
 __all__ = ["CHUNK_SIZE", "ImportReport", "SeenAddresses", "TopicMatcher", "import_subscribers"]

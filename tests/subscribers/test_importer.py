@@ -103,6 +103,33 @@ def test_small_chunks_give_the_same_result(db, topics, tmp_path):
     assert (report["created"], report["duplicates"], len(report["errors"])) == (6, 1, 3)
 
 
+def test_reading_in_a_second_process_gives_the_same_result(db, topics, tmp_path):
+    path = write(tmp_path, MAILCHIMP)
+    seen = []
+    imported = import_subscribers(db, path, chunk_size=2, parallel=True,
+                                  progress=lambda done, total: seen.append((done, total)))
+    check_sums(imported)
+    report = imported.to_dict()
+    assert (report["created"], report["duplicates"], report["rows"]) == (6, 1, 10)
+    assert [e["line"] for e in report["errors"]] == [4, 6, 11]
+    assert report["warnings"] == [{"line": 3, "reason": "same address as line 2; row ignored"}]
+    assert report["encoding"] == "utf-8-sig" and "Phone Number" in report["ignored_columns"]
+    assert seen[-1] == (path.stat().st_size,) * 2 and len(seen) > 2
+    with db.session() as session:
+        ole = service.find_by_email(session, "ole.hanson@example.org")
+        assert service.topic_slugs(session, ole) == ["human-trafficking", "veterans"]
+        assert ole.consent_at.isoformat() == "2019-03-20T18:52:43+00:00"
+    again = import_subscribers(db, path, parallel=True).to_dict()
+    assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 6)
+
+
+def test_a_second_process_reports_unreadable_files_the_same_way(db, topics, tmp_path):
+    with pytest.raises(InvalidInput, match="no email column"):
+        import_subscribers(db, write(tmp_path, "name,zip\nAnn,58102\n"), parallel=True)
+    with pytest.raises(InvalidInput, match="empty"):
+        import_subscribers(db, write(tmp_path, ""), parallel=True)
+
+
 def test_windows_1252_and_semicolons(db, topics, tmp_path):
     text = ("E-mail;Name;Zip Code;State;Topics\r\n"
             "soren@example.org;Søren Ødegård;58501;North Dakota;veterans\r\n")
