@@ -442,3 +442,25 @@ def test_switching_from_immediate_does_not_repeat_a_release_campaign(db, setting
            for email in emails}
     assert got["now@example.org"] == (general.id,)
     assert got["farm@example.org"] == (newsroom["farm"], general.id)
+
+
+def test_a_release_whose_own_delivery_was_skipped_stays_in_the_digest(db, settings, newsroom):
+    from sqlalchemy import update
+
+    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from subscribers.models import Subscriber
+    from tests.campaigns.factory import add_campaign
+
+    with db.session() as session:
+        campaign = add_campaign(session, status=S.SCHEDULED, approved_by="bob",
+                                query='topic = "agriculture"', scheduled_at=utcnow(),
+                                release=session.get(Release, newsroom["farm"]))
+    assert start_scheduled_campaign(db, settings, campaign.id) == "started"
+    with db.session() as session:  # never handed off to them, then they chose weekly
+        session.execute(update(Delivery).where(Delivery.campaign_id == campaign.id)
+                        .values(status="skipped"))
+        session.get(Subscriber, newsroom["people"]["now"]).frequency = "weekly"
+    result = digests.run_digest(db, settings, newsroom["digest"])
+    got = {email: ids for ids, emails in recipients_by_campaign(db, result).items()
+           for email in emails}
+    assert got["now@example.org"] == (newsroom["farm"],)
