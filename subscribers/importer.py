@@ -59,7 +59,7 @@ from subscribers.models import (
 )
 from subscribers.pipeline import produced_elsewhere
 
-CHUNK_SIZE = 20_000
+CHUNK_SIZE = 10_000
 #: Errors and warnings listed one by one; beyond this they are only counted.
 MAX_LISTED = 10_000
 _DETAILS = ("name", "zip", "county", "state", "district", "frequency")
