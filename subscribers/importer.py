@@ -239,15 +239,15 @@ def _apply(job: _Job, chunk: list[RowData], position: tuple[int, int],
 def _as_rows(chunks: Generator) -> Generator[tuple, None, ImportReport]:
     # Plain tuples cross the process boundary: unpickling a slotted dataclass runs a Python
     # __setstate__ per row, which cost the writing process more than the reading saved.
-    while True:
-        try:
-            chunk, position = next(chunks)
-        except StopIteration as stop:
-            return stop.value
-        except BaseException:
-            chunks.close()
-            raise
-        yield [RowData(*values) for values in chunk], position
+    try:
+        while True:
+            try:
+                chunk, position = next(chunks)
+            except StopIteration as stop:
+                return stop.value
+            yield [RowData(*values) for values in chunk], position
+    finally:
+        chunks.close()  # a failed write stops the reader process now, not at collection
 
 
 def read_chunks(path: Path, chunk_size: int,
