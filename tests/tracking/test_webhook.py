@@ -470,3 +470,27 @@ def test_a_pause_never_turns_on_collection_someone_else_turned_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_pause_kept_up_by_overlapping_posts_still_collects(monkeypatch):
+    import gc
+
+    collections = []
+
+    def record(phase, info):
+        if phase == "stop":
+            collections.append(info["generation"])
+
+    monkeypatch.setattr(webhook, "GC_MAX_PAUSE", 0.0)
+    gc.callbacks.append(record)
+    try:
+        first, second = webhook.gc_paused(), webhook.gc_paused()
+        first.__enter__()
+        second.__enter__()
+        time.sleep(0.01)
+        first.__exit__(None, None, None)  # second still holds the pause
+        assert collections == [2] and not gc.isenabled()
+        second.__exit__(None, None, None)
+    finally:
+        gc.callbacks.remove(record)
+    assert gc.isenabled()
