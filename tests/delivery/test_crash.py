@@ -194,6 +194,11 @@ def test_four_workers_on_postgresql_send_each_recipient_once(crash_rig, db, sett
     _assert_exactly_once(standin, db, campaign_id, 2000)
 
 
+#: Stand-in latency for the spread-send tests: long enough that the parent cannot finish the
+#: whole send alone before its helper process has started (python start-up on a busy machine).
+SLOW_MS = 250
+
+
 def _helper_pids(db, proc) -> set[int]:
     """The pids of the sender's helper processes, once they have claimed something."""
     helpers: set[int] = set()
@@ -222,6 +227,7 @@ def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_ri
     standin, env = crash_rig
     add_subscribers(db, 1500)
     campaign_id = approved_campaign(db)
+    standin.latency_ms = SLOW_MS
     proc = _sender(env, campaign_id)
     helpers = _helper_pids(db, proc)
     proc.send_signal(signal.SIGKILL)
@@ -235,6 +241,7 @@ def test_kill_9_of_a_spread_send_stops_its_helper_and_never_sends_twice(crash_ri
         left = session.scalar(select(func.count()).select_from(Delivery).where(
             Delivery.campaign_id == campaign_id, Delivery.status == DS.PENDING))
     assert left > 0, "the helper sent the rest alone instead of stopping with its parent"
+    standin.latency_ms = 40
     final = _sender(env, campaign_id)
     out, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()
@@ -247,6 +254,7 @@ def test_ctrl_c_stops_a_spread_send_cleanly(crash_rig, db, settings):
     standin, env = crash_rig
     add_subscribers(db, 1500)
     campaign_id = approved_campaign(db)
+    standin.latency_ms = SLOW_MS
     proc = subprocess.Popen([sys.executable, "-m", "mailer", "campaigns", "send",
                              str(campaign_id), "--json"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
