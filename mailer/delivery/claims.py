@@ -222,24 +222,24 @@ def record_results(session: Session, batch_id: str,
 
 def release(session: Session, batch_id: str, ids: list[int] | None, reason: str) -> None:
     """Rows certainly NOT handed off go back to ``pending`` (all of the batch when ids is None)."""
-    stmt = update(TABLE).where(C.batch_id == batch_id, C.status == DS.SENDING)
-    if ids is not None:
-        if not ids:
-            return
-        stmt = stmt.where(C.id.in_(ids))
-    session.execute(stmt.values(status=DS.PENDING, batch_id=None, worker=None,
-                                lease_until=None, last_error=reason, updated_at=utcnow()))
+    _update_sending(session, batch_id, ids, status=DS.PENDING, batch_id=None, worker=None,
+                    lease_until=None, last_error=reason)
 
 
 def mark_in_doubt(session: Session, batch_id: str, ids: list[int] | None, reason: str) -> None:
     """Rows that MAY have been handed off: recovery decides (evidence, grace, policy)."""
-    stmt = update(TABLE).where(C.batch_id == batch_id, C.status == DS.SENDING)
+    _update_sending(session, batch_id, ids, status=DS.IN_DOUBT, lease_until=None,
+                    last_error=reason)
+
+
+def _update_sending(session: Session, batch: str, ids: list[int] | None, **values: Any) -> None:
+    """Update the rows of ``batch`` that are still ``sending`` (only ``ids`` unless None)."""
+    stmt = update(TABLE).where(C.batch_id == batch, C.status == DS.SENDING)
     if ids is not None:
         if not ids:
             return
         stmt = stmt.where(C.id.in_(ids))
-    session.execute(stmt.values(status=DS.IN_DOUBT, lease_until=None, last_error=reason,
-                                updated_at=utcnow()))
+    session.execute(stmt.values(updated_at=utcnow(), **values))
 
 
 def extend_leases(session: Session, batch_ids: list[str], lease_seconds: float) -> None:
