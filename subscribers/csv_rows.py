@@ -66,9 +66,17 @@ def open_text(path: Path) -> tuple[IO[str], str]:
     if not path.is_file():
         raise InvalidInput(f"no such file: {path}")
     encoding = detect_encoding(path)
+    if not encoding.startswith("utf-16") and _looks_binary(path):
+        raise InvalidInput(f"{path}: this is a binary file, not a CSV (export it as CSV first)")
     # cp1252 leaves five bytes undefined; a stray one must not abort a whole import.
     errors = "replace" if encoding == "cp1252" else "strict"
     return path.open("r", encoding=encoding, errors=errors, newline=""), encoding
+
+
+def _looks_binary(path: Path) -> bool:
+    """A NUL byte in the first 8 KiB: a spreadsheet (.xlsx), an image, not a text export."""
+    with path.open("rb") as handle:
+        return b"\x00" in handle.read(8192)
 
 
 def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
