@@ -48,7 +48,9 @@ def demo_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.
 
     settings = context.settings()
     result = run_demo(context.database(), settings)
-    data = {"campaign": result.status, "release_id": result.release_id,
+    from mailer.demo import AUDIENCE
+
+    data = {"campaign": result.status, "release_id": result.release_id, "audience": AUDIENCE,
             "subscribers": result.subscribers, "outbox": str(settings.outbox_dir.resolve())}
     context.emit(data, as_json, _print_demo)
 
@@ -60,6 +62,8 @@ def _print_demo(console, data) -> None:
     console.print(f"Imported the sample release (id {data['release_id']}) and subscribers:"
                   f" {subs.get('created', 0)} new, {subs.get('updated', 0)} updated,"
                   f" {subs.get('skipped', 0)} skipped.")
+    console.print(f"Audience: {data['audience']} (subscribers who take each release as it"
+                  " comes; daily and weekly ones get it in their digest).", highlight=False)
     campaign = data["campaign"]
     table = Table(title=f"Campaign {campaign['id']}: {campaign['status']}")
     table.add_column("delivery status")
