@@ -172,6 +172,15 @@ def cli(settings):
 
 
 @pytest.fixture
+def standin():
+    """A SendGrid v3 stand-in on loopback (tests/support/sendgrid_standin.py), key SG.test-key."""
+    from tests.support.sendgrid_standin import SendGridStandIn
+
+    with SendGridStandIn(api_key="SG.test-key", max_seconds=120) as server:
+        yield server
+
+
+@pytest.fixture
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

@@ -1,15 +1,7 @@
 import pytest
 from pydantic import SecretStr
 
-from tests.support.sendgrid_standin import SendGridStandIn
-
 KEY = "SG.test-key"
-
-
-@pytest.fixture
-def standin():
-    with SendGridStandIn(api_key=KEY, max_seconds=120) as server:
-        yield server
 
 
 @pytest.fixture

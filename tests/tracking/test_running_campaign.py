@@ -20,16 +20,9 @@ from mailer.tracking.webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from mailer.web.app import create_app
 from subscribers.models import StatusChange, Subscriber
 from tests.support.campaigns import add_subscribers, approved_campaign
-from tests.support.sendgrid_standin import SendGridStandIn
 from tests.tracking.factory import make_campaign, make_delivery, sg_event
 
 KEY = "SG.test-key"
-
-
-@pytest.fixture
-def standin():
-    with SendGridStandIn(api_key=KEY, max_seconds=120) as server:
-        yield server
 
 
 @pytest.fixture

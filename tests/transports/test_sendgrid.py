@@ -22,16 +22,9 @@ from mailer.transports.sendgrid import (
     encode_payload,
     error_from_response,
 )
-from tests.support.sendgrid_standin import SendGridStandIn
 from tests.transports.helpers import message, recipient
 
 KEY = "SG.test-key"
-
-
-@pytest.fixture
-def standin():
-    with SendGridStandIn(api_key=KEY, max_seconds=60) as server:
-        yield server
 
 
 def test_payload_has_one_personalization_per_recipient_with_our_ids():
