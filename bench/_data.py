@@ -38,3 +38,18 @@ def write_csv(path: Path, rows: int, seed: int = 5) -> Path:
         for i in range(rows):
             writer.writerow(person(i, rng))
     return path
+
+
+def fresh_database(url: str):
+    """An empty, migrated database at ``url`` (a PostgreSQL URL has its public schema reset)."""
+    from sqlalchemy import text
+
+    from mailer.settings import Settings
+    from mailer.storage.db import make_engine, open_database
+
+    if url.startswith("postgresql"):
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+        engine.dispose()
+    return open_database(Settings(database_url=url))

@@ -26,19 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _database(url: str):
-    from sqlalchemy import text
 
-    from mailer.storage.db import make_engine, open_database
+    from _data import fresh_database
+
     from mailer.storage.schema import metadata
 
-    if url.startswith("postgresql"):
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-        engine.dispose()
-    from mailer.settings import Settings
-
-    db = open_database(Settings(database_url=url))
+    db = fresh_database(url)
     from mailer.ingest.models import Topic
 
     with db.session() as session:

@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["MAILER_TIMEZONE"] = "UTC"  # "joined" dates are then UTC days, as the check assumes
 
+from _data import fresh_database  # noqa: E402
 from sqlalchemy import func, select, text  # noqa: E402
 
 COUNTIES = ["Cass", "Burleigh", "Ward", "Grand Forks", "Stark", "Williams", "Stutsman", "Morton"]
@@ -155,18 +157,11 @@ def main() -> None:
                         help="an empty PostgreSQL database (its public schema is reset)")
     parser.add_argument("--no-check", action="store_true", help="skip the brute-force check")
     args = parser.parse_args()
-    from mailer.settings import Settings
-    from mailer.storage.db import make_engine, open_database
     from subscribers import segments
 
     with tempfile.TemporaryDirectory() as tmp:
         url = args.database_url or f"sqlite:///{Path(tmp) / 'segments.db'}"
-        if url.startswith("postgresql"):
-            engine = make_engine(url)
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-            engine.dispose()
-        db = open_database(Settings(database_url=url))
+        db = fresh_database(url)
         started = time.perf_counter()
         build(db, args.rows)
         print(f"built {args.rows:,} subscribers on {db.dialect} in "

@@ -44,7 +44,7 @@ MAX_AUTO_PROCESSES = 4
 
 def process_count(settings: Settings, pending: int) -> int:
     """How many processes (the caller included) should send ``pending`` recipients."""
-    explicit = getattr(settings, "send_processes", 0)
+    explicit = settings.send_processes
     wanted = explicit or min(os.cpu_count() or 1, MAX_AUTO_PROCESSES)
     if wanted <= 1 or settings.rate_limit > 0:
         return 1
