@@ -43,7 +43,9 @@ _SERIES = {
     "sqlite": "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows) ",
     "postgresql": "WITH n(i) AS (SELECT generate_series(1, :rows)) ",
 }
-_HASH = {"sqlite": "printf('%064x', i)", "postgresql": "lpad(to_hex(i), 64, '0')"}
+# A unique stand-in hash per suppressed row; its email_key is copied from the subscriber,
+# whose key is simply its number (unique too, which is all the queries rely on).
+_HASH = {"sqlite": "printf('%064x', id)", "postgresql": "lpad(to_hex(id), 64, '0')"}
 _CONCAT = {"sqlite": "'user' || i || '@example.org'",
            "postgresql": "'user' || i::text || '@example.org'"}
 _ZIP = {"sqlite": "printf('%s%02d', {prefix}, (i * 7) % 100)",
@@ -72,9 +74,9 @@ def build(db, rows: int) -> None:
             "(3, 'veterans', 'Veterans', '', '{}', CURRENT_TIMESTAMP)"))
         conn.execute(text(
             _SERIES[dialect] +
-            "INSERT INTO subscribers (id, email, email_hash, name, zip, county, state, frequency,"
+            "INSERT INTO subscribers (id, email, email_key, name, zip, county, state, frequency,"
             " status, consent_source, created_at, updated_at) "
-            f"SELECT i, {_CONCAT[dialect]}, {_HASH[dialect]}, 'Constituent', "
+            f"SELECT i, {_CONCAT[dialect]}, i, 'Constituent', "
             f"{_ZIP[dialect].format(prefix=prefix)}, {county}, 'ND', {frequency}, {status}, "
             f"'bench', {created}, {created} FROM n"), {"rows": rows, **names})
         # 70 % follow human-trafficking, 20 % agriculture, 20 % veterans.
@@ -84,8 +86,8 @@ def build(db, rows: int) -> None:
             "SELECT id, 2 FROM subscribers WHERE id % 5 = 2 UNION ALL "
             "SELECT id, 3 FROM subscribers WHERE id % 5 = 3"))
         conn.execute(text(
-            "INSERT INTO suppressions (email_hash, reason, created_at) "
-            "SELECT email_hash, 'complained', CURRENT_TIMESTAMP FROM subscribers "
+            "INSERT INTO suppressions (email_hash, email_key, reason, created_at) "
+            f"SELECT {_HASH[dialect]}, email_key, 'complained', CURRENT_TIMESTAMP FROM subscribers "
             "WHERE id % 200 = 7"))
         conn.execute(text("ANALYZE"))
     if dialect == "postgresql":
@@ -112,7 +114,7 @@ def brute_force(db, query: str) -> int:
 
     tree = parse_query(query)
     with db.session() as session:
-        suppressed = set(session.scalars(select(Suppression.email_hash)))
+        suppressed = set(session.scalars(select(Suppression.email_key)))
         topics: dict[int, set[str]] = {}
         for sid, tid in session.execute(select(SubscriberTopic.subscriber_id,
                                                SubscriberTopic.topic_id)):
@@ -120,9 +122,9 @@ def brute_force(db, query: str) -> int:
                                               3: "veterans"}[tid])
         rows = session.execute(select(Subscriber.id, Subscriber.county, Subscriber.zip,
                                       Subscriber.state, Subscriber.frequency,
-                                      Subscriber.status, Subscriber.email_hash,
+                                      Subscriber.status, Subscriber.email_key,
                                       Subscriber.created_at))
-        return sum(1 for r in rows if r.status == "active" and r.email_hash not in suppressed
+        return sum(1 for r in rows if r.status == "active" and r.email_key not in suppressed
                    and _matches(tree, r, topics.get(r.id, set())))
 
 

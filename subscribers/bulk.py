@@ -31,8 +31,8 @@ def execute_many(session: Session, statement: Executable, rows: Sequence[dict]) 
     dialect = connection.dialect
     compiled = statement.compile(dialect=dialect)
     names = list(compiled.positiontup) if compiled.positional else list(compiled.binds)
-    converters = {name: _converter(compiled.binds[name].type, dialect) for name in names}
-    converting = {n: c for n, c in converters.items() if c is not None}
+    converters = {name: converter(compiled.binds[name].type, dialect) for name in names}
+    converting = {n: c for n, c in converters.items() if c is not _unchanged}
     fixed = {n: compiled.binds[n].effective_value for n in names if n not in rows[0]}
     if fixed:  # values the statement itself holds (literals) fill every row
         rows = [{**fixed, **row} for row in rows]
@@ -44,6 +44,33 @@ def execute_many(session: Session, statement: Executable, rows: Sequence[dict]) 
         parameters = [getter(row) if len(names) > 1 else (getter(row),) for row in rows]
     else:
         parameters = rows
+    connection.exec_driver_sql(compiled.string, parameters)
+
+
+def _unchanged(value):
+    return value
+
+
+def insert_prepared(session: Session, table: Table, columns: Sequence[str],
+                    rows: Sequence[tuple], conflict: Sequence[str]) -> None:
+    """INSERT ``rows`` (tuples in ``columns`` order, every value already what the driver
+    takes: see ``converter``) into ``table``, skipping any row that conflicts on the unique
+    ``conflict`` columns. Nothing is converted or copied per row when the driver takes
+    positional parameters in that order (SQLite); otherwise each row becomes a dict."""
+    if not rows:
+        return
+    connection = session.connection()
+    maker = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    statement = (maker(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+                 .on_conflict_do_nothing(index_elements=list(conflict)))
+    compiled = statement.compile(dialect=connection.dialect)
+    if compiled.positional and tuple(compiled.positiontup) == tuple(columns):
+        parameters = rows
+    elif compiled.positional:
+        order = [columns.index(name) for name in compiled.positiontup]
+        parameters = [tuple(row[i] for i in order) for row in rows]
+    else:
+        parameters = [dict(zip(columns, row, strict=True)) for row in rows]
     connection.exec_driver_sql(compiled.string, parameters)
 
 
@@ -75,10 +102,13 @@ def one_of(session: Session, column, values: Sequence) -> ColumnElement[bool]:
     return column.in_(select(listed.c.value))
 
 
-def _converter(column_type, dialect):
+def converter(column_type, dialect):
+    """What SQLAlchemy would do to a value of ``column_type`` before handing it to
+    ``dialect``'s driver (None stays None), remembering recent results: the values of an
+    import repeat (one timestamp per chunk)."""
     process = column_type.dialect_impl(dialect).bind_processor(dialect)
     if process is None:
-        return None
+        return _unchanged
     cache: dict = {}
 
     def convert(value):
@@ -97,4 +127,4 @@ def _converter(column_type, dialect):
     return convert
 
 
-__all__ = ["execute_many", "insert_ignoring", "one_of"]
+__all__ = ["converter", "execute_many", "insert_ignoring", "insert_prepared", "one_of"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from mailer.errors import InvalidInput
-from subscribers.addresses import InvalidEmail, email_hash, normalize_email
+from subscribers.addresses import InvalidEmail, email_hash, email_key, normalize_email
 from subscribers.models import ACTIVE, BOUNCED, COMPLAINED, FREQUENCIES, PENDING, UNSUBSCRIBED
 
 #: Fields longer than this are refused rather than held in memory (csv's default is 128 KiB).
@@ -186,6 +186,7 @@ class RowData:
     line: int
     email: str
     email_hash: str
+    email_key: int
     name: str | None
     zip: str | None
     county: str | None
@@ -249,8 +250,9 @@ def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
         values.setdefault("zip", _from_address(_ZIP_IN_ADDRESS, values["address"]))
         values.setdefault("state", _from_address(_STATE_IN_ADDRESS, values["address"]))
     get = values.get
+    digest = email_hash(email)
     return RowData(
-        line=line, email=email, email_hash=email_hash(email),
+        line=line, email=email, email_hash=digest, email_key=email_key(digest),
         name=_name(get("name", ""), get("first_name", ""), get("last_name", "")),
         zip=_zip(get("zip", "")), county=_clip(get("county", ""), 100),
         state=_state(get("state", "")), district=_clip(get("district", ""), 20),

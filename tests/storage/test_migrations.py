@@ -1,0 +1,83 @@
+"""Upgrading a database that already holds people keeps every one of them, their topics and
+the suppression list, and the new keys agree with the application's."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.engine import make_url
+
+from mailer.storage.db import Database, current_revision, head_revision, make_engine, upgrade
+from subscribers import segments
+from subscribers.addresses import email_key
+from subscribers.models import Subscriber, SubscriberTopic, Suppression
+from tests.conftest import BACKENDS, POSTGRES_URL
+
+NOW = "2026-11-01 12:00:00.000000"
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_engine(request, tmp_path):
+    """An engine on an empty database of each backend (nothing migrated yet)."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+        yield engine
+        engine.dispose()
+        return
+    base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    name = f"mailer_m_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(base.set(database=name).render_as_string(hide_password=False))
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}"'))
+    admin.dispose()
+
+
+def _sha(address: str) -> str:
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def _fill_revision_0001(engine) -> None:
+    """Two followers of a topic (one of them suppressed) and a forgotten address, stored as
+    revision 0001 stored them (hex hashes on subscribers)."""
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO topics (id, slug, name, description, terms, created_at) "
+            "VALUES (1, 'veterans', 'Veterans', '', '{}', :now)"), {"now": NOW})
+        for i, address in ((1, "ann@example.org"), (2, "bob@example.org")):
+            conn.execute(text(
+                "INSERT INTO subscribers (id, email, email_hash, frequency, status, "
+                "created_at, updated_at) VALUES (:i, :e, :h, 'immediate', 'active', :now, :now)"),
+                {"i": i, "e": address, "h": _sha(address), "now": NOW})
+            conn.execute(text("INSERT INTO subscriber_topics VALUES (:i, 1)"), {"i": i})
+        for address in ("bob@example.org", "forgotten@example.org"):
+            conn.execute(text(
+                "INSERT INTO suppressions (email_hash, reason, created_at) "
+                "VALUES (:h, 'complained', :now)"), {"h": _sha(address), "now": NOW})
+
+
+def test_upgrade_from_0001_keeps_people_topics_and_suppressions(empty_engine):
+    upgrade(empty_engine, "0001")
+    assert current_revision(empty_engine) == "0001"
+    _fill_revision_0001(empty_engine)
+
+    assert upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+    db = Database(empty_engine)
+    with db.session() as session:
+        people = {s.email: s.email_key for s in session.scalars(select(Subscriber))}
+        assert people == {a: email_key(_sha(a)) for a in ("ann@example.org", "bob@example.org")}
+        # Rebuilding the subscribers table on SQLite must not cascade to their topics.
+        assert session.scalar(select(text("count(*)")).select_from(SubscriberTopic)) == 2
+        keys = dict(session.execute(select(Suppression.email_hash, Suppression.email_key)).all())
+        assert keys == {_sha(a): email_key(_sha(a))
+                        for a in ("bob@example.org", "forgotten@example.org")}
+        assert segments.count(session, query='topic = "veterans"') == 1
+        assert segments.count(session, query='topic = "veterans"', audience=False) == 2
