@@ -20,7 +20,9 @@ suppression, which never inserts anybody) and ``fields`` is the ``RowData`` in f
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterable
@@ -93,18 +95,27 @@ class ImportReport:
 
 
 class SeenAddresses:
-    """Which address hashes this import has already seen, and on which line: an open-addressing
-    table of 64-bit fingerprints (12 bytes a slot) instead of a set of strings (~100 bytes an
-    address), so a million-row file costs megabytes, not hundreds of them."""
+    """Which address hashes this import has already seen, and on which line.
 
-    def __init__(self, capacity: int = 1 << 14):
+    The first ``memory_limit`` addresses live in an open-addressing table of 64-bit
+    fingerprints (12 bytes a slot, instead of ~100 bytes for a set of strings); past that the
+    table moves into a temporary SQLite file that is deleted when the import ends, so memory
+    stays bounded however long the file is (by default about 25 MB, for the first 1.4
+    million addresses; each later one costs a few microseconds on disk).
+    """
+
+    def __init__(self, capacity: int = 1 << 14, memory_limit: int = 1_400_000):
         self._keys = array("Q", bytes(8 * capacity))
         self._lines = array("I", bytes(array("I").itemsize * capacity))
         self._size = 0
+        self._limit = memory_limit
+        self._disk: sqlite3.Connection | None = None
 
     def add(self, digest: str, line: int) -> int | None:
         """Remember ``digest`` (hex SHA-256) at ``line``; return the earlier line if seen."""
         key = int(digest[:16], 16) | 1  # 0 marks an empty slot
+        if self._disk is not None:
+            return self._add_on_disk(key, line)
         mask = len(self._keys) - 1
         slot = key & mask
         while self._keys[slot]:
@@ -113,13 +124,21 @@ class SeenAddresses:
             slot = (slot + 1) & mask
         self._keys[slot], self._lines[slot] = key, line
         self._size += 1
-        if self._size * 10 > len(self._keys) * 7:
+        if self._size >= self._limit:
+            self._spill()
+        elif self._size * 10 > len(self._keys) * 7:
             self._grow()
         return None
 
+    def close(self) -> None:
+        """Drop the temporary file, if any (also done when the object is collected)."""
+        if self._disk is not None:
+            self._disk.close()
+            self._disk = None
+
     def _grow(self) -> None:
         keys, lines = self._keys, self._lines
-        self.__init__(len(keys) * 2)
+        self.__init__(len(keys) * 2, self._limit)
         for key, line in zip(keys, lines, strict=True):
             if key:
                 mask = len(self._keys) - 1
@@ -128,6 +147,34 @@ class SeenAddresses:
                     slot = (slot + 1) & mask
                 self._keys[slot], self._lines[slot] = key, line
                 self._size += 1
+
+    def _spill(self) -> None:
+        # "" opens a private temporary database file that SQLite deletes on close; nothing
+        # in it needs to survive a crash, hence no journal and no syncing.
+        disk = sqlite3.connect("", isolation_level=None)
+        disk.execute("PRAGMA journal_mode=OFF")
+        disk.execute("PRAGMA synchronous=OFF")
+        disk.execute("PRAGMA cache_size=-16384")
+        disk.execute("CREATE TABLE seen (key INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+        disk.execute("BEGIN")
+        disk.executemany("INSERT INTO seen VALUES (?, ?)", (
+            (_signed(key), line) for key, line in zip(self._keys, self._lines, strict=True)
+            if key))
+        self._disk = disk
+        self._keys, self._lines = array("Q"), array("I")
+
+    def _add_on_disk(self, key: int, line: int) -> int | None:
+        found = self._disk.execute("SELECT line FROM seen WHERE key = ?",
+                                   (_signed(key),)).fetchone()
+        if found is not None:
+            return found[0]
+        self._disk.execute("INSERT INTO seen VALUES (?, ?)", (_signed(key), line))
+        return None
+
+
+def _signed(key: int) -> int:
+    """A 64-bit unsigned fingerprint as the signed integer SQLite stores."""
+    return key - (1 << 64) if key >= 1 << 63 else key
 
 
 class TopicMatcher:
@@ -204,6 +251,9 @@ class NewSubscribers:
         """The current time as the driver takes it."""
         return self._converter()(utcnow())
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_time": None}  # the converter is a closure: made anew
+
     def _converter(self):
         if self._time is None:  # made on first use, in the process that uses it
             dialect = make_url(f"{self.drivername}://").get_dialect()()
@@ -222,7 +272,7 @@ def read_chunks(path: Path, chunk_size: int,
     report = ImportReport(encoding=encoding)
     total = path.stat().st_size
     seen = SeenAddresses()
-    with handle:
+    with handle, contextlib.closing(seen):
         rows = read_rows(handle)
         header = next(rows, None)
         if header is None:

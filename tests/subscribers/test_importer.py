@@ -278,10 +278,14 @@ def test_files_that_cannot_be_imported(db, topics, tmp_path):
         import_subscribers(db, tmp_path / "missing.csv")
 
 
-def test_seen_addresses_remembers_lines_and_grows():
-    seen = SeenAddresses(capacity=4)
+@pytest.mark.parametrize("memory_limit", [2_000_000, 300])
+def test_seen_addresses_remembers_lines_and_grows(memory_limit):
+    # With a limit of 300 the table moves to disk part way and must remember the same.
+    seen = SeenAddresses(capacity=4, memory_limit=memory_limit)
     digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
     for line, digest in enumerate(digests, start=2):
         assert seen.add(digest, line) is None
+    assert (seen._disk is not None) == (memory_limit == 300)
     for line, digest in enumerate(digests, start=2):
         assert seen.add(digest, 99999) == line
+    seen.close()
