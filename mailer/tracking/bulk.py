@@ -9,7 +9,7 @@ metadata, and values go through the very bind processors SQLAlchemy would use
 parameters; nothing from a row ever becomes SQL text.
 
 - SQLite (>= 3.35, for RETURNING): one multi-row ``VALUES`` statement per 500 rows.
-- PostgreSQL (psycopg 3): one statement per chunk with one array parameter per column,
+- PostgreSQL (psycopg 3): one statement for all the rows with one array parameter per column,
   ``INSERT … SELECT * FROM unnest(%s::type[], …)``: eleven parameters instead of thousands,
   which psycopg adapts in C.
 """
@@ -38,8 +38,10 @@ def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Seq
     columns = tuple(columns)
     processors = [_memoized(p) if p else None for p in _processors(table, columns, dialect)]
     inserted: dict[Any, int] = {}
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start:start + ROWS_PER_STATEMENT]
+    # PostgreSQL takes every row in one statement (one array per column, however long).
+    step = max(len(rows), 1) if dialect.name == "postgresql" else ROWS_PER_STATEMENT
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
         # Column-wise: only the few columns with a processor (times, JSON) are touched.
         by_column = [list(values) if p is None else [p(v) for v in values]
                      for p, values in zip(processors, zip(*chunk, strict=True), strict=True)]

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy import BigInteger, and_, any_, bindparam, case, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -232,8 +233,8 @@ def _refs_by_id(session: Session, keys: set[int]) -> dict[int, DeliveryRef]:
     found: dict[int, DeliveryRef] = {}
     connection = session.connection()
     postgres = connection.dialect.name == "postgresql"
-    for chunk in _chunks(sorted(keys)):
-        if postgres:
+    for chunk in _chunks(sorted(keys), max(len(keys), 1) if postgres else _CHUNK):
+        if postgres:  # one array parameter holds them all
             rows = connection.exec_driver_sql(_REFS_BY_ID_PG, (chunk,))
         else:
             rows = connection.exec_driver_sql(_refs_by_id_sqlite(len(chunk)), tuple(chunk))
@@ -304,18 +305,30 @@ def _advance_deliveries(session: Session, event_row_ids: Sequence[int],
     set-based UPDATE per chunk: the database aggregates the events per delivery and compares
     with the row's current value itself (never read, then written in Python), so concurrent
     posts about the same delivery cannot undo each other and no Python runs per row."""
-    if session.get_bind().dialect.name == "postgresql":
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
         # Lock the rows in id order first: concurrent posts then queue instead of deadlocking.
         for chunk in _chunks(sorted(delivery_ids), _UPDATE_CHUNK):
-            locked = (select(Delivery.id).where(Delivery.id.in_(chunk))
-                      .order_by(Delivery.id).with_for_update().subquery())
-            session.execute(select(func.count()).select_from(locked))  # one row back, not 1,000
+            session.execute(_LOCK_DELIVERIES, {"ids": chunk})
     for chunk in _chunks(sorted(event_row_ids), _UPDATE_CHUNK):
-        session.execute(_advance_statement(), {"event_ids": chunk, "now": utcnow()})
+        session.execute(_advance_statement(postgres), {"event_ids": chunk, "now": utcnow()})
+
+
+def _id_among(column, name: str, postgres: bool):
+    """``column IN (:name…)``; on PostgreSQL ``column = ANY(:name)``, one array parameter, so
+    the statement is not re-rendered with a thousand placeholders for every post."""
+    if postgres:
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+_LOCK_DELIVERIES = select(func.count()).select_from(  # one row back, not 1,000
+    select(Delivery.id).where(_id_among(Delivery.id, "ids", True))
+    .order_by(Delivery.id).with_for_update().subquery())
 
 
 @functools.cache
-def _advance_statement():
+def _advance_statement(postgres: bool):
     events, table = DeliveryEventRow.__table__, Delivery.__table__
     event_rank = case({t: STATUS_RANK[s] for t, s in EVENT_STATUS.items()},
                       value=events.c.type, else_=-1)
@@ -324,7 +337,7 @@ def _advance_statement():
                *(func.min(case((events.c.type.in_(_types_setting(column)),
                                 events.c.occurred_at))).label(column)
                  for column in TIME_COLUMNS))
-        .where(events.c.id.in_(bindparam("event_ids", expanding=True)),
+        .where(_id_among(events.c.id, "event_ids", postgres),
                events.c.delivery_id.is_not(None))
         .group_by(events.c.delivery_id)
         .subquery("per_delivery"))

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 
 
 class DeliveryEventRow(Base):
-    """One provider event. Never updated after it is written; delivery status, subscriber
-    status and reports are all derived from these rows."""
+    """One provider event. Never updated after it is written (``forget`` scrubs a person's
+    rows); delivery status, subscriber status and reports are all derived from these rows.
+
+    ``delivery_id``, ``campaign_id`` and ``subscriber_id`` are references without foreign
+    key constraints, on purpose: the webhook writes a thousand events per post, and
+    PostgreSQL checks (and share-locks the row of) every constraint for every row, a third
+    of the insert. The ingest path sets them only from rows it read in the same
+    transaction; deliveries and campaigns are never deleted; ``subscribers.service.forget``
+    clears ``subscriber_id`` itself (``mailer.tracking.suppression.erase_events_for``).
+    """
 
     __tablename__ = "delivery_events"
     __table_args__ = (
@@ -23,15 +31,11 @@ class DeliveryEventRow(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     #: The provider's own event id (SendGrid ``sg_event_id``): stored once, so replays are no-ops.
     provider_event_id: Mapped[str] = mapped_column(String(200), unique=True)
-    delivery_id: Mapped[int | None] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="SET NULL"), index=True
-    )
-    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(index=True)
+    campaign_id: Mapped[int | None]
     #: Who the event is about (from the matched delivery, else by address); lets suppression
     #: count a person's soft bounces and lets ``subscribers forget`` find their events.
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL")
-    )
+    subscriber_id: Mapped[int | None]
     #: The provider's message id as sent in the event (SendGrid ``sg_message_id``).
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
