@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
+from mailer.storage.arrays import as_arrays, unnest_insert
+
 
 def execute_many(session: Session, statement: Executable, rows: Sequence[dict]) -> None:
     """Execute ``statement`` once per row of ``rows``; every row has a value for each of the
@@ -55,13 +57,17 @@ def insert_prepared(session: Session, table: Table, columns: Sequence[str],
                     rows: Sequence[tuple], conflict: Sequence[str]) -> None:
     """INSERT ``rows`` (tuples in ``columns`` order, every value already what the driver
     takes: see ``converter``) into ``table``, skipping any row that conflicts on the unique
-    ``conflict`` columns. Nothing is converted or copied per row when the driver takes
-    positional parameters in that order (SQLite); otherwise each row becomes a dict."""
+    ``conflict`` columns. PostgreSQL gets one statement with an array per column
+    (``mailer.storage.arrays``); SQLite an executemany of the tuples as they are."""
     if not rows:
         return
     connection = session.connection()
-    maker = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = (maker(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql(unnest_insert(table, tuple(columns), tuple(conflict)),
+                                   as_arrays(rows))
+        return
+    statement = (sqlite.insert(table)
+                 .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
                  .on_conflict_do_nothing(index_elements=list(conflict)))
     compiled = statement.compile(dialect=connection.dialect)
     if compiled.positional and tuple(compiled.positiontup) == tuple(columns):

@@ -25,6 +25,8 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
+from mailer.storage.arrays import quote, unnest_insert
+
 #: Rows per statement: on SQLite, 500 x 11 columns stays far below the bound-parameter limit.
 ROWS_PER_STATEMENT = 500
 
@@ -75,31 +77,20 @@ def _memoized(processor):
     return process
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _tail(table: Table, unique: str) -> str:
     key = table.primary_key.columns.values()[0].name
-    return (f" ON CONFLICT ({_quote(unique)}) DO NOTHING"
-            f" RETURNING {_quote(unique)}, {_quote(key)}")
+    return f" RETURNING {quote(unique)}, {quote(key)}"
 
 
 @functools.lru_cache(maxsize=64)
 def _values_statement(table: Table, columns: tuple[str, ...], unique: str, rows: int) -> str:
     """SQLite: ``INSERT … VALUES (?, …), (?, …)`` for ``rows`` rows."""
     row = "(" + ", ".join(["?"] * len(columns)) + ")"
-    return (f"INSERT INTO {_quote(table.name)} ({', '.join(_quote(c) for c in columns)}) "
-            f"VALUES {', '.join([row] * rows)}" + _tail(table, unique))
+    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES {', '.join([row] * rows)} ON CONFLICT ({quote(unique)}) DO NOTHING"
+            + _tail(table, unique))
 
 
-@functools.lru_cache(maxsize=16)
 def _unnest_statement(table: Table, columns: tuple[str, ...], unique: str) -> str:
     """PostgreSQL: ``INSERT … SELECT * FROM unnest(%s::t1[], %s::t2[], …)``."""
-    from sqlalchemy.dialects.postgresql import psycopg
-
-    dialect = psycopg.dialect()
-    # %b: binary format, so psycopg need not quote every string of every array in Python.
-    arrays = ", ".join(f"%b::{table.c[c].type.compile(dialect=dialect)}[]" for c in columns)
-    return (f"INSERT INTO {_quote(table.name)} ({', '.join(_quote(c) for c in columns)}) "
-            f"SELECT * FROM unnest({arrays})" + _tail(table, unique))
+    return unnest_insert(table, columns, (unique,)) + _tail(table, unique)
