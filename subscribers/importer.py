@@ -40,7 +40,6 @@ from mailer.storage.base import utcnow
 from mailer.storage.db import Database
 from subscribers.bulk import insert_ignoring as _insert_ignoring
 from subscribers.bulk import insert_prepared, one_of
-from subscribers.csv_rows import RowData
 from subscribers.models import (
     SUPPRESSED_STATUSES,
     StatusChange,
@@ -115,7 +114,7 @@ def yield_all(chunks: Generator, handle: Callable) -> Any:
             raise
 
 
-def _apply(job: _Job, chunk: list[RowData], position: tuple[int, int],
+def _apply(job: _Job, chunk: list[tuple], position: tuple[int, int],
            progress: Callable[[int, int], None] | None) -> None:
     job.apply(chunk)
     if progress:
@@ -157,12 +156,19 @@ class _ChunkWriter:
         suppressed = set(self.session.scalars(select(Suppression.email_hash).where(
             one_of(self.session, Suppression.email_hash, [item[1] for item in self.items]))))
         linked = self._links_of([e["id"] for e in existing.values()])
-        for email, digest, topic_ids, values, fields in self.items:
+        for email, digest, key, line, intent, frequency, topic_ids, values in self.items:
             current = existing.get(email)
             if current is None:
-                self._new(email, digest in suppressed, topic_ids, values, fields)
+                self._new(digest, key, intent, digest in suppressed, topic_ids, values)
+            elif intent in SUPPRESSED_STATUSES:
+                if current["status"] in SUPPRESSED_STATUSES:
+                    self.report.unchanged += 1
+                else:
+                    self._source_says_stop(digest, key, line, intent, current)
+            elif digest in suppressed or current["status"] in SUPPRESSED_STATUSES:
+                self.report.kept_suppressed += 1
             else:
-                self._known(RowData(*fields), current, digest in suppressed,
+                self._known((*values[2:7], frequency), current,
                             set(topic_ids) - linked.get(current["id"], set()))
         self._write()
 
@@ -184,37 +190,27 @@ class _ChunkWriter:
                 linked.setdefault(sid, set()).add(tid)
         return linked
 
-    def _new(self, email: str, suppressed: bool, topic_ids: tuple[int, ...],
-             values: tuple | None, fields: tuple) -> None:
+    def _new(self, digest: str, key: int, intent: str, suppressed: bool,
+             topic_ids: tuple[int, ...], values: tuple | None) -> None:
         if values is None:  # the source says unsubscribed, bounced or complained
             if suppressed:
                 self.report.unchanged += 1
             else:
-                row = RowData(*fields)
                 self.report.suppressed += 1
-                self.new_suppressions.append({"email_hash": row.email_hash,
-                                              "email_key": row.email_key,
-                                              "reason": row.intent, "created_at": self.now})
+                self.new_suppressions.append({"email_hash": digest, "email_key": key,
+                                              "reason": intent, "created_at": self.now})
             return
         if suppressed:
             self.report.kept_suppressed += 1
             return
         self.inserts.append(values)
-        self.new_links.extend((email, t) for t in topic_ids)
+        self.new_links.extend((values[0], t) for t in topic_ids)
         self.report.created += 1
 
-    def _known(self, row: RowData, current: dict, suppressed: bool, new_topics: set[int]) -> None:
-        here_suppressed = suppressed or current["status"] in SUPPRESSED_STATUSES
-        if row.intent in SUPPRESSED_STATUSES:
-            if current["status"] in SUPPRESSED_STATUSES:
-                self.report.unchanged += 1
-                return
-            self._source_says_stop(row, current)
-            return
-        if here_suppressed:
-            self.report.kept_suppressed += 1
-            return
-        merged = {c: getattr(row, c) or current[c] for c in _DETAILS}
+    def _known(self, details: tuple, current: dict, new_topics: set[int]) -> None:
+        """An active or pending person the file lists again: fill in what the file adds
+        (``details`` in ``_DETAILS`` order; an empty one keeps what we have)."""
+        merged = {c: value or current[c] for c, value in zip(_DETAILS, details, strict=True)}
         if merged == {c: current[c] for c in _DETAILS} and not new_topics:
             self.report.unchanged += 1
             return
@@ -223,16 +219,17 @@ class _ChunkWriter:
         self.links.extend((current["id"], t) for t in sorted(new_topics))
         self.report.updated += 1
 
-    def _source_says_stop(self, row: RowData, current: dict) -> None:
-        self.updates.append({"_id": current["id"], "status": row.intent, "updated_at": self.now,
+    def _source_says_stop(self, digest: str, key: int, line: int, intent: str,
+                          current: dict) -> None:
+        self.updates.append({"_id": current["id"], "status": intent, "updated_at": self.now,
                              **{c: current[c] for c in _DETAILS}})
         self.changes.append({
             "subscriber_id": current["id"], "old_status": current["status"],
-            "new_status": row.intent, "at": self.now,
-            "cause": f"{self.job.source} line {row.line}: {row.intent} in the source list",
+            "new_status": intent, "at": self.now,
+            "cause": f"{self.job.source} line {line}: {intent} in the source list",
         })
-        self.new_suppressions.append({"email_hash": row.email_hash, "email_key": row.email_key,
-                                      "reason": row.intent, "created_at": self.now})
+        self.new_suppressions.append({"email_hash": digest, "email_key": key,
+                                      "reason": intent, "created_at": self.now})
         self.report.updated += 1
 
     def _write(self) -> None:

@@ -10,12 +10,13 @@ for the driver. The writer (``subscribers.importer``) only decides, row by row, 
 the database holds.
 
 ``read_chunks`` yields ``(items, (bytes read, file size))``; each item is a plain tuple
-(tuples cross a process boundary cheaply)::
+(tuples cross a process boundary cheaply, and this one holds only what the writer reads)::
 
-    (email, email_hash, topic_ids, insert_values, fields)
+    (email, email_hash, email_key, line, intent, frequency, topic_ids, insert_values)
 
-``insert_values`` follows ``NewSubscribers.COLUMNS`` (None when the row's intent is a
-suppression, which never inserts anybody) and ``fields`` is the ``RowData`` in field order.
+``frequency`` is the file's own (None when it gives none); ``insert_values`` follows
+``NewSubscribers.COLUMNS`` (so ``insert_values[2:7]`` are the row's name, ZIP, county, state
+and district), or is None when the row's intent is a suppression, which inserts nobody.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import sqlite3
 from array import array
 from collections import Counter
 from collections.abc import Generator, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 
 from sqlalchemy import select
@@ -291,13 +292,12 @@ def read_chunks(path: Path, chunk_size: int,
 
 
 _BY_EMAIL = itemgetter(0)
-_FIELDS = attrgetter(*(f.name for f in fields(RowData)))
 
 
 def _prepared(chunk: list[RowData], new: NewSubscribers, report: ImportReport) -> list[tuple]:
     now = new.now()
-    items = [(row.email, row.email_hash, new.topic_ids(row, report), new.values(row, now),
-              _FIELDS(row)) for row in chunk]
+    items = [(row.email, row.email_hash, row.email_key, row.line, row.intent, row.frequency,
+              new.topic_ids(row, report), new.values(row, now)) for row in chunk]
     items.sort(key=_BY_EMAIL)
     return items
 

@@ -48,23 +48,25 @@ def test_chunks_come_in_address_order_with_topic_ids_and_insert_values(listing):
     assert emails == [["amy@example.org", "gone@example.org", "zed@example.org"],
                       ["bob@example.org", "mia@example.org"]]
     items = {item[0]: item for items, _ in chunks for item in items}
-    email, digest, topic_ids, values, _fields = items["zed@example.org"]
-    assert digest == email_hash(email) and topic_ids == (1, 2)  # its own plus --topics
+    email, digest, key, line, intent, frequency, topic_ids, values = items["zed@example.org"]
+    assert digest == email_hash(email) and key == email_key(digest) and line == 2
+    assert intent == ACTIVE and frequency is None
+    assert topic_ids == (1, 2)  # its own plus --topics
     row = dict(zip(NewSubscribers.COLUMNS, values, strict=True))
     assert row["email_key"] == email_key(digest) and row["status"] == ACTIVE
     assert row["consent_source"] == "list.csv line 2"
     assert isinstance(row["created_at"], str)  # converted for sqlite3 already
-    assert dict(zip(NewSubscribers.COLUMNS, items["amy@example.org"][3],
+    assert dict(zip(NewSubscribers.COLUMNS, items["amy@example.org"][-1],
                     strict=True))["status"] == PENDING
-    assert items["gone@example.org"][3] is None  # a suppression inserts nobody
+    assert items["gone@example.org"][-1] is None  # a suppression inserts nobody
     assert report.unknown_topics == {"typo": 2} and report.rows == 5
 
 
 def test_double_opt_in_makes_everyone_new_pending(listing):
     new = NewSubscribers("sqlite", Topics(), [], double_opt_in=True, source="list.csv")
     chunks, _ = drain(read_chunks(listing, 10, new))
-    statuses = {item[0]: dict(zip(NewSubscribers.COLUMNS, item[3], strict=True))["status"]
-                for items, _ in chunks for item in items if item[3] is not None}
+    statuses = {item[0]: dict(zip(NewSubscribers.COLUMNS, item[-1], strict=True))["status"]
+                for items, _ in chunks for item in items if item[-1] is not None}
     assert set(statuses.values()) == {PENDING}
 
 
