@@ -28,6 +28,7 @@ office can create the topic and re-import (idempotent) to add it.
 
 from __future__ import annotations
 
+import marshal
 import os
 from collections.abc import Callable, Generator, Iterable
 from pathlib import Path
@@ -91,7 +92,7 @@ def import_subscribers(
                          double_opt_in=double_opt_in, source=source)
     report = ImportReport()
     job = _Job(db, source, report)
-    chunks = (produced_elsewhere(read_chunks, path, chunk_size, new) if parallel
+    chunks = (_unpacked(produced_elsewhere(_packed_chunks, path, chunk_size, new)) if parallel
               else read_chunks(path, chunk_size, new))
     read = yield_all(chunks, lambda items, position: _apply(job, items, position, progress))
     report.take_reading(read)
@@ -112,6 +113,37 @@ def yield_all(chunks: Generator, handle: Callable) -> Any:
         except BaseException:
             chunks.close()
             raise
+
+
+def _packed_chunks(path: Path, chunk_size: int,
+                   new: NewSubscribers) -> Generator[tuple, None, ImportReport]:
+    """``read_chunks`` for the reader process, each chunk's items packed with ``marshal``:
+    for these tuples of plain values it is twice as fast as the pickling the queue would do
+    (~2 s of a million-row import's reading). Items marshal cannot hold (datetimes, as
+    PostgreSQL's driver takes them) go as they are."""
+    chunks = read_chunks(path, chunk_size, new)
+    while True:
+        try:
+            items, position = next(chunks)
+        except StopIteration as stop:
+            return stop.value
+        try:
+            yield marshal.dumps(items), position
+        except ValueError:  # "unmarshallable object"
+            yield items, position
+
+
+def _unpacked(chunks: Generator) -> Generator[tuple, None, ImportReport]:
+    """The other end of ``_packed_chunks``; closing it closes ``chunks`` (stops the reader)."""
+    try:
+        while True:
+            try:
+                items, position = next(chunks)
+            except StopIteration as stop:
+                return stop.value
+            yield (marshal.loads(items) if isinstance(items, bytes) else items), position
+    finally:
+        chunks.close()
 
 
 def _apply(job: _Job, chunk: list[tuple], position: tuple[int, int],
