@@ -7,6 +7,7 @@ import multiprocessing
 import pytest
 
 from subscribers.pipeline import produced_elsewhere
+from tests.support.generators import drain
 
 
 def counting(limit: int):
@@ -29,13 +30,6 @@ def endless():
 
 
 
-def drain(generator):
-    items = []
-    while True:
-        try:
-            items.append(next(generator))
-        except StopIteration as stop:
-            return items, stop.value
 
 
 def test_items_and_return_value_come_from_the_child():

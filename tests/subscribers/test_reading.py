@@ -10,6 +10,7 @@ import pytest
 from subscribers.addresses import email_hash, email_key
 from subscribers.models import ACTIVE, PENDING
 from subscribers.reading import NewSubscribers, read_chunks
+from tests.support.generators import drain
 
 
 class Topics:
@@ -19,13 +20,6 @@ class Topics:
         return {"veterans": 1, "agriculture": 2}.get(word.lower())
 
 
-def drain(chunks):
-    out = []
-    while True:
-        try:
-            out.append(next(chunks))
-        except StopIteration as stop:
-            return out, stop.value
 
 
 @pytest.fixture
