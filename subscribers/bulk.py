@@ -66,18 +66,11 @@ def insert_prepared(session: Session, table: Table, columns: Sequence[str],
         connection.exec_driver_sql(unnest_insert(table, tuple(columns), tuple(conflict)),
                                    as_arrays(rows))
         return
+    # sqlite3 takes "?" placeholders, which the statement has in ``columns`` order.
     statement = (sqlite.insert(table)
                  .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
                  .on_conflict_do_nothing(index_elements=list(conflict)))
-    compiled = statement.compile(dialect=connection.dialect)
-    if compiled.positional and tuple(compiled.positiontup) == tuple(columns):
-        parameters = rows
-    elif compiled.positional:
-        order = [columns.index(name) for name in compiled.positiontup]
-        parameters = [tuple(row[i] for i in order) for row in rows]
-    else:
-        parameters = [dict(zip(columns, row, strict=True)) for row in rows]
-    connection.exec_driver_sql(compiled.string, parameters)
+    connection.exec_driver_sql(statement.compile(dialect=connection.dialect).string, rows)
 
 
 def insert_ignoring(session: Session, table: Table, rows: Sequence[dict],

@@ -191,7 +191,7 @@ class _ChunkWriter:
         for email, digest, key, line, intent, frequency, topic_ids, values in self.items:
             current = existing.get(email)
             if current is None:
-                self._new(digest, key, intent, digest in suppressed, topic_ids, values)
+                self._new(email, digest, key, intent, digest in suppressed, topic_ids, values)
             elif intent in SUPPRESSED_STATUSES:
                 if current["status"] in SUPPRESSED_STATUSES:
                     self.report.unchanged += 1
@@ -200,7 +200,7 @@ class _ChunkWriter:
             elif digest in suppressed or current["status"] in SUPPRESSED_STATUSES:
                 self.report.kept_suppressed += 1
             else:
-                self._known((*values[2:7], frequency), current,
+                self._known(NewSubscribers.details(values, frequency), current,
                             set(topic_ids) - linked.get(current["id"], set()))
         self._write()
 
@@ -222,7 +222,7 @@ class _ChunkWriter:
                 linked.setdefault(sid, set()).add(tid)
         return linked
 
-    def _new(self, digest: str, key: int, intent: str, suppressed: bool,
+    def _new(self, email: str, digest: str, key: int, intent: str, suppressed: bool,
              topic_ids: tuple[int, ...], values: tuple | None) -> None:
         if values is None:  # the source says unsubscribed, bounced or complained
             if suppressed:
@@ -236,7 +236,7 @@ class _ChunkWriter:
             self.report.kept_suppressed += 1
             return
         self.inserts.append(values)
-        self.new_links.extend((values[0], t) for t in topic_ids)
+        self.new_links.extend((email, t) for t in topic_ids)
         self.report.created += 1
 
     def _known(self, details: tuple, current: dict, new_topics: set[int]) -> None:
@@ -289,7 +289,8 @@ class _ChunkWriter:
         ids: dict[str, int] = {}
         if self.new_links:
             ids = dict(self.session.execute(select(Subscriber.email, Subscriber.id).where(
-                one_of(self.session, Subscriber.email, [v[0] for v in self.inserts]))).all())
+                one_of(self.session, Subscriber.email,
+                       list({a for a, _ in self.new_links})))).all())
         # An address another process deleted in between has no id: nothing to link. New
         # people's ids follow their (sorted) addresses, so these pairs come in key order too.
         pairs = sorted(self.links) + [(ids[a], t) for a, t in self.new_links if a in ids]

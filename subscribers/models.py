@@ -91,7 +91,7 @@ class SubscriberTopic(Base):
     __table_args__ = (
         # (topic, subscriber) covers "who follows this topic" on its own: a count of a
         # topic's followers walks this index in subscriber order (see
-        # ``subscribers.segments.count``) and never reads the table.
+        # ``subscribers.segments.audience_count_select``) and never reads the table.
         Index("ix_subscriber_topics_topic_id_subscriber_id", "topic_id", "subscriber_id"),
     )
 

@@ -15,8 +15,8 @@ the database holds.
     (email, email_hash, email_key, line, intent, frequency, topic_ids, insert_values)
 
 ``frequency`` is the file's own (None when it gives none); ``insert_values`` follows
-``NewSubscribers.COLUMNS`` (so ``insert_values[2:7]`` are the row's name, ZIP, county, state
-and district), or is None when the row's intent is a suppression, which inserts nobody.
+``NewSubscribers.COLUMNS`` (``NewSubscribers.details`` picks the person's details from
+them), or is None when the row's intent is a suppression, which inserts nobody.
 """
 
 from __future__ import annotations
@@ -221,6 +221,16 @@ class NewSubscribers:
         self.extra_topics = frozenset(extra_topics)
         self.double_opt_in, self.source = double_opt_in, source
         self._time = None
+
+    #: Where name, ZIP, county, state and district sit among ``COLUMNS``.
+    _DETAILS = slice(COLUMNS.index("name"), COLUMNS.index("district") + 1)
+
+    @classmethod
+    def details(cls, values: tuple, frequency: str | None) -> tuple:
+        """(name, zip, county, state, district, frequency) of a row from its INSERT
+        ``values`` and the file's own ``frequency`` (the values hold the default in its
+        place when the file gives none)."""
+        return (*values[cls._DETAILS], frequency)
 
     def topic_ids(self, row: RowData, report: ImportReport) -> tuple[int, ...]:
         """The row's topic ids, sorted; counts each word that names no topic in ``report``."""
