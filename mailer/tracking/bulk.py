@@ -32,13 +32,17 @@ ROWS_PER_STATEMENT = 500
 
 
 def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple],
-               *, unique: str) -> dict[Any, int]:
+               *, unique: str, serialized: Sequence[str] = ()) -> dict[Any, int]:
     """Insert ``rows`` (tuples in ``columns`` order) skipping any whose ``unique`` column
-    value is already stored. Returns ``{unique value: new id}`` for the rows inserted."""
+    value is already stored. Returns ``{unique value: new id}`` for the rows inserted.
+
+    ``serialized`` names JSON columns whose values are given as JSON text already (stored
+    as is instead of being serialized again)."""
     connection = session.connection()
     dialect = connection.dialect
     columns = tuple(columns)
-    processors = [_memoized(p) if p else None for p in _processors(table, columns, dialect)]
+    processors = [None if name in serialized else (_memoized(p) if p else None)
+                  for name, p in zip(columns, _processors(table, columns, dialect), strict=True)]
     inserted: dict[Any, int] = {}
     # PostgreSQL takes every row in one statement (one array per column, however long).
     step = max(len(rows), 1) if dialect.name == "postgresql" else ROWS_PER_STATEMENT
@@ -53,8 +57,7 @@ def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Seq
         else:
             sql = _values_statement(table, columns, unique, len(chunk))
             params = tuple(value for row in zip(*by_column, strict=True) for value in row)
-        for key, row_id in connection.exec_driver_sql(sql, params):
-            inserted[key] = row_id
+        inserted.update(connection.exec_driver_sql(sql, params).all())  # (key, id) rows
     return inserted
 
 

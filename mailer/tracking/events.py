@@ -88,6 +88,8 @@ class DeliveryEvent:
     delivery_id: int | None = None
     campaign_id: int | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: ``raw`` as the JSON text the provider posted, when known (stored as is).
+    raw_json: str | None = None
 
     @property
     def message_id_prefix(self) -> str | None:
@@ -112,8 +114,10 @@ def sendgrid_type(raw: dict[str, Any]) -> str:
     return SENDGRID_EVENT_TYPES.get(name, UNKNOWN)
 
 
-def from_sendgrid(raw: dict[str, Any], *, received_at: datetime | None = None) -> DeliveryEvent:
-    """Normalize one SendGrid event object. Never raises for a dict; odd fields become None."""
+def from_sendgrid(raw: dict[str, Any], *, received_at: datetime | None = None,
+                  raw_json: str | None = None) -> DeliveryEvent:
+    """Normalize one SendGrid event object (``raw_json``: its JSON text as posted, if known).
+    Never raises for a dict; odd fields become None."""
     email = raw.get("email")
     email = (email.strip().lower() or None) if isinstance(email, str) else None
     message_id = raw.get("sg_message_id")
@@ -127,6 +131,7 @@ def from_sendgrid(raw: dict[str, Any], *, received_at: datetime | None = None) -
         delivery_id=_positive_int(raw.get(DELIVERY_ID_ARG)),
         campaign_id=_positive_int(raw.get(CAMPAIGN_ID_ARG)),
         raw=raw,
+        raw_json=raw_json,
     )
 
 
@@ -187,6 +192,41 @@ def _positive_int(value: Any) -> int | None:
         number = int(value.strip())
         return number if 0 < number < 2**63 else None
     return None
+
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = re.compile(r"[ \t\n\r]*")  # what the json module skips between tokens
+
+
+def split_array(text: str) -> tuple[list[Any], list[str]]:
+    """The elements of the JSON array ``text``, each with the exact text it was written as
+    (so a provider's event can be stored as posted, never re-serialized). Accepts and
+    refuses what ``json.loads`` does for an array. Raises ValueError for anything else."""
+    skip = _WHITESPACE.match
+    position = skip(text, 0).end()
+    if text[position:position + 1] != "[":
+        raise ValueError("not a JSON array")
+    position = skip(text, position + 1).end()
+    items: list[Any] = []
+    texts: list[str] = []
+    if text[position:position + 1] == "]":
+        position += 1
+    else:
+        decode = _DECODER.raw_decode
+        while True:
+            item, end = decode(text, position)
+            items.append(item)
+            texts.append(text[position:end])
+            position = skip(text, end).end()
+            separator = text[position:position + 1]
+            position = skip(text, position + 1).end()
+            if separator == "]":
+                break
+            if separator != ",":
+                raise ValueError("expected , or ] in the JSON array")
+    if skip(text, position).end() != len(text):
+        raise ValueError("extra data after the JSON array")
+    return items, texts
 
 
 #: JSON escapes that decode to text PostgreSQL refuses to store: NUL, and UTF-16 surrogates

@@ -11,8 +11,8 @@ webhook, ``mailer events import``, tests, the bench):
    message id, up to 1,000 recipients);
 3. insert it with ``INSERT … ON CONFLICT (provider_event_id) DO NOTHING RETURNING`` so a
    replayed event is recognised by the database itself, even when two posts race;
-4. for the events that were new, advance delivery status monotonically in SQL (see
-   ``STATUS_RANK``), apply suppressions and run the reputation guard.
+4. for the events that were new, advance their deliveries monotonically
+   (``mailer.tracking.advance``), apply suppressions and run the reputation guard.
 
 All of it happens in the caller's transaction: either the whole batch counts or none of it.
 """
@@ -20,6 +20,7 @@ All of it happens in the caller's transaction: either the whole batch counts or 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import time
 from collections import Counter
@@ -27,15 +28,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, and_, any_, bindparam, case, func, or_, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.settings import Settings
-from mailer.storage.base import UTCDateTime, utcnow
+from mailer.storage.base import utcnow
+from mailer.tracking import advance
 from mailer.tracking import events as ev
 from mailer.tracking.bulk import insert_new
 from mailer.tracking.logs import log_event
@@ -43,40 +42,25 @@ from mailer.tracking.logs import logger as events_logger
 from mailer.tracking.models import DeliveryEventRow
 from subscribers.models import Subscriber
 
-#: Delivery states ordered by how much we know. An event moves a delivery only upwards, so
-#: a late ``processed`` never overwrites ``delivered`` and a bounce after ``delivered`` wins.
-#: ``skipped`` rows were never handed off, so no provider event may move them.
-STATUS_RANK: dict[str, int] = {
-    DS.PENDING: 0, DS.SENDING: 1, DS.IN_DOUBT: 1, DS.FAILED: 1, DS.ACCEPTED: 2,
-    DS.DEFERRED: 3, DS.DELIVERED: 4, DS.DROPPED: 5, DS.BOUNCED: 6, DS.SKIPPED: 9,
-}
-#: Event type -> the delivery status it proves. Opens, clicks, complaints and unsubscribes
-#: can only come from a message that arrived, so they imply ``delivered``.
-EVENT_STATUS: dict[str, str] = {
-    ev.QUEUED: DS.ACCEPTED, ev.DEFERRED: DS.DEFERRED, ev.DELIVERED: DS.DELIVERED,
-    ev.OPENED: DS.DELIVERED, ev.CLICKED: DS.DELIVERED, ev.COMPLAINED: DS.DELIVERED,
-    ev.UNSUBSCRIBED: DS.DELIVERED, ev.DROPPED: DS.DROPPED, ev.BOUNCED: DS.BOUNCED,
-    ev.BLOCKED: DS.BOUNCED,
-}
-#: Event type -> the delivery timestamp column it sets (the earliest such event wins).
-EVENT_TIME_COLUMN: dict[str, str] = {
-    ev.QUEUED: "sent_at", ev.DELIVERED: "delivered_at", ev.OPENED: "opened_at",
-    ev.CLICKED: "clicked_at", ev.BOUNCED: "bounced_at", ev.BLOCKED: "bounced_at",
-    ev.COMPLAINED: "complained_at", ev.UNSUBSCRIBED: "unsubscribed_at",
-}
-TIME_COLUMNS = ("sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
-                "complained_at", "unsubscribed_at")
-_CHUNK = 500  # bound parameters per IN (...) lookup
-_UPDATE_CHUNK = 1000
+_CHUNK = 500  # bound parameters per IN (...) lookup (SQLite)
 
 
 class DeliveryRef(NamedTuple):
-    """The few columns of a delivery that matching needs (a tuple: thousands per post)."""
+    """The columns of a delivery that matching and ``advance.plan`` need, as the driver
+    returns them (a tuple: thousands per post)."""
 
     id: int
     campaign_id: int
     subscriber_id: int | None
     email: str
+    status: str
+    sent_at: Any
+    delivered_at: Any
+    opened_at: Any
+    clicked_at: Any
+    bounced_at: Any
+    complained_at: Any
+    unsubscribed_at: Any
 
 
 @dataclass(slots=True)
@@ -123,19 +107,22 @@ class StoredEvent:
 
 
 def ingest_events(
-    session: Session, raw_events: Sequence[Any], settings: Settings
+    session: Session, raw_events: Sequence[Any], settings: Settings, *,
+    raw_texts: Sequence[str] | None = None,
 ) -> IngestSummary:
     """Store ``raw_events`` (SendGrid webhook objects) and apply their consequences.
 
-    Must run inside a unit of work (``with db.session() as session``); a database failure
-    raises and the caller's transaction rolls back, so a retried post starts clean.
-    Non-object entries are counted as ``invalid`` and skipped; duplicates change nothing.
+    ``raw_texts``, when given, holds each event's JSON text as posted, stored as is;
+    otherwise the objects are serialized. Must run inside a unit of work (``with
+    db.session() as session``); a database failure raises and the caller's transaction
+    rolls back, so a retried post starts clean. Non-object entries are counted as
+    ``invalid`` and skipped; duplicates change nothing.
     """
     from mailer.tracking.guard import check_complaint_rates
     from mailer.tracking.suppression import apply_suppressions
 
     summary = IngestSummary(received=len(raw_events))
-    events = _normalize(raw_events, summary)
+    events = _normalize(raw_events, raw_texts, summary)
     if not events:
         return summary
     candidates = _match(session, events)
@@ -143,8 +130,8 @@ def ingest_events(
     stored = [c for c in candidates if c.event.event_id in inserted]
     _count(summary, stored)
     matched = [s for s in stored if s.delivery is not None]
-    _advance_deliveries(session, [inserted[s.event.event_id] for s in matched],
-                        {s.delivery.id for s in matched})
+    advance.apply(session, advance.plan([(s.delivery, s.event) for s in matched],
+                                        advance.stored_form(session)))
     summary.suppressed = apply_suppressions(session, stored, settings)
     summary.warnings, summary.paused_campaigns = check_complaint_rates(
         session, {s.delivery.campaign_id for s in matched if s.event.type == ev.COMPLAINED})
@@ -175,16 +162,20 @@ def _count(summary: IngestSummary, stored: Sequence[StoredEvent]) -> None:
     summary.unmatched = summary.stored - summary.matched
 
 
-def _normalize(raw_events: Iterable[Any], summary: IngestSummary) -> list[ev.DeliveryEvent]:
+def _normalize(raw_events: Sequence[Any], raw_texts: Sequence[str] | None,
+               summary: IngestSummary) -> list[ev.DeliveryEvent]:
     """Normalize, dropping non-objects and repeats of one event id inside the same batch."""
+    if raw_texts is not None and len(raw_texts) != len(raw_events):
+        raise ValueError("raw_texts must hold one text per event")
     now = utcnow()
     seen: set[str] = set()
     result: list[ev.DeliveryEvent] = []
-    for raw in raw_events:
+    for index, raw in enumerate(raw_events):
         if not isinstance(raw, dict):
             summary.invalid += 1
             continue
-        event = ev.from_sendgrid(raw, received_at=now)
+        event = ev.from_sendgrid(raw, received_at=now,
+                                 raw_json=raw_texts[index] if raw_texts else None)
         if event.event_id in seen:
             continue
         seen.add(event.event_id)
@@ -221,45 +212,58 @@ def _same_person(ref: DeliveryRef, event: ev.DeliveryEvent) -> bool:
     return event.email is None or ref.email.lower() == event.email
 
 
-def _ref_columns():
-    return (Delivery.id, Delivery.campaign_id, Delivery.subscriber_id, Delivery.email,
-            Delivery.provider_message_id)
-
-
 def _refs_by_id(session: Session, keys: set[int]) -> dict[int, DeliveryRef]:
-    """Deliveries by id. Plain driver SQL with the statement text cached per chunk size:
-    SQLAlchemy's expanding ``IN`` re-renders the statement for every call, which cost more
-    than the query itself at 1,000 ids per post. Ids are bound parameters (integers)."""
-    found: dict[int, DeliveryRef] = {}
-    connection = session.connection()
-    postgres = connection.dialect.name == "postgresql"
-    for chunk in _chunks(sorted(keys), max(len(keys), 1) if postgres else _CHUNK):
-        if postgres:  # one array parameter holds them all
-            rows = connection.exec_driver_sql(_REFS_BY_ID_PG, (chunk,))
-        else:
-            rows = connection.exec_driver_sql(_refs_by_id_sqlite(len(chunk)), tuple(chunk))
-        for row in rows:
-            found[row[0]] = DeliveryRef._make(row)
-    return found
-
-
-_REFS_SELECT = "SELECT id, campaign_id, subscriber_id, email FROM deliveries WHERE id "
-_REFS_BY_ID_PG = _REFS_SELECT + "= ANY(%s::bigint[])"
-
-
-@functools.lru_cache(maxsize=32)
-def _refs_by_id_sqlite(count: int) -> str:
-    return _REFS_SELECT + "IN (" + ", ".join(["?"] * count) + ")"
+    """Deliveries by id."""
+    return {row.id: row for row in _select_refs(session, "id", sorted(keys))}
 
 
 def _load_refs_multi(session: Session, prefixes: set[str]) -> dict[str, list[DeliveryRef]]:
+    """Deliveries by the provider message id of their API request (many per id)."""
     found: dict[str, list[DeliveryRef]] = {}
-    for chunk in _chunks(sorted(prefixes)):
-        stmt = select(*_ref_columns()).where(Delivery.provider_message_id.in_(chunk))
-        for row in session.execute(stmt):
-            ref = DeliveryRef(row.id, row.campaign_id, row.subscriber_id, row.email)
-            found.setdefault(row.provider_message_id, []).append(ref)
+    for message_id, ref in _select_refs(session, "provider_message_id", sorted(prefixes)):
+        found.setdefault(message_id, []).append(ref)
     return found
+
+
+def _select_refs(session: Session, key: str, values: list):
+    """DeliveryRefs of the rows whose ``key`` column is among ``values``; for a key other
+    than ``id``, (key value, ref) pairs. Plain driver SQL with the statement text cached:
+    SQLAlchemy's expanding ``IN`` re-renders the statement for every call, which cost more
+    than the query itself at 1,000 ids per post. Values are always bound parameters."""
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    make = DeliveryRef._make
+    for chunk in _chunks(values, max(len(values), 1) if postgres else _CHUNK):
+        if postgres:  # one array parameter holds them all
+            result = connection.exec_driver_sql(_refs_sql_postgres(key), (chunk,))
+        else:
+            result = connection.exec_driver_sql(_refs_sql_sqlite(key, len(chunk)), tuple(chunk))
+        rows = result.all()  # one fetch; iterating fetches row by row
+        if key != "id":
+            yield from ((row[-1], make(row[:-1])) for row in rows)
+        else:
+            yield from map(make, rows)
+
+
+_ARRAY_TYPES = {"id": "bigint[]", "provider_message_id": "varchar[]"}
+
+
+def _ref_columns(key: str) -> str:
+    """The DeliveryRef columns, then the key itself when it is not the id (read first)."""
+    fields = DeliveryRef._fields
+    return ", ".join(fields if key == "id" else (*fields, key))
+
+
+@functools.cache
+def _refs_sql_postgres(key: str) -> str:
+    return (f"SELECT {_ref_columns(key)} FROM deliveries "
+            f"WHERE {key} = ANY(%s::{_ARRAY_TYPES[key]})")
+
+
+@functools.lru_cache(maxsize=64)
+def _refs_sql_sqlite(key: str, count: int) -> str:
+    return (f"SELECT {_ref_columns(key)} FROM deliveries "
+            f"WHERE {key} IN ({', '.join(['?'] * count)})")
 
 
 def _subscribers_by_email(
@@ -294,75 +298,10 @@ def _insert(session: Session, candidates: Sequence[StoredEvent]) -> dict[str, in
         rows.append((event.event_id, ref.id if ref else None, ref.campaign_id if ref else None,
                      item.subscriber_id, event.provider_message_id,
                      event.email[:320] if event.email else None, event.type, event.reason,
-                     event.occurred_at, now, event.raw))
+                     event.occurred_at, now,
+                     event.raw_json if event.raw_json is not None else json.dumps(event.raw)))
     return insert_new(session, DeliveryEventRow.__table__, _EVENT_COLUMNS, rows,
-                      unique="provider_event_id")
-
-
-def _advance_deliveries(session: Session, event_row_ids: Sequence[int],
-                        delivery_ids: set[int]) -> None:
-    """Advance every delivery these (newly stored, matched) events are about, in one
-    set-based UPDATE per chunk: the database aggregates the events per delivery and compares
-    with the row's current value itself (never read, then written in Python), so concurrent
-    posts about the same delivery cannot undo each other and no Python runs per row."""
-    postgres = session.get_bind().dialect.name == "postgresql"
-    if postgres:
-        # Lock the rows in id order first: concurrent posts then queue instead of deadlocking.
-        for chunk in _chunks(sorted(delivery_ids), _UPDATE_CHUNK):
-            session.execute(_LOCK_DELIVERIES, {"ids": chunk})
-    for chunk in _chunks(sorted(event_row_ids), _UPDATE_CHUNK):
-        session.execute(_advance_statement(postgres), {"event_ids": chunk, "now": utcnow()})
-
-
-def _id_among(column, name: str, postgres: bool):
-    """``column IN (:name…)``; on PostgreSQL ``column = ANY(:name)``, one array parameter, so
-    the statement is not re-rendered with a thousand placeholders for every post."""
-    if postgres:
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger)))
-    return column.in_(bindparam(name, expanding=True))
-
-
-_LOCK_DELIVERIES = select(func.count()).select_from(  # one row back, not 1,000
-    select(Delivery.id).where(_id_among(Delivery.id, "ids", True))
-    .order_by(Delivery.id).with_for_update().subquery())
-
-
-@functools.cache
-def _advance_statement(postgres: bool):
-    events, table = DeliveryEventRow.__table__, Delivery.__table__
-    event_rank = case({t: STATUS_RANK[s] for t, s in EVENT_STATUS.items()},
-                      value=events.c.type, else_=-1)
-    per_delivery = (
-        select(events.c.delivery_id, func.max(event_rank).label("rank"),
-               *(func.min(case((events.c.type.in_(_types_setting(column)),
-                                events.c.occurred_at))).label(column)
-                 for column in TIME_COLUMNS))
-        .where(_id_among(events.c.id, "event_ids", postgres),
-               events.c.delivery_id.is_not(None))
-        .group_by(events.c.delivery_id)
-        .subquery("per_delivery"))
-    current_rank = case(STATUS_RANK, value=table.c.status, else_=0)
-    new_status = case({rank: status for status, rank in STATUS_RANK.items()
-                       if status in EVENT_STATUS.values()}, value=per_delivery.c.rank)
-    moves_status = current_rank < per_delivery.c.rank
-    values: dict[str, Any] = {
-        "status": case((moves_status, new_status), else_=table.c.status),
-        "updated_at": bindparam("now", type_=UTCDateTime()),
-    }
-    changes = [moves_status]
-    for column in TIME_COLUMNS:
-        new, old = per_delivery.c[column], table.c[column]
-        earlier = and_(new.is_not(None), or_(old.is_(None), new < old))
-        values[column] = case((earlier, new), else_=old)
-        changes.append(earlier)
-    # Rows nothing changes for (a late "processed", a second open) are left alone: on
-    # PostgreSQL every UPDATE writes a new row version and new index entries.
-    return (update(table).where(table.c.id == per_delivery.c.delivery_id, or_(*changes))
-            .values(values))
-
-
-def _types_setting(column: str) -> list[str]:
-    return sorted(t for t, c in EVENT_TIME_COLUMN.items() if c == column)
+                      unique="provider_event_id", serialized=("raw",))
 
 
 def _chunks(items: list, size: int = _CHUNK):
@@ -386,14 +325,15 @@ def _log(stored: Sequence[StoredEvent]) -> None:
 TRANSIENT_ATTEMPTS = 3
 
 
-def ingest_with_retry(db, raw_events: Sequence[Any], settings: Settings) -> IngestSummary:
+def ingest_with_retry(db, raw_events: Sequence[Any], settings: Settings, *,
+                      raw_texts: Sequence[str] | None = None) -> IngestSummary:
     """``ingest_events`` in its own unit of work, tried again (up to ``TRANSIENT_ATTEMPTS``)
     when the database reports a passing conflict; each try starts from a clean rollback and
     storing is idempotent, so a retry never double-counts. Raises the last database error."""
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
             with db.session() as session:
-                return ingest_events(session, raw_events, settings)
+                return ingest_events(session, raw_events, settings, raw_texts=raw_texts)
         except OperationalError as exc:
             if attempt == TRANSIENT_ATTEMPTS or not is_transient(exc):
                 raise

@@ -23,7 +23,6 @@ import binascii
 import contextlib
 import functools
 import gc
-import json
 import logging
 import threading
 import time
@@ -36,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from mailer.settings import Settings
-from mailer.tracking.events import needs_scrub, scrub
+from mailer.tracking.events import needs_scrub, scrub, split_array
 from mailer.tracking.ingest import ingest_with_retry
 from mailer.tracking.logs import log_event
 
@@ -107,15 +106,19 @@ def _check_age(settings: Settings, timestamp: str, now: float | None) -> None:
             raise WebhookRefused(403, "timestamp is outside MAILER_WEBHOOK_MAX_AGE")
 
 
-def parse_events(payload: str) -> list[dict]:
-    """The posted JSON array. Raises WebhookRefused(400) for anything else."""
+def parse_events(payload: str) -> tuple[list[dict], list[str] | None]:
+    """The posted JSON array: its event objects and, unless they had to be cleaned of text
+    no database stores, each one's JSON text as posted (what the event log keeps).
+    Raises WebhookRefused(400) for anything but an array of objects."""
     try:
-        data = json.loads(payload)
+        data, texts = split_array(payload)
     except ValueError:
-        raise WebhookRefused(400, "body is not valid JSON") from None
-    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise WebhookRefused(400, "body must be a JSON array of event objects") from None
+    if not all(isinstance(item, dict) for item in data):
         raise WebhookRefused(400, "body must be a JSON array of event objects")
-    return scrub(data) if needs_scrub(payload) else data
+    if needs_scrub(payload):
+        return scrub(data), None
+    return data, texts
 
 
 async def read_capped(request: Request, limit: int) -> bytes:
@@ -200,14 +203,15 @@ def _handle(request: Request, settings: Settings, body: bytes) -> dict:
     payload = verify(settings, body, request.headers.get(SIGNATURE_HEADER),
                      request.headers.get(TIMESTAMP_HEADER))
     with gc_paused():
-        return _store(request.app.state.db, settings, parse_events(payload))
+        events, texts = parse_events(payload)
+        return _store(request.app.state.db, settings, events, texts)
 
 
-def _store(db, settings: Settings, events: list[dict]) -> dict:
+def _store(db, settings: Settings, events: list[dict], texts: list[str] | None) -> dict:
     """Raises WebhookRefused(503) when the database fails, so SendGrid retries."""
     try:
         with _writer_turn(db):
-            return ingest_with_retry(db, events, settings).to_dict()
+            return ingest_with_retry(db, events, settings, raw_texts=texts).to_dict()
     except SQLAlchemyError as exc:
         logger.error("webhook: storing %d events failed: %s", len(events),
                      str(getattr(exc, "orig", None) or exc).splitlines()[0])

@@ -11,7 +11,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from mailer.campaigns.models import Delivery
-from mailer.tracking.ingest import EVENT_STATUS, EVENT_TIME_COLUMN, STATUS_RANK, ingest_events
+from mailer.tracking.advance import EVENT_STATUS, EVENT_TIME_COLUMN, STATUS_RANK
+from mailer.tracking.ingest import ingest_events
 from tests.tracking.factory import T0, make_campaign, make_delivery, make_subscriber, sg_event
 
 KINDS = [("processed", {}), ("deferred", {}), ("delivered", {}), ("open", {}), ("click", {}),
@@ -41,7 +42,6 @@ def expected(start: str, chosen) -> tuple[str, dict]:
     return status, times
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 @hsettings(max_examples=40, deadline=None,
            suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chosen=events_strategy, start=st.sampled_from(["accepted", "in_doubt", "sending"]),
