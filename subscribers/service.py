@@ -12,7 +12,7 @@ Rules every function here enforces (and the importer follows too):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from sqlalchemy import delete, select, update
@@ -75,17 +75,29 @@ def suppress(session: Session, email: str, reason: str) -> bool:
 
 
 def _suppress_hash(session: Session, digest: str, reason: str) -> bool:
-    if _is_hash_suppressed(session, digest):
-        return False
-    session.add(Suppression(email_hash=digest, reason=reason[:50]))
+    return bool(suppress_hashes(session, {digest: reason}))
+
+
+def suppress_hashes(session: Session, reasons: Mapping[str, str]) -> set[str]:
+    """Put many addresses, given as ``{email hash: reason}``, on the suppression list with one
+    lookup and one insert. Returns the hashes that were not on it already."""
+    if not reasons:
+        return set()
+    known = set(session.scalars(
+        select(Suppression.email_hash).where(Suppression.email_hash.in_(sorted(reasons)))))
+    added = [Suppression(email_hash=digest, reason=reason[:50])
+             for digest, reason in sorted(reasons.items()) if digest not in known]
+    session.add_all(added)
     session.flush()
-    return True
+    return {row.email_hash for row in added}
 
 
 # --- status ----------------------------------------------------------------------------------
 
-def set_status(session: Session, subscriber: Subscriber, new_status: str, *, cause: str) -> bool:
-    """Move ``subscriber`` to ``new_status`` and record the change with its cause.
+def set_status(session: Session, subscriber: Subscriber, new_status: str, *, cause: str,
+               flush: bool = True) -> bool:
+    """Move ``subscriber`` to ``new_status`` and record the change with its cause; flushed
+    unless ``flush`` is False (a caller changing many people flushes them all at once).
 
     Returns False (and records nothing) when the status is already ``new_status``.
     Raises InvalidInput for a status outside ``STATUSES`` or an empty cause.
@@ -98,10 +110,10 @@ def set_status(session: Session, subscriber: Subscriber, new_status: str, *, cau
     if old == new_status:
         return False
     subscriber.status = new_status
-    session.flush()
     session.add(StatusChange(subscriber_id=subscriber.id, old_status=old,
                              new_status=new_status, cause=cause.strip()))
-    session.flush()
+    if flush:
+        session.flush()
     return True
 
 

@@ -36,6 +36,7 @@ from mailer.tracking import events as ev
 from mailer.tracking.logs import log_event
 from mailer.tracking.models import DeliveryEventRow
 from subscribers import service as subscribers_service
+from subscribers.addresses import email_hash, normalize_email
 from subscribers.models import (
     BOUNCED,
     COMPLAINED,
@@ -69,18 +70,39 @@ def apply_suppressions(
 ) -> list[dict[str, Any]]:
     """Apply the table above to newly stored events; returns one dict per status change:
     ``{"subscriber_id", "email", "status", "cause"}``. Unknown addresses that hard-bounce,
-    complain or unsubscribe are still put on the suppression list, so no import adds them."""
+    complain or unsubscribe are still put on the suppression list, so no import adds them.
+
+    Set-based: the people concerned are read in one query, their status changes are written
+    in one flush and the addresses go on the suppression list in one lookup and one insert,
+    however many of a post's events call for it."""
+    candidates = sorted((s for s in stored if s.event.type in _MAY_SUPPRESS),
+                        key=lambda s: s.event.occurred_at)
+    if not candidates:
+        return []
+    _load_subscribers(session, {s.subscriber_id for s in candidates if s.subscriber_id})
+    addresses: dict[str, str] = {}  # email hash -> reason, for the suppression list
     changes: list[dict[str, Any]] = []
-    for item in sorted(stored, key=lambda s: s.event.occurred_at):
+    for item in candidates:
         target = status_for(item.event)
         if target is None and item.event.type == ev.BLOCKED:
             target = _soft_bounce_target(session, item, settings)
         if target is None:
             continue
-        change = _suppress(session, item, target)
+        change = _suppress(session, item, target, addresses)
         if change is not None:
             changes.append(change)
+    subscribers_service.suppress_hashes(session, addresses)  # flushes the changes too
     return changes
+
+
+#: The event types that can call for a suppression (the rest are skipped at once).
+_MAY_SUPPRESS = frozenset({ev.BOUNCED, ev.BLOCKED, ev.COMPLAINED, ev.UNSUBSCRIBED, ev.DROPPED})
+
+
+def _load_subscribers(session: Session, ids: set[int]) -> None:
+    """Read these people into the session in one query, so ``session.get`` finds them."""
+    if ids:
+        session.scalars(select(Subscriber).where(Subscriber.id.in_(sorted(ids)))).all()
 
 
 def _soft_bounce_target(session: Session, item: StoredEvent, settings: Settings) -> str | None:
@@ -100,23 +122,23 @@ def _soft_bounce_target(session: Session, item: StoredEvent, settings: Settings)
     return BOUNCED if blocks >= settings.soft_bounce_threshold else None
 
 
-def _suppress(session: Session, item: StoredEvent, target: str) -> dict[str, Any] | None:
+def _suppress(session: Session, item: StoredEvent, target: str,
+              addresses: dict[str, str]) -> dict[str, Any] | None:
+    """Change the person's status for ``target`` (unflushed) and note their address in
+    ``addresses`` for the suppression list; returns the change, or None when nothing
+    changed."""
     event = item.event
     subscriber = session.get(Subscriber, item.subscriber_id) if item.subscriber_id else None
     if subscriber is None:
-        _suppress_address(session, event.email, target)
+        _note_address(addresses, event.email, target)
         return None
+    _note_address(addresses, subscriber.email, target)
     if subscriber.status == target or (
             subscriber.status in SUPPRESSED_STATUSES and target != COMPLAINED):
-        _suppress_address(session, subscriber.email, target)
         return None
     cause = describe_cause(item, target)
-    if target == UNSUBSCRIBED:
-        changed = subscribers_service.unsubscribe(session, subscriber, cause=cause)
-    else:
-        changed = subscribers_service.set_status(session, subscriber, target, cause=cause)
-        _suppress_address(session, subscriber.email, target)
-    if not changed:
+    if not subscribers_service.set_status(session, subscriber, target, cause=cause,
+                                          flush=False):
         return None
     log_event("subscriber_suppressed", subscriber=subscriber.id, outcome=target,
               event_id=event.event_id, delivery=item.delivery.id if item.delivery else None)
@@ -124,13 +146,15 @@ def _suppress(session: Session, item: StoredEvent, target: str) -> dict[str, Any
             "cause": cause}
 
 
-def _suppress_address(session: Session, email: str | None, target: str) -> None:
+def _note_address(addresses: dict[str, str], email: str | None, target: str) -> None:
+    """Note ``email`` for the suppression list (the first reason noted for it stays)."""
     if not email:
         return
     try:
-        subscribers_service.suppress(session, email, target)
+        digest = email_hash(normalize_email(email))
     except InvalidInput:  # an address the provider reported but that is not valid syntax
-        pass
+        return
+    addresses.setdefault(digest, target)
 
 
 def describe_cause(item: StoredEvent, target: str) -> str:
