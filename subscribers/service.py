@@ -15,13 +15,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
-from subscribers.addresses import email_hash, normalize_email
+from subscribers.addresses import email_hash, email_key, normalize_email
 from subscribers.models import (
     ACTIVE,
     FREQUENCIES,
@@ -85,11 +85,11 @@ def suppress_hashes(session: Session, reasons: Mapping[str, str]) -> set[str]:
         return set()
     known = set(session.scalars(
         select(Suppression.email_hash).where(Suppression.email_hash.in_(sorted(reasons)))))
-    added = [Suppression(email_hash=digest, reason=reason[:50])
+    added = [{"email_hash": digest, "email_key": email_key(digest), "reason": reason[:50]}
              for digest, reason in sorted(reasons.items()) if digest not in known]
-    session.add_all(added)
-    session.flush()
-    return {row.email_hash for row in added}
+    if added:  # one executemany, not a flush of one ORM object per address
+        session.execute(insert(Suppression), added)
+    return {row["email_hash"] for row in added}
 
 
 # --- status ----------------------------------------------------------------------------------

@@ -79,7 +79,7 @@ def apply_suppressions(
                         key=lambda s: s.event.occurred_at)
     if not candidates:
         return []
-    _load_subscribers(session, {s.subscriber_id for s in candidates if s.subscriber_id})
+    people = _load_subscribers(session, {s.subscriber_id for s in candidates if s.subscriber_id})
     addresses: dict[str, str] = {}  # email hash -> reason, for the suppression list
     changes: list[dict[str, Any]] = []
     for item in candidates:
@@ -88,7 +88,7 @@ def apply_suppressions(
             target = _soft_bounce_target(session, item, settings)
         if target is None:
             continue
-        change = _suppress(session, item, target, addresses)
+        change = _suppress(session, item, people.get(item.subscriber_id), target, addresses)
         if change is not None:
             changes.append(change)
     subscribers_service.suppress_hashes(session, addresses)  # flushes the changes too
@@ -99,10 +99,12 @@ def apply_suppressions(
 _MAY_SUPPRESS = frozenset({ev.BOUNCED, ev.BLOCKED, ev.COMPLAINED, ev.UNSUBSCRIBED, ev.DROPPED})
 
 
-def _load_subscribers(session: Session, ids: set[int]) -> None:
-    """Read these people into the session in one query, so ``session.get`` finds them."""
-    if ids:
-        session.scalars(select(Subscriber).where(Subscriber.id.in_(sorted(ids)))).all()
+def _load_subscribers(session: Session, ids: set[int]) -> dict[int, Subscriber]:
+    """These people by id, read in one query."""
+    if not ids:
+        return {}
+    rows = session.scalars(select(Subscriber).where(Subscriber.id.in_(sorted(ids))))
+    return {row.id: row for row in rows}
 
 
 def _soft_bounce_target(session: Session, item: StoredEvent, settings: Settings) -> str | None:
@@ -122,13 +124,12 @@ def _soft_bounce_target(session: Session, item: StoredEvent, settings: Settings)
     return BOUNCED if blocks >= settings.soft_bounce_threshold else None
 
 
-def _suppress(session: Session, item: StoredEvent, target: str,
+def _suppress(session: Session, item: StoredEvent, subscriber: Subscriber | None, target: str,
               addresses: dict[str, str]) -> dict[str, Any] | None:
-    """Change the person's status for ``target`` (unflushed) and note their address in
+    """Change ``subscriber``'s status for ``target`` (unflushed) and note the address in
     ``addresses`` for the suppression list; returns the change, or None when nothing
     changed."""
     event = item.event
-    subscriber = session.get(Subscriber, item.subscriber_id) if item.subscriber_id else None
     if subscriber is None:
         _note_address(addresses, event.email, target)
         return None

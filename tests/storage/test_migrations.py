@@ -4,6 +4,7 @@ the suppression list, and the new keys agree with the application's."""
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 
 import pytest
@@ -81,3 +82,20 @@ def test_upgrade_from_0001_keeps_people_topics_and_suppressions(empty_engine):
                         for a in ("bob@example.org", "forgotten@example.org")}
         assert segments.count(session, query='topic = "veterans"') == 1
         assert segments.count(session, query='topic = "veterans"', audience=False) == 2
+
+
+def test_upgrade_to_0004_keeps_every_stored_event_and_its_payload(empty_engine):
+    """The event log's payload column goes from jsonb to json (PostgreSQL): each stored event
+    and what the provider said in it survive, and new events are stored as posted."""
+    from mailer.tracking.models import DeliveryEventRow
+
+    upgrade(empty_engine, "0003")
+    payload = '{"event": "open", "email": "ann@example.org", "useragent": "Mozilla ☃"}'
+    with empty_engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO delivery_events (provider_event_id, type, occurred_at, received_at, raw)"
+            " VALUES ('e1', 'opened', :now, :now, :raw)"), {"now": NOW, "raw": payload})
+    assert upgrade(empty_engine)
+    with Database(empty_engine).session() as session:
+        row = session.scalar(select(DeliveryEventRow))
+        assert (row.provider_event_id, row.raw) == ("e1", json.loads(payload))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from mailer.tracking import events as ev
-from mailer.tracking.events import EVENT_TYPES, from_sendgrid, sendgrid_type
+from mailer.tracking.events import EVENT_TYPES, from_sendgrid, sendgrid_type, split_array
 
 
 @pytest.mark.parametrize("raw,expected", [
@@ -77,3 +81,41 @@ def test_missing_or_bad_timestamp_falls_back_to_the_receipt_time():
 ])
 def test_reason_comes_from_the_field_that_explains_the_event(raw, reason):
     assert from_sendgrid(raw).reason == reason
+
+
+# --- split_array: the posted array's elements with the text each was written as -------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    max_leaves=10)
+spacing = st.sampled_from(["", " ", "\n", "\t ", "\r\n  "])
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(items=st.lists(json_values, max_size=6), gaps=st.lists(spacing, min_size=20,
+                                                              max_size=20),
+       ensure_ascii=st.booleans())
+def test_split_array_agrees_with_json_loads_and_keeps_each_text(items, gaps, ensure_ascii):
+    texts = [json.dumps(item, ensure_ascii=ensure_ascii, indent=None if i % 2 else 1)
+             for i, item in enumerate(items)]
+    body = gaps[0] + "[" + gaps[1] + (gaps[2] + "," + gaps[3]).join(texts) + gaps[4] + "]" \
+        + gaps[5]
+    parsed, slices = split_array(body)
+    assert parsed == json.loads(body)
+    assert slices == texts  # the exact text, whitespace inside an element included
+
+
+@pytest.mark.parametrize("body", [
+    "", "{}", "[", "]", "[1,]", "[,1]", "[1 2]", "[1]]", "[1] x", '["a" "b"]', "[1,,2]",
+    "[{]", "nul", "[01]",
+])
+def test_split_array_refuses_what_is_not_one_json_array(body):
+    with pytest.raises(ValueError):
+        split_array(body)
+
+
+def test_split_array_of_nothing():
+    assert split_array(" [ ] ") == ([], [])

@@ -231,3 +231,45 @@ def test_events_that_change_nothing_leave_the_row_untouched(db, settings, one):
     assert reload(db, one).updated_at == before
     ingest(db, settings, [sg_event(one, "click", at=at(10))])
     assert reload(db, one).updated_at > before
+
+
+def test_concurrent_overlapping_posts_never_deadlock(db, settings, monkeypatch):
+    """Posts about the same deliveries in opposite orders queue behind each other's row locks
+    rather than deadlock: no post needs the retry that a deadlock would force."""
+    import threading
+
+    from mailer.tracking import ingest as ingest_module
+
+    with db.session() as session:
+        campaign = make_campaign(session, status="sent")
+        rows = [make_delivery(session, campaign, make_subscriber(session, f"k{i}@example.org"))
+                for i in range(200)]
+    conflicts = []
+    real = ingest_module.is_transient
+    monkeypatch.setattr(ingest_module, "is_transient",
+                        lambda exc: conflicts.append(exc) or real(exc))
+    kinds = [("delivered", 2), ("open", 9), ("click", 11), ("processed", 1)]
+    batches = []
+    for index, (kind, minute) in enumerate(kinds * 2):
+        events = [sg_event(r, kind, at=at(minute), event_id=f"{kind}{index}-{r.id}")
+                  for r in rows]
+        batches.append(events if index % 2 else list(reversed(events)))
+    errors = []
+
+    def post(batch):
+        try:
+            ingest_module.ingest_with_retry(db, batch, settings)
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and conflicts == []
+    with db.session() as session:
+        states = set(session.execute(select(
+            Delivery.status, Delivery.delivered_at, Delivery.opened_at, Delivery.clicked_at)
+            .where(Delivery.campaign_id == campaign.id)).all())
+    assert states == {("delivered", at(2), at(9), at(11))}

@@ -173,3 +173,47 @@ def test_cause_reads_as_one_line_naming_the_evidence(db, settings, person):
     ingest(db, settings, [sg_event(d, "spamreport", event_id="sg-1")])
     assert status_of(db, subscriber)[1][0].cause == (
         f"sendgrid: spam complaint; campaign {d.campaign_id}, delivery {d.id}, event sg-1")
+
+
+def test_many_bounces_in_one_post_are_suppressed_with_a_fixed_number_of_statements(db, settings):
+    """A post's suppressions are set-based: five bounced people cost the statements of one,
+    but for each change's own history row (the old path ran five per person), and each
+    person is still changed once per event, with a cause."""
+    from sqlalchemy import event as sa_event
+
+    def statements_for(count: int, prefix: str) -> tuple[int, list]:
+        with db.session() as session:
+            campaign = make_campaign(session)
+            people = [make_subscriber(session, f"{prefix}{i}@example.org") for i in range(count)]
+            deliveries = [make_delivery(session, campaign, p) for p in people]
+        posted = [sg_event(d, "bounce", type="bounce", event_id=f"{prefix}b{d.id}")
+                  for d in deliveries]
+        posted += [sg_event(d, "spamreport", event_id=f"{prefix}s{d.id}") for d in deliveries]
+        seen: list[str] = []
+
+        def count_statement(*_args):
+            seen.append(_args[2])
+
+        sa_event.listen(db.engine, "before_cursor_execute", count_statement)
+        try:
+            summary = ingest(db, settings, posted)
+        finally:
+            sa_event.remove(db.engine, "before_cursor_execute", count_statement)
+        return seen, summary.suppressed, people
+
+    def fixed(statements):  # a status change's history row may be one INSERT each (SQLite)
+        return [s for s in statements if not s.startswith("INSERT INTO status_changes")]
+
+    one, _, _ = statements_for(1, "one")
+    five, suppressed, people = statements_for(5, "five")
+    assert len(fixed(five)) == len(fixed(one))
+    assert len(five) - len(fixed(five)) <= 10  # at most one per change: 5 bounces, 5 complaints
+    assert sorted(s["email"] for s in suppressed if s["status"] == "bounced") == \
+        sorted(p.email for p in people)
+    for person in people:
+        status, history = status_of(db, person)
+        # The spam report after the bounce is recorded too (complaints always are).
+        assert status == "complained"
+        assert [h.new_status for h in history] == ["bounced", "complained"]
+        with db.session() as session:
+            assert is_suppressed(session, person.email)

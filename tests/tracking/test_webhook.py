@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
 from mailer.tracking import webhook
@@ -216,6 +216,24 @@ def _events(n: int, prefix: str = "e") -> bytes:
     return json.dumps([{"email": f"p{i}@example.org", "event": "delivered",
                         "sg_event_id": f"{prefix}{i}", "timestamp": 1763650000 + i}
                        for i in range(n)]).encode()
+
+
+def test_each_event_is_kept_as_the_text_it_was_posted_as(own_settings, signer, client_for,
+                                                          db):
+    """The event log keeps SendGrid's own text of each event (its key order, its spacing,
+    its escapes), not a re-serialization of what we decoded."""
+    first = '{"sg_event_id":"k1",  "event":"open", "timestamp":1763650000,"z":1,"a":"caf\\u00e9"}'
+    second = '{\n  "event": "delivered", "sg_event_id": "k2", "email": "é@example.org"\n}'
+    body = f"[ {first} ,\r\n{second}]".encode()
+    response = client_for(own_settings).post(webhook.PATH, content=body,
+                                              headers=signer.headers(body))
+    assert response.status_code == 204
+    with db.session() as session:
+        kept = dict(session.execute(text(
+            "SELECT provider_event_id, CAST(raw AS TEXT) FROM delivery_events")).all())
+        rows = {r.provider_event_id: r.raw for r in session.scalars(select(DeliveryEventRow))}
+    assert kept == {"k1": first, "k2": second}
+    assert rows["k1"]["a"] == "caf\u00e9" and rows["k2"]["email"] == "\u00e9@example.org"
 
 
 def test_signed_post_with_a_fresh_timestamp_is_stored(own_settings, signer, client_for, db):
