@@ -93,3 +93,19 @@ def test_utc_type_stores_utc(db):
     when = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
     with db.session() as session:
         session.add(Release(title="t", body="b", source="x", content_hash="h5", created_at=when))
+
+
+def test_postgresql_storage_choices_are_in_the_migrated_schema(db):
+    """What the models cannot show autogenerate: the event payload is ``json`` (kept as
+    posted, migration 0004) and delivery pages keep room for row updates (0005)."""
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL storage parameters")
+    from sqlalchemy import text
+
+    with db.engine.connect() as conn:
+        raw_type = conn.execute(text(
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'delivery_events' AND column_name = 'raw'")).scalar_one()
+        options = conn.execute(text(
+            "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'")).scalar_one()
+    assert (raw_type, options) == ("json", ["fillfactor=85"])
