@@ -1,10 +1,12 @@
 """Event Webhook ingestion throughput, signature checks included, next to a bare insert.
 
     .venv/bin/python bench/events.py [--deliveries 10000] [--batch 1000] [--clients 2]
+                                     [--processed-moves 50]
                                      [--postgres postgresql+psycopg://postgres@127.0.0.1/postgres]
 
 What is timed, on the same SendGrid-shaped events (per delivery: processed, delivered, open;
-one in 200 deliveries hard-bounces instead of being delivered):
+one in 200 deliveries hard-bounces instead of being delivered; ``--processed-moves`` of the
+``processed`` events move their row's ``sent_at``, see ``seed``):
 
 * webhook: the real app (``mailer.web.app.create_app``) served by uvicorn in its own process
   on 127.0.0.1; each batch of ``--batch`` events is one signed POST (ECDSA P-256 over
@@ -16,8 +18,9 @@ one in 200 deliveries hard-bounces instead of being delivered):
   empty ``delivery_events`` table, one transaction per batch; no HTTP, signature, JSON,
   matching or status updates. This is the floor the webhook path is compared to.
 
-Reported: events/s by wall clock (what SendGrid sees) and the server process's CPU seconds
-(from /proc, so other load on the machine shows up as wall time, not as CPU).
+Reported: events/s by wall clock (what SendGrid sees), the server process's CPU seconds
+(from /proc, so other load on the machine shows up as wall time, not as CPU), and on a local
+PostgreSQL its server processes' CPU and the posting clients' own.
 The target is >= 20,000 events/s through the webhook in batches of 1,000.
 """
 
@@ -63,6 +66,8 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--processed-moves", type=int, default=50, metavar="PERCENT",
+                        help="share of deliveries a processed event moves (see seed)")
     parser.add_argument("--postgres", help="server URL; a scratch database is made and dropped")
     parser.add_argument("--serve", help=argparse.SUPPRESS)  # internal: run the server
     args = parser.parse_args()
@@ -108,8 +113,16 @@ class scratch_databases:
         return create_engine(url, isolation_level="AUTOCOMMIT")
 
 
-def seed(url: str, deliveries: int) -> tuple[int, list[tuple[int, str]]]:
-    """A sending campaign with ``deliveries`` accepted rows; returns (campaign id, rows)."""
+def seed(url: str, deliveries: int, processed_moves: int
+         ) -> tuple[int, list[tuple[int, str]]]:
+    """A sending campaign with ``deliveries`` accepted rows; returns (campaign id, rows).
+
+    ``sent_at`` is our own hand-off time, to the microsecond; SendGrid stamps ``processed``
+    in whole seconds. For ``processed_moves`` percent of the rows the hand-off is recorded
+    within the second SendGrid then stamps (so its truncated time is earlier and the
+    ``processed`` event moves ``sent_at`` back, an update); for the rest it is recorded a
+    second or more before (``processed`` proves nothing new). 100 is the worst case: every
+    ``processed`` rewrites its row."""
     engine = make_engine(url)
     with engine.begin() as conn:
         release_id = conn.execute(insert(Release).values(
@@ -122,23 +135,33 @@ def seed(url: str, deliveries: int) -> tuple[int, list[tuple[int, str]]]:
             {"email": f"p{i}@example{i % 50}.org", "status": "active", "county": "Cass"}
             for i in range(deliveries)])
         subs = conn.execute(select(Subscriber.id, Subscriber.email).order_by(Subscriber.id))
-        # Handed off to SendGrid a few seconds before it reports them processed, as a real
-        # send is: a ``processed`` event then proves nothing new about the row.
-        handed_off = datetime.fromtimestamp(T0 - 5, UTC)
         conn.execute(insert(Delivery), [
             {"campaign_id": campaign_id, "subscriber_id": sid, "email": email,
              "status": "accepted", "provider_message_id": f"MSG{sid // 1000}",
-             "sent_at": handed_off, "attempts": 1} for sid, email in subs])
+             "sent_at": handed_off(index, processed_moves), "attempts": 1}
+            for index, (sid, email) in enumerate(subs)])
         rows = conn.execute(select(Delivery.id, Delivery.email).order_by(Delivery.id)).all()
     engine.dispose()
     return campaign_id, [(r.id, r.email) for r in rows]
+
+
+def processed_at(index: int) -> int:
+    """SendGrid's ``processed`` stamp (whole seconds) for the delivery at ``index``."""
+    return T0 + index % 60
+
+
+def handed_off(index: int, processed_moves: int) -> datetime:
+    """Our recorded hand-off time for the delivery at ``index`` (see ``seed``)."""
+    moves = index % 100 < processed_moves
+    return datetime.fromtimestamp(processed_at(index) + (0.4 if moves else -2.6), UTC)
 
 
 def make_events(campaign_id: int, rows: list[tuple[int, str]]) -> list[dict]:
     events = []
     for step, name in enumerate(("processed", "delivered", "open")):
         for index, (delivery_id, email) in enumerate(rows):
-            event = {"email": email, "event": name, "timestamp": T0 + step * 60 + index % 60,
+            event = {"email": email, "event": name,
+                     "timestamp": processed_at(index) + step * 60,
                      "sg_event_id": f"{name}-{delivery_id}-{uuid.uuid4().hex[:10]}",
                      "sg_message_id": f"MSG{delivery_id // 1000}.filterdrecv-5F5FC76C-9.0",
                      "smtp-id": f"<{delivery_id}@ismtpd0039p1iad1.sendgrid.net>",
@@ -264,7 +287,7 @@ def bare_insert(url: str, events: list[dict], batch: int) -> tuple[float, float]
 
 def run(args, urls: list[str]) -> None:
     webhook_url, bare_url = urls
-    campaign_id, rows = seed(webhook_url, args.deliveries)
+    campaign_id, rows = seed(webhook_url, args.deliveries, args.processed_moves)
     events = make_events(campaign_id, rows)
     private_key = ec.generate_private_key(ec.SECP256R1())
     public_key = base64.b64encode(private_key.public_key().public_bytes(
@@ -292,7 +315,8 @@ def run(args, urls: list[str]) -> None:
     replayed = sum(len(json.loads(body)) for body, _ in replay)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"{len(events):,} events in {len(bodies)} batches of {args.batch}, {backend}, "
-          f"{args.clients} client(s), {os.cpu_count()} CPUs (shared)")
+          f"{args.clients} client(s), {os.cpu_count()} CPUs (shared); processed events "
+          f"move {args.processed_moves} % of deliveries")
     print(f"{'path':<42}{'events/s':>10}{'wall s':>8}{'CPU s':>8}{'CPU µs/ev':>11}"
           f"{'ev/CPU-s':>10}")
     line = "{:<42}{:>10,.0f}{:>8.2f}{:>8.2f}{:>11.1f}{:>10,.0f}"
