@@ -292,8 +292,9 @@ def run(args, urls: list[str]) -> None:
     private_key = ec.generate_private_key(ec.SECP256R1())
     public_key = base64.b64encode(private_key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
-    bodies = [json.dumps(events[i:i + args.batch]).encode()
-              for i in range(0, len(events), args.batch)]
+    # Compact, keys sorted, CRLF at the end: the shape of SendGrid's own signed test body.
+    bodies = [json.dumps(events[i:i + args.batch], sort_keys=True, separators=(",", ":"))
+              .encode() + b"\r\n" for i in range(0, len(events), args.batch)]
     process, port = start_server(webhook_url, public_key)
     try:
         posts = [(body, sign(private_key, body)) for body in bodies]

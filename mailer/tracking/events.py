@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from mailer.storage.base import utcnow
 
 QUEUED = "queued"
@@ -201,7 +203,32 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what the json module skips between to
 def split_array(text: str) -> tuple[list[Any], list[str]]:
     """The elements of the JSON array ``text``, each with the exact text it was written as
     (so a provider's event can be stored as posted, never re-serialized). Accepts and
-    refuses what ``json.loads`` does for an array. Raises ValueError for anything else."""
+    refuses what ``json.loads`` does for an array. Raises ValueError for anything else.
+
+    Compact JSON, as SendGrid posts it, takes a fast path: orjson parses it and re-encodes
+    each element, and when those texts joined by commas give back the body byte for byte
+    they are the elements' own texts (anything orjson reads differently, such as an integer
+    too large for 64 bits, a duplicate key or other spacing, fails that check). Any other
+    body is split element by element with the standard library's scanner."""
+    fast = _split_compact(text)
+    return fast if fast is not None else _split_scanning(text)
+
+
+def _split_compact(text: str) -> tuple[list[Any], list[str]] | None:
+    try:
+        items = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(items) is not list:
+        return None
+    dumps = orjson.dumps
+    encoded = [dumps(item) for item in items]
+    if b"[" + b",".join(encoded) + b"]" != text.strip(" \t\n\r").encode():
+        return None
+    return items, [e.decode() for e in encoded]
+
+
+def _split_scanning(text: str) -> tuple[list[Any], list[str]]:
     skip = _WHITESPACE.match
     position = skip(text, 0).end()
     if text[position:position + 1] != "[":

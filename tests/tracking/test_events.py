@@ -119,3 +119,34 @@ def test_split_array_refuses_what_is_not_one_json_array(body):
 
 def test_split_array_of_nothing():
     assert split_array(" [ ] ") == ([], [])
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(items=st.lists(json_values, max_size=6), ensure_ascii=st.booleans(),
+       tail=st.sampled_from(["", "\r\n", " \n"]))
+def test_compact_bodies_keep_each_text_too(items, ensure_ascii, tail):
+    """Compact JSON, as SendGrid posts it, goes through orjson; whatever orjson would read or
+    write differently (escapes, float spelling, huge integers) falls back to the scanner,
+    so the texts are the posted ones either way."""
+    texts = [json.dumps(item, ensure_ascii=ensure_ascii, separators=(",", ":"))
+             for item in items]
+    body = "[" + ",".join(texts) + "]" + tail
+    parsed, slices = split_array(body)
+    assert parsed == json.loads(body) and slices == texts
+
+
+@pytest.mark.parametrize("body", [
+    '[{"a":1,"a":2}]', "[123456789012345678901234567890]", '[{"x":1e5}]', '["\\u00e9"]',
+    '[{"a":NaN}]',
+])
+def test_what_orjson_reads_differently_is_split_exactly(body):
+    parsed, slices = split_array(body)
+    assert parsed == json.loads(body) and slices == [body[1:-1]]
+
+
+def test_sendgrids_own_signed_body_takes_the_fast_path():
+    from mailer.tracking.events import _split_compact
+    from tests.tracking.test_webhook import SG_PAYLOAD
+
+    assert _split_compact(SG_PAYLOAD) == split_array(SG_PAYLOAD)
+    assert _split_compact(SG_PAYLOAD)[1] == [SG_PAYLOAD.strip()[1:-1]]
