@@ -188,26 +188,19 @@ def test_text_postgresql_cannot_store_is_cleaned_not_fatal(db, settings):
     assert row.reason == "bad \ufffd byte" and row.raw["x"] == ["\ufffd"]
 
 
-def test_concurrent_posts_about_the_same_deliveries_store_each_event_once(db, settings):
-    """SendGrid posts in parallel; overlapping batches (a retry racing the original) about
-    the same deliveries must neither deadlock nor double-store."""
+def post_concurrently(db, settings, batches) -> list[Exception]:
+    """Each batch ingested by its own thread at once (as SendGrid posts in parallel); returns
+    the errors they raised."""
     import threading
 
-    from mailer.tracking.ingest import ingest_with_retry
+    from mailer.tracking import ingest as ingest_module
 
-    with db.session() as session:
-        campaign = make_campaign(session, status="sent")
-        rows = [make_delivery(session, campaign, make_subscriber(session, f"c{i}@example.org"))
-                for i in range(60)]
-    delivered = [sg_event(r, "delivered", at=at(2), event_id=f"d{r.id}") for r in rows]
-    opened = [sg_event(r, "open", at=at(9), event_id=f"o{r.id}") for r in rows]
-    batches = [delivered + opened, list(reversed(opened + delivered)), opened, delivered]
-    errors = []
+    errors: list[Exception] = []
 
     def post(batch):
         try:
-            ingest_with_retry(db, batch, settings)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            ingest_module.ingest_with_retry(db, batch, settings)
+        except Exception as exc:  # noqa: BLE001 - returned to the test
             errors.append(exc)
 
     threads = [threading.Thread(target=post, args=(b,)) for b in batches]
@@ -215,7 +208,20 @@ def test_concurrent_posts_about_the_same_deliveries_store_each_event_once(db, se
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_posts_about_the_same_deliveries_store_each_event_once(db, settings):
+    """SendGrid posts in parallel; overlapping batches (a retry racing the original) about
+    the same deliveries must neither deadlock nor double-store."""
+    with db.session() as session:
+        campaign = make_campaign(session, status="sent")
+        rows = [make_delivery(session, campaign, make_subscriber(session, f"c{i}@example.org"))
+                for i in range(60)]
+    delivered = [sg_event(r, "delivered", at=at(2), event_id=f"d{r.id}") for r in rows]
+    opened = [sg_event(r, "open", at=at(9), event_id=f"o{r.id}") for r in rows]
+    batches = [delivered + opened, list(reversed(opened + delivered)), opened, delivered]
+    assert post_concurrently(db, settings, batches) == []
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(DeliveryEventRow)) == 120
         states = session.execute(select(Delivery.status, Delivery.delivered_at,
@@ -236,8 +242,6 @@ def test_events_that_change_nothing_leave_the_row_untouched(db, settings, one):
 def test_concurrent_overlapping_posts_never_deadlock(db, settings, monkeypatch):
     """Posts about the same deliveries in opposite orders queue behind each other's row locks
     rather than deadlock: no post needs the retry that a deadlock would force."""
-    import threading
-
     from mailer.tracking import ingest as ingest_module
 
     with db.session() as session:
@@ -254,20 +258,8 @@ def test_concurrent_overlapping_posts_never_deadlock(db, settings, monkeypatch):
         events = [sg_event(r, kind, at=at(minute), event_id=f"{kind}{index}-{r.id}")
                   for r in rows]
         batches.append(events if index % 2 else list(reversed(events)))
-    errors = []
-
-    def post(batch):
-        try:
-            ingest_module.ingest_with_retry(db, batch, settings)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=post, args=(b,)) for b in batches]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == [] and conflicts == []
+    assert post_concurrently(db, settings, batches) == []
+    assert conflicts == []
     with db.session() as session:
         states = set(session.execute(select(
             Delivery.status, Delivery.delivered_at, Delivery.opened_at, Delivery.clicked_at)
