@@ -6,7 +6,7 @@
             ▼
     ingest.py ── events.py (one normalized DeliveryEvent per provider event)
             ├─▶ delivery_events (models.py: the one event log, stored once per event id)
-            ├─▶ deliveries: status advances monotonically, engagement times
+            ├─▶ advance.py → deliveries: status advances monotonically, engagement times
             ├─▶ suppression.py: bounced / complained / unsubscribed subscribers
             └─▶ guard.py: complaint rate warns at 0.1 %, pauses sending campaigns at 0.3 %
     reports.py (+ report_html.py, charts.py): status counts, rates, breakdowns, timelines
