@@ -203,7 +203,8 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what the json module skips between to
 def split_array(text: str) -> tuple[list[Any], list[str]]:
     """The elements of the JSON array ``text``, each with the exact text it was written as
     (so a provider's event can be stored as posted, never re-serialized). Accepts and
-    refuses what ``json.loads`` does for an array. Raises ValueError for anything else.
+    refuses what ``json.loads`` does for an array. Raises json.JSONDecodeError for text that
+    is not JSON, ValueError for JSON that is not an array.
 
     Compact JSON, as SendGrid posts it, takes a fast path: orjson parses it and re-encodes
     each element, and when those texts joined by commas give back the body byte for byte
@@ -232,6 +233,7 @@ def _split_scanning(text: str) -> tuple[list[Any], list[str]]:
     skip = _WHITESPACE.match
     position = skip(text, 0).end()
     if text[position:position + 1] != "[":
+        json.loads(text)  # raises json.JSONDecodeError unless it is JSON of another kind
         raise ValueError("not a JSON array")
     position = skip(text, position + 1).end()
     items: list[Any] = []
@@ -250,9 +252,9 @@ def _split_scanning(text: str) -> tuple[list[Any], list[str]]:
             if separator == "]":
                 break
             if separator != ",":
-                raise ValueError("expected , or ] in the JSON array")
+                raise json.JSONDecodeError("Expecting ',' or ']'", text, position - 1)
     if skip(text, position).end() != len(text):
-        raise ValueError("extra data after the JSON array")
+        raise json.JSONDecodeError("Extra data", text, position)
     return items, texts
 
 

@@ -23,6 +23,7 @@ import binascii
 import contextlib
 import functools
 import gc
+import json
 import logging
 import threading
 import time
@@ -112,6 +113,8 @@ def parse_events(payload: str) -> tuple[list[dict], list[str] | None]:
     Raises WebhookRefused(400) for anything but an array of objects."""
     try:
         data, texts = split_array(payload)
+    except json.JSONDecodeError:
+        raise WebhookRefused(400, "body is not valid JSON") from None
     except ValueError:
         raise WebhookRefused(400, "body must be a JSON array of event objects") from None
     if not all(isinstance(item, dict) for item in data):

@@ -512,3 +512,17 @@ def test_a_pause_kept_up_by_overlapping_posts_still_collects(monkeypatch):
     finally:
         gc.callbacks.remove(record)
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ('[{"event": "open"}', "body is not valid JSON"),
+    ("[1 2]", "body is not valid JSON"),
+    ('[{"event": "open"}] trailing', "body is not valid JSON"),
+    ("not json", "body is not valid JSON"),
+    ('{"event": "open"}', "body must be a JSON array of event objects"),
+    ('[{"event": "open"}, 7]', "body must be a JSON array of event objects"),
+])
+def test_an_unusable_body_is_refused_saying_why(body, reason):
+    with pytest.raises(WebhookRefused) as refused:
+        webhook.parse_events(body)
+    assert (refused.value.status, refused.value.reason) == (400, reason)
