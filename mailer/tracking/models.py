@@ -45,5 +45,5 @@ class DeliveryEventRow(Base):
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: The event as the provider posted it: JSON text kept as is (``json``, not ``jsonb``, on
-    #: PostgreSQL: never queried into, and parsing into ``jsonb`` cost a third of the insert).
+    #: PostgreSQL: never queried into, and parsing into ``jsonb`` cost a quarter of the insert).
     raw: Mapped[dict] = mapped_column(JSON, default=dict)

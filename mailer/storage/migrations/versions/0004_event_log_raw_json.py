@@ -1,8 +1,8 @@
 """the event log keeps each event's JSON text as posted (``json``, not ``jsonb``)
 
 ``delivery_events.raw`` is only ever stored and read back whole, never queried into. As
-``jsonb`` PostgreSQL parsed every posted event into its binary form (about a third of
-storing a webhook post of 1,000 events) and the webhook first re-serialized each decoded
+``jsonb`` PostgreSQL parsed every posted event into its binary form (about a quarter of
+inserting a webhook post of 1,000 events) and the webhook first re-serialized each decoded
 object for it. As ``json`` the text SendGrid posted is validated and kept byte for byte.
 SQLite keeps JSON as text either way: nothing to do there.
 
