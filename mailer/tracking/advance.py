@@ -37,6 +37,7 @@ from mailer.campaigns.models import Delivery
 from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.storage.base import utcnow
 from mailer.tracking import events as ev
+from mailer.tracking.bulk import memoized
 
 #: Delivery states ordered by how much we know. ``skipped`` rows were never handed off, so
 #: no provider event may move their status.
@@ -196,13 +197,5 @@ def stored_form(session: Session) -> Callable[[datetime], Any]:
     """Our datetime as the driver returns a time column of ``deliveries`` (SQLite: text in
     SQLAlchemy's storage format; PostgreSQL: an aware datetime), memoized per value since a
     post repeats SendGrid's whole-second timestamps."""
-    processor = Delivery.__table__.c.sent_at.type._cached_bind_processor(
-        session.get_bind().dialect)  # UTCDateTime's, then the dialect's own
-    seen: dict[datetime, Any] = {}
-
-    def convert(value: datetime) -> Any:
-        done = seen.get(value)
-        if done is None:
-            done = seen[value] = processor(value) if processor else value
-        return done
-    return convert
+    return memoized(Delivery.__table__.c.sent_at.type._cached_bind_processor(
+        session.get_bind().dialect))  # UTCDateTime's, then the dialect's own

@@ -32,18 +32,18 @@ ROWS_PER_STATEMENT = 500
 
 
 def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Sequence[tuple],
-               *, unique: str, serialized: Sequence[str] = ()) -> dict[Any, int]:
+               *, unique: str, serialized: Sequence[str] = ()) -> set[Any]:
     """Insert ``rows`` (tuples in ``columns`` order) skipping any whose ``unique`` column
-    value is already stored. Returns ``{unique value: new id}`` for the rows inserted.
+    value is already stored. Returns the ``unique`` values of the rows inserted.
 
     ``serialized`` names JSON columns whose values are given as JSON text already (stored
     as is instead of being serialized again)."""
     connection = session.connection()
     dialect = connection.dialect
     columns = tuple(columns)
-    processors = [None if name in serialized else (_memoized(p) if p else None)
+    processors = [None if name in serialized else (memoized(p) if p else None)
                   for name, p in zip(columns, _processors(table, columns, dialect), strict=True)]
-    inserted: dict[Any, int] = {}
+    inserted: set[Any] = set()
     # PostgreSQL takes every row in one statement (one array per column, however long).
     step = max(len(rows), 1) if dialect.name == "postgresql" else ROWS_PER_STATEMENT
     for start in range(0, len(rows), step):
@@ -57,7 +57,7 @@ def insert_new(session: Session, table: Table, columns: Sequence[str], rows: Seq
         else:
             sql = _values_statement(table, columns, unique, len(chunk))
             params = tuple(value for row in zip(*by_column, strict=True) for value in row)
-        inserted.update(connection.exec_driver_sql(sql, params).all())  # (key, id) rows
+        inserted.update(connection.exec_driver_sql(sql, params).scalars().all())
     return inserted
 
 
@@ -65,9 +65,10 @@ def _processors(table: Table, columns: tuple[str, ...], dialect: Dialect) -> lis
     return [table.c[name].type._cached_bind_processor(dialect) for name in columns]
 
 
-def _memoized(processor):
-    """Times repeat a lot within a batch (SendGrid's are whole seconds, ``received_at`` is one
-    value): convert each distinct datetime once. Other values pass straight through."""
+def memoized(processor):
+    """``processor`` (a bind processor) converting each distinct datetime once: times repeat
+    a lot within a batch (SendGrid's are whole seconds, ``received_at`` is one value). Other
+    values pass straight through."""
     seen: dict = {}
 
     def process(value):
@@ -80,9 +81,8 @@ def _memoized(processor):
     return process
 
 
-def _tail(table: Table, unique: str) -> str:
-    key = table.primary_key.columns.values()[0].name
-    return f" RETURNING {quote(unique)}, {quote(key)}"
+def _tail(unique: str) -> str:
+    return f" RETURNING {quote(unique)}"
 
 
 @functools.lru_cache(maxsize=64)
@@ -91,9 +91,9 @@ def _values_statement(table: Table, columns: tuple[str, ...], unique: str, rows:
     row = "(" + ", ".join(["?"] * len(columns)) + ")"
     return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
             f"VALUES {', '.join([row] * rows)} ON CONFLICT ({quote(unique)}) DO NOTHING"
-            + _tail(table, unique))
+            + _tail(unique))
 
 
 def _unnest_statement(table: Table, columns: tuple[str, ...], unique: str) -> str:
     """PostgreSQL: ``INSERT … SELECT * FROM unnest(%s::t1[], %s::t2[], …)``."""
-    return unnest_insert(table, columns, (unique,)) + _tail(table, unique)
+    return unnest_insert(table, columns, (unique,)) + _tail(unique)

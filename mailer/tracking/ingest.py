@@ -126,7 +126,7 @@ def ingest_events(
     if not events:
         return summary
     candidates = _match(session, events)
-    inserted = _insert(session, candidates)  # event id -> row id, new events only
+    inserted = _insert(session, candidates)  # the event ids that were new
     stored = [c for c in candidates if c.event.event_id in inserted]
     _count(summary, stored)
     matched = [s for s in stored if s.delivery is not None]
@@ -285,10 +285,10 @@ _EVENT_COLUMNS = ("provider_event_id", "delivery_id", "campaign_id", "subscriber
                   "received_at", "raw")
 
 
-def _insert(session: Session, candidates: Sequence[StoredEvent]) -> dict[str, int]:
+def _insert(session: Session, candidates: Sequence[StoredEvent]) -> set[str]:
     """Insert every event, skipping ids already stored (by the database's unique index, so
-    two posts racing with the same event store it once); returns provider event id -> row
-    id for the ones that were new."""
+    two posts racing with the same event store it once); returns the provider event ids of
+    the ones that were new."""
     now = utcnow()
     rows = []
     # In id order, so two posts holding some of the same events take the unique index's
