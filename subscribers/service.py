@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
-from subscribers.addresses import email_hash, email_key, normalize_email
+from subscribers.addresses import email_hash, normalize_email
 from subscribers.models import (
     ACTIVE,
     FREQUENCIES,
@@ -85,7 +85,7 @@ def suppress_hashes(session: Session, reasons: Mapping[str, str]) -> set[str]:
         return set()
     known = set(session.scalars(
         select(Suppression.email_hash).where(Suppression.email_hash.in_(sorted(reasons)))))
-    added = [{"email_hash": digest, "email_key": email_key(digest), "reason": reason[:50]}
+    added = [{"email_hash": digest, "reason": reason[:50]}  # email_key: the column default
              for digest, reason in sorted(reasons.items()) if digest not in known]
     if added:  # one executemany, not a flush of one ORM object per address
         session.execute(insert(Suppression), added)
