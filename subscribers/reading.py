@@ -112,9 +112,10 @@ class SeenAddresses:
         self._limit = memory_limit
         self._disk: sqlite3.Connection | None = None
 
-    def add(self, digest: str, line: int) -> int | None:
-        """Remember ``digest`` (hex SHA-256) at ``line``; return the earlier line if seen."""
-        key = int(digest[:16], 16) | 1  # 0 marks an empty slot
+    def add(self, email_key: int, line: int) -> int | None:
+        """Remember an address by its ``email_key`` (``subscribers.addresses.email_key``,
+        signed 64 bits) at ``line``; return the earlier line if seen."""
+        key = (email_key & _UNSIGNED_64) | 1  # the same bits, unsigned; 0 marks an empty slot
         if self._disk is not None:
             return self._add_on_disk(key, line)
         mask = len(self._keys) - 1
@@ -171,6 +172,9 @@ class SeenAddresses:
             return found[0]
         self._disk.execute("INSERT INTO seen VALUES (?, ?)", (_signed(key), line))
         return None
+
+
+_UNSIGNED_64 = (1 << 64) - 1
 
 
 def _signed(key: int) -> int:
@@ -322,7 +326,7 @@ def _take(report: ImportReport, seen: SeenAddresses, line: int, fields: list[str
     except RowError as exc:
         report.error(line, str(exc))
         return
-    first = seen.add(row.email_hash, line)
+    first = seen.add(row.email_key, line)
     if first is not None:
         report.duplicates += 1
         report.warn(line, f"same address as line {first}; row ignored")

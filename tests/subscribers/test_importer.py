@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from mailer.errors import InvalidInput, NotFound
 from subscribers import service
+from subscribers.addresses import email_key
 from subscribers.importer import SeenAddresses, import_subscribers
 from subscribers.models import (
     ACTIVE,
@@ -282,7 +283,7 @@ def test_files_that_cannot_be_imported(db, topics, tmp_path):
 def test_seen_addresses_remembers_lines_and_grows(memory_limit):
     # With a limit of 300 the table moves to disk part way and must remember the same.
     seen = SeenAddresses(capacity=4, memory_limit=memory_limit)
-    digests = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
+    digests = [email_key(hashlib.sha256(str(i).encode()).hexdigest()) for i in range(1000)]
     for line, digest in enumerate(digests, start=2):
         assert seen.add(digest, line) is None
     assert (seen._disk is not None) == (memory_limit == 300)
