@@ -209,9 +209,14 @@ def start_server(url: str, public_key: str) -> tuple[subprocess.Popen, int]:
     raise SystemExit("the server did not start")
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _stat_seconds(stat_text: str) -> float:
+    """User + system CPU seconds from the text of a /proc/<pid>/stat file."""
+    fields = stat_text.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    return _stat_seconds(Path(f"/proc/{pid}/stat").read_text())
 
 
 def database_cpu_seconds() -> float:
@@ -225,9 +230,8 @@ def database_cpu_seconds() -> float:
         except OSError:
             continue
         if text.split(" (", 1)[1].startswith("postgres)"):
-            fields = text.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            total += _stat_seconds(text)
+    return total
 
 
 def sign(private_key, body: bytes) -> dict[str, str]:
