@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, insert, select  # noqa: E402
 
-from mailer.campaigns.models import Delivery  # noqa: E402
+from mailer.delivery.records import Delivery  # noqa: E402
 from mailer.ingest.models import Release, ReleaseTopic, Topic  # noqa: E402
 from mailer.scheduling import digests  # noqa: E402
 from mailer.scheduling.models import Digest  # noqa: E402

@@ -49,7 +49,8 @@ from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from mailer.campaigns.models import Campaign, Delivery  # noqa: E402
+from mailer.campaigns.models import Campaign  # noqa: E402
+from mailer.delivery.records import Delivery  # noqa: E402
 from mailer.ingest.models import Release  # noqa: E402
 from mailer.storage.base import utcnow  # noqa: E402
 from mailer.storage.db import make_engine, upgrade  # noqa: E402

@@ -140,7 +140,7 @@ def forget(session: Session, subscriber: Subscriber, *, cause: str = "erasure re
     """Erase the person: delete the subscriber (topics go with it), scrub the address from past
     delivery records, and keep only the address's hash on the suppression list so no later
     import can add them back. The audit trail keeps an anonymous "forgotten" entry."""
-    from mailer.campaigns.models import Delivery, DeliveryStatus
+    from mailer.delivery.records import Delivery, DeliveryStatus
 
     digest = subscriber.email_hash
     _suppress_hash(session, digest, FORGOTTEN)

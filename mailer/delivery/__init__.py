@@ -2,6 +2,7 @@
 to a transport with retries and pacing, and record every outcome so that each recipient is sent
 exactly once, through crashes, retries and several workers.
 
+    records.py    the deliveries table, its statuses, the named groups and the grouped counts
     audience.py   INSERT … SELECT the audience into ``deliveries`` (once per campaign)
     claims.py     lease batches (FOR UPDATE SKIP LOCKED on PostgreSQL), record outcomes
     recovery.py   expired leases -> in_doubt -> accepted (webhook evidence) | re-sent | held

@@ -10,8 +10,9 @@ from __future__ import annotations
 from sqlalchemy import exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Campaign, Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.campaigns.models import Campaign
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.storage.base import UTCDateTime, utcnow
 
 

@@ -40,9 +40,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.storage.base import UTCDateTime, utcnow
 from subscribers.models import ACTIVE, Subscriber
 from subscribers.segments import not_suppressed

@@ -26,12 +26,13 @@ from sqlalchemy.orm import Session
 
 import mailer.storage.schema  # noqa: F401  (every model, so flushes resolve all foreign keys)
 from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.campaigns.service import get_campaign
-from mailer.delivery import fanout, recovery
+from mailer.delivery import fanout, records, recovery
 from mailer.delivery.audience import draw_audience
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.sender import CampaignSender, RunStats
 from mailer.errors import InvalidTransition, MailerError
 from mailer.settings import Settings
@@ -41,7 +42,6 @@ from mailer.transports.base import CompiledMessage, Transport
 
 C = Delivery.__table__.c
 #: Delivery statuses that mean "the provider took it" (later events refine them).
-HANDED_OFF = (DS.ACCEPTED, DS.DELIVERED, DS.DEFERRED, DS.BOUNCED, DS.DROPPED)
 
 
 @dataclass
@@ -253,14 +253,12 @@ def make_recipient_factory(db: Database, settings: Settings, campaign_id: int):
 
 # -- counts -----------------------------------------------------------------------------------
 def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    """The campaign's counts (``mailer.tracking.reports.status_counts``) seen from the sender:
+    """The campaign's counts (``records.status_counts``) seen from the sender:
     ``accepted`` counts every row the provider took, whatever happened to it after, and
     ``pending`` includes the rows being sent right now."""
-    from mailer.tracking.reports import status_counts as row_counts
-
-    counts = row_counts(session, campaign_id)
-    return {**counts, "accepted": sum(counts[s] for s in HANDED_OFF),
-            "pending": counts[DS.PENDING] + counts[DS.SENDING]}
+    counts = records.status_counts(session, campaign_id)
+    groups = records.grouped(counts)
+    return {**counts, "accepted": groups["handed_off"], "pending": groups["unsettled"]}
 
 
 def in_doubt_policy(settings: Settings) -> dict[str, Any]:

@@ -26,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.tracking.models import DeliveryEventRow

@@ -24,12 +24,12 @@ from sqlalchemy.exc import OperationalError
 
 from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import claims, recovery
 from mailer.delivery.handoff import Handoff, Outcome
 from mailer.delivery.pacing import RateLimiter
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.settings import Settings
 from mailer.storage.db import Database
 from mailer.transports.base import CompiledMessage, Recipient, Transport

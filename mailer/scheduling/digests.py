@@ -60,9 +60,10 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.errors import InvalidInput, NotFound, PolicyRefusal
 from mailer.ingest.models import Release, ReleaseTopic, Topic
 from mailer.scheduling import policy

@@ -1,6 +1,7 @@
 """Imports every model module so ``Base.metadata`` knows the whole schema (Alembic, tests)."""
 
 from mailer.campaigns import models as campaigns  # noqa: F401
+from mailer.delivery import records as delivery  # noqa: F401
 from mailer.ingest import models as ingest  # noqa: F401
 from mailer.scheduling import models as scheduling  # noqa: F401
 from mailer.storage import meta  # noqa: F401

@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.storage.base import utcnow
 from mailer.tracking import events as ev
 from mailer.tracking.bulk import memoized

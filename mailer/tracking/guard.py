@@ -25,9 +25,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.tracking.logs import log_event
 
 WARN_RATE = 0.001

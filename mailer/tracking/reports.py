@@ -24,9 +24,10 @@ from typing import IO, Any
 from sqlalchemy import case, false, func, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.models import Campaign, Delivery
-from mailer.campaigns.models import DeliveryStatus as DS
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import get_campaign
+from mailer.delivery.records import ENGAGEMENT, Delivery, grouped, status_counts
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.errors import NotFound
 from mailer.ingest.models import Topic
 from mailer.settings import Settings
@@ -35,9 +36,6 @@ from mailer.tracking.events import LIFECYCLE_ORDER
 from mailer.tracking.models import DeliveryEventRow
 from subscribers.models import Subscriber, SubscriberTopic
 
-SENT_STATUSES = (DS.ACCEPTED, DS.DEFERRED, DS.DELIVERED, DS.BOUNCED, DS.DROPPED)
-ENGAGEMENT = {"opened": Delivery.opened_at, "clicked": Delivery.clicked_at,
-              "complained": Delivery.complained_at, "unsubscribed": Delivery.unsubscribed_at}
 SLOWEST_DOMAINS = 10
 #: Candidate widths of one "events over time" bucket; the smallest giving <= 48 bars wins.
 BUCKET_SECONDS = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400)
@@ -45,23 +43,6 @@ MAX_BUCKETS = 48
 CSV_COLUMNS = ("delivery_id", "campaign_id", "email", "status", "attempts",
                "provider_message_id", "sent_at", "delivered_at", "opened_at", "clicked_at",
                "bounced_at", "complained_at", "unsubscribed_at", "last_error")
-
-
-def status_counts(session: Session, campaign_id: int) -> dict[str, int]:
-    """Per-status counts (every status, zeros included), ``recipients`` (their sum) and the
-    engagement counts ``opened, clicked, complained, unsubscribed`` (rows with that time)."""
-    counts = {status: 0 for status in DS.ALL}
-    rows = session.execute(select(Delivery.status, func.count())
-                           .where(Delivery.campaign_id == campaign_id)
-                           .group_by(Delivery.status))
-    for status, number in rows:
-        counts[status] = counts.get(status, 0) + number
-    engagement = session.execute(
-        select(*(func.count(column) for column in ENGAGEMENT.values()))
-        .where(Delivery.campaign_id == campaign_id)).one()
-    result = {"recipients": sum(counts.values()), **counts}
-    result.update(zip(ENGAGEMENT, (int(n or 0) for n in engagement), strict=True))
-    return result
 
 
 def campaign_status(session: Session, campaign_id: int) -> dict[str, Any]:
@@ -76,7 +57,7 @@ def campaign_report(session: Session, campaign_id: int, settings: Settings) -> d
     """Everything the office asks after a send, as one JSON-ready dict. Raises NotFound."""
     campaign = get_campaign(session, campaign_id)
     counts = status_counts(session, campaign.id)
-    sent = sum(counts[s] for s in SENT_STATUSES)
+    sent = grouped(counts)["handed_off"]
     arrived = _arrived(session, campaign.id)
     zone = settings.zone
     return {

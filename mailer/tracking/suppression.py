@@ -179,7 +179,7 @@ def erase_events_for(session: Session, *, subscriber_id: int | None = None,
     address, the raw provider payload and the reason text go; the event type and time stay
     so campaign reports still add up. Matches events by subscriber, by their deliveries and
     by address. Returns the number of rows scrubbed."""
-    from mailer.campaigns.models import Delivery
+    from mailer.delivery.records import Delivery
 
     conditions = []
     if subscriber_id is not None:

@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from sqlalchemy import func, or_, select
 
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
+from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.models import Feed, Release, Topic
 from mailer.storage.base import utcnow
@@ -109,7 +110,7 @@ def home(user: User = Depends(_user)) -> Response:
 def campaigns(request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(200)))
-        counts = ops.delivery_counts(session, [c.id for c in rows if ops.needs_counting(c)])
+        counts = records.counts_by_campaign(session, [c.id for c in rows if ops.needs_counting(c)])
     items = [(c, ops.progress(c, counts.get(c.id, {}))) for c in rows]
     return render(request, "admin/campaigns.html", {"items": items})
 
@@ -120,7 +121,7 @@ def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_us
     wanted = [int(part) for part in ids.split(",") if part.strip().isdigit()][:200]
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Campaign).where(Campaign.id.in_(wanted))))
-        counts = ops.delivery_counts(session, [c.id for c in rows])
+        counts = records.counts_by_campaign(session, [c.id for c in rows])
     return JSONResponse({"campaigns": [ops.progress(c, counts[c.id]) for c in rows]},
                         headers={"Cache-Control": "no-store"})
 
@@ -192,7 +193,7 @@ def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaig
 def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
-        counts = ops.delivery_counts(session, [campaign.id])[campaign.id]
+        counts = records.counts_by_campaign(session, [campaign.id])[campaign.id]
         log = list(session.scalars(select(CampaignLog).where(CampaignLog.campaign_id == campaign.id)
                                    .order_by(CampaignLog.at, CampaignLog.id)))
         release = session.get(Release, campaign.release_id) if campaign.release_id else None

@@ -12,17 +12,15 @@ import importlib
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer.campaigns import service as campaigns
-from mailer.campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.delivery.records import grouped
 from mailer.errors import InvalidInput, MailerError
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 
-#: Delivery states that mean "handed off or settled" (progress bars count these as done).
-NOT_DONE = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 SAMPLE_NAME = "Pat Sample"
 
 
@@ -39,21 +37,6 @@ def _capability(module: str, name: str):
 
 # --- reading --------------------------------------------------------------------------------
 
-def delivery_counts(session: Session, campaign_ids: list[int]) -> dict[int, dict[str, int]]:
-    """campaign id -> {delivery status: rows} in one grouped query."""
-    counts: dict[int, dict[str, int]] = {cid: {} for cid in campaign_ids}
-    if not campaign_ids:
-        return counts
-    rows = session.execute(
-        select(Delivery.campaign_id, Delivery.status, func.count())
-        .where(Delivery.campaign_id.in_(campaign_ids))
-        .group_by(Delivery.campaign_id, Delivery.status)
-    )
-    for campaign_id, status, n in rows:
-        counts[campaign_id][status] = n
-    return counts
-
-
 def needs_counting(campaign: Campaign) -> bool:
     """Whether the list must count delivery rows to show progress. A sent campaign's
     progress is known without reading a million rows; one never started has none."""
@@ -67,7 +50,7 @@ def progress(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:
         total = done = campaign.recipients
     else:
         total = sum(counts.values())
-        done = total - sum(counts.get(s, 0) for s in NOT_DONE)
+        done = total - grouped(counts)["unsettled"]
     return {"id": campaign.id, "status": campaign.status, "recipients": total, "done": done,
             "percent": round(100 * done / total, 1) if total else 0.0, "counts": counts}
 

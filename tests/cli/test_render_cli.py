@@ -11,8 +11,9 @@ import shutil
 import pytest
 from sqlalchemy import func, select
 
-from mailer.campaigns.models import Campaign, CampaignLog, Delivery
+from mailer.campaigns.models import Campaign, CampaignLog
 from mailer.cli import context
+from mailer.delivery.records import Delivery
 from mailer.settings import BUNDLED_TEMPLATES_DIR
 from subscribers.models import Subscriber
 from tests.render.factory import add_campaign, add_release

@@ -20,10 +20,11 @@ import uvicorn
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.delivery.engine import start_campaign
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.web.app import create_app
 from tests.conftest import ROOT
 from tests.delivery.conftest import KEY

@@ -7,11 +7,12 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from mailer.campaigns.lifecycle import transition
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.delivery import claims
 from mailer.delivery.engine import send_campaign, start_campaign, status_counts
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.errors import InvalidTransition
 from mailer.storage.base import utcnow
 from subscribers.addresses import email_hash

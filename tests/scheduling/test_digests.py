@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.campaigns import service
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
+from mailer.delivery.records import Delivery
 from mailer.ingest.models import Release
 from mailer.scheduling import digests
 from mailer.scheduling.models import Digest

@@ -21,8 +21,9 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.campaigns import service
-from mailer.campaigns.models import CampaignLog, Delivery
+from mailer.campaigns.models import CampaignLog
 from mailer.campaigns.models import CampaignStatus as S
+from mailer.delivery.records import Delivery
 from mailer.errors import InvalidTransition
 from mailer.storage.base import utcnow
 from tests.campaigns.factory import add_audience, add_campaign

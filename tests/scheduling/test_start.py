@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from mailer.campaigns import service
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.campaigns.models import Delivery
+from mailer.delivery.records import Delivery
 from mailer.scheduling.jobs import campaign_job_id, digest_job_id
 from mailer.scheduling.models import Digest
 from mailer.scheduling.scheduler import (

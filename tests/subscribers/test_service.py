@@ -125,7 +125,8 @@ def test_forget_erases_and_keeps_only_the_hash(db, topics):
 
 
 def test_forget_scrubs_delivery_records(db, topics):
-    from mailer.campaigns.models import Campaign, Delivery, DeliveryStatus
+    from mailer.campaigns.models import Campaign
+    from mailer.delivery.records import Delivery, DeliveryStatus
 
     with db.session() as session:
         subscriber, _ = service.add_subscriber(session, email="gone@example.org")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
+from mailer.delivery.records import Delivery
 from mailer.ingest.models import Release, Topic
 from subscribers.models import Subscriber, SubscriberTopic
 

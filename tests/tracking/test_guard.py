@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import insert, select
 
-from mailer.campaigns.models import Campaign, CampaignLog, Delivery
+from mailer.campaigns.models import Campaign, CampaignLog
+from mailer.delivery.records import Delivery
 from mailer.tracking.guard import complaint_rate
 from mailer.tracking.ingest import ingest_events
 from subscribers.models import Subscriber

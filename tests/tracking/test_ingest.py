@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from mailer.campaigns.models import Delivery
+from mailer.delivery.records import Delivery
 from mailer.tracking.ingest import ingest_events
 from mailer.tracking.models import DeliveryEventRow
 from tests.tracking.factory import T0, make_campaign, make_delivery, make_subscriber, sg_event

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from mailer.campaigns.models import Delivery
+from mailer.delivery.records import Delivery
 from mailer.tracking.advance import EVENT_STATUS, EVENT_TIME_COLUMN, STATUS_RANK
 from mailer.tracking.ingest import ingest_events
 from tests.tracking.factory import T0, make_campaign, make_delivery, make_subscriber, sg_event

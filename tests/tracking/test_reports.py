@@ -113,7 +113,7 @@ def test_events_over_time_are_in_the_office_zone(db, settings, sent):
 def test_csv_export_has_every_row_and_defuses_formulas(db, settings, sent):
     campaign, rows = sent
     with db.session() as session:
-        from mailer.campaigns.models import Delivery
+        from mailer.delivery.records import Delivery
         session.get(Delivery, rows[11].id).last_error = "=HYPERLINK(\"http://evil\")"
     out = io.StringIO()
     with db.session() as session:

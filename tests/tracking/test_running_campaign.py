@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from mailer.campaigns.models import Campaign, Delivery
+from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.campaigns.models import DeliveryStatus as DS
 from mailer.delivery.engine import send_campaign
+from mailer.delivery.records import Delivery
+from mailer.delivery.records import DeliveryStatus as DS
 from mailer.tracking.webhook import PATH, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from mailer.web.app import create_app
 from subscribers.models import StatusChange, Subscriber
