@@ -1,5 +1,9 @@
 """The ``mailer`` command. ``main()`` turns every expected failure into one line on stderr and a
-non-zero exit; only a bug produces a traceback."""
+non-zero exit; only a bug produces a traceback.
+
+Exit statuses: 2 for a usage error (unknown command or option, a missing or malformed
+argument, a bad setting), 130 when interrupted, otherwise the failure's own code (1 unless a
+``MailerError`` says otherwise)."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import importlib
 import logging
 import sys
 
-import click
+import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.cli.apps import app
@@ -34,6 +38,10 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+def one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     try:
@@ -41,15 +49,16 @@ def main(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="mailer", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.TyperException as exc:
+        # typer >= 0.29 raises its own click exceptions (UsageError, BadParameter, NoSuchOption…);
+        # click would print usage plus a hint over three lines: one line names the problem.
+        fail(one_line(exc.format_message()), exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         fail("interrupted", 130)
     except MailerError as exc:
-        fail(" ".join(str(exc).split()) or type(exc).__name__, exc.exit_code)
+        fail(one_line(str(exc)) or type(exc).__name__, exc.exit_code)
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         fail(f"database error: {reason}")
