@@ -29,10 +29,10 @@ def _database(url: str):
 
     from _data import fresh_database
 
-    from mailer.storage.schema import metadata
+    from mailer.schema import metadata
 
     db = fresh_database(url)
-    from mailer.ingest.models import Topic
+    from subscribers.models import Topic
 
     with db.session() as session:
         for slug in ("human-trafficking", "agriculture", "veterans"):
@@ -73,9 +73,8 @@ def naive_import(db, csv_path: str) -> float:
 
     from sqlalchemy import select
 
-    from mailer.ingest.models import Topic
     from subscribers.addresses import normalize_email
-    from subscribers.models import Subscriber, SubscriberTopic
+    from subscribers.models import Subscriber, SubscriberTopic, Topic
 
     started = time.perf_counter()
     with db.session() as session, open(csv_path, encoding="utf-8", newline="") as handle:

@@ -66,12 +66,11 @@ def _setup(folder: Path):
         "MAILER_OUTBOX_DIR": str(folder / "outbox"), "MAILER_SECRET_KEY": "bench",
         "MAILER_PUBLIC_URL": "http://127.0.0.1",
     })
-    from mailer.ingest.models import Topic
     from mailer.settings import get_settings
     from mailer.storage.db import open_database
     from mailer.web.app import create_app
     from mailer.web.auth import create_api_token
-    from subscribers.models import Subscriber
+    from subscribers.models import Subscriber, Topic
 
     settings = get_settings()
     db = open_database(settings)

@@ -16,12 +16,15 @@ from sqlalchemy import select
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.campaigns.service import approve_campaign, create_campaign
+from mailer.delivery.engine import send_campaign
 from mailer.errors import MailerError
 from mailer.ingest.models import Release
 from mailer.ingest.service import import_report
 from mailer.ingest.topics import import_topic_pages
 from mailer.settings import Settings
 from mailer.storage.db import Database
+from mailer.tracking.reports import campaign_status
+from subscribers.importer import import_subscribers
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_ISSUE = DATA / "issue_human_trafficking.txt"
@@ -52,7 +55,6 @@ def run_demo(db: Database, settings: Settings) -> DemoResult:
     subscribers = _import_subscribers(db)
     campaign_id = _demo_campaign(db, settings, release_id)
     _send(db, settings, campaign_id)
-    from mailer.tracking.reports import campaign_status
 
     with db.session() as session:
         status = campaign_status(session, campaign_id)
@@ -71,7 +73,6 @@ def _release_id(db: Database, report) -> int:
 
 
 def _import_subscribers(db: Database) -> dict:
-    from subscribers.importer import import_subscribers
 
     return import_subscribers(db, SAMPLE_SUBSCRIBERS, source="mailer demo").to_dict()
 
@@ -90,7 +91,6 @@ def _demo_campaign(db: Database, settings: Settings, release_id: int) -> int:
 
 
 def _send(db: Database, settings: Settings, campaign_id: int) -> None:
-    from mailer.delivery.engine import send_campaign
 
     with db.session() as session:
         status = session.get(Campaign, campaign_id).status

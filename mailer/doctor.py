@@ -7,7 +7,9 @@ from dataclasses import asdict, dataclass
 from email_validator import EmailNotValidError, validate_email
 
 from mailer.errors import MailerError
+from mailer.render.check import check_all
 from mailer.settings import Settings
+from mailer.storage.db import current_revision, head_revision, open_database
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 
@@ -36,7 +38,6 @@ def run_checks(settings: Settings) -> list[Finding]:
 
 
 def _database(settings: Settings) -> list[Finding]:
-    from mailer.storage.db import current_revision, head_revision, open_database
 
     db = open_database(settings, migrate=False)
     try:
@@ -106,7 +107,6 @@ def _webhook(settings: Settings) -> list[Finding]:
 
 
 def _templates(settings: Settings) -> list[Finding]:
-    from mailer.render.check import check_all
 
     problems = check_all(settings)
     if problems:

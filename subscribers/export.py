@@ -14,9 +14,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from mailer.ingest.models import Topic
 from mailer.storage.db import Database
-from subscribers.models import Subscriber, SubscriberTopic
+from subscribers.models import Subscriber, SubscriberTopic, Topic
 from subscribers.segments import resolve_condition
 
 COLUMNS = (

@@ -74,7 +74,7 @@ def import_subscribers(
     """Import ``path``; see the module docstring for what happens to each row.
 
     ``topics`` (slugs) are added to every row. With ``double_opt_in`` new people are
-    ``pending`` (send them ``subscribers.confirmations``). ``progress(done, total)`` is called
+    ``pending`` (send them ``mailer.delivery.confirmations``). ``progress(done, total)`` is called
     with bytes read after each chunk. ``parallel`` reads the file in a second process (None:
     when the file is big and there is more than one core); the outcome is the same either way.
     Raises InvalidInput for an unreadable file or one with no email column, NotFound for an

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
-from mailer.storage.base import Base, UTCDateTime, utcnow
+from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 from subscribers.addresses import email_hash, email_key
 
 # Closed sets; code compares against these names, never against literals.
@@ -27,6 +27,20 @@ def _key_of_inserted_email(context) -> int:
 
 def _key_of_inserted_hash(context) -> int:
     return email_key(context.get_current_parameters()["email_hash"])
+
+
+class Topic(Base):
+    """An issue area constituents can follow (e.g. ``human-trafficking``)."""
+
+    __tablename__ = "topics"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: term -> weight, used by the release tagger.
+    terms: Mapped[dict] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Subscriber(Base):
@@ -155,5 +169,5 @@ class Segment(Base):
 __all__ = [
     "ACTIVE", "BOUNCED", "COMPLAINED", "FREQUENCIES", "PENDING", "STATUSES",
     "SUPPRESSED_STATUSES", "Segment", "StatusChange", "Subscriber", "SubscriberTopic",
-    "Suppression", "UNSUBSCRIBED",
+    "Suppression", "Topic", "UNSUBSCRIBED",
 ]

@@ -37,11 +37,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound
-from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
 from subscribers.bulk import converter
 from subscribers.csv_rows import HeaderMap, RowData, RowError, open_text, parse_row, read_rows
-from subscribers.models import ACTIVE, PENDING, SUPPRESSED_STATUSES, Subscriber
+from subscribers.models import ACTIVE, PENDING, SUPPRESSED_STATUSES, Subscriber, Topic
 
 #: Errors and warnings listed one by one; beyond this they are only counted.
 MAX_LISTED = 10_000

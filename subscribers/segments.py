@@ -41,9 +41,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.functions import FunctionElement
 
-from mailer.errors import NotFound, QueryError
-from mailer.ingest.models import Topic
-from mailer.storage.base import UTCDateTime
+from mailer.errors import InvalidInput, NotFound, QueryError
+from mailer.settings import get_settings
+from mailer.storage.base import UTCDateTime, utcnow
 from subscribers.addresses import InvalidEmail, normalize_email
 from subscribers.models import (
     ACTIVE,
@@ -53,6 +53,7 @@ from subscribers.models import (
     Subscriber,
     SubscriberTopic,
     Suppression,
+    Topic,
 )
 from subscribers.query import And, Compare, In, Node, Not, Or, Value, parse_query, to_text
 
@@ -124,7 +125,6 @@ def compile_node(node: Node, *, zone: ZoneInfo | None = None) -> ColumnElement[b
 
 
 def _office_zone() -> ZoneInfo:
-    from mailer.settings import get_settings
 
     try:
         return get_settings().zone
@@ -274,7 +274,6 @@ def not_suppressed() -> ColumnElement[bool]:
 
 def not_paused() -> ColumnElement[bool]:
     """True unless the subscriber paused their emails until a time still ahead."""
-    from mailer.storage.base import utcnow
 
     return or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= utcnow())
 
@@ -333,36 +332,6 @@ def audience_select(session: Session, *, query: str | None = None,
     )
 
 
-def campaign_audience(session: Session, campaign) -> Select:
-    """The audience of ``campaign``: its saved segment (evaluated now, so people who joined
-    since it was saved are included) or its own query. Raises QueryError when it has neither.
-
-    A release campaign reaches only subscribers who chose ``immediate`` delivery; those who
-    chose a daily or weekly digest get the release in their digest instead. A digest campaign
-    (``kind == "digest"``) reaches the members it was planned for (``digest_recipients``) who
-    still match its query; see ``mailer.scheduling.digests``.
-    """
-    if getattr(campaign, "segment_id", None) is not None:
-        audience = audience_select(session, segment=int(campaign.segment_id))
-    elif getattr(campaign, "query", None):
-        audience = audience_select(session, query=campaign.query)
-    else:
-        raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
-    if getattr(campaign, "kind", "release") == "digest":
-        from mailer.scheduling.models import DigestRecipient
-
-        # A join, not IN (...): the planner then walks this campaign's members by index
-        # instead of scanning every active subscriber once per digest group.
-        audience = audience.join(DigestRecipient, and_(
-            DigestRecipient.subscriber_id == Subscriber.id,
-            DigestRecipient.campaign_id == campaign.id))
-    else:
-        audience = audience.where(Subscriber.frequency == "immediate")
-    return audience
-
-
-# The architecture document names it ``audience_query``; both spellings work.
-audience_query = campaign_audience
 
 
 def count(session: Session, *, query: str | None = None, segment: str | int | None = None,
@@ -435,7 +404,6 @@ def matching_select(session: Session, *, query: str | None = None,
 def create_segment(session: Session, name: str, query: str) -> Segment:
     """Save ``query`` under ``name`` (stored in canonical form). Raises QueryError for a bad
     query, InvalidInput for an empty or taken name."""
-    from mailer.errors import InvalidInput
 
     name = " ".join(name.split())
     if not name:
@@ -481,8 +449,7 @@ def segment_to_dict(segment: Segment, size: int | None = None) -> dict:
 
 
 __all__ = [
-    "audience_count_select", "audience_filter", "audience_query", "audience_select",
-    "campaign_audience",
+    "audience_count_select", "audience_filter", "audience_select",
     "compile_node", "compile_query", "count", "create_segment", "get_segment",
     "matching_select", "not_suppressed", "parse_query", "resolve_condition", "segment_to_dict",
     "unknown_topics",

@@ -15,11 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound
-from mailer.ingest.models import Topic
 from mailer.storage.base import utcnow
 from subscribers.addresses import email_hash, normalize_email
 from subscribers.models import (
@@ -32,6 +31,7 @@ from subscribers.models import (
     Subscriber,
     SubscriberTopic,
     Suppression,
+    Topic,
 )
 
 #: Suppression reasons.
@@ -71,10 +71,10 @@ def _is_hash_suppressed(session: Session, digest: str) -> bool:
 
 def suppress(session: Session, email: str, reason: str) -> bool:
     """Put the address on the suppression list. Returns False when it already was there."""
-    return _suppress_hash(session, email_hash(normalize_email(email)), reason)
+    return suppress_hash(session, email_hash(normalize_email(email)), reason)
 
 
-def _suppress_hash(session: Session, digest: str, reason: str) -> bool:
+def suppress_hash(session: Session, digest: str, reason: str) -> bool:
     return bool(suppress_hashes(session, {digest: reason}))
 
 
@@ -120,7 +120,7 @@ def set_status(session: Session, subscriber: Subscriber, new_status: str, *, cau
 def unsubscribe(session: Session, subscriber: Subscriber, *, cause: str) -> bool:
     """Unsubscribe and suppress the address. Returns False when already unsubscribed."""
     changed = set_status(session, subscriber, UNSUBSCRIBED, cause=cause)
-    _suppress_hash(session, subscriber.email_hash, UNSUBSCRIBED)
+    suppress_hash(session, subscriber.email_hash, UNSUBSCRIBED)
     return changed
 
 
@@ -134,33 +134,6 @@ def confirm(session: Session, subscriber: Subscriber, *, cause: str = "confirmed
         subscriber.confirmed_at = when
     session.execute(delete(Suppression).where(Suppression.email_hash == subscriber.email_hash))
     return set_status(session, subscriber, ACTIVE, cause=cause)
-
-
-def forget(session: Session, subscriber: Subscriber, *, cause: str = "erasure request") -> None:
-    """Erase the person: delete the subscriber (topics go with it), scrub the address from past
-    delivery records, and keep only the address's hash on the suppression list so no later
-    import can add them back. The audit trail keeps an anonymous "forgotten" entry."""
-    from mailer.delivery.records import Delivery, DeliveryStatus
-
-    digest = subscriber.email_hash
-    _suppress_hash(session, digest, FORGOTTEN)
-    placeholder = f"forgotten-{digest[:16]}@invalid"
-    session.execute(
-        update(Delivery).where(Delivery.subscriber_id == subscriber.id,
-                               Delivery.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.SKIPPED)
-    )
-    from mailer.tracking.suppression import erase_events_for  # provider events hold it too
-
-    erase_events_for(session, subscriber_id=subscriber.id, email=subscriber.email)
-    session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber.id)
-                    .values(email=placeholder))
-    session.add(StatusChange(subscriber_id=None, old_status=subscriber.status,
-                             new_status=UNSUBSCRIBED, cause=f"forgotten: {cause}"))
-    session.execute(update(StatusChange).where(StatusChange.subscriber_id == subscriber.id)
-                    .values(subscriber_id=None))
-    session.delete(subscriber)
-    session.flush()
 
 
 # --- adding ----------------------------------------------------------------------------------
@@ -320,7 +293,7 @@ def subscriber_to_dict(session: Session, subscriber: Subscriber, *, history: boo
 
 __all__ = [
     "FORGOTTEN", "Suppressed", "add_subscriber", "clean_details", "confirm", "find_by_email",
-    "forget", "get_by_email", "is_suppressed", "resolve_topics", "set_status", "set_topics",
-    "status_history", "subscriber_to_dict", "suppress",
+    "get_by_email", "is_suppressed", "resolve_topics", "set_status", "set_topics",
+    "status_history", "subscriber_to_dict", "suppress", "suppress_hash",
     "topic_slugs", "unsubscribe",
 ]

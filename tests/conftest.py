@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from mailer.cli import context as cli_context
 from mailer.settings import get_settings
 from mailer.storage.db import Database, make_engine, upgrade
-from mailer.storage.schema import metadata
+from mailer.schema import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -19,11 +19,13 @@ from mailer.campaigns.models import Campaign, CampaignLog
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.errors import InvalidInput, InvalidTransition, NotFound, PolicyRefusal
 from mailer.ingest.models import Release
+from mailer.render.check import assert_template_ok
 from mailer.scheduling import policy
 from mailer.scheduling.jobs import campaign_job_id, remove_job_row
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from subscribers.models import Segment
+from subscribers.segments import parse_query
 
 
 def get_campaign(session: Session, campaign_id: int, *, for_update: bool = False) -> Campaign:
@@ -67,7 +69,6 @@ def create_campaign(
 
 
 def _check_query(query: str | None) -> None:
-    from subscribers.segments import parse_query
 
     parse_query(query or "")
 
@@ -93,7 +94,6 @@ def approve_campaign(session: Session, campaign: Campaign, *, by: str, settings:
 
 
 def _check_templates(campaign: Campaign, settings: Settings) -> None:
-    from mailer.render.check import assert_template_ok
 
     assert_template_ok(campaign.template, settings)
 

@@ -6,6 +6,8 @@ import typer
 
 from mailer.cli import context
 from mailer.cli.apps import app
+from mailer.demo import AUDIENCE, run_demo
+from mailer.doctor import FAIL, run_checks
 from mailer.storage.db import current_revision, head_revision, make_engine, upgrade
 
 
@@ -26,7 +28,6 @@ def init_command() -> None:
 @app.command("doctor")
 def doctor_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Check the configuration and say what to fix. Exits 1 when anything must be fixed."""
-    from mailer.doctor import FAIL, run_checks
 
     findings = run_checks(context.settings())
     context.emit([f.as_dict() for f in findings], as_json, _print_findings)
@@ -44,11 +45,9 @@ def _print_findings(console, findings) -> None:
 @app.command("demo")
 def demo_command(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Run the whole job on bundled sample data (outbox only), then print the delivery report."""
-    from mailer.demo import run_demo
 
     settings = context.settings()
     result = run_demo(context.database(), settings)
-    from mailer.demo import AUDIENCE
 
     data = {"campaign": result.status, "release_id": result.release_id, "audience": AUDIENCE,
             "subscribers": result.subscribers, "outbox": str(settings.outbox_dir.resolve())}

@@ -13,10 +13,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from mailer.campaigns import actions as ops
 from mailer.campaigns import service
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app
 from mailer.errors import InvalidInput
+from mailer.scheduling.leader import current_leader
 from mailer.scheduling.policy import format_local
 from mailer.scheduling.times import parse_when
 
@@ -84,7 +86,7 @@ def create_command(
     """Create a draft campaign of a release for an audience."""
     settings = context.settings()
     with context.database().session() as session:
-        campaign = service.create_campaign(
+        campaign = ops.create(
             session, release_id=release, segment=segment, query=query, template=template,
             subject=subject, by=by or default_user())
         data = _dict(campaign, settings)
@@ -140,7 +142,7 @@ def edit_command(
     as_json: bool = JSON,
 ) -> None:
     """Change a campaign; an approved or scheduled one goes back to draft."""
-    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.update_campaign(
+    _mutate(campaign_id, as_json, lambda session, campaign, _settings: ops.edit(
         session, campaign, by=by or default_user(), subject=subject, query=query,
         segment=segment, template=template))
 
@@ -152,7 +154,7 @@ def approve_command(
     as_json: bool = JSON,
 ) -> None:
     """Approve a draft (runs the template check; the author cannot approve)."""
-    _mutate(campaign_id, as_json, lambda session, campaign, settings: service.approve_campaign(
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.approve(
         session, campaign, by=by, settings=settings))
 
 
@@ -175,26 +177,23 @@ def schedule_command(
     when = None if now else parse_when(at, settings)
 
     def action(session, campaign, settings):
-        service.schedule_campaign(session, campaign, at=when, settings=settings,
-                                  by=by or default_user(), override_blackout=override_blackout,
-                                  reason=reason)
+        ops.schedule(session, campaign, at=when, settings=settings, by=by or default_user(),
+                     override_blackout=override_blackout, reason=reason)
 
     if not now:
         _mutate(campaign_id, as_json, action)
         _warn_without_scheduler()
         return
-    from mailer.scheduling.scheduler import start_now
 
     db = context.database()
-    start_now(db, settings, campaign_id, by=by or default_user(),
-              override_blackout=override_blackout, reason=reason)
+    ops.send_now(db, settings, campaign_id, by=by or default_user(),
+                 override_blackout=override_blackout, reason=reason)
     with db.session() as session:
         data = _dict(service.get_campaign(session, campaign_id), settings)
     context.emit(data, as_json, _print_campaign)
 
 
 def _warn_without_scheduler() -> None:
-    from mailer.scheduling.leader import current_leader
 
     if current_leader(context.database()) is None:
         context.stderr().print(
@@ -207,8 +206,8 @@ def pause_command(campaign_id: int = typer.Argument(..., metavar="ID"),
                   reason: str | None = REASON, by: str | None = BY,
                   as_json: bool = JSON) -> None:
     """Pause a send (senders stop within one batch)."""
-    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.pause_campaign(
-        session, campaign, by=by or default_user(), reason=reason))
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.pause(
+        session, campaign, by=by or default_user(), settings=settings, reason=reason))
 
 
 @campaigns_app.command("resume")
@@ -216,8 +215,8 @@ def resume_command(campaign_id: int = typer.Argument(..., metavar="ID"),
                    reason: str | None = REASON, by: str | None = BY,
                    as_json: bool = JSON) -> None:
     """Resume a paused send (workers pick it up again)."""
-    _mutate(campaign_id, as_json, lambda session, campaign, settings: service.resume_campaign(
-        session, campaign, settings=settings, by=by or default_user(), reason=reason))
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.resume(
+        session, campaign, by=by or default_user(), settings=settings, reason=reason))
 
 
 @campaigns_app.command("cancel")
@@ -225,5 +224,5 @@ def cancel_command(campaign_id: int = typer.Argument(..., metavar="ID"),
                    reason: str | None = REASON, by: str | None = BY,
                    as_json: bool = JSON) -> None:
     """Cancel a campaign that has not finished; a scheduled one will not go out."""
-    _mutate(campaign_id, as_json, lambda session, campaign, _settings: service.cancel_campaign(
-        session, campaign, by=by or default_user(), reason=reason))
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.cancel(
+        session, campaign, by=by or default_user(), settings=settings, reason=reason))

@@ -16,6 +16,7 @@ from rich.console import Console
 from mailer.settings import Settings, get_settings
 from mailer.storage.db import Database, open_database
 from mailer.storage.db import secret_key as _secret_key
+from mailer.tokens import TokenSigner
 
 _state: dict[str, Any] = {}
 
@@ -32,7 +33,6 @@ def database() -> Database:
 
 def signer():
     """The process's TokenSigner (secret from settings or the database)."""
-    from mailer.tokens import TokenSigner
 
     if "signer" not in _state:
         _state["signer"] = TokenSigner(_secret_key(database(), settings()))

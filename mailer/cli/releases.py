@@ -10,6 +10,17 @@ from rich.table import Table
 
 from mailer.cli import context
 from mailer.cli.apps import feeds_app, releases_app, topics_app
+from mailer.ingest.feeds import add_feed, feed_to_dict, get_feed, poll_all_feeds, poll_due_feeds
+from mailer.ingest.models import Feed
+from mailer.ingest.service import (
+    get_release,
+    import_report,
+    list_releases,
+    release_detail,
+    release_to_dict,
+)
+from mailer.ingest.topics import import_topic_pages, set_tag, topic_to_dict
+from subscribers.models import Topic
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
@@ -45,7 +56,6 @@ def import_command(
     """Import press releases; prints the releases created (re-imports create nothing)."""
     from sqlalchemy.exc import IntegrityError
 
-    from mailer.ingest.service import import_report, release_to_dict
 
     for attempt in (1, 2):
         try:
@@ -73,7 +83,6 @@ def list_command(
     as_json: bool = JSON,
 ) -> None:
     """Releases, newest first."""
-    from mailer.ingest.service import list_releases, release_to_dict
 
     with context.database().session() as session:
         rows = [release_to_dict(r) for r in list_releases(session, topic=topic, limit=limit)]
@@ -83,7 +92,6 @@ def list_command(
 @releases_app.command("show")
 def show_command(release_id: int = typer.Argument(..., metavar="ID"), as_json: bool = JSON) -> None:
     """One release with its topic scores and the terms that matched."""
-    from mailer.ingest.service import get_release, release_detail
 
     with context.database().session() as session:
         data = release_detail(session, get_release(session, release_id))
@@ -118,8 +126,6 @@ def _show_human(console, data: dict[str, Any]) -> None:
 
 
 def _tag(release_id: int, topic: str, on: bool, as_json: bool) -> None:
-    from mailer.ingest.service import get_release, release_to_dict
-    from mailer.ingest.topics import set_tag
 
     with context.database().session() as session:
         release = get_release(session, release_id)
@@ -164,7 +170,6 @@ def topics_import_command(
     as_json: bool = JSON,
 ) -> None:
     """Turn issue pages into topics (by slug: re-importing updates), then re-tag releases."""
-    from mailer.ingest.topics import import_topic_pages, topic_to_dict
 
     with context.database().session() as session:
         rows = [topic_to_dict(t) for t in import_topic_pages(session, paths, context.settings())]
@@ -176,8 +181,6 @@ def topics_list_command(as_json: bool = JSON) -> None:
     """Every topic with its weighted key terms."""
     from sqlalchemy import select
 
-    from mailer.ingest.models import Topic
-    from mailer.ingest.topics import topic_to_dict
 
     with context.database().session() as session:
         rows = [topic_to_dict(t) for t in session.scalars(select(Topic).order_by(Topic.slug))]
@@ -218,7 +221,6 @@ def feeds_add_command(
     as_json: bool = JSON,
 ) -> None:
     """Watch a feed. Its current items are imported now (without campaigns)."""
-    from mailer.ingest.feeds import add_feed, feed_to_dict
 
     with context.database().session() as session:
         feed, report = add_feed(session, url, context.settings(), auto=auto)
@@ -233,8 +235,6 @@ def feeds_list_command(as_json: bool = JSON) -> None:
     """Watched feeds and how their polling goes."""
     from sqlalchemy import select
 
-    from mailer.ingest.feeds import feed_to_dict
-    from mailer.ingest.models import Feed
 
     with context.database().session() as session:
         rows = [feed_to_dict(f, session) for f in session.scalars(select(Feed).order_by(Feed.id))]
@@ -245,7 +245,6 @@ def feeds_list_command(as_json: bool = JSON) -> None:
 def feeds_remove_command(ref: str = typer.Argument(..., metavar="ID_OR_URL"),
                          as_json: bool = JSON) -> None:
     """Stop watching a feed. Its releases and campaigns stay."""
-    from mailer.ingest.feeds import feed_to_dict, get_feed
 
     with context.database().session() as session:
         feed = get_feed(session, ref)
@@ -262,7 +261,6 @@ def feeds_poll_command(
 ) -> None:
     """Poll feeds now; new items become releases and draft campaigns. Exits 1 when any
     feed failed (after reporting every feed)."""
-    from mailer.ingest.feeds import poll_all_feeds, poll_due_feeds
 
     db, settings = context.database(), context.settings()
     results = poll_due_feeds(db, settings) if due_only else poll_all_feeds(db, settings)

@@ -12,21 +12,24 @@ import sys
 from pathlib import Path
 
 import typer
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import func, select
 
+from mailer.campaigns.content import compile_for
 from mailer.campaigns.service import get_campaign
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app, templates_app
-from mailer.errors import InvalidInput, NotFound, TemplateError
-from mailer.render import GMAIL_CLIP_BYTES, Personalizer, compile_campaign, personalize
+from mailer.delivery.oneoff import (
+    personalized_copy,
+    refused,
+    send_one_off,
+    subscriber_for_preview,
+    test_copy,
+)
+from mailer.errors import InvalidInput, TemplateError
+from mailer.render import GMAIL_CLIP_BYTES
 from mailer.render.check import check_all
-from mailer.transports.base import Batch, CompiledMessage, Recipient
+from mailer.transports import get_transport
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
-#: Who a preview is addressed to when no --subscriber is given.
-SAMPLE_EMAIL = "subscriber@example.com"
-SAMPLE_NAME = "Sample Subscriber"
 
 
 @templates_app.command("check")
@@ -60,19 +63,19 @@ def preview_command(
     settings = context.settings()
     with context.database().session() as session:
         campaign = get_campaign(session, campaign_id)
-        message = compile_campaign(session, campaign, settings)
-        recipient = _recipient_for(session, campaign.id, subscriber, required=True)
-    personal = personalize(message, recipient)
+        message = compile_for(session, campaign, settings)
+        person = subscriber_for_preview(session, subscriber)
+    personal = personalized_copy(message, person, settings, context.signer())
     out = out or Path(f"campaign-{campaign_id}-preview.html")
     out.write_text(personal.html, encoding="utf-8")
     size = len(personal.html.encode("utf-8"))
     if as_json:
-        context.emit({"campaign_id": campaign_id, "to": recipient.email, "out": str(out),
+        context.emit({"campaign_id": campaign_id, "to": person.email, "out": str(out),
                       "subject": personal.subject, "html_bytes": size, "text": personal.text,
                       "headers": personal.headers}, True)
         return
     sys.stderr.write(f"wrote {out} ({size / 1024:.1f} KB of HTML; Gmail clips at "
-                     f"{GMAIL_CLIP_BYTES // 1024} KB) for {recipient.email}\n")
+                     f"{GMAIL_CLIP_BYTES // 1024} KB) for {person.email}\n")
     typer.echo(f"Subject: {personal.subject}\n")
     typer.echo(personal.text, nl=False)
 
@@ -85,17 +88,14 @@ def send_test_command(
     as_json: bool = JSON,
 ) -> None:
     """Send a "[TEST]" copy through the configured transport; the campaign is untouched."""
-    from mailer.transports import get_transport
 
     settings = context.settings()
-    addresses = [_valid_address(a) for a in to]
     with context.database().session() as session:
-        campaign = get_campaign(session, campaign_id)
-        message = make_test_copy(compile_campaign(session, campaign, settings))
-        recipients = [_recipient_for(session, campaign.id, a, required=False) for a in addresses]
+        message, people = test_copy(session, get_campaign(session, campaign_id), to, settings)
     transport = get_transport(settings)
     try:
-        results = transport.send(Batch(message, recipients))
+        results = send_one_off(message, people, settings, context.signer(),
+                               transport=transport)
     finally:
         transport.close()
     rows = [{"to": r.recipient.email, "accepted": r.accepted, "id": r.provider_message_id,
@@ -107,41 +107,6 @@ def send_test_command(
         for row in rows:
             status = "sent" if row["accepted"] else f"refused: {row['error']}"
             typer.echo(f"{row['to']}: {status} ({transport.name})")
-    refused = [row["to"] for row in rows if not row["accepted"]]
-    if refused:
-        raise InvalidInput(f"the {transport.name} transport refused {', '.join(refused)}")
-
-
-def make_test_copy(message: CompiledMessage) -> CompiledMessage:
-    """The message with "[TEST]" in front of its subject and no campaign id (so neither the
-    outbox file name, SendGrid's custom args nor any event ties it to the real send)."""
-    return dataclasses.replace(message, subject=f"[TEST] {message.subject}", campaign_id=None,
-                               categories=("test",))
-
-
-def _recipient_for(session, campaign_id: int, email: str | None, *, required: bool
-                   ) -> Recipient:
-    """The subscriber with this address (their own name and tokens), or a sample recipient.
-
-    Raises NotFound when ``required`` and no subscriber has the address.
-    """
-    from subscribers.models import Subscriber
-
-    personalizer = Personalizer(context.settings(), context.signer(), campaign_id)
-    if email is None:
-        return personalizer.recipient(email=SAMPLE_EMAIL, name=SAMPLE_NAME, subscriber_id=None)
-    row = session.scalar(select(Subscriber).where(func.lower(Subscriber.email)
-                                                  == email.strip().lower()))
-    if row is None:
-        if required:
-            raise NotFound(f"no subscriber with address {email}")
-        return personalizer.recipient(email=email, name=None, subscriber_id=None)
-    return personalizer.recipient(email=row.email, name=row.name, subscriber_id=row.id)
-
-
-def _valid_address(address: str) -> str:
-    """Raises InvalidInput for an address that cannot receive mail."""
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"{address!r} is not a valid email address: {exc}") from None
+    if refused(results):
+        raise InvalidInput(f"the {transport.name} transport refused "
+                           f"{', '.join(refused(results))}")

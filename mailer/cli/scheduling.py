@@ -14,8 +14,12 @@ from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.cli import context
 from mailer.cli.apps import app, digests_app, schedule_app
+from mailer.cli.campaigns import default_user
+from mailer.errors import InvalidInput
 from mailer.scheduling import digests as digest_service
+from mailer.scheduling.leader import current_leader
 from mailer.scheduling.policy import format_local
+from mailer.scheduling.scheduler import run_scheduler
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
 
@@ -27,7 +31,6 @@ def scheduler_command() -> None:
     Only one scheduler leads at a time; start a second as a hot standby. Stops on Ctrl-C or
     SIGTERM.
     """
-    from mailer.scheduling.scheduler import run_scheduler
 
     context.service_logging()
     settings = context.settings()
@@ -80,7 +83,6 @@ def schedule_list_command(as_json: bool = JSON) -> None:
 
 def _warn_without_scheduler(items: list[dict[str, Any]]) -> None:
     """Scheduled sends need a running scheduler; say so (on stderr) when none is."""
-    from mailer.scheduling.leader import current_leader
 
     leader = current_leader(context.database())
     if leader is not None:
@@ -113,7 +115,6 @@ def digests_create_command(
     as_json: bool = JSON,
 ) -> None:
     """Define a recurring digest for subscribers who chose that frequency."""
-    from mailer.cli.campaigns import default_user
 
     settings = context.settings()
     with context.database().session() as session:
@@ -143,8 +144,6 @@ def digests_run_command(
     as_json: bool = JSON,
 ) -> None:
     """Run a digest now (covers releases since its last run) and start its campaigns."""
-    from mailer.cli.campaigns import default_user
-    from mailer.errors import InvalidInput
 
     if override_blackout and not (reason or "").strip():
         raise InvalidInput('--override-blackout needs --reason "why this mailing must go out"')

@@ -11,9 +11,13 @@ from sqlalchemy.exc import IntegrityError
 
 from mailer.cli import context
 from mailer.cli.apps import segments_app, subscribers_app
+from mailer.delivery.confirmations import send_confirmations
 from mailer.errors import InvalidInput
+from mailer.tracking.erasure import forget
 from subscribers import segments as seg
 from subscribers import service
+from subscribers.export import export_subscribers
+from subscribers.importer import import_subscribers
 from subscribers.models import ACTIVE, PENDING, Segment
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
@@ -34,7 +38,6 @@ def import_command(
     as_json: bool = JSON,
 ) -> None:
     """Import subscribers. Idempotent; never re-activates anyone who unsubscribed."""
-    from subscribers.importer import import_subscribers
 
     db = context.database()
     with context.progress("importing") as progress:
@@ -42,7 +45,6 @@ def import_command(
                                     double_opt_in=double_opt_in, progress=progress)
     data = report.to_dict()
     if double_opt_in:
-        from subscribers.confirmations import send_confirmations
 
         data["confirmations"] = send_confirmations(
             db, context.settings(), context.signer(), created_since=report.started_at)
@@ -78,7 +80,6 @@ def export_command(
     as_json: bool = JSON,
 ) -> None:
     """Write subscribers to CSV (spreadsheet-safe: formula-like cells are neutralized)."""
-    from subscribers.export import export_subscribers
 
     written = export_subscribers(context.database(), file, query=query)
     context.emit({"file": str(file), "exported": written}, as_json,
@@ -152,7 +153,7 @@ def forget_command(email: str = typer.Argument(...), as_json: bool = JSON) -> No
     """Erase a person's data; only a hash of the address stays, so no import adds them back."""
     with context.database().session() as session:
         subscriber = service.get_by_email(session, email)
-        service.forget(session, subscriber, cause="staff (mailer subscribers forget)")
+        forget(session, subscriber, cause="staff (mailer subscribers forget)")
     context.emit({"forgotten": True, "suppressed": True}, as_json,
                  lambda c, d: c.print("forgotten; the address stays on the suppression list "
                                       "(as a hash)", markup=False))
@@ -184,7 +185,6 @@ def _show_list(console, rows: list[dict]) -> None:
 @subscribers_app.command("send-confirmations")
 def send_confirmations_command(as_json: bool = JSON) -> None:
     """Send the confirmation email to pending subscribers who have not had one yet."""
-    from subscribers.confirmations import send_confirmations
 
     data = send_confirmations(context.database(), context.settings(), context.signer())
     context.emit(data, as_json, lambda c, d: c.print(

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app, deliveries_app, events_app
+from mailer.delivery.engine import in_doubt_policy
 from mailer.errors import InvalidInput
 from mailer.tracking.events import needs_scrub, scrub
 from mailer.tracking.ingest import IngestSummary, ingest_with_retry
@@ -109,7 +110,6 @@ def campaigns_status(
         data = campaign_status(session, campaign_id)
     # How in-doubt deliveries are settled here (delivery engine): explicit when no webhook
     # evidence can arrive.
-    from mailer.delivery.engine import in_doubt_policy
     data["in_doubt_policy"] = in_doubt_policy(context.settings())
     context.emit(data, as_json, _print_status)
 

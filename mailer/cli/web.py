@@ -14,7 +14,18 @@ import typer
 
 from mailer.cli import context
 from mailer.cli.apps import app, tokens_app, users_app
+from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
+from mailer.scheduling.scheduler import run_scheduler
+from mailer.web.app import create_app
+from mailer.web.auth import (
+    create_api_token,
+    create_user,
+    list_api_tokens,
+    revoke_api_token,
+    set_password,
+)
+from mailer.web.models import User
 
 log = logging.getLogger("mailer.run")
 
@@ -34,7 +45,6 @@ def serve_command(
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
 ) -> None:
     """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
-    from mailer.web.app import create_app
 
     context.service_logging()
     web_app = create_app(context.settings(), context.database())
@@ -68,9 +78,6 @@ def run_command(
     The web app runs in the main thread; the scheduler and the worker run in threads that
     stop when the web server stops (Ctrl-C or SIGTERM).
     """
-    from mailer.delivery.worker import run_worker
-    from mailer.scheduling.scheduler import run_scheduler
-    from mailer.web.app import create_app
 
     context.service_logging()
     settings, db = context.settings(), context.database()
@@ -115,7 +122,6 @@ def users_add(
                                         help="Read the password from standard input."),
 ) -> None:
     """Add a dashboard user (asks for the password, or reads it from stdin)."""
-    from mailer.web.auth import create_user
 
     password = _read_password(password_stdin)
     with context.database().session() as session:
@@ -141,7 +147,6 @@ def tokens_create(
     user: str | None = typer.Option(None, "--user", help="Act as this dashboard user."),
 ) -> None:
     """Create an API bearer token and print it once (only its SHA-256 is stored)."""
-    from mailer.web.auth import create_api_token
 
     with context.database().session() as session:
         token = create_api_token(session, name, user)
@@ -154,7 +159,6 @@ def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON docu
     """List dashboard users (never their password hashes)."""
     from sqlalchemy import select
 
-    from mailer.web.models import User
 
     with context.database().session() as session:
         rows = [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()}
@@ -170,7 +174,6 @@ def users_password(
                                         help="Read the new password from standard input."),
 ) -> None:
     """Set a user's password; their open dashboard sessions end."""
-    from mailer.web.auth import set_password
 
     password = _read_password(password_stdin)
     with context.database().session() as session:
@@ -181,7 +184,6 @@ def users_password(
 @tokens_app.command("list")
 def tokens_list(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
     """List API tokens: name, user, created, last used (the tokens themselves are not kept)."""
-    from mailer.web.auth import list_api_tokens
 
     with context.database().session() as session:
         rows = list_api_tokens(session)
@@ -193,7 +195,6 @@ def tokens_list(as_json: bool = typer.Option(False, "--json", help="One JSON doc
 @tokens_app.command("revoke")
 def tokens_revoke(name: str = typer.Argument(..., help="The token's name.")) -> None:
     """Revoke an API token at once (calls with it get 401)."""
-    from mailer.web.auth import revoke_api_token
 
     with context.database().session() as session:
         revoke_api_token(session, name)

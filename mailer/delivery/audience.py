@@ -1,19 +1,23 @@
 """Drawing a campaign's audience into ``deliveries``: one INSERT … SELECT, no rows in Python.
 
-The audience is ``subscribers.segments.campaign_audience`` (active, unsuppressed subscribers
+The audience is ``campaign_audience`` (active, unsuppressed subscribers
 matching the campaign's segment or query) evaluated at the moment sending starts. The unique
 (campaign_id, subscriber_id) constraint and the NOT EXISTS guard make drawing idempotent.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import exists, func, insert, literal, select
+from sqlalchemy import Select, and_, exists, func, insert, literal, select
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
+from mailer.errors import QueryError
+from mailer.scheduling.models import DigestRecipient
 from mailer.storage.base import UTCDateTime, utcnow
+from subscribers.models import Subscriber
+from subscribers.segments import audience_select
 
 
 def draw_audience(session: Session, campaign: Campaign) -> int:
@@ -22,7 +26,6 @@ def draw_audience(session: Session, campaign: Campaign) -> int:
 
     Raises QueryError / NotFound when the campaign's segment or query cannot be evaluated.
     """
-    from subscribers.segments import campaign_audience
 
     audience = campaign_audience(session, campaign).order_by(None).subquery()
     table = Delivery.__table__
@@ -36,3 +39,29 @@ def draw_audience(session: Session, campaign: Campaign) -> int:
         ["campaign_id", "subscriber_id", "email", "status", "attempts", "created_at"], rows))
     return session.scalar(
         select(func.count()).select_from(table).where(table.c.campaign_id == campaign.id)) or 0
+
+
+def campaign_audience(session: Session, campaign) -> Select:
+    """The audience of ``campaign``: its saved segment (evaluated now, so people who joined
+    since it was saved are included) or its own query. Raises QueryError when it has neither.
+
+    A release campaign reaches only subscribers who chose ``immediate`` delivery; those who
+    chose a daily or weekly digest get the release in their digest instead. A digest campaign
+    (``kind == "digest"``) reaches the members it was planned for (``digest_recipients``) who
+    still match its query; see ``mailer.scheduling.digests``.
+    """
+    if getattr(campaign, "segment_id", None) is not None:
+        audience = audience_select(session, segment=int(campaign.segment_id))
+    elif getattr(campaign, "query", None):
+        audience = audience_select(session, query=campaign.query)
+    else:
+        raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
+    if getattr(campaign, "kind", "release") == "digest":
+        # A join, not IN (...): the planner then walks this campaign's members by index
+        # instead of scanning every active subscriber once per digest group.
+        audience = audience.join(DigestRecipient, and_(
+            DigestRecipient.subscriber_id == Subscriber.id,
+            DigestRecipient.campaign_id == campaign.id))
+    else:
+        audience = audience.where(Subscriber.frequency == "immediate")
+    return audience

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import mailer.storage.schema  # noqa: F401  (every model, so flushes resolve all foreign keys)
+from mailer.campaigns.content import compile_for
 from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
@@ -35,8 +35,11 @@ from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.sender import CampaignSender, RunStats
 from mailer.errors import InvalidTransition, MailerError
+from mailer.render import Personalizer
+from mailer.scheduling.policy import check_send_allowed
 from mailer.settings import Settings
 from mailer.storage.db import Database, secret_key
+from mailer.tokens import TokenSigner
 from mailer.transports import get_transport
 from mailer.transports.base import CompiledMessage, Transport
 
@@ -99,10 +102,6 @@ def _cannot_start(campaign: Campaign) -> str:
 
 
 def _check_policy(campaign: Campaign, settings: Settings) -> None:
-    try:
-        from mailer.scheduling.policy import check_send_allowed
-    except ImportError:  # scheduling rules not installed
-        return
     check_send_allowed(campaign, settings)
 
 
@@ -226,13 +225,11 @@ _cache_lock = threading.Lock()
 
 def compiled_message(session: Session, campaign: Campaign, settings: Settings) -> CompiledMessage:
     """The campaign rendered once per process (a campaign cannot change while it sends)."""
-    from mailer.render import compile_campaign
-
     key = (campaign.id, campaign.started_at)
     with _cache_lock:
         cached = _compiled.get(key)
     if cached is None:
-        cached = compile_campaign(session, campaign, settings)
+        cached = compile_for(session, campaign, settings)
         with _cache_lock:
             _compiled[key] = cached
     return cached
@@ -240,9 +237,6 @@ def compiled_message(session: Session, campaign: Campaign, settings: Settings) -
 
 def make_recipient_factory(db: Database, settings: Settings, campaign_id: int):
     """``Personalizer(...).recipient`` for the campaign, with the installation's token key."""
-    from mailer.render import Personalizer
-    from mailer.tokens import TokenSigner
-
     secret = secret_key(db, settings)
     with _cache_lock:
         signer = _signers.get(secret)

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import threading
@@ -64,7 +63,7 @@ def share(settings: Settings, processes: int) -> Settings:
 class Helpers:
     """``count`` helper processes sending ``campaign_id``; ``finish`` collects them.
 
-    Each helper is ``python -m mailer.delivery.fanout`` (not ``multiprocessing``, which would
+    Each helper is ``python -m mailer.delivery.helper`` (not ``multiprocessing``, which would
     re-import the caller's main module), reading its arguments from its stdin and reporting
     its counts as JSON lines on its stdout. The parent holds the helper's stdin open: closing
     it (``stop``, or the parent dying in any way, kill -9 included) tells the helper to stop.
@@ -76,10 +75,10 @@ class Helpers:
         self._procs: list[subprocess.Popen] = []
         self._readers: list[threading.Thread] = []
         for index in range(count):
-            proc = subprocess.Popen([sys.executable, "-m", "mailer.delivery.fanout"],
+            proc = subprocess.Popen([sys.executable, "-m", "mailer.delivery.helper"],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
             proc.stdin.write(pickle.dumps((settings, database_url, campaign_id)))
-            proc.stdin.write(b"\n" + _ARGS_END)
+            proc.stdin.write(b"\n" + ARGS_END)
             proc.stdin.flush()
             reader = threading.Thread(target=self._read, args=(index, proc.stdout),
                                       daemon=True, name=f"send-helper-{index}")
@@ -123,7 +122,8 @@ class Helpers:
         return self.totals()
 
 
-_ARGS_END = b"--end-of-arguments--\n"
+#: Ends the pickled arguments a helper reads from stdin (see ``mailer.delivery.helper``).
+ARGS_END = b"--end-of-arguments--\n"
 
 
 def _close(stream) -> None:
@@ -131,54 +131,3 @@ def _close(stream) -> None:
         stream.close()
     except OSError:
         pass
-
-
-def helper_main() -> None:
-    """A helper process: send the campaign until nothing is claimable or told to stop."""
-    from mailer.delivery.engine import send_campaign
-    from mailer.errors import MailerError
-    from mailer.storage.db import Database, make_engine
-
-    data = b""
-    for line in sys.stdin.buffer:
-        if line == _ARGS_END:
-            break
-        data += line
-    settings, database_url, campaign_id = pickle.loads(data[:-1])
-    stop = threading.Event()
-    # Ctrl-C reaches the whole process group: the parent decides and closes our stdin. A
-    # SIGTERM (service stop) lets the batches in flight finish and be recorded, as stop does.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    threading.Thread(target=_watch_parent, args=(stop,), daemon=True,
-                     name="parent-watch").start()
-    db = Database(make_engine(database_url))
-    out = sys.stdout
-
-    def report(stats) -> None:
-        out.write(json.dumps([stats.accepted, stats.failed, stats.skipped, stats.in_doubt])
-                  + "\n")
-        out.flush()
-
-    try:
-        send_campaign(db, settings, campaign_id, stop=stop, progress=report,
-                      wait_for_others=False, processes=1)
-    except MailerError as exc:  # paused or cancelled meanwhile, cannot render: logged
-        log.warning("send helper: %s", exc)
-    except BrokenPipeError:  # the parent is gone; what we sent is recorded
-        pass
-    finally:
-        db.dispose()
-
-
-def _watch_parent(stop: threading.Event) -> None:
-    """Stop when stdin closes: the parent asked, or died (kill -9 closes its pipes too)."""
-    try:  # the raw descriptor: a daemon thread blocked in a buffered read breaks shutdown
-        while os.read(0, 4096):
-            pass
-    finally:
-        stop.set()
-
-
-if __name__ == "__main__":
-    helper_main()

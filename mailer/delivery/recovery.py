@@ -31,6 +31,8 @@ from mailer.delivery.records import DeliveryStatus as DS
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.tracking.models import DeliveryEventRow
+from mailer.transports.base import Recipient
+from mailer.transports.outbox import message_filename
 
 TABLE = Delivery.__table__
 C = TABLE.c
@@ -155,8 +157,6 @@ def resolve_in_doubt(session: Session, settings: Settings, campaign_id: int,
 def _accept_written_files(session: Session, settings: Settings, campaign_id: int,
                           now: datetime) -> int:
     """The outbox's evidence is the file itself (written atomically, named by delivery)."""
-    from mailer.transports.base import Recipient
-    from mailer.transports.outbox import message_filename
 
     ids = session.scalars(select(C.id).where(C.campaign_id == campaign_id,
                                              C.status == DS.IN_DOUBT)).all()

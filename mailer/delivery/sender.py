@@ -32,6 +32,7 @@ from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.settings import Settings
 from mailer.storage.db import Database
+from mailer.tracking.logs import log_event
 from mailer.transports.base import CompiledMessage, Recipient, Transport
 
 log = logging.getLogger("mailer.delivery")
@@ -277,7 +278,6 @@ class CampaignSender:
 
 def log_handoff(campaign_id: int, worker: str, out: Outcome) -> None:
     """One structured JSON log line per recorded hand-off (see mailer.tracking.logs)."""
-    from mailer.tracking.logs import log_event
 
     outcome = ("accepted" if out.all_accepted or (out.results and not out.failed
                                                   and not out.in_doubt) else

@@ -26,11 +26,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from mailer.campaigns.lifecycle import note
+from mailer.campaigns.service import create_campaign, schedule_campaign
 from mailer.errors import IngestError, MailerError, NotFound
+from mailer.ingest.html import parse_document
 from mailer.ingest.models import Feed, Release
 from mailer.ingest.rss import parse_feed
 from mailer.ingest.service import ImportReport, store_items
 from mailer.ingest.sources import check_content, fetch, is_url, sniff_kind
+from mailer.scheduling.policy import next_allowed_time
 from mailer.settings import Settings, get_settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
@@ -80,7 +84,6 @@ def discover_feed(loaded) -> str:
     when it names none."""
     from urllib.parse import urljoin
 
-    from mailer.ingest.html import parse_document
 
     doc = parse_document(loaded.text, loaded.source)
     for link in doc.iter("link"):
@@ -173,7 +176,6 @@ def _store_loaded(session: Session, feed: Feed, loaded, settings: Settings) -> I
 def _draft_campaigns(session: Session, feed: Feed, report: ImportReport,
                      settings: Settings) -> list[dict[str, Any]]:
     """A draft campaign per new release that has topics, to those topics' subscribers."""
-    from mailer.campaigns.service import create_campaign
 
     out = []
     for release in report.created:
@@ -203,9 +205,6 @@ def auto_schedule(session: Session, campaign, settings: Settings, *,
     blackout, a template that fails its check) leaves it where it got to, with the reason;
     it never stops the feed's import.
     """
-    from mailer.campaigns.lifecycle import note
-    from mailer.campaigns.service import schedule_campaign
-    from mailer.scheduling.policy import next_allowed_time
 
     if settings.require_approval:
         reason = ("auto feed: waiting for approval by a person "

@@ -1,4 +1,5 @@
-"""Releases, topics and watched feeds."""
+"""Releases (and the topics they are tagged with) and watched feeds. Topics themselves are
+what constituents follow, so their table lives in ``subscribers.models``."""
 
 from __future__ import annotations
 
@@ -8,20 +9,7 @@ from sqlalchemy import Boolean, Date, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
-
-
-class Topic(Base):
-    """An issue area constituents can follow (e.g. ``human-trafficking``)."""
-
-    __tablename__ = "topics"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    slug: Mapped[str] = mapped_column(String(100), unique=True)
-    name: Mapped[str] = mapped_column(String(200))
-    description: Mapped[str] = mapped_column(Text, default="")
-    #: term -> weight, used by the release tagger.
-    terms: Mapped[dict] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+from subscribers.models import Topic
 
 
 class Feed(Base):

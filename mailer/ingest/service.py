@@ -21,13 +21,31 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.models import Campaign
+from mailer.campaigns.models import CampaignStatus as S
+from mailer.campaigns.service import update_campaign
 from mailer.errors import IngestError, NotFound
 from mailer.ingest.dedupe import Seen, content_hash
+from mailer.ingest.html import parse_html
+from mailer.ingest.markdown import parse_markdown
 from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.parsed import MAX_DATELINE, MAX_SUBTITLE, ParsedRelease
+from mailer.ingest.rss import parse_feed
 from mailer.ingest.sources import Loaded, read_source
-from mailer.ingest.topics import find_topic, score_release, tag_release, topic_to_dict
+from mailer.ingest.text import parse_text
+from mailer.ingest.topics import (
+    THRESHOLD,
+    find_topic,
+    release_words,
+    score_release,
+    set_tag,
+    tag_release,
+    topic_to_dict,
+)
+from mailer.scheduling.jobs import campaign_job_id, remove_job_row
 from mailer.settings import Settings
+from subscribers.models import Topic
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +90,15 @@ def import_report(session: Session, sources: list[str], settings: Settings, *,
 def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
     """Parse one read source into releases (a feed gives many). Raises IngestError."""
     if loaded.kind == "feed":
-        from mailer.ingest.rss import parse_feed
 
         return parse_feed(loaded.data, loaded.source, url=loaded.url, zone=settings.zone).items
     text = loaded.text
     if loaded.kind == "html":
-        from mailer.ingest.html import parse_html
 
         return [parse_html(text, loaded.source, base_url=loaded.url, zone=settings.zone)]
     if loaded.kind == "markdown":
-        from mailer.ingest.markdown import parse_markdown
 
         return [parse_markdown(text, loaded.source)]
-    from mailer.ingest.text import parse_text
 
     item = parse_text(text, loaded.source)
     item.link = item.link or loaded.url
@@ -95,7 +109,6 @@ def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
 def store_items(session: Session, items: list[ParsedRelease], *,
                 feed_id: int | None = None) -> ImportReport:
     """Deduplicate and store parsed items; tag what is created or changed."""
-    from mailer.ingest.models import Topic
 
     report, seen = ImportReport(), Seen(session)
     topics = list(session.scalars(select(Topic)))
@@ -144,7 +157,6 @@ def _create(session: Session, item: ParsedRelease, digest: str, feed_id: int | N
     session.flush()
     tag_release(session, release, topics)
     for ref in item.topics:
-        from mailer.ingest.topics import set_tag
 
         try:
             set_tag(session, release, ref, on=True)
@@ -172,11 +184,6 @@ def _follow_release_change(session: Session, release: Release, old_title: str) -
     and scheduled campaigns to draft and drops their scheduler job); a campaign whose subject
     was set by hand keeps it but still goes back to draft for a fresh approval.
     """
-    from mailer.campaigns.lifecycle import transition
-    from mailer.campaigns.models import Campaign
-    from mailer.campaigns.models import CampaignStatus as S
-    from mailer.campaigns.service import update_campaign
-    from mailer.scheduling.jobs import campaign_job_id, remove_job_row
 
     touched = []
     campaigns = session.scalars(select(Campaign).where(
@@ -221,8 +228,6 @@ def release_to_dict(release: Release) -> dict[str, Any]:
 def release_detail(session: Session, release: Release) -> dict[str, Any]:
     """``release_to_dict`` plus the HTML body and every topic's score and matched terms
     (also topics below the threshold, so staff can see why a tag is missing)."""
-    from mailer.ingest.models import Topic
-    from mailer.ingest.topics import THRESHOLD, release_words
 
     links = {link.topic_id: link for link in release.topic_links}
     scores, words = [], release_words(release)

@@ -38,9 +38,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.errors import IngestError, NotFound
-from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.ingest.html import article_text
+from mailer.ingest.markdown import front_matter
+from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.parsed import clean_inline
+from mailer.ingest.sources import read_source
+from mailer.ingest.text import OFFICE_LINE, split_blocks
 from mailer.settings import Settings, get_settings
+from subscribers.models import Topic
 
 THRESHOLD = 15.0
 CORE_WEIGHT = 2.0
@@ -119,7 +124,6 @@ def parse_issue_page(text: str, source: str, *, meta: dict | None = None) -> Top
 
     Raises IngestError when the page has no name line or no text.
     """
-    from mailer.ingest.text import OFFICE_LINE, split_blocks
 
     meta = meta or {}
     blocks = [" ".join(b) for b in split_blocks(text)]
@@ -214,7 +218,6 @@ def import_topic_pages(session: Session, paths: list[str | Path],
     Raises IngestError for an unreadable page; nothing is stored then (the caller's session
     rolls back).
     """
-    from mailer.ingest.sources import read_source
 
     settings = settings or get_settings()
     drafts = [_draft_from(read_source(str(p), settings)) for p in paths]
@@ -237,10 +240,8 @@ def _draft_from(loaded) -> TopicDraft:
         raise IngestError(f"{loaded.source}: a feed is not an issue page")
     text, meta = loaded.text, {}
     if loaded.kind == "markdown":
-        from mailer.ingest.markdown import front_matter
         meta, text = front_matter(text, loaded.source)
     elif loaded.kind == "html":
-        from mailer.ingest.html import article_text
 
         text = article_text(text, loaded.source)
     return parse_issue_page(text, loaded.source, meta=meta)

@@ -2,7 +2,7 @@
 each recipient is personalized by substitution (SendGrid ``substitutions`` for the API
 transport, ``personalize`` locally for outbox and SMTP).
 
-    compiled = compile_campaign(session, campaign, settings)
+    compiled = compile_campaign(campaign, releases, settings)   # releases: campaigns.content
     personalizer = Personalizer(settings, signer, campaign.id)
     recipient = personalizer.recipient(email=..., name=..., subscriber_id=..., delivery_id=...)
     message = personalize(compiled, recipient)   # subject, html, text, headers

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import css_inline
-from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound, TemplateError
 from mailer.render.context import (
@@ -47,19 +46,17 @@ _INLINER = css_inline.CSSInliner(
 )
 
 
-def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
-                     releases: Sequence[Any] | None = None,
+def compile_campaign(campaign: Any, releases: Sequence[Any], settings: Settings, *,
                      web_view: bool = False) -> CompiledMessage:
     """Render ``campaign`` once, with placeholders for per-recipient values.
 
-    A release campaign renders its release with ``campaign.template``; a digest campaign
-    renders ``releases`` when given, else the releases it was created with
-    (``digest_release_ids``). Raises NotFound (a release missing), InvalidInput (a digest
-    without releases), TemplateError (template broken or over 102 KB).
+    Takes data and fetches none: ``releases`` are the campaign's releases, gathered by the
+    caller (``mailer.campaigns.content``) — the one release of a release campaign, rendered
+    with ``campaign.template``, or a digest's releases in order. Raises NotFound (a release
+    campaign without its release), InvalidInput (a digest without releases), TemplateError
+    (template broken, of the wrong kind, or over 102 KB).
     """
     if campaign.kind == "digest":
-        if releases is None:
-            releases = _digest_releases(session, campaign)
         return compile_digest(releases, settings, subject=campaign.subject,
                               campaign_id=campaign.id, template=campaign.template or "digest",
                               web_view=web_view)
@@ -67,12 +64,9 @@ def compile_campaign(session: Session, campaign: Any, settings: Settings, *,
     if template_kind(template) != "release":
         raise TemplateError(f"campaign {campaign.id} sends one release, but template "
                             f"{template!r} is for {template_kind(template)} messages")
-    from mailer.ingest.models import Release
-
-    release = session.get(Release, campaign.release_id) if campaign.release_id else None
-    if release is None:
+    if not releases:
         raise NotFound(f"campaign {campaign.id} has no release (id {campaign.release_id})")
-    data = release_context(release, settings)
+    data = release_context(releases[0], settings)
     extra = {"release": data, "preheader": data["subtitle"] or data["summary"]}
     return _compile(template, settings, subject=campaign.subject,
                     campaign_id=campaign.id, extra=extra, web_view=web_view)
@@ -105,19 +99,10 @@ def compile_system_message(template_name: str, settings: Settings, *, subject: s
                     web_view=False, categories=(template_name,))
 
 
-def render_web_view(session: Session, campaign: Any, settings: Settings, *,
-                    releases: Sequence[Any] | None = None) -> str:
+def render_web_view(campaign: Any, releases: Sequence[Any], settings: Settings) -> str:
     """The campaign as the public archive shows it: no personal data, neutral links."""
-    message = compile_campaign(session, campaign, settings, releases=releases, web_view=True)
+    message = compile_campaign(campaign, releases, settings, web_view=True)
     return substitute(message.html, neutral_substitutions(settings))
-
-
-def _digest_releases(session: Session, campaign: Any) -> Sequence[Any]:
-    if not getattr(campaign, "digest_release_ids", None):
-        raise InvalidInput(f"digest campaign {campaign.id} has no releases to render")
-    from mailer.scheduling.digests import digest_releases  # the releases it was created with
-
-    return digest_releases(session, campaign)
 
 
 def _compile(template: str, settings: Settings, *, subject: str, campaign_id: int | None,

@@ -8,27 +8,29 @@ limit per personalization) and made of characters that neither Jinja2's autoesca
 css-inline alter, so they reach the compiled message untouched.
 
 ``Personalizer.recipient`` makes a ``Recipient`` (substitutions + List-Unsubscribe header);
-``personalize`` applies it locally (outbox, SMTP) in one pass over precomputed segments.
+``mailer.transports.substitution.personalize`` applies it locally (outbox, SMTP). The keys
+and the fill live in transports because they are the contract between a compiled message and
+the transport that delivers it: SendGrid substitutes server-side, the local transports there.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from markupsafe import Markup, escape
 
 from mailer.settings import Settings
-from mailer.transports.base import CompiledMessage, Recipient
-
-#: The values a template can print per recipient (``recipient.<name>``).
-FIELDS = ("name", "email", "unsubscribe_url", "preferences_url")
-_SHORT = {"name": "name", "email": "email", "unsubscribe_url": "unsub",
-          "preferences_url": "prefs"}
-HTML_KEYS = {f: f"-{_SHORT[f]}_h-" for f in FIELDS}
-TEXT_KEYS = {f: f"-{_SHORT[f]}_t-" for f in FIELDS}
-ALL_KEYS = frozenset(HTML_KEYS.values()) | frozenset(TEXT_KEYS.values())
-PLACEHOLDER_RE = re.compile("|".join(re.escape(k) for k in sorted(ALL_KEYS)))
+from mailer.transports.base import Recipient
+from mailer.transports.substitution import (  # noqa: F401  (re-exported for render's users)
+    ALL_KEYS,
+    FIELDS,
+    HTML_KEYS,
+    PLACEHOLDER_RE,
+    TEXT_KEYS,
+    PersonalizedMessage,
+    personalize,
+    substitute,
+)
 
 
 def defuse(text: str) -> str:
@@ -54,19 +56,6 @@ class RecipientPlaceholders:
         keys = HTML_KEYS if html else TEXT_KEYS
         for name, key in keys.items():
             setattr(self, name, Markup(key) if html else key)
-
-
-@dataclass(slots=True)
-class PersonalizedMessage:
-    """One recipient's finished message: what the outbox and SMTP transports put in MIME.
-
-    (Not frozen: a frozen dataclass's ``__init__`` costs about a microsecond per recipient.)
-    """
-
-    subject: str
-    html: str
-    text: str
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Personalizer:
@@ -125,61 +114,3 @@ def neutral_substitutions(settings: Settings) -> dict[str, str]:
     subs = {HTML_KEYS[f]: html_escape(v) for f, v in values.items()}
     subs.update({TEXT_KEYS[f]: v for f, v in values.items()})
     return subs
-
-
-def personalize(message: CompiledMessage, recipient: Recipient) -> PersonalizedMessage:
-    """Fill ``message``'s placeholders with ``recipient``'s values, in one pass per part.
-
-    A key the recipient lacks is left in place (so a bug shows, rather than silently vanishing).
-    """
-    subject, html, text = _parts(message)
-    subs = recipient.substitutions
-    headers = {**message.headers, **recipient.headers}
-    return PersonalizedMessage(subject.fill(subs), html.fill(subs), text.fill(subs), headers)
-
-
-def substitute(text: str, substitutions: dict[str, str]) -> str:
-    """Replace every placeholder in ``text`` (the same one-pass fill as ``personalize``)."""
-    return _Segments(text).fill(substitutions)
-
-
-class _Segments:
-    """A compiled part split at its placeholders: literal, key, literal, key, …, literal."""
-
-    __slots__ = ("parts", "slots")
-
-    def __init__(self, text: str):
-        literals = PLACEHOLDER_RE.split(text)
-        keys = PLACEHOLDER_RE.findall(text)
-        # split() drops the separators; interleave them back at the odd positions.
-        merged: list[str] = []
-        for literal, key in zip(literals, keys, strict=False):
-            merged += (literal, key)
-        merged.append(literals[-1])
-        self.parts = merged
-        self.slots = tuple((i, merged[i]) for i in range(1, len(merged), 2))
-
-    def fill(self, subs: dict[str, str]) -> str:
-        if not self.slots:
-            return self.parts[0]
-        out = self.parts.copy()
-        for index, key in self.slots:
-            out[index] = subs.get(key, key)
-        return "".join(out)
-
-
-#: id(message) -> (message, its split parts). Holding the message keeps its id from being
-#: reused; a send uses one message, so a handful of entries is plenty.
-_SPLIT_CACHE: dict[int, tuple[CompiledMessage, tuple[_Segments, _Segments, _Segments]]] = {}
-_SPLIT_CACHE_SIZE = 16
-
-
-def _parts(message: CompiledMessage) -> tuple[_Segments, _Segments, _Segments]:
-    entry = _SPLIT_CACHE.get(id(message))
-    if entry is not None and entry[0] is message:
-        return entry[1]
-    parts = (_Segments(message.subject), _Segments(message.html), _Segments(message.text))
-    if len(_SPLIT_CACHE) >= _SPLIT_CACHE_SIZE:
-        _SPLIT_CACHE.clear()
-    _SPLIT_CACHE[id(message)] = (message, parts)
-    return parts

@@ -65,14 +65,18 @@ from mailer.campaigns.models import CampaignStatus as S
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.errors import InvalidInput, NotFound, PolicyRefusal
-from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.ingest.models import Release, ReleaseTopic
+from mailer.render.check import assert_template_ok
 from mailer.scheduling import policy
 from mailer.scheduling.jobs import digest_job_id
 from mailer.scheduling.models import Digest, DigestRecipient
+from mailer.scheduling.starting import start_lock, start_scheduled_campaign
 from mailer.scheduling.times import DigestTime, parse_digest_at
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
+from subscribers.models import Subscriber, SubscriberTopic, Topic
+from subscribers.segments import audience_filter, compile_query
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +105,6 @@ def create_digest(
     if session.scalar(select(Digest.id).where(Digest.name == name)) is not None:
         raise InvalidInput(f"a digest named {name!r} already exists; choose another --name")
     if query is not None:
-        from subscribers.segments import compile_query
 
         compile_query(query)
     _check_template(template, settings)
@@ -114,7 +117,6 @@ def create_digest(
 
 
 def _check_template(template: str, settings: Settings) -> None:
-    from mailer.render.check import assert_template_ok
 
     assert_template_ok(template, settings)
 
@@ -170,16 +172,6 @@ def digest_to_dict(digest: Digest, settings: Settings) -> dict[str, Any]:
     }
 
 
-def digest_releases(session: Session, campaign: Campaign) -> list[Release]:
-    """A digest campaign's releases in its order. Raises NotFound if one was deleted."""
-    ids = list(campaign.digest_release_ids or [])
-    found = {r.id: r for r in session.scalars(select(Release).where(Release.id.in_(ids)))}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise NotFound(f"digest campaign {campaign.id}: release {missing[0]} no longer exists")
-    return [found[i] for i in ids]
-
-
 # ---------------------------------------------------------------- planning a run
 
 def quote(value: str) -> str:
@@ -232,8 +224,6 @@ def plan_groups(session: Session, digest: Digest, releases: list[Release],
                 now: datetime | None = None) -> DigestPlan:
     """Plan a run of ``digest`` over ``releases`` (from ``candidate_releases``): everyone in
     its audience who is owed something, found by streaming (subscriber, topic) pairs once."""
-    from subscribers.models import Subscriber, SubscriberTopic
-    from subscribers.segments import audience_filter, compile_query
 
     now = now or utcnow()
     start = window_start(digest, now)
@@ -289,7 +279,6 @@ def already_received(session: Session, digest: Digest,
     digest's frequency these are those who switched from immediate; their digest must not
     repeat what they already received. Reads the deliveries of the releases' campaigns only.
     """
-    from subscribers.models import Subscriber
 
     if not releases:
         return {}
@@ -419,7 +408,6 @@ def _claim_members(session: Session, digest: Digest, plan: DigestPlan, now: date
     re-checks the condition, so of two overlapping runs exactly one claims each person.
     ``updated_at`` is kept: receiving a digest is not a change of the subscriber's record.
     """
-    from subscribers.models import Subscriber
 
     for last, ids in plan.planned_from.items():
         same = (Subscriber.last_digest_at.is_(None) if last is None
@@ -488,11 +476,10 @@ def _create_campaign(
 
 
 def _start_all(db: Database, settings: Settings, campaign_ids: list[int]) -> dict[int, str]:
-    from mailer.scheduling.scheduler import _start_lock, start_scheduled_campaign
 
     outcomes = {}
     for campaign_id in campaign_ids:
-        with _start_lock:
+        with start_lock:
             outcomes[campaign_id] = start_scheduled_campaign(db, settings, campaign_id)
     return outcomes
 
@@ -503,4 +490,4 @@ def record_refusal(db: Database, digest_id: int, refusal: PolicyRefusal) -> None
         get_digest(session, digest_id).last_result = f"not run: {refusal}"
 
 
-__all__ = ["DigestTime", "create_digest", "digest_releases", "list_digests", "run_digest"]
+__all__ = ["DigestTime", "create_digest", "list_digests", "run_digest"]

@@ -33,14 +33,14 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 from sqlalchemy import select
 
-from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.campaigns.service import get_campaign, ready_to_send
 from mailer.errors import MailerError, PolicyRefusal
-from mailer.scheduling import policy
-from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id, remove_job_row
+from mailer.ingest.feeds import poll_due_feeds
+from mailer.scheduling.digests import digest_jobs, record_refusal, run_digest
+from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id
 from mailer.scheduling.leader import make_leader
+from mailer.scheduling.starting import start_lock, start_scheduled_campaign
 from mailer.settings import Settings, get_settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, open_database
@@ -50,97 +50,11 @@ log = logging.getLogger(__name__)
 #: What the job functions run against; set by ``run_scheduler`` (a job store holds only a
 #: function's import path and its arguments, never live objects).
 _runtime: dict[str, Any] = {}
-#: Serialises campaign starts within the leading process (job threads and the tick).
-_start_lock = threading.Lock()
-
-
-# ---------------------------------------------------------------- starting one campaign
-
-def start_scheduled_campaign(
-    db: Database, settings: Settings, campaign_id: int, *, now: datetime | None = None,
-) -> str:
-    """Start a scheduled campaign if it is (still) due and allowed; returns what happened:
-    ``started``, ``missed`` (later than MAILER_MISFIRE_GRACE, or refused / failed to start at
-    send time: the reason is recorded), ``not-due``, ``not-scheduled`` or ``unavailable``
-    (no delivery engine in this installation; left scheduled).
-
-    Must run under ``_start_lock`` when several threads may call it.
-    """
-    now = now or utcnow()
-    with db.session() as session:
-        campaign = get_campaign(session, campaign_id, for_update=True)
-        if campaign.status != S.SCHEDULED:
-            return "not-scheduled"
-        due = campaign.scheduled_at or now
-        if due > now + timedelta(seconds=1):
-            return "not-due"
-        if (now - due).total_seconds() > settings.misfire_grace:
-            transition(session, campaign, S.MISSED, by="scheduler", reason=_missed_reason(
-                due, now, settings))
-            return "missed"
-        try:
-            policy.check_send_allowed(campaign, settings, now)
-        except PolicyRefusal as refusal:
-            transition(session, campaign, S.MISSED, by="scheduler",
-                       reason=f"not sent at {policy.format_local(now, settings)}: {refusal}")
-            return "missed"
-    return _hand_to_delivery(db, settings, campaign_id)
-
-
-def _missed_reason(due: datetime, now: datetime, settings: Settings) -> str:
-    hours = settings.misfire_grace / 3600
-    return (f"missed: scheduled for {policy.format_local(due, settings)} but no scheduler ran "
-            f"until {policy.format_local(now, settings)}, more than the {hours:g} h allowed "
-            "late (MAILER_MISFIRE_GRACE); reschedule it to send")
-
-
-def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str:
-    from mailer.delivery.engine import start_campaign
-
-    try:
-        start_campaign(db, settings, campaign_id)
-    except MailerError as exc:  # e.g. its segment was deleted, or it was cancelled meanwhile
-        with db.session() as session:
-            campaign = get_campaign(session, campaign_id, for_update=True)
-            if campaign.status != S.SCHEDULED:
-                return "not-scheduled"
-            transition(session, campaign, S.MISSED, by="scheduler",
-                       reason=f"could not start: {exc}")
-        return "missed"
-    return "started"
-
-
-def start_now(
-    db: Database, settings: Settings, campaign_id: int, *, by: str | None = None,
-    override_blackout: bool = False, reason: str | None = None,
-) -> None:
-    """Start an approved (or scheduled, or missed) campaign at once: what
-    ``campaigns schedule --now`` does. The campaign never passes through ``scheduled``, so a
-    running scheduler cannot race to start it too; a refusal leaves it as it was.
-
-    Raises PolicyRefusal subclasses (approval, quiet hours, blackout), InvalidTransition,
-    InvalidInput (override without a reason), QueryError (its audience cannot be drawn).
-    """
-    from mailer.delivery.engine import start_campaign
-
-    now = utcnow()
-    with db.session() as session:
-        campaign = get_campaign(session, campaign_id, for_update=True)
-        ready_to_send(session, campaign, at=now, settings=settings, by=by,
-                      override_blackout=override_blackout, reason=reason, verb="started")
-        policy.check_send_allowed(campaign, settings, now)
-        remove_job_row(session, campaign_job_id(campaign_id))
-        if campaign.status == S.MISSED:
-            transition(session, campaign, S.APPROVED, by=by, reason="sending now")
-    with _start_lock:
-        start_campaign(db, settings, campaign_id, by=by)
-
-
 def run_scheduled_campaign(campaign_id: int) -> None:
     """The job APScheduler runs at a campaign's time (module-level: the job store keeps only
     this function's path). Starts it only while this process leads."""
     db, settings = _runtime_db_settings()
-    with _start_lock:
+    with start_lock:
         leader = _runtime.get("leader")
         if leader is not None and not leader.is_leader():
             log.warning("not leader any more; leaving campaign %s to the new leader", campaign_id)
@@ -151,7 +65,6 @@ def run_scheduled_campaign(campaign_id: int) -> None:
 
 def run_digest_job(digest_id: int) -> None:
     """The job APScheduler runs at a digest's time."""
-    from mailer.scheduling.digests import record_refusal, run_digest
 
     db, settings = _runtime_db_settings()
     leader = _runtime.get("leader")
@@ -190,7 +103,7 @@ def reconcile(db: Database, settings: Settings, *, now: datetime | None = None) 
             .order_by(Campaign.scheduled_at)))
     outcomes = {}
     for campaign_id in due:
-        with _start_lock:
+        with start_lock:
             outcomes[campaign_id] = start_scheduled_campaign(db, settings, campaign_id, now=now)
         log.info("campaign %s (overdue): %s", campaign_id, outcomes[campaign_id])
     return outcomes
@@ -215,7 +128,6 @@ def sync_jobs(scheduler: BackgroundScheduler, db: Database, settings: Settings) 
             name=f"campaign {campaign_id}", replace_existing=True, jobstore="default",
             misfire_grace_time=settings.misfire_grace, coalesce=True,
         )
-    from mailer.scheduling.digests import digest_jobs
 
     digests = digest_jobs(db, settings)
     for job_id, (trigger, digest_id) in digests.items():
@@ -252,7 +164,6 @@ def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> N
 
 
 def _poll_feeds(db: Database, settings: Settings) -> None:
-    from mailer.ingest.feeds import poll_due_feeds
 
     try:
         poll_due_feeds(db, settings)

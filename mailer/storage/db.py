@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailer.errors import ConfigError
 from mailer.settings import Settings
+from mailer.storage.meta import AppMeta
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: Any fixed 64-bit number: the advisory lock that serialises schema upgrades on PostgreSQL.
@@ -177,7 +178,6 @@ def secret_key(db: Database, settings: Settings) -> str:
     database (so every worker and web process of one installation agrees on it)."""
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
-    from mailer.storage.meta import AppMeta
 
     for _ in range(2):
         try:

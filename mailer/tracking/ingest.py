@@ -37,9 +37,11 @@ from mailer.storage.base import utcnow
 from mailer.tracking import advance
 from mailer.tracking import events as ev
 from mailer.tracking.bulk import insert_new
+from mailer.tracking.guard import check_complaint_rates
 from mailer.tracking.logs import log_event
 from mailer.tracking.logs import logger as events_logger
 from mailer.tracking.models import DeliveryEventRow
+from mailer.tracking.suppression import apply_suppressions
 from subscribers.models import Subscriber
 
 _CHUNK = 500  # bound parameters per IN (...) lookup (SQLite)
@@ -118,8 +120,6 @@ def ingest_events(
     rolls back, so a retried post starts clean. Non-object entries are counted as
     ``invalid`` and skipped; duplicates change nothing.
     """
-    from mailer.tracking.guard import check_complaint_rates
-    from mailer.tracking.suppression import apply_suppressions
 
     summary = IngestSummary(received=len(raw_events))
     events = _normalize(raw_events, raw_texts, summary)

@@ -29,12 +29,12 @@ from mailer.campaigns.service import get_campaign
 from mailer.delivery.records import ENGAGEMENT, Delivery, grouped, status_counts
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.errors import NotFound
-from mailer.ingest.models import Topic
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.tracking.events import LIFECYCLE_ORDER
 from mailer.tracking.models import DeliveryEventRow
-from subscribers.models import Subscriber, SubscriberTopic
+from subscribers.addresses import normalize_email
+from subscribers.models import StatusChange, Subscriber, SubscriberTopic, Topic
 
 SLOWEST_DOMAINS = 10
 #: Candidate widths of one "events over time" bucket; the smallest giving <= 48 bars wins.
@@ -234,7 +234,6 @@ def _csv_cell(value: Any) -> Any:
 def person_timeline(session: Session, email: str, settings: Settings) -> dict[str, Any]:
     """One person's deliveries across campaigns, each with its provider events, oldest
     first; events no delivery claimed are listed apart. Raises InvalidEmail, NotFound."""
-    from subscribers.addresses import normalize_email
 
     address = normalize_email(email)
     zone = settings.zone
@@ -270,7 +269,6 @@ def person_timeline(session: Session, email: str, settings: Settings) -> dict[st
 def _subscriber_dict(session: Session, subscriber: Subscriber | None, zone):
     if subscriber is None:
         return None
-    from subscribers.models import StatusChange
 
     history = session.scalars(select(StatusChange)
                               .where(StatusChange.subscriber_id == subscriber.id)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from mailer.delivery.records import Delivery
 from mailer.errors import InvalidInput
 from mailer.settings import Settings
 from mailer.tracking import events as ev
@@ -179,7 +180,6 @@ def erase_events_for(session: Session, *, subscriber_id: int | None = None,
     address, the raw provider payload and the reason text go; the event type and time stay
     so campaign reports still add up. Matches events by subscriber, by their deliveries and
     by address. Returns the number of rows scrubbed."""
-    from mailer.delivery.records import Delivery
 
     conditions = []
     if subscriber_id is not None:

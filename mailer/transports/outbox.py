@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mailer.transports.base import Batch, Recipient, RecipientResult
 from mailer.transports.mime import build_mime
+from mailer.transports.substitution import personalize
 
 
 def message_filename(campaign_id: int | None, recipient: Recipient) -> str:
@@ -33,7 +34,6 @@ class OutboxTransport:
     def send(self, batch: Batch) -> list[RecipientResult]:
         """Write one file per recipient. A recipient whose message cannot be built fails alone;
         an unwritable folder raises OSError for the batch (the engine pauses the campaign)."""
-        from mailer.render import personalize
 
         self.directory.mkdir(parents=True, exist_ok=True)
         results = []

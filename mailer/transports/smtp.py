@@ -14,6 +14,7 @@ import ssl
 from mailer.transports.base import Batch, Recipient, RecipientResult
 from mailer.transports.errors import AmbiguousFailure, AuthFailure, TemporaryFailure
 from mailer.transports.mime import build_mime
+from mailer.transports.substitution import personalize
 
 
 class SMTPTransport:
@@ -29,7 +30,6 @@ class SMTPTransport:
     def send(self, batch: Batch) -> list[RecipientResult]:
         """Raises AuthFailure when login is refused, TemporaryFailure when the server cannot be
         reached, AmbiguousFailure (with ``done`` and ``in_doubt``) when it drops mid-batch."""
-        from mailer.render import personalize
 
         results: list[RecipientResult] = []
         with self._connect() as smtp:

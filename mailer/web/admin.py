@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from markupsafe import escape
 from sqlalchemy import func, or_, select
 
+from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
+from mailer.campaigns.service import get_campaign
 from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
-from mailer.ingest.models import Feed, Release, Topic
+from mailer.ingest.feeds import add_feed
+from mailer.ingest.models import Feed, Release
 from mailer.storage.base import utcnow
-from mailer.web import operations as ops
 from mailer.web.auth import (
     ROLE_RANK,
     authenticate,
@@ -32,7 +35,9 @@ from mailer.web.auth import (
 from mailer.web.models import User
 from mailer.web.pages import flash, render
 from mailer.web.security import check_csrf, client_ip, email_headers
-from subscribers.models import Segment, StatusChange, Subscriber
+from subscribers import segments
+from subscribers.models import Segment, StatusChange, Subscriber, Topic
+from subscribers.service import topic_slugs, unsubscribe
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 log = logging.getLogger("mailer.web")
@@ -168,7 +173,6 @@ async def campaign_create(request: Request, user: User = Depends(_user)) -> Resp
 def segment_count(request: Request, query: str = "", segment: str = "",
                   user: User = Depends(_user)) -> Response:
     """The live audience count for the segment builder: {"count"} or {"error"}."""
-    from subscribers import segments
 
     try:
         with request.app.state.db.session() as session:
@@ -184,7 +188,6 @@ def segment_count(request: Request, query: str = "", segment: str = "",
 
 
 def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaign:
-    from mailer.campaigns.service import get_campaign
 
     return get_campaign(session, campaign_id, for_update=for_update)
 
@@ -212,7 +215,6 @@ def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_us
 
 def _audience_now(session, campaign: Campaign) -> int | str:
     """How many people the campaign would reach if it started now (before it is drawn)."""
-    from subscribers import segments
 
     try:
         if campaign.segment_id is not None:
@@ -236,28 +238,29 @@ def campaign_preview(campaign_id: int, request: Request, user: User = Depends(_u
 
 
 def _frame_message(text: str) -> str:
-    from markupsafe import escape
-
     return ('<!doctype html><meta charset="utf-8"><p style="font:16px sans-serif;'
             f'color:#b3261e;padding:1rem">{escape(" ".join(text.split()))}</p>')
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
 async def campaign_action(campaign_id: int, action: str, request: Request,
-                          background: BackgroundTasks, user: User = Depends(_user)) -> Response:
+                          user: User = Depends(_user)) -> Response:
     """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
     form = await _form(request)
     try:
-        with request.app.state.db.session() as session:
-            campaign = _campaign(session, campaign_id, for_update=True)
-            message = _act(session, campaign, action, form, user, request)
+        if action == "schedule" and form.get("when") == "now":
+            require_role(user, "approver")
+            ops.send_now(request.app.state.db, request.app.state.settings, campaign_id,
+                         by=user.name)
+            message = "Sending has started."
+        else:
+            with request.app.state.db.session() as session:
+                campaign = _campaign(session, campaign_id, for_update=True)
+                message = _act(session, campaign, action, form, user, request)
     except MailerError as exc:  # refused: nothing was changed (the session rolled back)
         flash(request, " ".join(str(exc).split()), "error")
     else:
         flash(request, message, "success")
-        if action == "schedule" and form.get("when") == "now":
-            background.add_task(ops.start_now, request.app.state.db, request.app.state.settings,
-                                campaign_id)
     return _back(f"/admin/campaigns/{campaign_id}")
 
 
@@ -273,10 +276,9 @@ def _act(session, campaign: Campaign, action: str, form, user: User, request: Re
         return "Approved."
     require_role(user, "approver")
     if action == "schedule":
-        at = None if form.get("when") == "now" else _parse_local(str(form.get("at") or ""),
-                                                                 settings)
+        at = _parse_local(str(form.get("at") or ""), settings)
         ops.schedule(session, campaign, at=at, by=user.name, settings=settings)
-        return "Sending starts now." if at is None else "Scheduled."
+        return "Scheduled."
     handlers = {"pause": ops.pause, "resume": ops.resume, "cancel": ops.cancel}
     if action not in handlers:
         raise HTTPException(404, "There is no such action.")
@@ -340,7 +342,6 @@ def _escape_like(text: str) -> str:
 @router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
 def subscriber_detail(subscriber_id: int, request: Request,
                       user: User = Depends(_user)) -> Response:
-    from subscribers.service import topic_slugs
 
     with request.app.state.db.session() as session:
         person = session.get(Subscriber, subscriber_id)
@@ -359,7 +360,6 @@ def subscriber_detail(subscriber_id: int, request: Request,
 async def subscriber_unsubscribe(subscriber_id: int, request: Request,
                                  user: User = Depends(_user)) -> Response:
     """Staff unsubscribe someone who asked by phone or letter (recorded with who did it)."""
-    from subscribers.service import unsubscribe
 
     await _form(request)
     with request.app.state.db.session() as session:
@@ -391,7 +391,6 @@ def feeds(request: Request, user: User = Depends(_user)) -> Response:
 async def feed_add(request: Request, user: User = Depends(_user)) -> Response:
     """Watch a feed: fetched once now (its items become releases), then polled."""
     form = await _form(request)
-    from mailer.ingest.feeds import add_feed
 
     try:
         require_role(user, "approver")

@@ -16,13 +16,19 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 
+from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import campaign_to_dict, get_campaign
+from mailer.delivery.oneoff import send_system_mail
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
-from mailer.web import operations as ops
+from mailer.ingest.service import release_to_dict as to_dict
+from mailer.web import constituents
 from mailer.web.auth import Caller, api_user, require_role
-from subscribers.models import Subscriber
+from mailer.web.public import Links
+from subscribers.models import ACTIVE, PENDING, Subscriber
+from subscribers.service import add_subscriber as add
+from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `mailer tokens create`")
 
@@ -40,7 +46,6 @@ router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
 
 def release_to_dict(session, release: Release) -> dict[str, Any]:
     """The contract's release object (the same as ``mailer releases show --json``)."""
-    from mailer.ingest.service import release_to_dict as to_dict
 
     return to_dict(release)
 
@@ -124,7 +129,7 @@ def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(c
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
 def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
-                      background: BackgroundTasks, who: Caller = Depends(caller)) -> dict:
+                      who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     settings = request.app.state.settings
     if body.now == (body.at is not None):
@@ -132,13 +137,13 @@ def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
     at = body.at
     if at is not None and at.tzinfo is None:
         at = at.replace(tzinfo=settings.zone)
+    if body.now:
+        ops.send_now(request.app.state.db, settings, campaign_id, by=who.name)
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
-        ops.schedule(session, campaign, at=at, by=who.name, settings=settings)
-        data = campaign_to_dict(campaign)
-    if body.now:
-        background.add_task(ops.start_now, request.app.state.db, settings, campaign_id)
-    return data
+        if not body.now:
+            ops.schedule(session, campaign, at=at, by=who.name, settings=settings)
+        return campaign_to_dict(campaign)
 
 
 def _lifecycle(action: str):
@@ -173,7 +178,6 @@ class SubscriberIn(BaseModel):
 def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
                      limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
                      ) -> list[dict]:
-    from subscribers.service import subscriber_to_dict
 
     stmt = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)
     if q:
@@ -189,7 +193,6 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
 
 @router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
 def show_subscriber(email_or_id: str, request: Request) -> dict:
-    from subscribers.service import subscriber_to_dict
 
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
@@ -201,10 +204,6 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
                    who: Caller = Depends(caller)) -> dict:
     """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
     pending and is sent the confirmation email; without it the caller vouches for consent."""
-    from mailer.web import constituents
-    from subscribers.models import ACTIVE, PENDING
-    from subscribers.service import add_subscriber as add
-    from subscribers.service import subscriber_to_dict
 
     with request.app.state.db.session() as session:
         subscriber, created = add(
@@ -214,11 +213,10 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
         data = subscriber_to_dict(session, subscriber)
         mail = None
         if created and subscriber.status == PENDING:
-            from mailer.web.public import Links
 
             mail = constituents.confirmation_mail(session, subscriber, Links(request))
     if mail is not None:
-        background.add_task(constituents.send_mail, mail, request.app.state.settings,
+        background.add_task(send_system_mail, mail, request.app.state.settings,
                             request.app.state.signer)
     return data
 
@@ -227,7 +225,6 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
              summary="Unsubscribe and suppress (e.g. a request by phone)")
 def unsubscribe_subscriber(email_or_id: str, request: Request,
                            who: Caller = Depends(caller)) -> dict:
-    from subscribers.service import subscriber_to_dict, unsubscribe
 
     with request.app.state.db.session() as session:
         found = _find_subscriber(session, email_or_id)
@@ -237,7 +234,6 @@ def unsubscribe_subscriber(email_or_id: str, request: Request,
 
 def _find_subscriber(session, email_or_id: str) -> Subscriber:
     """By id (digits) or address. Raises NotFound, InvalidEmail."""
-    from subscribers.service import get_by_email
 
     if email_or_id.isdigit():
         found = session.get(Subscriber, int(email_or_id))

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from mailer.web.pages import render
+
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 
 
@@ -20,7 +22,6 @@ def install(app: FastAPI) -> None:
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs(request: Request) -> Response:
-        from mailer.web.pages import render
 
         spec = request.app.openapi()
         return render(request, "apidocs.html", {"operations": operations(spec),

@@ -11,6 +11,8 @@ from fastapi import FastAPI
 from mailer.settings import Settings, get_settings
 from mailer.storage.db import Database, open_database, secret_key
 from mailer.tokens import TokenSigner
+from mailer.web import apidocs
+from mailer.web.pages import install
 
 #: Modules exposing ``router`` (an APIRouter); each capability owns its own.
 ROUTER_MODULES = (
@@ -32,9 +34,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     secret = secret_key(db, settings)
     app.state.signer = TokenSigner(secret)
     # Sessions, security headers, templates, static files, error pages.
-    from mailer.web.pages import install
 
     install(app, settings, secret)
+    apidocs.install(app)
 
     @app.get("/healthz")
     def healthz() -> dict:

@@ -2,9 +2,9 @@
 confirm, change preferences, unsubscribe, and the system emails those steps send.
 
 Status changes go through ``subscribers.service`` so each one is recorded with its cause.
-System emails are sent after the request's transaction commits, through the configured
-transport, so a slow mail API never holds a database transaction open and the page's timing
-does not depend on whether the address was known.
+System emails are sent after the request's transaction commits, through
+``mailer.delivery.oneoff.send_system_mail``, so a slow mail API never holds a database
+transaction open and the page's timing does not depend on whether the address was known.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailer.delivery.oneoff import SystemMail
 from mailer.errors import InvalidInput
-from mailer.ingest.models import Topic
-from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from subscribers import service
 from subscribers.addresses import normalize_email
@@ -29,6 +28,7 @@ from subscribers.models import (
     UNSUBSCRIBED,
     Subscriber,
     SubscriberTopic,
+    Topic,
 )
 
 log = logging.getLogger("mailer.web")
@@ -49,18 +49,6 @@ class Signup:
     zip: str | None = None
     topics: list[str] = field(default_factory=list)
     frequency: str = "immediate"
-
-
-@dataclass(frozen=True)
-class Mail:
-    """A system email to send once the transaction has committed."""
-
-    template: str
-    subject: str
-    subscriber_id: int
-    email: str
-    name: str | None
-    context: dict
 
 
 def validate_signup(raw: dict[str, object], known_topics: set[str]) -> tuple[Signup, dict]:
@@ -91,7 +79,7 @@ def topic_choices(session: Session) -> list[Topic]:
     return list(session.scalars(select(Topic).order_by(Topic.name)))
 
 
-def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mail:
+def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> SystemMail:
     """Record a web signup and return the one email to send.
 
     Whatever the address's state, the caller shows the same page; what differs is only the
@@ -108,7 +96,7 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mai
             consent_source=SOURCE, consent_ip=ip,
         )
     elif subscriber.status == ACTIVE:
-        return Mail("already_subscribed", f"You're already subscribed to {links.office_name}",
+        return SystemMail("already_subscribed", f"You're already subscribed to {links.office_name}",
                     subscriber.id, subscriber.email, subscriber.name,
                     _welcome_context(session, subscriber))
     elif subscriber.status == PENDING:
@@ -117,26 +105,26 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Mai
     return confirmation_mail(session, subscriber, links)
 
 
-def confirmation_mail(session: Session, subscriber: Subscriber, links) -> Mail:
+def confirmation_mail(session: Session, subscriber: Subscriber, links) -> SystemMail:
     """The double opt-in email: a signed link that expires after CONFIRM_MAX_AGE.
 
-    Marks the subscriber as sent a confirmation, so ``subscribers.confirmations`` (the
+    Marks the subscriber as sent a confirmation, so ``mailer.delivery.confirmations`` (the
     import's double opt-in mailer) does not send them a second one."""
     subscriber.confirm_sent_at = utcnow()
-    return Mail("confirm_subscription", "Please confirm your subscription", subscriber.id,
+    return SystemMail("confirm_subscription", "Please confirm your subscription", subscriber.id,
                 subscriber.email, subscriber.name,
                 {"confirm_url": links.confirm(subscriber.id),
                  "topics": signup_topic_names(session, service.topic_slugs(session, subscriber)),
                  "expires_hours": CONFIRM_MAX_AGE // 3600})
 
 
-def confirm(session: Session, subscriber: Subscriber, *, links) -> Mail | None:
+def confirm(session: Session, subscriber: Subscriber, *, links) -> SystemMail | None:
     """Activate a confirmed address (lifting an earlier unsubscribe: this is the person's own
     fresh consent). Returns the welcome email the first time, else None."""
     if subscriber.status == ACTIVE:
         return None
     service.confirm(session, subscriber, cause="confirmed by email link")
-    return Mail("welcome", f"Welcome to news from {links.office_name}", subscriber.id,
+    return SystemMail("welcome", f"Welcome to news from {links.office_name}", subscriber.id,
                 subscriber.email, subscriber.name, _welcome_context(session, subscriber))
 
 
@@ -213,38 +201,3 @@ def mask_email(email: str) -> str:
     """``j•••@example.org``: enough for its owner to recognise, little for anyone else."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}•••@{domain}" if domain else "•••"
-
-
-def send_mail(mail: Mail, settings: Settings, signer) -> None:
-    """Render and send one system email. Failures are logged, never shown to the visitor
-    (the page must read the same whatever happened)."""
-    try:
-        from mailer.render.compile import compile_system_message
-        from mailer.render.placeholders import Personalizer
-        from mailer.transports import Batch, get_transport
-
-        message = compile_system_message(_template_for(mail.template, settings), settings,
-                                         subject=mail.subject, context=mail.context)
-        recipient = Personalizer(settings, signer, None).recipient(
-            email=mail.email, name=mail.name, subscriber_id=mail.subscriber_id)
-        transport = get_transport(settings)
-        try:
-            results = transport.send(Batch(message, [recipient]))
-        finally:
-            transport.close()
-        if results and not results[0].accepted:
-            log.warning("system email %s to subscriber %s refused: %s", mail.template,
-                        mail.subscriber_id, results[0].error)
-    except Exception:
-        log.exception("system email %s to subscriber %s failed", mail.template,
-                      mail.subscriber_id)
-
-
-def _template_for(name: str, settings: Settings) -> str:
-    # "You're already subscribed" uses its own template when the office has one, else the
-    # welcome message (same facts: what they follow, and the preferences link in the footer).
-    if name == "already_subscribed" and not any(
-        (settings.effective_templates_dir / f"{name}.{ext}").exists() for ext in ("html", "txt")
-    ):
-        return "welcome"
-    return name

@@ -96,9 +96,6 @@ def install(app: FastAPI, settings: Settings, secret: str) -> None:
                        same_site="lax", https_only=https)
     app.add_middleware(SecurityHeadersMiddleware, hsts=https)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    from mailer.web import apidocs
-
-    apidocs.install(app)
     _install_error_handlers(app)
 
 

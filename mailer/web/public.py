@@ -18,7 +18,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from mailer.campaigns.content import web_view
 from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.delivery.oneoff import send_system_mail
 from mailer.errors import InvalidInput
 from mailer.ingest.models import Release
 from mailer.tokens import InvalidToken
@@ -116,7 +118,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     # few emails per address per hour the signup is recorded but no further email goes out
     # (the page is the same either way).
     if request.app.state.address_limiter.hit(signup.email):
-        background.add_task(c.send_mail, mail, request.app.state.settings,
+        background.add_task(send_system_mail, mail, request.app.state.settings,
                             request.app.state.signer)
     return _check_email(request)
 
@@ -146,7 +148,7 @@ def confirm(token: str, request: Request, background: BackgroundTasks) -> Respon
         mail = c.confirm(session, subscriber, links=Links(request))
         prefs = request.app.state.signer.make(subscriber.id, "preferences")
     if mail is not None:
-        background.add_task(c.send_mail, mail, request.app.state.settings,
+        background.add_task(send_system_mail, mail, request.app.state.settings,
                             request.app.state.signer)
     return render(request, "public/confirmed.html", {"preferences_token": prefs})
 
@@ -283,7 +285,6 @@ def _rss_item(base: str, campaign: Campaign, summary: str | None) -> str:
 @router.get("/archive/{campaign_id}", response_class=HTMLResponse)
 def archive_item(campaign_id: int, request: Request) -> Response:
     """The web view of a sent newsletter (the "view in browser" link of every email)."""
-    from mailer.render import render_web_view
 
     with request.app.state.db.session() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -292,5 +293,5 @@ def archive_item(campaign_id: int, request: Request) -> Response:
         if (campaign is None or campaign.started_at is None
                 or campaign.status == CampaignStatus.CANCELLED):
             raise HTTPException(404, "There is no newsletter at this address.")
-        html = render_web_view(session, campaign, request.app.state.settings)
+        html = web_view(session, campaign, request.app.state.settings)
     return HTMLResponse(html, headers=email_headers())

@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
-from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.ingest.models import Release, ReleaseTopic
 from mailer.storage.base import utcnow
-from subscribers.models import Subscriber, SubscriberTopic
+from subscribers.models import Subscriber, SubscriberTopic, Topic
 
 _ids = itertools.count(1)
 

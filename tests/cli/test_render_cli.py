@@ -124,7 +124,7 @@ def test_test_send_goes_through_outbox_without_touching_campaign(cli, campaign_i
 def test_test_send_rejects_bad_address(cli, campaign_id, settings):
     result = cli("campaigns", "test", str(campaign_id), "--to", "not-an-address")
     assert result.exit_code != 0
-    assert "not a valid email address" in result.stderr
+    assert "invalid email address 'not-an-address'" in result.stderr
     assert not settings.outbox_dir.exists() or not list(settings.outbox_dir.glob("*.eml"))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.ingest.models import Topic
+from subscribers.models import Topic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "mailer" / "data" / "sample_subscribers.csv"

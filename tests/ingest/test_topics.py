@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mailer.errors import IngestError, NotFound
-from mailer.ingest.models import Release, ReleaseTopic, Topic
+from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.service import import_sources, release_to_dict
 from mailer.ingest.topics import (
     THRESHOLD,
@@ -16,6 +16,7 @@ from mailer.ingest.topics import (
     tag_release,
     tokens,
 )
+from subscribers.models import Topic
 from tests.conftest import FEEDS_DIR, SEED_ISSUE, SEED_RELEASE
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from mailer.campaigns.content import compile_for
 from mailer.campaigns.models import Campaign
 from mailer.render import (
     Personalizer,
-    compile_campaign,
     compile_digest,
     compile_system_message,
     personalize,
@@ -30,7 +30,7 @@ pytestmark = [
 @pytest.fixture
 def seed_email(db, settings, signer, seed_campaign_id, tmp_path) -> Path:
     with db.session() as session:
-        message = compile_campaign(session, session.get(Campaign, seed_campaign_id), settings)
+        message = compile_for(session, session.get(Campaign, seed_campaign_id), settings)
     recipient = Personalizer(settings, signer, seed_campaign_id).recipient(
         email="constituent.with.a.long.address@example.com", name="Jane Q. Constituent",
         subscriber_id=1)

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from mailer.campaigns.content import compile_for, web_view
 from mailer.campaigns.models import Campaign
 from mailer.errors import InvalidInput, TemplateError
 from mailer.ingest.models import Release
@@ -16,7 +17,6 @@ from mailer.render import (
     compile_campaign,
     compile_digest,
     personalize,
-    render_web_view,
 )
 from mailer.render.placeholders import PLACEHOLDER_RE
 from mailer.render.sample import sample_releases
@@ -29,7 +29,7 @@ ADDRESS = "123 Hart Senate Office Building, Washington, DC 20510"
 
 def _compiled(db, campaign_id, settings):
     with db.session() as session:
-        return compile_campaign(session, session.get(Campaign, campaign_id), settings)
+        return compile_for(session, session.get(Campaign, campaign_id), settings)
 
 
 def _personal(db, campaign_id, settings, signer, name=SCRIPT):
@@ -129,7 +129,7 @@ def test_over_gmail_limit_fails_loudly(db, settings):
 
 def test_web_view_has_no_personal_data(db, settings, seed_campaign_id):
     with db.session() as session:
-        page = render_web_view(session, session.get(Campaign, seed_campaign_id), settings)
+        page = web_view(session, session.get(Campaign, seed_campaign_id), settings)
     assert not PLACEHOLDER_RE.search(page)
     assert "/unsubscribe/" not in page and "/preferences/" not in page
     assert "Dear" not in page
@@ -163,11 +163,11 @@ def test_digest_campaign_renders_the_releases_it_was_created_with(db, settings,
                                 release_id=None, template="digest",
                                 subject="Weekly news: 2 new releases",
                                 digest_release_ids=[second, first])
-        message = compile_campaign(session, campaign, settings)
-        given = compile_campaign(session, campaign, settings, releases=sample_releases())
+        message = compile_for(session, campaign, settings)
+        given = compile_campaign(campaign, sample_releases(), settings)
         campaign.digest_release_ids = []
         with pytest.raises(InvalidInput, match="no releases"):
-            compile_campaign(session, campaign, settings)
+            compile_for(session, campaign, settings)
     text = " ".join(message.text.split())
     assert text.index("Rural Broadband Grants") < text.index("Heitkamp Leads Training")
     assert "<h1" in message.html and "Weekly news: 2 new releases" in message.html
@@ -179,10 +179,10 @@ def test_subject_is_one_plain_line(db, settings, seed_campaign_id):
     with db.session() as session:
         campaign = session.get(Campaign, seed_campaign_id)
         campaign.subject = "  Senator's\r\nweekly   update "
-        assert compile_campaign(session, campaign, settings).subject == "Senator's weekly update"
+        assert compile_for(session, campaign, settings).subject == "Senator's weekly update"
         campaign.subject = "RE: your question about the farm bill"
         with pytest.raises(InvalidInput, match="pretends to be a reply"):
-            compile_campaign(session, campaign, settings)
+            compile_for(session, campaign, settings)
 
 
 def test_logo_has_alt_text(db, settings, seed_campaign_id, monkeypatch):
@@ -220,7 +220,7 @@ def test_only_web_links_reach_an_href(db, settings):
     with db.session() as session:
         release = add_release(session, link="javascript:alert(document.cookie)")
         campaign_id = add_campaign(session, release).id
-        page = render_web_view(session, session.get(Campaign, campaign_id), settings)
+        page = web_view(session, session.get(Campaign, campaign_id), settings)
     assert "javascript:" not in page
 
 
@@ -229,7 +229,7 @@ def test_release_campaign_with_a_digest_template_is_refused(db, settings, seed_c
         campaign = session.get(Campaign, seed_campaign_id)
         campaign.template = "digest"
         with pytest.raises(TemplateError, match="template 'digest' is for digest messages"):
-            compile_campaign(session, campaign, settings)
+            compile_for(session, campaign, settings)
 
 
 def test_compiling_is_deterministic(db, settings, seed_campaign_id):

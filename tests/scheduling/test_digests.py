@@ -159,12 +159,12 @@ def test_digest_query_narrows_the_audience(db, settings, newsroom):
 
 
 def test_digest_campaign_renders_its_own_releases(db, settings, newsroom):
-    from mailer.render import compile_campaign
+    from mailer.campaigns.content import compile_for
 
     result = digests.run_digest(db, settings, newsroom["digest"])
     only_farm = next(i for i in result["campaigns"] if i["releases"] == [newsroom["farm"]])
     with db.session() as session:
-        message = compile_campaign(session, service.get_campaign(session, only_farm["id"]),
+        message = compile_for(session, service.get_campaign(session, only_farm["id"]),
                                    settings)
     assert "Farm bill passes" in message.html and "VA clinic opens" not in message.html
     assert "Farm bill passes" in message.text
@@ -231,7 +231,7 @@ def test_scheduled_digest_job_records_a_refusal(db, settings, newsroom, monkeypa
 
 def test_release_campaigns_reach_immediate_subscribers_and_digests_the_rest(
         db, settings, newsroom):
-    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from mailer.scheduling.starting import start_scheduled_campaign
     from tests.campaigns.factory import add_campaign
 
     with db.session() as session:
@@ -426,7 +426,7 @@ def test_rerunning_sends_nothing_and_records_each_persons_digest(db, settings, n
 
 
 def test_switching_from_immediate_does_not_repeat_a_release_campaign(db, settings, newsroom):
-    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from mailer.scheduling.starting import start_scheduled_campaign
     from subscribers.models import Subscriber
     from tests.campaigns.factory import add_campaign
 
@@ -448,7 +448,7 @@ def test_switching_from_immediate_does_not_repeat_a_release_campaign(db, setting
 def test_a_release_whose_own_delivery_was_skipped_stays_in_the_digest(db, settings, newsroom):
     from sqlalchemy import update
 
-    from mailer.scheduling.scheduler import start_scheduled_campaign
+    from mailer.scheduling.starting import start_scheduled_campaign
     from subscribers.models import Subscriber
     from tests.campaigns.factory import add_campaign
 

@@ -16,7 +16,7 @@ from tests.campaigns.factory import add_audience, add_campaign
 
 def test_run_scheduler_polls_feeds_starts_campaigns_and_stops(db, settings, monkeypatch):
     polls = []
-    monkeypatch.setattr("mailer.ingest.feeds.poll_due_feeds",
+    monkeypatch.setattr("mailer.scheduling.scheduler.poll_due_feeds",
                         lambda db_, settings_: polls.append(time.monotonic()))
     fast = settings.model_copy(update={"feed_poll_interval": 1, "scheduler_tick": 0.2,
                                        "leader_lease_seconds": 1.0})

@@ -18,7 +18,7 @@ from mailer.storage.db import (
     secret_key,
 )
 from mailer.storage.meta import AppMeta
-from mailer.storage.schema import metadata
+from mailer.schema import metadata
 
 
 def test_schema_is_at_head_and_matches_the_models(db):

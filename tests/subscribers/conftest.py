@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.ingest.models import Topic
 from subscribers import service
+from subscribers.models import Topic
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.errors import InvalidInput, NotFound
+from mailer.tracking.erasure import forget
 from subscribers import service
 from subscribers.addresses import email_key
 from subscribers.importer import SeenAddresses, import_subscribers
@@ -179,7 +180,7 @@ def test_an_import_never_reactivates_anyone(db, topics, tmp_path):
         bounced, _ = service.add_subscriber(session, email="bounced@example.org")
         service.set_status(session, bounced, BOUNCED, cause="hard bounce")
         forgotten, _ = service.add_subscriber(session, email="forgotten@example.org")
-        service.forget(session, forgotten)
+        forget(session, forgotten)
         changes = session.scalar(select(func.count()).select_from(StatusChange))
     text = ("email,name,zip\nGONE@example.org,New Name,58102\nbounced@example.org,,\n"
             "forgotten@example.org,Back Again,58102\nnew@example.org,,\n")

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select, update
 
+from mailer.delivery.audience import campaign_audience
 from mailer.errors import InvalidInput, NotFound, QueryError
 from subscribers import segments, service
 from subscribers.models import BOUNCED, Segment, Subscriber
@@ -148,13 +149,13 @@ def test_saved_segment_is_evaluated_when_used(db, people):
     with db.session() as session:
         assert segments.count(session, segment="Ward county") == 3
         campaign = SimpleNamespace(id=1, segment_id=saved.id, query=None)
-        rows = session.execute(segments.campaign_audience(session, campaign)).all()
+        rows = session.execute(campaign_audience(session, campaign)).all()
         assert [r.email for r in rows] == ["ward1@example.org", "ward2@example.org",
                                            "ward3@example.org"]
         by_query = SimpleNamespace(id=2, segment_id=None, query='topic = "veterans"')
-        assert len(session.execute(segments.campaign_audience(session, by_query)).all()) == 2
+        assert len(session.execute(campaign_audience(session, by_query)).all()) == 2
         with pytest.raises(QueryError):
-            segments.campaign_audience(session, SimpleNamespace(id=3, segment_id=None,
+            campaign_audience(session, SimpleNamespace(id=3, segment_id=None,
                                                                 query=None))
 
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.errors import InvalidInput, NotFound
+from mailer.tracking.erasure import forget
 from subscribers import service
 from subscribers.addresses import InvalidEmail
 from subscribers.models import (
@@ -105,7 +106,7 @@ def test_forget_erases_and_keeps_only_the_hash(db, topics):
         service.set_status(session, subscriber, COMPLAINED, cause="spam report")
         sid = subscriber.id
     with db.session() as session:
-        service.forget(session, session.get(Subscriber, sid))
+        forget(session, session.get(Subscriber, sid))
     with db.session() as session:
         assert session.get(Subscriber, sid) is None
         assert session.scalar(select(func.count()).select_from(SubscriberTopic)) == 0
@@ -138,7 +139,7 @@ def test_forget_scrubs_delivery_records(db, topics):
                      email=subscriber.email, status=DeliveryStatus.PENDING, attempts=0),
         ])
         session.flush()
-        service.forget(session, subscriber)
+        forget(session, subscriber)
     with db.session() as session:
         delivery = session.scalars(select(Delivery)).one()
         assert delivery.subscriber_id is None

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from mailer.campaigns.models import Campaign
 from mailer.delivery.records import Delivery
-from mailer.ingest.models import Release, Topic
-from subscribers.models import Subscriber, SubscriberTopic
+from mailer.ingest.models import Release
+from subscribers.models import Subscriber, SubscriberTopic, Topic
 
 T0 = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 _ids = itertools.count(1)

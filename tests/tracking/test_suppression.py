@@ -153,7 +153,7 @@ def test_erase_events_for_scrubs_the_address_and_payload(db, settings, person):
 
 
 def test_forgetting_a_person_scrubs_their_provider_events(db, settings, person):
-    from subscribers.service import forget
+    from mailer.tracking.erasure import forget
 
     subscriber, deliveries = person
     ingest(db, settings, [sg_event(deliveries[0], "delivered"),

@@ -16,6 +16,7 @@ from sendgrid.helpers.eventwebhook import EventWebhook
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import OperationalError
 
+from mailer.tracking import ingest as tracking_ingest
 from mailer.tracking import webhook
 from mailer.tracking.models import DeliveryEventRow
 from mailer.tracking.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookRefused, verify
@@ -343,12 +344,10 @@ def test_storage_failure_answers_503_so_sendgrid_retries(
 def test_a_failing_batch_leaves_nothing_half_written(own_settings, signer, client_for, db,
                                                      monkeypatch):
     """The rows are inserted, then suppression fails: the whole batch must roll back."""
-    from mailer.tracking import suppression
-
     def broken(*_args, **_kwargs):
         raise OperationalError("UPDATE", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(suppression, "apply_suppressions", broken)
+    monkeypatch.setattr(tracking_ingest, "apply_suppressions", broken)
     body = _events(4)
     response = client_for(own_settings).post(webhook.PATH, content=body,
                                               headers=signer.headers(body))

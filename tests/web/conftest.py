@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from mailer.ingest.models import Topic
 from mailer.web.app import create_app
+from subscribers.models import Topic
 
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 

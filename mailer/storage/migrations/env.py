@@ -4,8 +4,8 @@
 from alembic import context
 from sqlalchemy import create_engine
 
+from mailer.schema import metadata
 from mailer.storage.db import include_object
-from mailer.storage.schema import metadata
 
 config = context.config
 

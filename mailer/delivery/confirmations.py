@@ -2,7 +2,8 @@
 
 A subscriber is claimed (``confirm_sent_at`` set and committed) before the email is handed to
 the transport, so a crash or a second worker never mails anyone twice; a hand-off that fails
-releases the claim so the next run tries again.
+releases the claim so the next run tries again. The email itself goes through
+``mailer.delivery.oneoff``, like every other one-off message.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from mailer.delivery.oneoff import SystemMail, send_system_mail, system_message
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
+from mailer.transports import get_transport
 from subscribers.models import PENDING, Subscriber
 
 log = logging.getLogger("mailer.subscribers")
 SUBJECT = "Please confirm your subscription"
+TEMPLATE = "confirm_subscription"
 #: How long a confirmation link works (hours); matches the web's confirm page.
 EXPIRES_HOURS = 7 * 24
 
@@ -33,21 +37,17 @@ def send_confirmations(db: Database, settings: Settings, signer, *,
     TemplateError when the ``confirm_subscription`` template is broken (before anyone is
     claimed).
     """
-    from mailer.render import Personalizer, compile_system_message
-    from mailer.transports import get_transport
 
-    compile_system_message("confirm_subscription", settings, subject=SUBJECT,
-                           context={"confirm_url": settings.public_url,
-                                    "expires_hours": EXPIRES_HOURS})  # fail early if broken
+    system_message(TEMPLATE, settings, subject=SUBJECT,
+                   context={"confirm_url": settings.public_url,
+                            "expires_hours": EXPIRES_HOURS})  # fail early if broken
     own_transport = transport is None
     transport = transport or get_transport(settings)
-    personalizer = Personalizer(settings, signer, None)
     totals = {"sent": 0, "failed": 0}
     try:
         while claimed := _claim(db, created_since, batch_size):
             for subscriber_id, email, name in claimed:
-                ok = _send_one(transport, settings, signer, personalizer, subscriber_id,
-                               email, name, compile_system_message)
+                ok = _send_one(transport, settings, signer, subscriber_id, email, name)
                 totals["sent" if ok else "failed"] += 1
                 if not ok:
                     _release(db, subscriber_id)
@@ -81,24 +81,12 @@ def _release(db: Database, subscriber_id: int) -> None:
                         .values(confirm_sent_at=None))
 
 
-def _send_one(transport, settings: Settings, signer, personalizer, subscriber_id: int,
-              email: str, name: str | None, compile_message) -> bool:
-    from mailer.transports.base import Batch
-
+def _send_one(transport, settings: Settings, signer, subscriber_id: int, email: str,
+              name: str | None) -> bool:
     url = f"{settings.public_url}/confirm/{signer.make(subscriber_id, 'confirm')}"
-    message = compile_message("confirm_subscription", settings, subject=SUBJECT,
-                              context={"confirm_url": url, "expires_hours": EXPIRES_HOURS})
-    recipient = personalizer.recipient(email=email, name=name, subscriber_id=subscriber_id)
-    try:
-        results = transport.send(Batch(message, [recipient]))
-    except Exception as exc:  # a transport error for this one message; logged, retried later
-        log.warning("confirmation to subscriber %s not sent: %s", subscriber_id, exc)
-        return False
-    if results and not results[0].accepted:
-        log.warning("confirmation to subscriber %s refused: %s", subscriber_id,
-                    results[0].error)
-        return False
-    return True
+    mail = SystemMail(TEMPLATE, SUBJECT, subscriber_id, email, name,
+                      {"confirm_url": url, "expires_hours": EXPIRES_HOURS})
+    return send_system_mail(mail, settings, signer, transport=transport)
 
 
 __all__ = ["send_confirmations"]

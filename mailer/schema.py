@@ -1,4 +1,6 @@
-"""Imports every model module so ``Base.metadata`` knows the whole schema (Alembic, tests)."""
+"""The whole schema: imports every model module so ``Base.metadata`` knows every table (Alembic
+migrations, tests). It sits above every package that owns a table, so nothing in the app imports
+it; the migration environment reads it."""
 
 from mailer.campaigns import models as campaigns  # noqa: F401
 from mailer.delivery import records as delivery  # noqa: F401

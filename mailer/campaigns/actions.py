@@ -1,0 +1,150 @@
+"""The named actions on a campaign — create, edit, approve, schedule, send now, pause,
+resume, cancel, test, preview — and what the faces read about one (progress, status,
+report). The CLI, the dashboard and the API all call these, so a campaign behaves the same
+whether it is driven from a terminal, /admin or /api.
+
+Each action raises the owning module's ``MailerError`` subclasses (refusals, illegal
+transitions, bad input) in domain words; a face turns them into an exit status, a form
+message or a JSON 4xx. State changes go through ``mailer.campaigns.lifecycle`` only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mailer.campaigns import service as campaigns
+from mailer.campaigns.content import compile_for
+from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.delivery import oneoff
+from mailer.delivery.oneoff import personalized_copy
+from mailer.delivery.records import grouped
+from mailer.errors import InvalidInput, NotFound
+from mailer.scheduling.starting import start_now
+from mailer.settings import Settings
+from mailer.storage.db import Database
+from mailer.tracking import reports
+from mailer.tracking.report_html import render_report_html
+
+# --- reading --------------------------------------------------------------------------------
+
+def needs_counting(campaign: Campaign) -> bool:
+    """Whether the list must count delivery rows to show progress. A sent campaign's
+    progress is known without reading a million rows; one never started has none."""
+    return campaign.started_at is not None and campaign.status != CampaignStatus.SENT
+
+
+def progress(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:
+    """What a progress bar shows: how many of the drawn recipients are handed off."""
+    if not counts and campaign.status == CampaignStatus.SENT and campaign.recipients:
+        counts = {}
+        total = done = campaign.recipients
+    else:
+        total = sum(counts.values())
+        done = total - grouped(counts)["unsettled"]
+    return {"id": campaign.id, "status": campaign.status, "recipients": total, "done": done,
+            "percent": round(100 * done / total, 1) if total else 0.0, "counts": counts}
+
+
+def status(session: Session, campaign: Campaign, settings: Settings) -> dict[str, Any]:
+    """The contract's ``campaigns status`` document (from tracking)."""
+    return reports.campaign_status(session, campaign.id)
+
+
+def report_html(session: Session, campaign: Campaign, settings: Settings) -> str:
+    """The self-contained HTML report with charts (from tracking)."""
+    return render_report_html(reports.campaign_report(session, campaign.id, settings))
+
+
+def timeline(session: Session, email: str, settings: Settings) -> list[dict[str, Any]]:
+    """One person's deliveries with their provider events, newest first (from tracking)."""
+
+    try:
+        found = reports.person_timeline(session, email, settings)
+    except NotFound:
+        return []
+    return list(reversed(found["deliveries"]))
+
+
+def preview_html(session: Session, campaign: Campaign, settings: Settings, signer) -> str:
+    """The campaign as a sample recipient receives it (personalized, links signed for id 0)."""
+    message = compile_for(session, campaign, settings)
+    return personalized_copy(message, oneoff.SAMPLE, settings, signer).html
+
+
+# --- acting ---------------------------------------------------------------------------------
+
+def create(session: Session, *, release_id: int, segment: str | None, query: str | None,
+           subject: str | None, template: str | None, by: str | None) -> Campaign:
+    """A draft campaign of a release for a saved segment or a query (exactly one). Raises
+    NotFound, InvalidInput, QueryError, TemplateError (not a release template)."""
+    return campaigns.create_campaign(
+        session, release_id=release_id, segment=segment or None, query=query or None,
+        subject=subject or None, template=template or "press_release", by=by)
+
+
+def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
+    """Approve a draft (runs the template check; the author cannot approve). Raises
+    PolicyRefusal, TemplateError, InvalidTransition."""
+    campaigns.approve_campaign(session, campaign, by=by, settings=settings)
+
+
+def edit(session: Session, campaign: Campaign, *, by: str, subject: str | None = None,
+         query: str | None = None, segment: str | None = None,
+         template: str | None = None) -> list[str]:
+    """Change a campaign's subject, audience or template before it sends (an approved or
+    scheduled one goes back to draft); returns the fields changed. Raises
+    InvalidTransition, InvalidInput (nothing to change), QueryError, NotFound."""
+    return campaigns.update_campaign(session, campaign, by=by, subject=subject, query=query,
+                                     segment=segment, template=template)
+
+
+def schedule(session: Session, campaign: Campaign, *, at: datetime, by: str,
+             settings: Settings, override_blackout: bool = False,
+             reason: str | None = None) -> None:
+    """Schedule an approved campaign at ``at`` (aware). Raises PolicyRefusal (approval, quiet
+    hours, blackout), InvalidTransition, InvalidInput (a time in the past)."""
+    campaigns.schedule_campaign(session, campaign, at=at, settings=settings, by=by,
+                                override_blackout=override_blackout, reason=reason)
+
+
+def send_now(db: Database, settings: Settings, campaign_id: int, *, by: str,
+             override_blackout: bool = False, reason: str | None = None) -> None:
+    """Start sending an approved (or missed) campaign at once: its audience is drawn and the
+    workers send it. Never passes through ``scheduled``, so a running scheduler cannot race
+    to start it too; a refusal leaves it as it was. Raises PolicyRefusal,
+    InvalidTransition, InvalidInput, QueryError (see ``mailer.scheduling.starting``)."""
+    start_now(db, settings, campaign_id, by=by, override_blackout=override_blackout,
+              reason=reason)
+
+
+def pause(session: Session, campaign: Campaign, *, by: str | None, settings: Settings,
+          reason: str | None = None) -> None:
+    """Pause a send (senders stop within one batch) or hold a scheduled campaign."""
+    campaigns.pause_campaign(session, campaign, by=by, reason=reason)
+
+
+def resume(session: Session, campaign: Campaign, *, by: str | None, settings: Settings,
+           reason: str | None = None) -> None:
+    """Resume a paused send (the workers pick it up again)."""
+    campaigns.resume_campaign(session, campaign, settings=settings, by=by, reason=reason)
+
+
+def cancel(session: Session, campaign: Campaign, *, by: str | None, settings: Settings,
+           reason: str | None = None) -> None:
+    """Cancel a campaign that has not finished; a scheduled one will not go out."""
+    campaigns.cancel_campaign(session, campaign, by=by, reason=reason)
+
+
+def send_test(session: Session, campaign: Campaign, *, to: list[str], settings: Settings,
+              signer) -> int:
+    """Send a "[TEST]" copy to each address without touching the campaign (see
+    ``mailer.delivery.oneoff``). Returns how many were accepted. Raises InvalidInput for an
+    empty, too long or invalid address list, or when the transport refused an address."""
+    message, people = oneoff.test_copy(session, campaign, to, settings)
+    results = oneoff.send_one_off(message, people, settings, signer)
+    if oneoff.refused(results):
+        raise InvalidInput(f"the transport refused {', '.join(oneoff.refused(results))}")
+    return len(results)
