@@ -81,45 +81,6 @@ def test_refuses_a_campaign_that_is_not_approved(db, sg_settings):
     assert rows(db, campaign_id) == []
 
 
-def test_unsubscribe_during_a_send_takes_effect_for_the_next_batch(db, sg_settings, standin):
-    add_subscribers(db, 40)
-    campaign_id = approved_campaign(db)
-    settings = sg_settings.model_copy(update={"concurrency": 1})
-
-    def unsubscribe_after_first_batch(stats):
-        if stats.accepted == 10:
-            set_subscriber_status(db, "person35@example.org", UNSUBSCRIBED)
-
-    summary = send_campaign(db, settings, campaign_id, progress=unsubscribe_after_first_batch)
-    assert summary.status == CS.SENT and summary.skipped == 1
-    assert "person35@example.org" not in standin.emails()
-    skipped = [r for r in rows(db, campaign_id) if r.status == DS.SKIPPED]
-    assert [r.email for r in skipped] == ["person35@example.org"]
-    assert "unsubscribed" in skipped[0].last_error
-    assert_exactly_once(standin, db, campaign_id, 39)
-
-
-def test_pause_takes_effect_within_one_batch_and_resume_finishes(db, sg_settings, standin):
-    add_subscribers(db, 60)
-    campaign_id = approved_campaign(db)
-    settings = sg_settings.model_copy(update={"concurrency": 1})
-
-    def pause_after_first_batch(stats):
-        if stats.accepted == 10 and campaign_of(db, campaign_id).status == CS.SENDING:
-            with db.session() as session:
-                transition(session, session.get(Campaign, campaign_id, with_for_update=True),
-                           CS.PAUSED, by="press secretary")
-
-    summary = send_campaign(db, settings, campaign_id, progress=pause_after_first_batch)
-    assert summary.status == CS.PAUSED
-    assert summary.accepted <= 20  # the batch in flight when the pause came, no more
-    assert summary.pending == 60 - summary.accepted
-    with db.session() as session:
-        transition(session, session.get(Campaign, campaign_id), CS.SENDING, by="press secretary")
-    assert send_campaign(db, settings, campaign_id).status == CS.SENT
-    assert_exactly_once(standin, db, campaign_id, 60)
-
-
 def test_bad_addresses_are_isolated_and_fail_alone(db, sg_settings, standin):
     add_subscribers(db, 30)
     now = utcnow()
