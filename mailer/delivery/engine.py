@@ -3,10 +3,14 @@
     start_campaign(db, settings, campaign_id) -> int      draw the audience, approved|scheduled
                                                             -> sending; returns recipients
     send_campaign(db, settings, campaign_id, ...) -> SendSummary
-                                                            start if needed, then send until
-                                                            every row is settled (-> sent) or
-                                                            the campaign is paused/cancelled
+                                                            the foreground send: start if
+                                                            needed, then send until every row
+                                                            is settled (-> sent) or the
+                                                            campaign is paused/cancelled
     status_counts(session, campaign_id) -> dict             the counts `campaigns status` shows
+
+Workers and fan-out helpers take their turns through ``pipeline.send_share``; all three modes
+run the same batch pipeline (``pipeline.run_batches``).
 
 Exactly once: each row is committed as ``sending`` (batch, attempt, worker, lease) before the
 transport is called and as ``accepted``/``failed`` after; rows a crash leaves behind are
@@ -24,24 +28,22 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.content import compile_for
 from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import fanout, records, recovery
 from mailer.delivery.audience import draw_audience
+from mailer.delivery.pipeline import prepare, run_batches
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
-from mailer.delivery.sender import CampaignSender, RunStats
-from mailer.errors import InvalidTransition, MailerError
-from mailer.render import Personalizer
+from mailer.delivery.sender import RunStats
+from mailer.errors import InvalidTransition
 from mailer.scheduling.policy import check_send_allowed
 from mailer.settings import Settings
-from mailer.storage.db import Database, secret_key
-from mailer.tokens import TokenSigner
+from mailer.storage.db import Database
 from mailer.transports import get_transport
-from mailer.transports.base import CompiledMessage, Transport
+from mailer.transports.base import Transport
 
 C = Delivery.__table__.c
 #: Delivery statuses that mean "the provider took it" (later events refine them).
@@ -106,13 +108,14 @@ def _check_policy(campaign: Campaign, settings: Settings) -> None:
 
 
 def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
-                  transport: Transport | None = None, worker_id: str | None = None,
+                  transport: Transport | None = None,
                   progress: Callable[[RunStats], None] | None = None,
-                  stop: threading.Event | None = None, wait_for_others: bool = True,
-                  poll_interval: float = 1.0, processes: int | None = None) -> SendSummary:
-    """Start the campaign if needed, then send until every row is settled (the campaign
-    becomes ``sent``), it is paused or cancelled, or ``stop`` is set. Resumes a crashed send:
-    rows a dead sender left are resolved first (see ``recovery``).
+                  stop: threading.Event | None = None, poll_interval: float = 1.0,
+                  processes: int | None = None) -> SendSummary:
+    """The foreground send (``campaigns send``): start the campaign if needed, then send
+    until every row is settled (the campaign becomes ``sent``), it is paused or cancelled,
+    or ``stop`` is set. Resumes a crashed send: rows a dead sender left are resolved first
+    (see ``recovery``).
 
     A large send with its own transport is spread over ``processes`` processes (default: as
     ``MAILER_SEND_PROCESSES`` and the campaign's size allow; see ``fanout``).
@@ -121,46 +124,40 @@ def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
     """
     started = time.monotonic()
     start_campaign(db, settings, campaign_id)
-    owns_transport = transport is None
-    worker = worker_id or recovery.new_worker_name()
-    helpers: fanout.Helpers | None = None
-    sender: CampaignSender | None = None
-    stats: RunStats | None = None
+    worker = recovery.new_worker_name()
     stop = stop or threading.Event()
+    helpers: fanout.Helpers | None = None
+    sender = None
     report = progress
-    transport_ = None
+    own_transport = None
     try:
         with db.session() as session:
             recovery.resolve_in_doubt(session, settings, campaign_id)
-        message = _compile_or_pause(db, settings, campaign_id)
-        count = 1
-        if owns_transport and wait_for_others and worker_id is None and processes != 1:
-            count = processes or fanout.process_count(settings, _pending(db, campaign_id))
+        prepared = prepare(db, settings, campaign_id)
+        count = 1 if transport is not None or processes == 1 else (
+            processes or fanout.process_count(settings, _pending(db, campaign_id)))
         if count > 1:
             settings = fanout.share(settings, count)
             helpers = fanout.Helpers(settings, db.engine.url.render_as_string(
                 hide_password=False), campaign_id, count - 1)
             progress = _with_helpers(progress, helpers)
             poll_interval = min(poll_interval, 0.2)  # notice the helpers' last rows settle
-        transport_ = transport or get_transport(settings)
-        sender = CampaignSender(
-            db, settings, campaign_id, transport=transport_, message=message,
-            make_recipient=make_recipient_factory(db, settings, campaign_id), worker=worker,
-            stop=stop, progress=progress, wait_for_others=wait_for_others,
-            poll_interval=poll_interval)
-        stats = sender.run()
+        own_transport = None if transport is not None else get_transport(settings)
+        sender = run_batches(db, settings, prepared, transport=transport or own_transport,
+                             worker=worker, stop=stop, progress=progress,
+                             wait_for_others=True, poll_interval=poll_interval)
     finally:
         if helpers is not None:
             if stop.is_set() or sender is None or sender.halt.is_set():
                 helpers.stop()  # interrupted, paused or failed: they finish their batches
+            stats = sender.stats if sender is not None else None
             _add_helpers(stats, helpers.finish(settings.lease_seconds))
             if report is not None and stats is not None:
                 report(stats)  # the helpers' last batches
-        if worker_id is None:
-            recovery.forget_worker(worker)
-        if owns_transport and transport_ is not None:
-            transport_.close()
-    return summarize(db, campaign_id, stats, time.monotonic() - started, sender.reason)
+        recovery.forget_worker(worker)
+        if own_transport is not None:
+            own_transport.close()
+    return summarize(db, campaign_id, sender.stats, time.monotonic() - started, sender.reason)
 
 
 def _pending(db: Database, campaign_id: int) -> int:
@@ -189,21 +186,6 @@ def _add_helpers(stats: RunStats | None, totals: tuple[int, int, int, int]) -> N
         stats.in_doubt += totals[3]
 
 
-def _compile_or_pause(db: Database, settings: Settings, campaign_id: int) -> CompiledMessage:
-    """Render the campaign; a campaign that cannot render is paused with the reason (a worker
-    must not retry it forever). Raises the render error."""
-    try:
-        with db.session() as session:
-            return compiled_message(session, get_campaign(session, campaign_id), settings)
-    except MailerError as exc:
-        with db.session() as session:
-            campaign = get_campaign(session, campaign_id, for_update=True)
-            if campaign.status == CS.SENDING:
-                transition(session, campaign, CS.PAUSED, by="delivery engine",
-                           reason=f"cannot render: {exc}")
-        raise
-
-
 def summarize(db: Database, campaign_id: int, stats: RunStats, seconds: float,
               reason: str | None) -> SendSummary:
     with db.session() as session:
@@ -215,34 +197,6 @@ def summarize(db: Database, campaign_id: int, stats: RunStats, seconds: float,
         recipients=counts["recipients"], accepted=counts["accepted"],
         failed=counts["failed"], skipped=counts["skipped"], in_doubt=counts["in_doubt"],
         pending=counts["pending"], sent_this_run=stats.accepted, seconds=seconds)
-
-
-# -- rendering, cached per process -------------------------------------------------------------
-_compiled: dict[tuple[int, Any], CompiledMessage] = {}
-_signers: dict[str, Any] = {}
-_cache_lock = threading.Lock()
-
-
-def compiled_message(session: Session, campaign: Campaign, settings: Settings) -> CompiledMessage:
-    """The campaign rendered once per process (a campaign cannot change while it sends)."""
-    key = (campaign.id, campaign.started_at)
-    with _cache_lock:
-        cached = _compiled.get(key)
-    if cached is None:
-        cached = compile_for(session, campaign, settings)
-        with _cache_lock:
-            _compiled[key] = cached
-    return cached
-
-
-def make_recipient_factory(db: Database, settings: Settings, campaign_id: int):
-    """``Personalizer(...).recipient`` for the campaign, with the installation's token key."""
-    secret = secret_key(db, settings)
-    with _cache_lock:
-        signer = _signers.get(secret)
-        if signer is None:
-            signer = _signers[secret] = TokenSigner(secret)
-    return Personalizer(settings, signer, campaign_id).recipient
 
 
 # -- counts -----------------------------------------------------------------------------------

@@ -66,7 +66,12 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class Handoff:
-    """Shared by the pool threads of one send; ``halt`` stops retries at once."""
+    """Shared by the pool threads of one send; ``halt`` stops retries at once.
+
+    ``deliver`` is the one place that decides a batch's outcome means pausing the campaign
+    (``Outcome.pause_reason``): refused credentials, a message the provider refuses, retries
+    run out, or MAILER_MAX_CONSECUTIVE_ERRORS failed requests in a row across all threads.
+    """
 
     def __init__(self, settings: Settings, transport: Transport, message: CompiledMessage,
                  make_recipient: Callable[..., Recipient], limiter: RateLimiter,
@@ -101,10 +106,7 @@ class Handoff:
             out.release_reason = "not sent: the provider refused our credentials"
         except TemporaryFailure as exc:
             out.release_reason = f"not sent: {exc}"
-            if self._too_many_errors():
-                out.pause_reason = (f"{self.consecutive_errors} consecutive failed requests "
-                                    f"(MAILER_MAX_CONSECUTIVE_ERRORS); last: {exc}")
-            elif not self.halt.is_set():
+            if not self._too_many_errors() and not self.halt.is_set():
                 out.pause_reason = (f"paused after {self.settings.retry_attempts} failed "
                                     f"attempts: {exc}")
         except (BadRequest, PayloadTooLarge) as exc:
@@ -119,6 +121,10 @@ class Handoff:
             doubt = [Recipient(email=e, delivery_id=i) for i, e, _s, _n in claim.rows
                      if i not in reported]
         self._summarize(out, done, doubt)
+        if out.pause_reason is None and self._too_many_errors():
+            last = out.release_reason or out.in_doubt_reason or "failed"
+            out.pause_reason = (f"{self.consecutive_errors} consecutive failed requests "
+                                f"(MAILER_MAX_CONSECUTIVE_ERRORS); last: {last}")
         return out
 
     def _summarize(self, out: Outcome, done: list[RecipientResult],

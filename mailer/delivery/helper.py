@@ -1,9 +1,9 @@
 """One send helper process (``python -m mailer.delivery.helper``), started by ``fanout``.
 
-It reads its settings, database URL and campaign from stdin, then runs the engine's worker
-loop on that campaign until nothing is claimable or it is told to stop, printing its running
-totals as JSON lines for the parent. Kept apart from ``fanout`` because it calls the engine,
-which itself uses ``fanout``: this module is the top of that small stack.
+It reads its settings, database URL and campaign from stdin, then takes a worker's turn on
+that campaign (``pipeline.send_share``) until nothing is claimable or it is told to stop,
+printing its running totals as JSON lines for the parent. Kept apart from ``fanout`` (which
+the engine uses) so that the process entry point sits on top of the stack.
 """
 
 from __future__ import annotations
@@ -16,10 +16,12 @@ import signal
 import sys
 import threading
 
-from mailer.delivery.engine import send_campaign
+from mailer.delivery import recovery
 from mailer.delivery.fanout import ARGS_END
+from mailer.delivery.pipeline import prepare, send_share
 from mailer.errors import MailerError
 from mailer.storage.db import Database, make_engine
+from mailer.transports import get_transport
 
 log = logging.getLogger("mailer.delivery")
 
@@ -48,14 +50,18 @@ def helper_main() -> None:
                   + "\n")
         out.flush()
 
+    transport = get_transport(settings)
+    worker = recovery.new_worker_name()
     try:
-        send_campaign(db, settings, campaign_id, stop=stop, progress=report,
-                      wait_for_others=False, processes=1)
+        send_share(db, settings, prepare(db, settings, campaign_id), transport=transport,
+                   worker=worker, stop=stop, progress=report)
     except MailerError as exc:  # paused or cancelled meanwhile, cannot render: logged
         log.warning("send helper: %s", exc)
     except BrokenPipeError:  # the parent is gone; what we sent is recorded
         pass
     finally:
+        recovery.forget_worker(worker)
+        transport.close()
         db.dispose()
 
 

@@ -189,14 +189,10 @@ class CampaignSender:
             log_handoff(self.campaign_id, self.worker, out)
         if outcomes:
             self._report()
-        for out in outcomes:
+        for out in outcomes:  # whether to pause is the hand-off's decision (one place)
             if out.pause_reason:
                 self.pause(out.pause_reason)
                 return
-        if outcomes and self.handoff.consecutive_errors >= self.settings.max_consecutive_errors:
-            last = outcomes[-1]
-            self.pause(f"{self.handoff.consecutive_errors} consecutive failed requests; last "
-                       f"batch: {last.release_reason or last.in_doubt_reason or 'failed'}")
 
     @staticmethod
     def _write(session, out: Outcome) -> None:

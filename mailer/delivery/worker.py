@@ -1,18 +1,22 @@
 """``run_worker``: one send worker. Run several (on one machine or many, against PostgreSQL)
 and they share every campaign that is sending, with no coordinator: each batch is leased with
-``FOR UPDATE SKIP LOCKED`` and settled by whichever worker holds it."""
+``FOR UPDATE SKIP LOCKED`` and settled by whichever worker holds it.
+
+A worker prepares each campaign once (recovery of rows a dead sender left, render, token
+key) and keeps it while the campaign keeps its start; every poll after that only claims."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 
 from sqlalchemy import select
 
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.delivery import recovery
-from mailer.delivery.engine import send_campaign
+from mailer.delivery.pipeline import Prepared, prepare, send_share
 from mailer.errors import MailerError
 from mailer.settings import Settings
 from mailer.storage.db import Database
@@ -34,15 +38,18 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event, *,
     owns = transport is None
     transport = transport or get_transport(settings)
     worker = recovery.new_worker_name()
+    prepared: dict[int, Prepared] = {}
     accepted, idle = 0, 0
     try:
         while not stop.is_set():
             did = 0
-            for campaign_id in _sending_campaigns(db):
+            for campaign_id, started_at in _sending_campaigns(db):
                 if stop.is_set():
                     break
-                did += _send_some(db, settings, campaign_id, transport, worker, stop,
-                                  poll_interval)
+                ready = _prepared(db, settings, prepared, campaign_id, started_at)
+                if ready is not None:
+                    did += send_share(db, settings, ready, transport=transport, worker=worker,
+                                      stop=stop, poll_interval=poll_interval).accepted
             accepted += did
             idle = 0 if did else idle + 1
             if max_idle_polls is not None and idle >= max_idle_polls:
@@ -56,19 +63,25 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event, *,
     return accepted
 
 
-def _sending_campaigns(db: Database) -> list[int]:
+def _sending_campaigns(db: Database) -> list[tuple[int, datetime | None]]:
     with db.session() as session:
-        return list(session.scalars(
-            select(Campaign.id).where(Campaign.status == CS.SENDING)
-            .order_by(Campaign.started_at, Campaign.id)))
+        return [tuple(row) for row in session.execute(
+            select(Campaign.id, Campaign.started_at).where(Campaign.status == CS.SENDING)
+            .order_by(Campaign.started_at, Campaign.id))]
 
 
-def _send_some(db, settings, campaign_id, transport, worker, stop, poll_interval) -> int:
+def _prepared(db: Database, settings: Settings, cache: dict[int, Prepared], campaign_id: int,
+              started_at: datetime | None) -> Prepared | None:
+    """The campaign's ``Prepared``, made on first sight (after settling what a dead sender
+    left); None when it cannot be sent (``prepare`` paused it; logged)."""
+    ready = cache.get(campaign_id)
+    if ready is not None and ready.started_at == started_at:
+        return ready
     try:
-        summary = send_campaign(db, settings, campaign_id, transport=transport,
-                                worker_id=worker, stop=stop, wait_for_others=False,
-                                poll_interval=poll_interval)
+        with db.session() as session:
+            recovery.resolve_in_doubt(session, settings, campaign_id)
+        ready = cache[campaign_id] = prepare(db, settings, campaign_id)
     except MailerError as exc:
         log.error("campaign %s: %s", campaign_id, exc)
-        return 0
-    return summary.sent_this_run
+        return None
+    return ready

@@ -221,17 +221,17 @@ def test_too_many_consecutive_errors_pause_before_retries_run_out(db, sg_setting
 
 def test_a_message_too_large_for_the_provider_pauses_the_campaign(db, sg_settings, standin,
                                                                    monkeypatch):
-    from mailer.delivery import engine
+    from mailer.delivery import pipeline
 
     add_subscribers(db, 2)
     campaign_id = approved_campaign(db)
-    real = engine.compiled_message
+    real = pipeline.compiled_message
 
     def huge(session, campaign, settings):
         from dataclasses import replace
         return replace(real(session, campaign, settings), html="x" * (21 * 1024 * 1024))
 
-    monkeypatch.setattr(engine, "compiled_message", huge)
+    monkeypatch.setattr(pipeline, "compiled_message", huge)
     summary = send_campaign(db, sg_settings.model_copy(update={"batch_size": 2}), campaign_id)
     assert summary.status == CS.PAUSED
     assert "413" in campaign_of(db, campaign_id).status_reason
@@ -242,7 +242,7 @@ def test_a_message_too_large_for_the_provider_pauses_the_campaign(db, sg_setting
 def test_a_large_send_is_spread_over_processes_each_recipient_once(db, sg_settings, standin):
     add_subscribers(db, 400)
     campaign_id = approved_campaign(db)
-    standin.latency_ms = 60  # keep the parent busy while the helper starts (~1 s)
+    standin.latency_ms = 150  # keep the parent busy (~1.5 s) while the helper starts (~1 s)
     seen = []
     summary = send_campaign(db, sg_settings.model_copy(update={"send_processes": 2}),
                             campaign_id, progress=lambda stats: seen.append(stats.handled))
