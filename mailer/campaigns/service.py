@@ -52,7 +52,7 @@ def create_campaign(
     if release is None:
         raise NotFound(f"no release with id {release_id}")
     if (segment is None) == (query is None):
-        raise InvalidInput("give exactly one of --segment or --query")
+        raise InvalidInput("a campaign's audience is a saved segment or a query: give exactly one")
     segment_id = None
     if segment is not None:
         segment_id = _segment_id(session, segment)
@@ -65,6 +65,9 @@ def create_campaign(
     )
     session.add(campaign)
     session.flush()
+    # The history starts with its creation (who and when), not with its first move.
+    session.add(CampaignLog(campaign_id=campaign.id, from_status=None, to_status=S.DRAFT,
+                            by=by, reason="created"))
     return campaign
 
 
@@ -107,7 +110,7 @@ def update_campaign(
     An approved, scheduled or missed campaign returns to draft (its approval, blackout override
     and scheduler job are gone: they were given for the old content).
     Raises InvalidTransition once sending has begun, InvalidInput when nothing would change or
-    both --query and --segment are given, NotFound for an unknown segment, QueryError.
+    both a query and a segment are given, NotFound for an unknown segment, QueryError.
     """
     if campaign.status not in EDITABLE:
         raise InvalidTransition(

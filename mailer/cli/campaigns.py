@@ -57,7 +57,8 @@ def _print_campaign(console, data: dict[str, Any]) -> None:
     if data.get("status_reason") and data["status"] != "scheduled":  # that one repeats the time
         console.print(f"  {data['status_reason']}")
     for entry in data.get("log", []):
-        arrow = entry["to"] if entry["from"] == entry["to"] else f"{entry['from']} → {entry['to']}"
+        same = entry["from"] in (None, entry["to"])  # a creation or a note, not a move
+        arrow = entry["to"] if same else f"{entry['from']} → {entry['to']}"
         who = f" by {entry['by']}" if entry["by"] else ""
         why = f": {entry['reason']}" if entry["reason"] else ""
         console.print(f"  {entry['at_local']}  {arrow}{who}{why}")

@@ -25,7 +25,7 @@ def parse_when(text: str, settings: Settings) -> datetime:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         raise InvalidInput(
-            f"--at {text!r} is not an ISO 8601 time (e.g. 2026-11-23T07:00 or "
+            f"{text!r} is not an ISO 8601 time (e.g. 2026-11-23T07:00 or "
             "2026-11-23T07:00-06:00)") from None
     if value.tzinfo is not None:
         return value.astimezone(UTC)
@@ -53,23 +53,23 @@ class DigestTime:
 def parse_digest_at(text: str, frequency: str) -> DigestTime:
     """``"Fri 16:00"`` (weekly) or ``"07:00"`` (daily). Raises InvalidInput."""
     if frequency not in ("daily", "weekly"):
-        raise InvalidInput(f"--frequency must be daily or weekly, not {frequency!r}")
+        raise InvalidInput(f"a digest goes out daily or weekly, not {frequency!r}")
     parts = text.split()
     weekday = None
     if len(parts) == 2:
         if not _is_day_name(parts[0]):
-            raise InvalidInput(f"--at {text!r}: {parts[0]!r} is not a day of the week")
+            raise InvalidInput(f"{text!r}: {parts[0]!r} is not a day of the week")
         weekday = parts[0][:3].lower()
     elif len(parts) != 1:
-        raise InvalidInput(f'--at {text!r} must look like "Fri 16:00" or "07:00"')
+        raise InvalidInput(f'{text!r} must look like "Fri 16:00" or "07:00"')
     match = re.fullmatch(r"(\d{1,2}):(\d{2})", parts[-1])
     if match is None or int(match[1]) > 23 or int(match[2]) > 59:
-        raise InvalidInput(f"--at {text!r}: {parts[-1]!r} is not a time like 16:00")
+        raise InvalidInput(f"{text!r}: {parts[-1]!r} is not a time like 16:00")
     at = time(int(match[1]), int(match[2]))
     if frequency == "weekly" and weekday is None:
-        raise InvalidInput(f'a weekly digest needs a day: --at "Fri {parts[-1]}"')
+        raise InvalidInput(f'a weekly digest needs a day, e.g. "Fri {parts[-1]}"')
     if frequency == "daily" and weekday is not None:
-        raise InvalidInput(f'a daily digest goes out every day: --at "{parts[-1]}"')
+        raise InvalidInput(f'a daily digest goes out every day: give just the time, "{parts[-1]}"')
     return DigestTime(weekday, at)
 
 

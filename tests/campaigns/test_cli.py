@@ -135,7 +135,8 @@ def test_show_has_the_log_and_edit_returns_to_draft(cli, release_id, settings):
     assert edited.json()["status"] == "draft" and edited.json()["approved_by"] is None
     shown = cli("campaigns", "show", campaign_id, "--json").json()
     assert [(e["from"], e["to"]) for e in shown["log"]] == [
-        ("draft", "approved"), ("approved", "scheduled"), ("scheduled", "draft")]
+        (None, "draft"), ("draft", "approved"), ("approved", "scheduled"), ("scheduled", "draft")]
+    assert shown["log"][0]["reason"] == "created"
     human = cli("campaigns", "show", campaign_id)
     assert "scheduled → draft by alice" in human.stdout
 
@@ -158,7 +159,8 @@ def test_now_starts_the_send(cli, release_id):
     assert result.exit_code == 0, result.stderr
     assert result.json()["status"] == "sending" and result.json()["recipients"] == 2
     log = cli("campaigns", "show", campaign_id, "--json").json()["log"]
-    assert [(e["from"], e["to"]) for e in log] == [("draft", "approved"), ("approved", "sending")]
+    assert [(e["from"], e["to"]) for e in log] == [
+        (None, "draft"), ("draft", "approved"), ("approved", "sending")]
 
 
 def test_schedule_list_shows_office_time(cli, release_id, settings):
