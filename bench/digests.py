@@ -32,7 +32,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from mailer.delivery.records import Delivery  # noqa: E402
 from mailer.ingest.models import Release, ReleaseTopic, Topic  # noqa: E402
-from mailer.scheduling import digests  # noqa: E402
+from mailer.scheduling import digest_plan, digests  # noqa: E402
 from mailer.scheduling.models import Digest  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.storage.base import utcnow  # noqa: E402
@@ -109,8 +109,8 @@ def seed(db, people: int, releases: int) -> int:
 def plan(db, digest_id: int) -> str:
     with db.session() as session:
         digest = session.get(Digest, digest_id)
-        releases = digests.candidate_releases(session, digest, utcnow())
-        plan = digests.plan_groups(session, digest, releases)
+        releases = digest_plan.candidate_releases(session, digest, utcnow())
+        plan = digest_plan.plan_groups(session, digest, releases)
     return f"{len(plan.groups)} groups, {plan.people:,} people"
 
 
@@ -119,7 +119,7 @@ def naive_plan(db, digest_id: int, sample: int) -> str:
     with db.session() as session:
         digest = session.get(Digest, digest_id)
         releases = window_releases(session, digest)  # as if everyone were owed the window
-        topics = digests.release_topics(session, releases)
+        topics = digest_plan.release_topics(session, releases)
         groups: dict[tuple[int, ...], int] = {}
         people = session.scalars(select(Subscriber.id).where(
             Subscriber.frequency == "weekly", Subscriber.status == "active")

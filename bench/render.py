@@ -37,8 +37,8 @@ from mailer.render.check import sample_contexts  # noqa: E402
 from mailer.render.compile import _INLINER, render_text  # noqa: E402
 from mailer.render.environment import environment  # noqa: E402
 from mailer.render.sample import seed_release  # noqa: E402
-from mailer.settings import Settings  # noqa: E402
 from mailer.schema import metadata  # noqa: E402
+from mailer.settings import Settings  # noqa: E402
 from mailer.tokens import TokenSigner  # noqa: E402
 
 

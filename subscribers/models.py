@@ -49,7 +49,7 @@ class Subscriber(Base):
         # Sized for a million subscribers: the selective filters of segment queries get their
         # own index. ``status`` is indexed alone for the rare states (pending, bounced); the
         # audience's "status = active" matches nearly everyone and is checked on the scan
-        # (see ``subscribers.segments.unindexed``), so it must not lead a composite index.
+        # (see ``subscribers.query_sql.unindexed``), so it must not lead a composite index.
         Index("ix_subscribers_zip", "zip"),
         Index("ix_subscribers_county", "county"),
         Index("ix_subscribers_status", "status"),

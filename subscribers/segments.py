@@ -1,266 +1,41 @@
-"""Segments: compile a query (``subscribers.query``) into a bound SQLAlchemy expression over
-``Subscriber``, and answer "who gets this?".
-
-Every value becomes a bound parameter; no part of a query is ever placed in SQL text.
-
-Semantics a press office can rely on:
-
-- ``=``, ``!=`` and ``in`` compare exactly, except that ``email`` values are normalized like
-  stored addresses, ``state`` is upper-cased and ``status``/``frequency`` must name one of their
-  closed set of values (a typo is an error, not an empty audience).
-- ``~`` is a glob: ``*`` matches any run of characters, everything else is literal (``%`` and
-  ``_`` included); it ignores ASCII case on both SQLite and PostgreSQL.
-- A missing value (no county, no ZIP) never equals anything, and ``not``/``!=`` match it:
-  ``not zip ~ "581*"`` includes people with no ZIP. Two-valued logic, no SQL NULL surprises.
-- ``topic = "x"`` is true when the person follows topic ``x``; ``topic in (...)`` any of them.
-- ``joined`` compares the sign-up date in the office's time zone with an ISO date.
-- The audience of a send (``audience_select``) is always further limited to ``active``
-  subscribers whose address is not on the suppression list, whatever the query says.
+"""Segments: "who gets this?" — the audience of a query or a saved segment (always limited to
+``active`` subscribers whose address is not suppressed, and not pausing), its count, and the
+saved segments themselves. The query language's meaning in SQL is ``subscribers.query_sql``.
 """
+
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
-
 from sqlalchemy import (
     ColumnElement,
-    Integer,
     Select,
-    String,
     and_,
-    exists,
     func,
     literal,
-    not_,
     or_,
     select,
     true,
 )
-from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.functions import FunctionElement
 
 from mailer.errors import InvalidInput, NotFound, QueryError
-from mailer.settings import get_settings
-from mailer.storage.base import UTCDateTime, utcnow
-from subscribers.addresses import InvalidEmail, normalize_email
+from mailer.storage.base import utcnow
 from subscribers.models import (
     ACTIVE,
-    FREQUENCIES,
-    STATUSES,
     Segment,
     Subscriber,
     SubscriberTopic,
     Suppression,
     Topic,
 )
-from subscribers.query import And, Compare, In, Node, Not, Or, Value, parse_query, to_text
-
-_TEXT_COLUMNS = {
-    "email": Subscriber.email, "name": Subscriber.name, "zip": Subscriber.zip,
-    "county": Subscriber.county, "state": Subscriber.state, "district": Subscriber.district,
-    "status": Subscriber.status, "frequency": Subscriber.frequency,
-}
-class unindexed(FunctionElement):  # noqa: N801 - reads like the SQL construct it is
-    """``column`` as a filter the planner should check on a scan rather than look up through
-    an index: SQLite renders ``+column`` (its documented way to say so), other databases the
-    plain column. "status = active" matches nearly every subscriber, and without statistics
-    SQLite would otherwise walk the status index and fetch each row by id (several times
-    slower on a million rows than scanning)."""
-
-    name = "unindexed"
-    type = String()
-    inherit_cache = True
-
-
-class unindexed_integer(unindexed):  # noqa: N801
-    """An integer column the SQLite planner must not look rows up by."""
-
-    name = "unindexed_integer"
-    type = Integer()
-    inherit_cache = True
-
-
-class unindexed_time(unindexed):  # noqa: N801
-    """A ``UTCDateTime`` column the SQLite planner must not drive the query from."""
-
-    name = "unindexed_time"
-    type = UTCDateTime()
-    inherit_cache = True
-
-
-@compiles(unindexed)
-def _unindexed_plain(element, compiler, **kw):
-    return compiler.process(element.clauses, **kw)
-
-
-@compiles(unindexed, "sqlite")
-def _unindexed_sqlite(element, compiler, **kw):
-    return "+(" + compiler.process(element.clauses, **kw) + ")"
-
-
-def status_column():
-    """``Subscriber.status`` for filtering (see ``unindexed``)."""
-    return unindexed(Subscriber.status)
-
-
-_CLOSED_SETS = {"status": STATUSES, "frequency": FREQUENCIES}
-_NOT_NULL = {"email", "status", "frequency"}
-
-
-def compile_query(text: str, *, zone: ZoneInfo | None = None) -> ColumnElement[bool]:
-    """Parse ``text`` and compile it to a boolean expression over ``Subscriber``.
-
-    ``zone`` is where ``joined`` dates are read (default: the office's ``MAILER_TIMEZONE``).
-    Raises QueryError (with a position) for a query that does not parse or does not make sense,
-    e.g. ``joined ~ "x"`` or ``status = "actve"``.
-    """
-    return compile_node(parse_query(text), zone=zone)
-
-
-def compile_node(node: Node, *, zone: ZoneInfo | None = None) -> ColumnElement[bool]:
-    """Compile an already parsed tree. Raises QueryError as ``compile_query`` does."""
-    return _Compiler(zone or _office_zone()).compile(node)
-
-
-def _office_zone() -> ZoneInfo:
-
-    try:
-        return get_settings().zone
-    except Exception:  # settings invalid: fall back rather than refuse to count
-        return ZoneInfo("UTC")
-
-
-class _Compiler:
-    def __init__(self, zone: ZoneInfo):
-        self.zone = zone
-
-    def compile(self, node: Node) -> ColumnElement[bool]:
-        if isinstance(node, And):
-            return and_(*(self.compile(o) for o in node.operands))
-        if isinstance(node, Or):
-            return or_(*(self.compile(o) for o in node.operands))
-        if isinstance(node, Not):
-            return not_(self.compile(node.operand))
-        if isinstance(node, In):
-            return self.membership(node)
-        return self.comparison(node)
-
-    def membership(self, node: In) -> ColumnElement[bool]:
-        if node.field == "topic":
-            slugs = [_topic_slug(v) for v in node.values]
-            return _follows(Topic.slug.in_(slugs))
-        if node.field == "joined":
-            return or_(*(self.joined(Compare("joined", "=", v)) for v in node.values))
-        column = _column(node.field)
-        values = [_text_value(node.field, v) for v in node.values]
-        return _present(node.field, column.in_(values))
-
-    def comparison(self, node: Compare) -> ColumnElement[bool]:
-        if node.op == "!=":
-            return not_(self.comparison(Compare(node.field, "=", node.value)))
-        if node.field == "topic":
-            return self.topic(node)
-        if node.field == "joined":
-            return self.joined(node)
-        column = _column(node.field)
-        if node.op == "~":
-            return _present(node.field, column.ilike(_glob_to_like(node.value.text), escape="\\"))
-        value = _text_value(node.field, node.value, ordered=node.op != "=")
-        return _present(node.field, column.operate(_OPS[node.op], value))
-
-    def topic(self, node: Compare) -> ColumnElement[bool]:
-        if node.op == "=":
-            return _follows(Topic.slug == _topic_slug(node.value))
-        if node.op == "~":
-            return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"))
-        raise QueryError(f"'topic' takes =, !=, ~ or in, not {node.op!r}", node.value.position)
-
-    def joined(self, node: Compare) -> ColumnElement[bool]:
-        day = node.value.as_date
-        if day is None:
-            raise QueryError("'joined' needs an ISO date such as 2024-01-31",
-                             node.value.position)
-        start, end = self._day_bounds(day)
-        # One day goes through the created_at index. An open range usually covers much of the
-        # list, and SQLite (no range statistics) would still walk the index and fetch row by
-        # row: 0.9 s on a million against 0.3 s for the scan it then does.
-        column = Subscriber.created_at if node.op == "=" else unindexed_time(Subscriber.created_at)
-        match node.op:
-            case "=":
-                return and_(column >= start, column < end)
-            case "<":
-                return column < start
-            case "<=":
-                return column < end
-            case ">":
-                return column >= end
-            case ">=":
-                return column >= start
-        raise QueryError(f"'joined' cannot be compared with {node.op!r}", node.value.position)
-
-    def _day_bounds(self, day: date) -> tuple[datetime, datetime]:
-        start = datetime.combine(day, time(0), tzinfo=self.zone)
-        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.zone)
-        return start.astimezone(UTC), end.astimezone(UTC)
-
-
-_OPS = {
-    "=": lambda a, b: a == b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
-}
-
-
-def _column(field: str):
-    return status_column() if field == "status" else _TEXT_COLUMNS[field]
-
-
-def _present(field: str, condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    """Make a comparison on a nullable column false (not NULL) when the value is missing, so
-    that ``not`` around it is true for people without that detail."""
-    if field in _NOT_NULL:
-        return condition
-    return and_(_TEXT_COLUMNS[field].is_not(None), condition)
-
-
-def _follows(slug_condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    # The topic ids are looked up once (an uncorrelated IN over the few topics), then each
-    # subscriber is one probe of the (subscriber_id, topic_id) primary key. Faster on a
-    # million rows than reading the followers into a list first (SQLite builds a temporary
-    # B-tree of them: 4 s against 0.7 s) or joining topics for every subscriber; PostgreSQL
-    # plans either as a semi-join.
-    topic_ids = select(Topic.id).where(slug_condition)
-    return exists(select(literal(1)).where(
-        SubscriberTopic.subscriber_id == Subscriber.id,
-        SubscriberTopic.topic_id.in_(topic_ids)))
-
-
-def _topic_slug(value: Value) -> str:
-    return value.text.strip().lower()
-
-
-def _text_value(field: str, value: Value, *, ordered: bool = False) -> str:
-    text = value.text
-    if field == "email" and not ordered:
-        try:
-            return normalize_email(text)
-        except InvalidEmail:
-            return text.strip().lower()  # cannot be stored, so matches nobody; not an error
-    if field == "state":
-        return text.strip().upper()
-    if field in _CLOSED_SETS:
-        text = text.strip().lower()
-        if not ordered and text not in _CLOSED_SETS[field]:
-            choices = ", ".join(_CLOSED_SETS[field])
-            raise QueryError(f"{field} is one of {choices}; not {value.text!r}", value.position)
-    return text
-
-
-def _glob_to_like(pattern: str) -> str:
-    escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped.replace("*", "%")
-
+from subscribers.query import And, Compare, In, Node, Not, Or, parse_query, to_text
+from subscribers.query_sql import (
+    compile_node,
+    compile_query,
+    status_column,
+    topic_slug,
+    unindexed_integer,
+)
 
 # --- audiences -------------------------------------------------------------------------------
 
@@ -376,12 +151,12 @@ def _required_topic(node: Node) -> tuple[str | None, Node | None]:
     """(slug, the rest of the query) when ``node`` requires following one topic, else
     (None, node). The rest is None when nothing else is asked."""
     if _is_one_topic(node):
-        return _topic_slug(node.value), None
+        return topic_slug(node.value), None
     if isinstance(node, And):
         for i, operand in enumerate(node.operands):
             if _is_one_topic(operand):
                 others = node.operands[:i] + node.operands[i + 1:]
-                return _topic_slug(operand.value), others[0] if len(others) == 1 else And(others)
+                return topic_slug(operand.value), others[0] if len(others) == 1 else And(others)
     return None, node
 
 
@@ -437,7 +212,7 @@ def _topic_values(node: Node) -> set[str]:
     if node.field != "topic":
         return set()
     values = node.values if isinstance(node, In) else (node.value,)
-    return {_topic_slug(v) for v in values}
+    return {topic_slug(v) for v in values}
 
 
 def segment_to_dict(segment: Segment, size: int | None = None) -> dict:

@@ -24,9 +24,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from mailer.cli import context as cli_context
+from mailer.schema import metadata
 from mailer.settings import get_settings
 from mailer.storage.db import Database, make_engine, upgrade
-from mailer.schema import metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

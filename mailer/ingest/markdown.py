@@ -25,7 +25,8 @@ from markdown_it import MarkdownIt
 
 from mailer.errors import IngestError
 from mailer.ingest.dates import parse_date
-from mailer.ingest.html import elements_html, html_paragraphs, sanitize_html, strip_text_prefix
+from mailer.ingest.fragments import elements_html, sanitize_html, strip_text_prefix
+from mailer.ingest.html import html_paragraphs
 from mailer.ingest.parsed import MAX_TITLE, ParsedRelease, clean_inline, is_end_mark, split_dateline
 
 _FRONT = re.compile(r"\A\ufeff?---[ \t]*\r?\n(?P<yaml>.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)",

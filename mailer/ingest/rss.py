@@ -19,12 +19,8 @@ import feedparser
 
 from mailer.errors import IngestError
 from mailer.ingest.dates import parse_date, struct_to_date
-from mailer.ingest.html import (
-    elements_html,
-    html_paragraphs,
-    sanitize_html,
-    strip_text_prefix,
-)
+from mailer.ingest.fragments import elements_html, sanitize_html, strip_text_prefix
+from mailer.ingest.html import html_paragraphs
 from mailer.ingest.parsed import (
     END_MARK_INLINE,
     MAX_TITLE,

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailer.errors import IngestError
-from mailer.ingest.html import parse_html, sanitize_html
+from mailer.ingest.fragments import sanitize_html
+from mailer.ingest.html import parse_html
 from mailer.ingest.markdown import parse_markdown
 
 ZONE = ZoneInfo("America/Chicago")

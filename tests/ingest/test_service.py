@@ -108,7 +108,8 @@ def test_known_guid_with_changed_content_updates_release_and_unsent_campaigns(db
         assert approved.approved_by is None
         assert (sent.status, sent.subject) == (S.SENT, "Old Title")  # never touched again
         logged = session.scalars(select(CampaignLog.by).where(
-            CampaignLog.campaign_id == approved.id, CampaignLog.to_status == S.DRAFT)).all()
+            CampaignLog.campaign_id == approved.id, CampaignLog.from_status == S.APPROVED,
+            CampaignLog.to_status == S.DRAFT)).all()
         assert logged == ["importer"]
         assert session.scalar(select(func.count()).select_from(Campaign)) == 4  # none new
 

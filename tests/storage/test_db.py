@@ -9,6 +9,7 @@ from mailer.campaigns.lifecycle import transition
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
 from mailer.errors import ConfigError, InvalidTransition
 from mailer.ingest.models import Release
+from mailer.schema import metadata
 from mailer.settings import Settings
 from mailer.storage.db import (
     current_revision,
@@ -18,7 +19,6 @@ from mailer.storage.db import (
     secret_key,
 )
 from mailer.storage.meta import AppMeta
-from mailer.schema import metadata
 
 
 def test_schema_is_at_head_and_matches_the_models(db):
