@@ -73,7 +73,6 @@ def _release_id(db: Database, report) -> int:
 
 
 def _import_subscribers(db: Database) -> dict:
-
     return import_subscribers(db, SAMPLE_SUBSCRIBERS, source="mailer demo").to_dict()
 
 
@@ -91,7 +90,6 @@ def _demo_campaign(db: Database, settings: Settings, release_id: int) -> int:
 
 
 def _send(db: Database, settings: Settings, campaign_id: int) -> None:
-
     with db.session() as session:
         status = session.get(Campaign, campaign_id).status
     if status in (S.APPROVED, S.SCHEDULED, S.SENDING):

@@ -38,7 +38,6 @@ def run_checks(settings: Settings) -> list[Finding]:
 
 
 def _database(settings: Settings) -> list[Finding]:
-
     db = open_database(settings, migrate=False)
     try:
         revision, head = current_revision(db.engine), head_revision()
@@ -107,7 +106,6 @@ def _webhook(settings: Settings) -> list[Finding]:
 
 
 def _templates(settings: Settings) -> list[Finding]:
-
     problems = check_all(settings)
     if problems:
         return [Finding("templates", FAIL, str(problem)) for problem in problems]

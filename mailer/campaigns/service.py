@@ -72,7 +72,6 @@ def create_campaign(
 
 
 def _check_query(query: str | None) -> None:
-
     parse_query(query or "")
 
 
@@ -97,7 +96,6 @@ def approve_campaign(session: Session, campaign: Campaign, *, by: str, settings:
 
 
 def _check_templates(campaign: Campaign, settings: Settings) -> None:
-
     assert_template_ok(campaign.template, settings)
 
 

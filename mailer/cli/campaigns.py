@@ -195,7 +195,6 @@ def schedule_command(
 
 
 def _warn_without_scheduler() -> None:
-
     if current_leader(context.database()) is None:
         context.stderr().print(
             "warning: no scheduler is running; the campaign goes out when `mailer scheduler` "

@@ -126,7 +126,6 @@ def _show_human(console, data: dict[str, Any]) -> None:
 
 
 def _tag(release_id: int, topic: str, on: bool, as_json: bool) -> None:
-
     with context.database().session() as session:
         release = get_release(session, release_id)
         set_tag(session, release, topic, on=on)

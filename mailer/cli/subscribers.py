@@ -45,7 +45,6 @@ def import_command(
                                     double_opt_in=double_opt_in, progress=progress)
     data = report.to_dict()
     if double_opt_in:
-
         data["confirmations"] = send_confirmations(
             db, context.settings(), context.signer(), created_since=report.started_at)
     context.emit(data, as_json, _show_import)

@@ -17,7 +17,6 @@ from mailer.cli.apps import app, tokens_app, users_app
 from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
 from mailer.scheduling.scheduler import run_scheduler
-from mailer.web.app import create_app
 from mailer.web.auth import (
     create_api_token,
     create_user,
@@ -45,6 +44,8 @@ def serve_command(
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
 ) -> None:
     """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
+
+    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
     context.service_logging()
     web_app = create_app(context.settings(), context.database())
@@ -78,6 +79,8 @@ def run_command(
     The web app runs in the main thread; the scheduler and the worker run in threads that
     stop when the web server stops (Ctrl-C or SIGTERM).
     """
+
+    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
     context.service_logging()
     settings, db = context.settings(), context.database()

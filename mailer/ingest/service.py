@@ -90,14 +90,11 @@ def import_report(session: Session, sources: list[str], settings: Settings, *,
 def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
     """Parse one read source into releases (a feed gives many). Raises IngestError."""
     if loaded.kind == "feed":
-
         return parse_feed(loaded.data, loaded.source, url=loaded.url, zone=settings.zone).items
     text = loaded.text
     if loaded.kind == "html":
-
         return [parse_html(text, loaded.source, base_url=loaded.url, zone=settings.zone)]
     if loaded.kind == "markdown":
-
         return [parse_markdown(text, loaded.source)]
 
     item = parse_text(text, loaded.source)
@@ -157,7 +154,6 @@ def _create(session: Session, item: ParsedRelease, digest: str, feed_id: int | N
     session.flush()
     tag_release(session, release, topics)
     for ref in item.topics:
-
         try:
             set_tag(session, release, ref, on=True)
         except NotFound:

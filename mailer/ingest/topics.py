@@ -242,7 +242,6 @@ def _draft_from(loaded) -> TopicDraft:
     if loaded.kind == "markdown":
         meta, text = front_matter(text, loaded.source)
     elif loaded.kind == "html":
-
         text = article_text(text, loaded.source)
     return parse_issue_page(text, loaded.source, meta=meta)
 

@@ -100,7 +100,6 @@ def create_digest(
     if session.scalar(select(Digest.id).where(Digest.name == name)) is not None:
         raise InvalidInput(f"a digest named {name!r} already exists; choose another --name")
     if query is not None:
-
         compile_query(query)
     _check_template(template, settings)
     digest = Digest(name=name, frequency=frequency, at=str(when), query=query,
@@ -112,7 +111,6 @@ def create_digest(
 
 
 def _check_template(template: str, settings: Settings) -> None:
-
     assert_template_ok(template, settings)
 
 
@@ -339,7 +337,6 @@ def _create_campaign(
 
 
 def _start_all(db: Database, settings: Settings, campaign_ids: list[int]) -> dict[int, str]:
-
     outcomes = {}
     for campaign_id in campaign_ids:
         with start_lock:

@@ -164,7 +164,6 @@ def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> N
 
 
 def _poll_feeds(db: Database, settings: Settings) -> None:
-
     try:
         poll_due_feeds(db, settings)
     except Exception:

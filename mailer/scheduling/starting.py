@@ -66,7 +66,6 @@ def _missed_reason(due: datetime, now: datetime, settings: Settings) -> str:
 
 
 def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str:
-
     try:
         start_campaign(db, settings, campaign_id)
     except MailerError as exc:  # e.g. its segment was deleted, or it was cancelled meanwhile

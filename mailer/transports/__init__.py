@@ -23,13 +23,11 @@ def get_transport(settings: Settings) -> Transport:
     Raises ConfigError when its required settings (API key, SMTP host) are missing.
     """
     if settings.transport == "sendgrid":
-
         if settings.sendgrid_api_key is None or not settings.sendgrid_api_key.get_secret_value():
             raise ConfigError("MAILER_TRANSPORT=sendgrid needs MAILER_SENDGRID_API_KEY")
         return SendGridTransport(settings.sendgrid_api_key.get_secret_value(),
                                  settings.sendgrid_host, settings.sendgrid_timeout)
     if settings.transport == "smtp":
-
         if not settings.smtp_host:
             raise ConfigError("MAILER_TRANSPORT=smtp needs MAILER_SMTP_HOST")
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None

@@ -188,7 +188,6 @@ def segment_count(request: Request, query: str = "", segment: str = "",
 
 
 def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaign:
-
     return get_campaign(session, campaign_id, for_update=for_update)
 
 

@@ -193,7 +193,6 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
 
 @router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
 def show_subscriber(email_or_id: str, request: Request) -> dict:
-
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
                                   history=True)
@@ -213,7 +212,6 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
         data = subscriber_to_dict(session, subscriber)
         mail = None
         if created and subscriber.status == PENDING:
-
             mail = constituents.confirmation_mail(session, subscriber, Links(request))
     if mail is not None:
         background.add_task(send_system_mail, mail, request.app.state.settings,

@@ -22,7 +22,6 @@ def install(app: FastAPI) -> None:
 
     @app.get("/api/docs", include_in_schema=False)
     def api_docs(request: Request) -> Response:
-
         spec = request.app.openapi()
         return render(request, "apidocs.html", {"operations": operations(spec),
                                                 "spec_url": request.app.openapi_url})

@@ -26,7 +26,8 @@ def fast_password_hashing(monkeypatch):
 
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     monkeypatch.setattr(auth, "_hasher", cheap)
-    monkeypatch.setattr(auth, "_DUMMY_HASH", cheap.hash("not a real password"))
+    dummy = cheap.hash("not a real password")
+    monkeypatch.setattr(auth, "_dummy_hash", lambda: dummy)
 
 
 @pytest.fixture
