@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
@@ -22,6 +22,7 @@ from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
 from mailer.web import operations as ops
 from mailer.web.auth import Caller, api_user, require_role
+from mailer.web.params import Id, Limit, Offset, as_id
 from subscribers.models import Subscriber
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `mailer tokens create`")
@@ -46,8 +47,7 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
 
 
 @router.get("/releases", summary="List releases, newest first")
-def list_releases(request: Request, limit: int = Query(50, ge=1, le=500),
-                  offset: int = Query(0, ge=0)) -> list[dict]:
+def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
     with request.app.state.db.session() as session:
         rows = session.scalars(select(Release).order_by(Release.id.desc())
                                .limit(limit).offset(offset))
@@ -55,7 +55,7 @@ def list_releases(request: Request, limit: int = Query(50, ge=1, le=500),
 
 
 @router.get("/releases/{release_id}", summary="One release")
-def show_release(release_id: int, request: Request) -> dict:
+def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
         if release is None:
@@ -66,7 +66,7 @@ def show_release(release_id: int, request: Request) -> dict:
 # --- campaigns ------------------------------------------------------------------------------
 
 class CampaignIn(BaseModel):
-    release_id: int
+    release_id: Id
     segment: str | None = Field(None, description="a saved segment's name")
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
@@ -81,7 +81,7 @@ class ScheduleIn(BaseModel):
 
 @router.get("/campaigns", summary="List campaigns, newest first")
 def list_campaigns(request: Request, status: str | None = None,
-                   limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                   limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit).offset(offset)
     if status:
@@ -100,13 +100,13 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
 
 
 @router.get("/campaigns/{campaign_id}", summary="One campaign")
-def show_campaign(campaign_id: int, request: Request) -> dict:
+def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return campaign_to_dict(get_campaign(session, campaign_id))
 
 
 @router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")
-def campaign_status(campaign_id: int, request: Request) -> dict:
+def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
         return ops.status(session, campaign, request.app.state.settings)
@@ -114,7 +114,7 @@ def campaign_status(campaign_id: int, request: Request) -> dict:
 
 @router.post("/campaigns/{campaign_id}/approve",
              summary="Approve (refused to the campaign's author)")
-def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
@@ -123,7 +123,7 @@ def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(c
 
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
-def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
+def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
                       background: BackgroundTasks, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     settings = request.app.state.settings
@@ -142,7 +142,7 @@ def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
 
 
 def _lifecycle(action: str):
-    def endpoint(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+    def endpoint(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
         require_role(who, "approver")
         with request.app.state.db.session() as session:
             campaign = get_campaign(session, campaign_id, for_update=True)
@@ -171,7 +171,7 @@ class SubscriberIn(BaseModel):
 
 @router.get("/subscribers", summary="Search subscribers")
 def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
-                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                     limit: Limit = 50, offset: Offset = 0
                      ) -> list[dict]:
     from subscribers.service import subscriber_to_dict
 
@@ -239,8 +239,9 @@ def _find_subscriber(session, email_or_id: str) -> Subscriber:
     """By id (digits) or address. Raises NotFound, InvalidEmail."""
     from subscribers.service import get_by_email
 
-    if email_or_id.isdigit():
-        found = session.get(Subscriber, int(email_or_id))
+    if email_or_id.isascii() and email_or_id.isdigit():
+        subscriber_id = as_id(email_or_id)  # None: past any id, so nobody's
+        found = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
         if found is None:
             raise NotFound(f"no subscriber with id {email_or_id}")
         return found
