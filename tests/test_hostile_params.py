@@ -4,7 +4,9 @@ a DataError; either would be a traceback if it reached the database.
 
 The first test walks ``app.routes`` so a route added later is covered without editing it;
 the others probe the ids that arrive as text (a path segment that may be an id or an
-address, a comma-separated list, a form field) and a JSON body's id.
+address, a comma-separated list, a form field) and a JSON body's id. Two more values no
+database handles get the same treatment: text holding NUL, and send times at the ends of the
+calendar.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from mailer.web.app import create_app
-from tests.web.conftest import add_user, csrf_from, fast_password_hashing, login
+from tests.web.conftest import add_user, csrf_from, fast_password_hashing, login, release_id
 
 HUGE = 99999999999999999999999
 
-__all__ = ["fast_password_hashing"]  # the autouse fixture, imported so it applies here
+__all__ = ["fast_password_hashing", "release_id"]  # fixtures, imported so they apply here
 
 
 @pytest.fixture
@@ -122,3 +124,35 @@ def test_ids_given_as_text_refuse_an_integer_past_64_bits(admin_client, value):
     assert statuses.pop("progress") == 200 and answers["progress"].json() == {"campaigns": []}
     assert all(400 <= code < 500 and code not in (401, 403) for code in statuses.values()), \
         statuses
+
+
+def test_text_no_database_can_compare_is_a_4xx(admin_client, release_id):
+    """PostgreSQL refuses NUL in any text it stores or compares (SQLite takes it): a
+    search, filter, login or campaign field holding one is the client's error."""
+    client = admin_client
+    nul = "a\x00b"
+    answers = {
+        "api search": client.get("/api/subscribers", params={"q": nul}, headers=client.bearer),
+        "api status": client.get("/api/campaigns", params={"status": nul},
+                                 headers=client.bearer),
+        "api segment": client.post("/api/campaigns", headers=client.bearer,
+                                   json={"release_id": release_id, "segment": nul}),
+        "api subject": client.post("/api/campaigns", headers=client.bearer, json={
+            "release_id": release_id, "query": 'zip = "58102"', "subject": nul}),
+        "admin search": client.get("/admin/subscribers", params={"q": nul}),
+        "segment count": client.get("/admin/segments/count", params={"segment": nul}),
+    }
+    statuses = {name: response.status_code for name, response in answers.items()}
+    assert all(code < 500 for code in statuses.values()), statuses
+
+
+@pytest.mark.parametrize("at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"])
+def test_a_send_time_at_the_ends_of_the_calendar_is_a_400(admin_client, release_id, at):
+    client = admin_client
+    created = client.post("/api/campaigns", headers=client.bearer,
+                          json={"release_id": release_id, "query": 'zip = "58102"'})
+    campaign_id = created.json()["id"]
+    response = client.post(f"/api/campaigns/{campaign_id}/schedule", headers=client.bearer,
+                           json={"at": at})
+    assert response.status_code == 400
+    assert response.json() == {"detail": "give a time to send between the years 1970 and 9000"}

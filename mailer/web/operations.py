@@ -22,6 +22,9 @@ from mailer.settings import Settings
 from mailer.storage.base import utcnow
 
 SAMPLE_NAME = "Pat Sample"
+#: The years a send may be scheduled in. Near the ends of the calendar (year 1, year 9999)
+#: moving a time between zones overflows, and a client may send any ISO 8601 time.
+SCHEDULE_YEARS = (1970, 9000)
 
 
 class Unavailable(MailerError):
@@ -107,7 +110,10 @@ def schedule(session: Session, campaign: Campaign, *, at: datetime | None, by: s
              settings: Settings) -> None:
     """Schedule at ``at`` (aware), or now when None (then call ``start_now`` after the
     transaction commits). Raises PolicyRefusal (approval, quiet hours, blackout),
-    InvalidTransition, InvalidInput (a time in the past)."""
+    InvalidTransition, InvalidInput (a time in the past, or outside ``SCHEDULE_YEARS``)."""
+    if at is not None and not SCHEDULE_YEARS[0] <= at.year <= SCHEDULE_YEARS[1]:
+        raise InvalidInput("give a time to send between the years "
+                           f"{SCHEDULE_YEARS[0]} and {SCHEDULE_YEARS[1]}")
     campaigns.schedule_campaign(session, campaign, at=at or utcnow(), settings=settings, by=by)
 
 
