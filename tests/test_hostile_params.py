@@ -106,6 +106,16 @@ def test_every_integer_parameter_refuses_an_integer_past_64_bits(admin_client):
     assert failures == []
 
 
+def test_a_page_address_past_any_id_is_not_found(admin_client):
+    """On a page an id that cannot exist is a 404 like any other; /api answers 422."""
+    for path in (f"/archive/{HUGE}", f"/admin/campaigns/{HUGE}", f"/admin/subscribers/{-HUGE}"):
+        assert admin_client.get(path).status_code == 404, path
+    response = admin_client.get(f"/api/campaigns/{HUGE}", headers=admin_client.bearer)
+    assert response.status_code == 422
+    assert response.json() == {"detail": "path.campaign_id: Input should be less than or "
+                                          "equal to 9223372036854775807"}
+
+
 @pytest.mark.parametrize("value", [HUGE, -HUGE])
 def test_ids_given_as_text_refuse_an_integer_past_64_bits(admin_client, value):
     client = admin_client

@@ -185,7 +185,7 @@ def segment_count(request: Request, query: str = "", segment: str = "",
     return JSONResponse({"count": n})
 
 
-def _campaign(session, campaign_id: Id, *, for_update: bool = False) -> Campaign:
+def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaign:
     from mailer.campaigns.service import get_campaign
 
     return get_campaign(session, campaign_id, for_update=for_update)

@@ -145,6 +145,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+        if any(error.get("loc", ("",))[0] == "path" for error in exc.errors()):
+            # A page address whose id is no id (past 64 bits, say) names no page.
+            return _error_response(request, 404, "There is no page at this address.")
         return _error_response(request, 400, "The request was not understood.")
 
     @app.exception_handler(DataError)
