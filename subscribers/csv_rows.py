@@ -23,6 +23,7 @@ from typing import IO
 from mailer.errors import InvalidInput
 from subscribers.addresses import InvalidEmail, email_hash, email_key, normalize_email
 from subscribers.models import ACTIVE, BOUNCED, COMPLAINED, FREQUENCIES, PENDING, UNSUBSCRIBED
+from subscribers.text import clean_text
 
 #: Fields longer than this are refused rather than held in memory (csv's default is 128 KiB).
 csv.field_size_limit(1_000_000)
@@ -254,8 +255,8 @@ def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
     return RowData(
         line=line, email=email, email_hash=digest, email_key=email_key(digest),
         name=_name(get("name", ""), get("first_name", ""), get("last_name", "")),
-        zip=_zip(get("zip", "")), county=_clip(get("county", ""), 100),
-        state=_state(get("state", "")), district=_clip(get("district", ""), 20),
+        zip=_zip(get("zip", "")), county=clean_text(get("county", ""), 100),
+        state=_state(get("state", "")), district=clean_text(get("district", ""), 20),
         topics=split_topics(get("topics", "")), frequency=_frequency(get("frequency", "")),
         intent=_intent(get("status", ""), get("unsub_time", ""), get("clean_time", "")),
         consent_at=parse_time(get("optin_time", "")),
@@ -295,16 +296,8 @@ def _text(value: object) -> str:
     return "" if value is None or isinstance(value, dict) else str(value).strip()
 
 
-def _clip(text: str, limit: int) -> str | None:
-    if not text:
-        return None
-    if "  " in text or not text.isprintable():
-        text = " ".join(text.split())
-    return text[:limit] or None
-
-
 def _name(full: str, first: str, last: str) -> str | None:
-    return _clip(full or " ".join(part for part in (first, last) if part), 200)
+    return clean_text(full or " ".join(part for part in (first, last) if part), 200)
 
 
 def _zip(text: str) -> str | None:

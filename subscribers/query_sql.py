@@ -118,7 +118,6 @@ def compile_node(node: Node, *, zone: ZoneInfo | None = None) -> ColumnElement[b
 
 
 def _office_zone() -> ZoneInfo:
-
     try:
         return get_settings().zone
     except Exception:  # settings invalid: fall back rather than refuse to count

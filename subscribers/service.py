@@ -33,6 +33,7 @@ from subscribers.models import (
     Suppression,
     Topic,
 )
+from subscribers.text import clean_text
 
 #: Suppression reasons.
 FORGOTTEN = "forgotten"
@@ -205,12 +206,13 @@ def _check_frequency(frequency: str | None) -> str:
 
 
 def clean_details(**fields: str | None) -> dict[str, str | None]:
-    """Trim each detail, drop empty ones to None, upper-case the state and cut each to its
-    column's length. Raises InvalidInput for a state that is not two letters."""
+    """Clean each detail (``clean_text``: one line, no control characters), drop empty ones to
+    None, upper-case the state and cut each to its column's length. Raises InvalidInput for a
+    state that is not two letters."""
     limits = {"name": 200, "zip": 10, "county": 100, "state": 2, "district": 20}
     cleaned: dict[str, str | None] = {}
     for key, value in fields.items():
-        text = " ".join(value.split()) if value else ""
+        text = clean_text(value) or ""
         if key == "state" and text:
             text = text.upper()
             if len(text) != 2 or not text.isalpha():

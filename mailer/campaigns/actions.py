@@ -28,6 +28,11 @@ from mailer.storage.db import Database
 from mailer.tracking import reports
 from mailer.tracking.report_html import render_report_html
 
+#: The years a send may be scheduled in. Near the ends of the calendar (year 1, year 9999)
+#: moving a time between zones overflows, and a client may send any ISO 8601 time.
+SCHEDULE_YEARS = (1970, 9000)
+
+
 # --- reading --------------------------------------------------------------------------------
 
 def needs_counting(campaign: Campaign) -> bool:
@@ -105,7 +110,11 @@ def schedule(session: Session, campaign: Campaign, *, at: datetime, by: str,
              settings: Settings, override_blackout: bool = False,
              reason: str | None = None) -> None:
     """Schedule an approved campaign at ``at`` (aware). Raises PolicyRefusal (approval, quiet
-    hours, blackout), InvalidTransition, InvalidInput (a time in the past)."""
+    hours, blackout), InvalidTransition, InvalidInput (a time in the past, or outside
+    ``SCHEDULE_YEARS``)."""
+    if not SCHEDULE_YEARS[0] <= at.year <= SCHEDULE_YEARS[1]:
+        raise InvalidInput("give a time to send between the years "
+                           f"{SCHEDULE_YEARS[0]} and {SCHEDULE_YEARS[1]}")
     campaigns.schedule_campaign(session, campaign, at=at, settings=settings, by=by,
                                 override_blackout=override_blackout, reason=reason)
 

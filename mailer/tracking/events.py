@@ -199,6 +199,20 @@ def _positive_int(value: Any) -> int | None:
 _DECODER = json.JSONDecoder()
 _WHITESPACE = re.compile(r"[ \t\n\r]*")  # what the json module skips between tokens
 
+#: How deep a posted body may nest, its own array counting as one level: as deep as orjson's
+#: encoder goes (so the compact path needs no check of its own), far past SendGrid's events
+#: (four levels at most), and well short of Python's recursion limit, which the json module,
+#: ``scrub`` and the event hash would otherwise hit on a hostile body.
+MAX_DEPTH = 255
+_CONTAINERS = (dict, list)
+
+
+class NestedTooDeep(ValueError):
+    """A JSON body nested deeper than ``MAX_DEPTH`` levels."""
+
+    def __init__(self):
+        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+
 
 def split_array(text: str) -> tuple[list[Any], list[str]]:
     """The elements of the JSON array ``text``, each with the exact text it was written as
@@ -210,9 +224,34 @@ def split_array(text: str) -> tuple[list[Any], list[str]]:
     each element, and when those texts joined by commas give back the body byte for byte
     they are the elements' own texts (anything orjson reads differently, such as an integer
     too large for 64 bits, a duplicate key or other spacing, fails that check). Any other
-    body is split element by element with the standard library's scanner."""
+    body is split element by element with the standard library's scanner.
+
+    A body nested deeper than ``MAX_DEPTH`` raises NestedTooDeep (a ValueError) instead,
+    whatever json.loads would make of it."""
     fast = _split_compact(text)
-    return fast if fast is not None else _split_scanning(text)
+    if fast is not None:
+        return fast
+    try:
+        items, texts = _split_scanning(text)
+    except RecursionError:  # the json module's C scanner gives up near the recursion limit
+        raise NestedTooDeep() from None
+    _check_depth(items)
+    return items, texts
+
+
+def _check_depth(items: list[Any]) -> None:
+    """Raises NestedTooDeep when an array's ``items`` nest past ``MAX_DEPTH`` (the array is
+    the first level). Walks one level at a time: no recursion for the input to exhaust."""
+    level = [item for item in items if item.__class__ in _CONTAINERS]
+    depth = 2
+    while level:
+        if depth > MAX_DEPTH:
+            raise NestedTooDeep()
+        below = []
+        for value in level:
+            children = value.values() if value.__class__ is dict else value
+            below += [child for child in children if child.__class__ in _CONTAINERS]
+        level, depth = below, depth + 1
 
 
 def _split_compact(text: str) -> tuple[list[Any], list[str]] | None:
@@ -223,7 +262,10 @@ def _split_compact(text: str) -> tuple[list[Any], list[str]] | None:
     if type(items) is not list:
         return None
     dumps = orjson.dumps
-    encoded = [dumps(item) for item in items]
+    try:
+        encoded = [dumps(item) for item in items]
+    except orjson.JSONEncodeError:  # nested past MAX_DEPTH: the scanning path says so
+        return None
     if b"[" + b",".join(encoded) + b"]" != text.strip(" \t\n\r").encode():
         return None
     return items, [e.decode() for e in encoded]

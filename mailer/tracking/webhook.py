@@ -8,7 +8,7 @@ signature holds:
 3. signature or timestamp header missing → 401; malformed, wrong, or a timestamp older
    (or further in the future) than ``MAILER_WEBHOOK_MAX_AGE`` seconds → 403 (``0`` turns the
    age check off);
-4. body not UTF-8 JSON holding an array of objects → 400;
+4. body not UTF-8 JSON holding an array of objects, or nested deeper than 255 levels → 400;
 5. storing fails → 503, so SendGrid retries the post later (a replay is harmless: events are
    stored once by id); otherwise 204.
 
@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from mailer.settings import Settings
-from mailer.tracking.events import needs_scrub, scrub, split_array
+from mailer.tracking.events import NestedTooDeep, needs_scrub, scrub, split_array
 from mailer.tracking.ingest import ingest_with_retry
 from mailer.tracking.logs import log_event
 
@@ -110,9 +110,12 @@ def _check_age(settings: Settings, timestamp: str, now: float | None) -> None:
 def parse_events(payload: str) -> tuple[list[dict], list[str] | None]:
     """The posted JSON array: its event objects and, unless they had to be cleaned of text
     no database stores, each one's JSON text as posted (what the event log keeps).
-    Raises WebhookRefused(400) for anything but an array of objects."""
+    Raises WebhookRefused(400) for anything but an array of objects, and for a body nested
+    deeper than ``events.MAX_DEPTH`` levels."""
     try:
         data, texts = split_array(payload)
+    except NestedTooDeep as too_deep:
+        raise WebhookRefused(400, f"body is {too_deep}") from None
     except json.JSONDecodeError:
         raise WebhookRefused(400, "body is not valid JSON") from None
     except ValueError:

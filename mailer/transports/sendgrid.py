@@ -10,8 +10,10 @@ maps every failure onto ``mailer.transports.errors``. It never retries.
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
+import re
 import threading
 import urllib.error
 from datetime import UTC, datetime
@@ -32,6 +34,13 @@ from mailer.transports.errors import (
     RateLimited,
     TemporaryFailure,
 )
+
+#: SendGrid writes a recipient's ``name`` into the To header as given and documents that it
+#: may not hold "," or ";": there such a name splits into more addresses (the message is
+#: dropped, or goes to an address written in the name). A name holding any RFC 5322 special
+#: but the period (which SendGrid allows) is sent as a quoted string, as SendGrid's own
+#: helper libraries do, so it stays one display name.
+_NEEDS_QUOTES = re.compile(r'[][\\()<>@,:;"]').search
 
 #: SendGrid accepts at most this many categories per message.
 MAX_CATEGORIES = 10
@@ -54,7 +63,8 @@ def build_payload(batch: Batch) -> dict[str, Any]:
     one_click_name, one_click_value = ONE_CLICK
     personalizations = [
         {
-            "to": [{"email": r.email, "name": r.name} if r.name else {"email": r.email}],
+            "to": [{"email": r.email, "name": to_name(r.name)} if r.name
+                   else {"email": r.email}],
             "custom_args": {"campaign_id": campaign, "delivery_id": str(r.delivery_id)
                             if r.delivery_id is not None else ""},
             "substitutions": r.substitutions,
@@ -100,7 +110,7 @@ def encode_payload(batch: Batch) -> str:
     people = []
     add = people.append
     for r in batch.recipients:
-        to = (f'{{"email":{q(r.email)},"name":{q(r.name)}}}' if r.name
+        to = (f'{{"email":{q(r.email)},"name":{q(to_name(r.name))}}}' if r.name
               else f'{{"email":{q(r.email)}}}')
         delivery = "" if r.delivery_id is None else str(r.delivery_id)
         item = (f'{{"to":[{to}],"custom_args":{{"campaign_id":{campaign},'
@@ -117,6 +127,11 @@ def encode_payload(batch: Batch) -> str:
         add(item + "}")
     head = json.dumps(envelope)
     return f'{head[:-1]},"personalizations":[{",".join(people)}]}}'
+
+
+def to_name(name: str) -> str:
+    """A recipient's name as SendGrid must be given it: quoted when it holds specials."""
+    return f'"{email.utils.quote(name)}"' if _NEEDS_QUOTES(name) else name
 
 
 def _address(email: str, name: str | None) -> dict[str, str]:

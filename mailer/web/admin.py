@@ -34,6 +34,7 @@ from mailer.web.auth import (
 )
 from mailer.web.models import User
 from mailer.web.pages import flash, render
+from mailer.web.params import Id, Page, as_id
 from mailer.web.security import check_csrf, client_ip, email_headers
 from subscribers import segments
 from subscribers.models import Segment, StatusChange, Subscriber, Topic
@@ -123,7 +124,7 @@ def campaigns(request: Request, user: User = Depends(_user)) -> Response:
 @router.get("/campaigns/progress.json")
 def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_user)) -> Response:
     """Live progress for the campaigns list (polled by admin.js)."""
-    wanted = [int(part) for part in ids.split(",") if part.strip().isdigit()][:200]
+    wanted = [i for i in map(as_id, ids.split(",")[:200]) if i is not None]
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Campaign).where(Campaign.id.in_(wanted))))
         counts = records.counts_by_campaign(session, [c.id for c in rows])
@@ -132,7 +133,7 @@ def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_us
 
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
-def campaign_new(request: Request, release_id: int | None = None,
+def campaign_new(request: Request, release_id: Id | None = None,
                  user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         return _new_page(request, session, {"release_id": release_id})
@@ -155,9 +156,10 @@ async def campaign_create(request: Request, user: User = Depends(_user)) -> Resp
               for k in ("release_id", "segment", "query", "subject", "template")}
     with request.app.state.db.session() as session:
         try:
-            if not values["release_id"].isdigit():
+            release_id = as_id(values["release_id"])
+            if release_id is None:
                 raise InvalidInput("choose a release")
-            campaign = ops.create(session, release_id=int(values["release_id"]),
+            campaign = ops.create(session, release_id=release_id,
                                   segment=values["segment"], query=values["query"],
                                   subject=values["subject"], template=values["template"],
                                   by=user.name)
@@ -192,7 +194,7 @@ def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaig
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-def campaign_detail(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
         counts = records.counts_by_campaign(session, [campaign.id])[campaign.id]
@@ -224,7 +226,7 @@ def _audience_now(session, campaign: Campaign) -> int | str:
 
 
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)
-def campaign_preview(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_preview(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
     """The email as a sample recipient sees it; framed by the campaign page."""
     try:
         with request.app.state.db.session() as session:
@@ -242,7 +244,7 @@ def _frame_message(text: str) -> str:
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
-async def campaign_action(campaign_id: int, action: str, request: Request,
+async def campaign_action(campaign_id: Id, action: str, request: Request,
                           user: User = Depends(_user)) -> Response:
     """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
     form = await _form(request)
@@ -297,7 +299,7 @@ def _parse_local(text: str, settings) -> datetime:
 
 
 @router.get("/campaigns/{campaign_id}/report", response_class=HTMLResponse)
-def campaign_report(campaign_id: int, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_report(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
         status = ops.status(session, campaign, request.app.state.settings)
@@ -305,7 +307,7 @@ def campaign_report(campaign_id: int, request: Request, user: User = Depends(_us
 
 
 @router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
-def campaign_report_frame(campaign_id: int, request: Request,
+def campaign_report_frame(campaign_id: Id, request: Request,
                           user: User = Depends(_user)) -> Response:
     try:
         with request.app.state.db.session() as session:
@@ -319,7 +321,7 @@ def campaign_report_frame(campaign_id: int, request: Request,
 # --- subscribers ----------------------------------------------------------------------------
 
 @router.get("/subscribers", response_class=HTMLResponse)
-def subscribers(request: Request, q: str = "", page: int = 1,
+def subscribers(request: Request, q: str = "", page: Page = 1,
                 user: User = Depends(_user)) -> Response:
     page = max(1, page)
     stmt = select(Subscriber).order_by(Subscriber.id.desc())
@@ -339,7 +341,7 @@ def _escape_like(text: str) -> str:
 
 
 @router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
-def subscriber_detail(subscriber_id: int, request: Request,
+def subscriber_detail(subscriber_id: Id, request: Request,
                       user: User = Depends(_user)) -> Response:
 
     with request.app.state.db.session() as session:
@@ -356,7 +358,7 @@ def subscriber_detail(subscriber_id: int, request: Request,
 
 
 @router.post("/subscribers/{subscriber_id}/unsubscribe")
-async def subscriber_unsubscribe(subscriber_id: int, request: Request,
+async def subscriber_unsubscribe(subscriber_id: Id, request: Request,
                                  user: User = Depends(_user)) -> Response:
     """Staff unsubscribe someone who asked by phone or letter (recorded with who did it)."""
 

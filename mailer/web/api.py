@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
@@ -25,6 +25,7 @@ from mailer.ingest.models import Release
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
 from mailer.web.auth import Caller, api_user, require_role
+from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
 from subscribers.models import ACTIVE, PENDING, Subscriber
 from subscribers.service import add_subscriber as add
@@ -51,8 +52,7 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
 
 
 @router.get("/releases", summary="List releases, newest first")
-def list_releases(request: Request, limit: int = Query(50, ge=1, le=500),
-                  offset: int = Query(0, ge=0)) -> list[dict]:
+def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
     with request.app.state.db.session() as session:
         rows = session.scalars(select(Release).order_by(Release.id.desc())
                                .limit(limit).offset(offset))
@@ -60,7 +60,7 @@ def list_releases(request: Request, limit: int = Query(50, ge=1, le=500),
 
 
 @router.get("/releases/{release_id}", summary="One release")
-def show_release(release_id: int, request: Request) -> dict:
+def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
         if release is None:
@@ -71,7 +71,7 @@ def show_release(release_id: int, request: Request) -> dict:
 # --- campaigns ------------------------------------------------------------------------------
 
 class CampaignIn(BaseModel):
-    release_id: int
+    release_id: Id
     segment: str | None = Field(None, description="a saved segment's name")
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
@@ -86,7 +86,7 @@ class ScheduleIn(BaseModel):
 
 @router.get("/campaigns", summary="List campaigns, newest first")
 def list_campaigns(request: Request, status: str | None = None,
-                   limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                   limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit).offset(offset)
     if status:
@@ -105,13 +105,13 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
 
 
 @router.get("/campaigns/{campaign_id}", summary="One campaign")
-def show_campaign(campaign_id: int, request: Request) -> dict:
+def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return campaign_to_dict(get_campaign(session, campaign_id))
 
 
 @router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")
-def campaign_status(campaign_id: int, request: Request) -> dict:
+def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
         return ops.status(session, campaign, request.app.state.settings)
@@ -119,7 +119,7 @@ def campaign_status(campaign_id: int, request: Request) -> dict:
 
 @router.post("/campaigns/{campaign_id}/approve",
              summary="Approve (refused to the campaign's author)")
-def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
@@ -128,7 +128,7 @@ def approve_campaign(campaign_id: int, request: Request, who: Caller = Depends(c
 
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
-def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
+def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
                       who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     settings = request.app.state.settings
@@ -147,7 +147,7 @@ def schedule_campaign(campaign_id: int, body: ScheduleIn, request: Request,
 
 
 def _lifecycle(action: str):
-    def endpoint(campaign_id: int, request: Request, who: Caller = Depends(caller)) -> dict:
+    def endpoint(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
         require_role(who, "approver")
         with request.app.state.db.session() as session:
             campaign = get_campaign(session, campaign_id, for_update=True)
@@ -176,7 +176,7 @@ class SubscriberIn(BaseModel):
 
 @router.get("/subscribers", summary="Search subscribers")
 def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
-                     limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+                     limit: Limit = 50, offset: Offset = 0
                      ) -> list[dict]:
 
     stmt = select(Subscriber).order_by(Subscriber.id).limit(limit).offset(offset)
@@ -233,8 +233,9 @@ def unsubscribe_subscriber(email_or_id: str, request: Request,
 def _find_subscriber(session, email_or_id: str) -> Subscriber:
     """By id (digits) or address. Raises NotFound, InvalidEmail."""
 
-    if email_or_id.isdigit():
-        found = session.get(Subscriber, int(email_or_id))
+    if email_or_id.isascii() and email_or_id.isdigit():
+        subscriber_id = as_id(email_or_id)  # None: past any id, so nobody's
+        found = session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
         if found is None:
             raise NotFound(f"no subscriber with id {email_or_id}")
         return found

@@ -30,6 +30,7 @@ from subscribers.models import (
     SubscriberTopic,
     Topic,
 )
+from subscribers.text import clean_text
 
 log = logging.getLogger("mailer.web")
 #: How long a confirmation link works.
@@ -66,7 +67,7 @@ def validate_signup(raw: dict[str, object], known_topics: set[str]) -> tuple[Sig
     if frequency not in FREQUENCIES:
         frequency = "immediate"
     topics = [t for t in raw.get("topics", []) if isinstance(t, str) and t in known_topics]
-    name = " ".join(str(raw.get("name") or "").split())[:200] or None
+    name = clean_text(str(raw.get("name") or ""), 200)
     return Signup(email, name, zip_code or None, sorted(set(topics)), frequency), errors
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -141,7 +142,20 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         if _wants_json(request):
             return JSONResponse({"detail": _validation_detail(exc)}, status_code=422)
+        if any(error.get("loc", ("",))[0] == "path" for error in exc.errors()):
+            # A page address whose id is no id (past 64 bits, say) names no page.
+            return _error_response(request, 404, "There is no page at this address.")
         return _error_response(request, 400, "The request was not understood.")
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, exc: DataError) -> Response:
+        # The database refused a value taken from the request, as no bound declared in
+        # mailer.web.params could: PostgreSQL refuses NUL in any text it stores or compares.
+        # The client's input, not our fault: a 400, logged without the traceback.
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        log.warning("refused a value on %s %s: %s", request.method, request.url.path, reason)
+        return _error_response(request, 400, "The request holds a value that cannot be "
+                                             "stored or searched for (such as a NUL character).")
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:

@@ -26,6 +26,7 @@ from mailer.ingest.models import Release
 from mailer.tokens import InvalidToken
 from mailer.web import constituents as c
 from mailer.web.pages import flash, render
+from mailer.web.params import Id, Page
 from mailer.web.security import (
     check_csrf,
     client_ip,
@@ -232,7 +233,7 @@ def _sent_campaigns(session, limit: int, offset: int = 0) -> list[Campaign]:
 
 
 @router.get("/archive", response_class=HTMLResponse)
-def archive(request: Request, page: int = 1) -> Response:
+def archive(request: Request, page: Page = 1) -> Response:
     page = max(1, min(page, 10_000))
     with request.app.state.db.session() as session:
         rows = _sent_campaigns(session, ARCHIVE_PAGE_SIZE + 1, (page - 1) * ARCHIVE_PAGE_SIZE)
@@ -283,7 +284,7 @@ def _rss_item(base: str, campaign: Campaign, summary: str | None) -> str:
 
 
 @router.get("/archive/{campaign_id}", response_class=HTMLResponse)
-def archive_item(campaign_id: int, request: Request) -> Response:
+def archive_item(campaign_id: Id, request: Request) -> Response:
     """The web view of a sent newsletter (the "view in browser" link of every email)."""
 
     with request.app.state.db.session() as session:
