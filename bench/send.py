@@ -1,6 +1,7 @@
 """Delivery engine throughput and memory, next to a bare client and a naive sender.
 
     .venv/bin/python bench/send.py [--sizes 100000,1000000] [--latencies 0,250]
+    .venv/bin/python bench/send.py --database postgresql [--postgres-url URL] [--million]
 
 Sends from SQLite to the SendGrid stand-in (tests/support/sendgrid_standin.py, run as its own
 process like the real API, counting what it accepts) and prints one table:
@@ -20,6 +21,17 @@ Each variant runs in its own process, so "peak RSS" is that process's own high-w
 (from wait4). The 1,000,000-recipient runs take a few minutes on 2 cores; run them once.
 Targets (issue 6): 1M in <= 30 s, >= half the bare client's rate, RSS <= 200 MB and flat
 from 100k to 1M; with 250 ms stand-in latency, 1M in <= 40 s.
+
+``--database postgresql`` runs the same engine, as deployed by default (``campaigns send``:
+one process per core), from PostgreSQL and from SQLite side by side for 100k and 300k
+recipients (``--million`` adds 1M): each size is set up once per backend in a fresh
+database (PostgreSQL: created on the server of ``--postgres-url``, default
+$MAILER_BENCH_POSTGRES_URL or postgres@127.0.0.1, copied from that template for the run and
+dropped after). Printed per size: seconds and rate for each backend, the CPU of the
+PostgreSQL backends serving the bench database (sampled from /proc during the send, so other
+databases' work on the same server is not counted), the sender's own CPU, and the ratio of
+each backend's 300k time to its 100k time. Targets (issue 18): 1M from PostgreSQL <= 40 s,
+300k at most 3.3 times 100k.
 """
 
 from __future__ import annotations
@@ -31,21 +43,27 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.events import _stat_seconds  # noqa: E402  (one reader of /proc stat CPU)
 
 API_KEY = "SG.bench-key"
 CONCURRENCY = 8
 
 
 # -- child processes -----------------------------------------------------------------------------
-def _env(db_path: Path, host: str) -> dict[str, str]:
+def _env(db: Path | str, host: str) -> dict[str, str]:
+    """The children's environment for the SQLite file ``db`` (or the database URL ``db``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
-    env.update(MAILER_DATABASE_URL=f"sqlite:///{db_path}", MAILER_SECRET_KEY="bench-secret",
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    env.update(MAILER_DATABASE_URL=url, MAILER_SECRET_KEY="bench-secret",
                MAILER_TRANSPORT="sendgrid", MAILER_SENDGRID_API_KEY=API_KEY,
                MAILER_SENDGRID_HOST=host, MAILER_CONCURRENCY=str(CONCURRENCY),
                MAILER_POSTAL_ADDRESS="123 Hart Senate Office Building, Washington, DC 20510",
@@ -147,7 +165,8 @@ def child_naive(sample: int, host: str) -> None:
 
 # -- the parent --------------------------------------------------------------------------------
 def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict, float]:
-    """(the child's JSON line, its peak RSS in MB)."""
+    """(the child's JSON line, its peak RSS in MB); the line gets ``cpu``: the CPU seconds
+    of the child and the processes it waited for."""
     proc = subprocess.Popen([sys.executable, __file__, *args], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, text=True)
     out = proc.stdout.read()
@@ -156,7 +175,7 @@ def run_child(args: list[str], env: dict[str, str] | None = None) -> tuple[dict,
     if proc.returncode != 0:
         raise SystemExit(f"child {args} failed ({proc.returncode})")
     line = out.strip().splitlines()[-1] if out.strip() else "{}"
-    return json.loads(line), usage.ru_maxrss / 1024
+    return json.loads(line) | {"cpu": usage.ru_utime + usage.ru_stime}, usage.ru_maxrss / 1024
 
 
 class StandIn:
@@ -183,7 +202,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="100000,1000000")
     parser.add_argument("--latencies", default="0,250")
     parser.add_argument("--naive-sample", type=int, default=500)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite",
+                        help="postgresql: PostgreSQL beside SQLite at 100k and 300k")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "MAILER_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+        help="a server where the bench may create and drop databases")
+    parser.add_argument("--million", action="store_true", help="also 1,000,000 recipients")
     args = parser.parse_args()
+    if args.database == "postgresql":
+        compare_backends(args.postgres_url, [100_000, 300_000] + [1_000_000] * args.million)
+        return
     sizes = [int(s) for s in args.sizes.split(",")]
     latencies = [int(s) for s in args.latencies.split(",")]
     rows: list[tuple] = []
@@ -232,6 +260,133 @@ def print_table(rows: list[tuple]) -> None:
         share = f"{rate / bare[(size, latency)]:.0%}" if (size, latency) in bare else ""
         print(f"{name:<22}{size:>12,}{latency:>7}ms{seconds:>10.1f}{rate:>14,.0f}"
               f"{rss:>13.0f}{share:>9}")
+
+
+# -- PostgreSQL beside SQLite ------------------------------------------------------------------
+class Postgres:
+    """Creates (optionally from a template) and drops databases on the bench's server."""
+
+    def __init__(self, url: str):
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        try:
+            self.base = make_url(url).set(drivername="postgresql+psycopg")
+            self.admin = create_engine(self.base, isolation_level="AUTOCOMMIT")
+            self.admin.connect().close()
+        except Exception as exc:  # noqa: BLE001  (any reason the server is unusable)
+            raise SystemExit(f"bench: error: cannot use --postgres-url: {exc}") from None
+        self.prefix = f"mailer_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    def create(self, name: str, template: str | None = None) -> str:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'
+                              + (f' TEMPLATE "{template}"' if template else "")))
+        return self.base.set(database=name).render_as_string(hide_password=False)
+
+    def drop(self, name: str) -> None:
+        from sqlalchemy import text
+
+        with self.admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+class BackendCpu:
+    """CPU seconds of the PostgreSQL backends serving ``database``, sampled from /proc while
+    a send runs: a backend's CPU is gone from /proc when its connection closes, so each one
+    counts with its last reading (at most one interval of a backend is missed)."""
+
+    def __init__(self, database: str, interval: float = 0.1):
+        self.marker, self.interval = f" {database} ", interval
+        self.seen: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> BackendCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+    def _run(self) -> None:
+        while not self.done.wait(self.interval):
+            for proc in Path("/proc").glob("[0-9]*"):
+                try:
+                    if self.marker in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                        self.seen[int(proc.name)] = _stat_seconds((proc / "stat").read_text())
+                except OSError:
+                    continue
+
+
+def compare_backends(postgres_url: str, sizes: list[int]) -> None:
+    """The engine from SQLite and from PostgreSQL at each size, in one run; one table."""
+    server = Postgres(postgres_url)
+    results: dict[tuple[str, int], dict] = {}
+    load_at_start = os.getloadavg()
+    standin = StandIn()
+    work = Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    try:
+        for size in sizes:
+            print(f"SQLite: {size:,} recipients...", file=sys.stderr)
+            results["sqlite", size] = _sqlite_send(work, size, standin.url)
+            print(f"PostgreSQL: {size:,} recipients...", file=sys.stderr)
+            results["postgresql", size] = _postgres_send(server, size, standin.url)
+    finally:
+        standin.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print_backends(results, sizes)
+    print("load average (1, 5, 15 min) at start: {:.2f} {:.2f} {:.2f}; at end: "
+          "{:.2f} {:.2f} {:.2f}".format(*load_at_start, *os.getloadavg()))
+
+
+def _sqlite_send(work: Path, size: int, host: str) -> dict:
+    db_path = work / f"send-{size}.db"
+    run_child(["setup", str(size)], _env(db_path, host))
+    result, rss = run_child(["engine"], _env(db_path, host))
+    db_path.unlink()
+    return result | {"rss": rss}
+
+
+def _postgres_send(server: Postgres, size: int, host: str) -> dict:
+    """Set up a template database, send from a fresh copy of it, drop both."""
+    template, name = f"{server.prefix}_{size}_setup", f"{server.prefix}_{size}"
+    try:
+        run_child(["setup", str(size)], _env(server.create(template), host))
+        env = _env(server.create(name, template), host)
+        with BackendCpu(name) as cpu:
+            result, rss = run_child(["engine"], env)
+        return result | {"rss": rss, "db_cpu": cpu.seconds}
+    finally:
+        server.drop(name)
+        server.drop(template)
+
+
+def print_backends(results: dict[tuple[str, int], dict], sizes: list[int]) -> None:
+    print(f"{'recipients':>10}{'SQLite s':>10}{'SQLite/s':>10}{'PG s':>9}{'PG/s':>9}"
+          f"{'PG server CPU s':>17}{'sender CPU s':>14}{'PG RSS MB':>11}")
+    for size in sizes:
+        lite, pg = results["sqlite", size], results["postgresql", size]
+        for row in (lite, pg):
+            if row.get("recipients") != size or row.get("status") != "sent":
+                print(f"warning: {size:,}: {row}", file=sys.stderr)
+        print(f"{size:>10,}{lite['seconds']:>10.1f}{size / lite['seconds']:>10,.0f}"
+              f"{pg['seconds']:>9.1f}{size / pg['seconds']:>9,.0f}"
+              f"{pg['db_cpu']:>8.1f} ({pg['db_cpu'] / pg['seconds']:>4.0%})"
+              f"{pg['cpu']:>14.1f}{pg['rss']:>11.0f}")
+    if 100_000 in sizes and 300_000 in sizes:
+        ratio = {b: results[b, 300_000]["seconds"] / results[b, 100_000]["seconds"]
+                 for b in ("sqlite", "postgresql")}
+        print(f"300k / 100k time: SQLite {ratio['sqlite']:.2f}, PostgreSQL "
+              f"{ratio['postgresql']:.2f} (target <= 3.3)")
+    print("PG server CPU: the bench database's backends, as a share of one core's time")
 
 
 if __name__ == "__main__":

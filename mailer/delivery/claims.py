@@ -33,6 +33,7 @@ from sqlalchemy import (
     case,
     exists,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -78,33 +79,56 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     now). Rows passed over because their subscriber can no longer be mailed are marked
     ``skipped`` in the same transaction. The caller commits.
 
-    No per-row parameter lists: the UPDATE picks its rows with a subquery (on PostgreSQL the
-    ids are first locked ``FOR UPDATE SKIP LOCKED`` and passed as one array), the SELECT reads
-    them back by batch id with the subscriber's name, and the skip UPDATE touches only the
-    unsendable rows below the batch. The statements are built once per process.
+    On SQLite a batch holds up to ``size`` sendable rows. On PostgreSQL it is taken from the
+    next ``size`` pending rows, so it holds fewer when some of those are skipped (a claim
+    then costs the same wherever it is in the campaign: see ``_claim_locked``).
+
+    No per-row parameter lists: the UPDATEs pick their rows with a subquery (SQLite) or one
+    id array (PostgreSQL), and the SELECT reads them back by batch id with the subscriber's
+    name. The statements are built once per process.
     """
-    sql = _statements(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
     now = utcnow()
     params = {"b_campaign": campaign_id, "b_size": size, "b_batch": uuid.uuid4().hex,
               "b_worker": worker, "b_now": now,
               "b_lease": now + timedelta(seconds=lease_seconds)}
     conn = session.connection()  # Core all the way: no ORM result processing per row
-    if sql.lock is not None:
-        params["b_claimed"] = conn.execute(sql.lock, params).scalars().all()
-    conn.execute(sql.claim, params)
-    if sql.lock is None:  # SQLite
-        # One row holding the batch as JSON: the sqlite3 module gives up the GIL for every
-        # row it steps through, and with the pool threads busy each row then waited up to a
-        # switch interval to get it back (1,000 rows: ~30 ms per claim, measured).
-        packed = conn.execute(sql.read_back, params).scalar()
-        rows = sorted(tuple(r) for r in json.loads(packed)) if packed else []
-    else:
-        rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
-    params["b_below"] = rows[-1][0] + 1 if rows else 2**31 - 1  # no sendable row: all
-    skipped = conn.execute(sql.skip, params).rowcount or 0
+    claim = _claim_locked if dialect == "postgresql" else _claim_sqlite
+    rows, skipped = claim(conn, _statements(dialect), params)
     if not rows and not skipped:
         return None
     return Claim(params["b_batch"], campaign_id, rows, skipped)
+
+
+def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], int]:
+    """PostgreSQL: lock the next ``size`` pending rows of the campaign in id order ``FOR
+    UPDATE SKIP LOCKED``, each with whether it may still be mailed; claim the sendable ones
+    and skip the others, each group by one id array. The window comes straight from
+    ix_deliveries_pending and the UPDATEs go by primary key, so no statement reads a row
+    outside the window (a skip over "every unsendable row below the batch" read all pending
+    rows whenever the planner misjudged how many that was)."""
+    window = conn.execute(sql.lock, params).all()
+    params["b_claimed"] = [row_id for row_id, sendable in window if sendable]
+    params["b_skipped"] = [row_id for row_id, sendable in window if not sendable]
+    rows: list[tuple] = []
+    if params["b_claimed"]:
+        conn.execute(sql.claim, params)
+        rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
+    skipped = conn.execute(sql.skip, params).rowcount if params["b_skipped"] else 0
+    return rows, skipped
+
+
+def _claim_sqlite(conn, sql: _Statements, params: dict) -> tuple[list[tuple], int]:
+    """SQLite: one UPDATE under the single write lock, then the unsendable rows below the
+    batch are skipped."""
+    conn.execute(sql.claim, params)
+    # One row holding the batch as JSON: the sqlite3 module gives up the GIL for every
+    # row it steps through, and with the pool threads busy each row then waited up to a
+    # switch interval to get it back (1,000 rows: ~30 ms per claim, measured).
+    packed = conn.execute(sql.read_back, params).scalar()
+    rows = sorted(tuple(r) for r in json.loads(packed)) if packed else []
+    params["b_below"] = rows[-1][0] + 1 if rows else 2**31 - 1  # no sendable row: all
+    return rows, conn.execute(sql.skip, params).rowcount or 0
 
 
 @dataclass(frozen=True)
@@ -117,40 +141,64 @@ class _Statements:
 
 @functools.cache
 def _statements(dialect: str) -> _Statements:
+    """The claim's statements for ``dialect``, built once (every value is a bound parameter:
+    b_campaign, b_size, b_batch, b_worker, b_now, b_lease, and b_claimed, b_skipped on
+    PostgreSQL or b_below on SQLite)."""
     campaign = bindparam("b_campaign", type_=Integer)
     now = bindparam("b_now", type_=UTCDateTime())
     sending = select(Campaign.status).where(Campaign.id == campaign).scalar_subquery() \
         == CS.SENDING  # read with every claim: pause and cancel act within one batch
     d = TABLE.alias("d")  # the subquery's own range variable, never correlated away
+    size = bindparam("b_size", type_=Integer)
+    if dialect == "postgresql":
+        return _postgresql_statements(d, campaign, now, sending, size)
     pending = and_(d.c.campaign_id == campaign, d.c.status == DS.PENDING, sending)
     picked = (select(d.c.id).select_from(_with_subscribers(d))
-              .where(pending, _sendable(now)).order_by(d.c.id)
-              .limit(bindparam("b_size", type_=Integer)))
-    lock = None
-    if dialect == "postgresql":
-        # Lock first, then update exactly those rows: PostgreSQL may re-run an IN (… LIMIT)
-        # subquery inside an UPDATE, so the LIMIT would not bound the claim.
-        lock = picked.with_for_update(of=d, skip_locked=True)
-        target = C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer)))
-    else:  # one statement under SQLite's single write lock
-        target = C.id.in_(picked.scalar_subquery())
-    claim = update(TABLE).where(target, C.status == DS.PENDING).values(
-        status=DS.SENDING, batch_id=bindparam("b_batch", type_=String), attempts=C.attempts + 1,
-        worker=bindparam("b_worker", type_=String), claimed_at=now, updated_at=now,
-        lease_until=bindparam("b_lease", type_=UTCDateTime()))
-    read_back = (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
-                 .select_from(_with_subscribers(TABLE))
-                 .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
-    if dialect != "postgresql":  # SQLite: the whole batch in one row (see claim_batch)
-        batch = read_back.subquery()
-        read_back = select(func.json_group_array(func.json_array(
-            batch.c.id, batch.c.email, batch.c.subscriber_id, batch.c.name)))
+              .where(pending, _sendable(now)).order_by(d.c.id).limit(size))
+    claim = _claim_update(now, C.id.in_(picked.scalar_subquery()), C.status == DS.PENDING)
+    batch = _read_back().subquery()  # the whole batch in one row (see _claim_sqlite)
+    read_back = select(func.json_group_array(func.json_array(
+        batch.c.id, batch.c.email, batch.c.subscriber_id, batch.c.name)))
     unsendable = (select(d.c.id).select_from(_with_subscribers(d))
                   .where(pending, _unsendable(now),
                          d.c.id < bindparam("b_below", type_=Integer)))
-    skip = (update(TABLE).where(C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
+    skip = _skip_update(now, C.id.in_(unsendable.scalar_subquery()), C.status == DS.PENDING)
+    return _Statements(None, claim, read_back, skip)
+
+
+def _postgresql_statements(d, campaign, now, sending, size) -> _Statements:
+    """See ``_claim_locked``. ``'pending'`` is written into the SQL rather than bound: a
+    prepared statement's generic plan can use the partial index only when its condition is
+    literally the index's. Lock first, then update exactly those rows: PostgreSQL may re-run
+    an IN (… LIMIT) subquery inside an UPDATE, so the LIMIT would not bound the claim."""
+    pending = literal_column(f"'{DS.PENDING}'", String)
+    lock = (select(d.c.id, _sendable(now)).select_from(_with_subscribers(d))
+            .where(d.c.campaign_id == campaign, d.c.status == pending, sending)
+            .order_by(d.c.id).limit(size).with_for_update(of=d, skip_locked=True))
+    # No status condition: this transaction holds the rows' locks since the lock statement,
+    # so they are still pending, and "status = 'pending'" made the planner read the whole
+    # partial index to intersect it with the ids.
+    claim = _claim_update(now, C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer))))
+    skip = _skip_update(now, C.id == any_(bindparam("b_skipped", type_=ARRAY(Integer))))
+    return _Statements(lock, claim, _read_back(), skip)
+
+
+def _claim_update(now, *where):
+    return update(TABLE).where(*where).values(
+        status=DS.SENDING, batch_id=bindparam("b_batch", type_=String), attempts=C.attempts + 1,
+        worker=bindparam("b_worker", type_=String), claimed_at=now, updated_at=now,
+        lease_until=bindparam("b_lease", type_=UTCDateTime()))
+
+
+def _read_back():
+    return (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
+            .select_from(_with_subscribers(TABLE))
+            .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
+
+
+def _skip_update(now, *where):
+    return (update(TABLE).where(*where)
             .values(status=DS.SKIPPED, last_error=_skip_reason(now), updated_at=now))
-    return _Statements(lock, claim, read_back, skip)
 
 
 def _with_subscribers(deliveries):

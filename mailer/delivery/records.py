@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mailer.storage.base import Base, UTCDateTime, utcnow
@@ -52,6 +62,12 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "subscriber_id"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         Index("ix_deliveries_batch", "batch_id"),
+        # "The next pending rows of this campaign in id order", read by every claim: only
+        # pending rows are in it, so a claim reads its batch and not the settled rows before
+        # it (migration 0006 says why).
+        Index("ix_deliveries_pending", "campaign_id", "id",
+              postgresql_where=text("status = 'pending'"),
+              sqlite_where=text("status = 'pending'")),
         # Room on each page for the row's later versions (migration 0005 says why).
         {"postgresql_with": {"fillfactor": 85}},
     )
