@@ -68,7 +68,18 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=True,
         auto_reload=True,
     )
+    env.filters["duration"] = duration
     return env
+
+
+def duration(hours: int | float) -> str:
+    """``168`` -> ``"7 days"``, ``24`` -> ``"1 day"``, ``36`` -> ``"36 hours"``: how long a
+    link works, as a person says it (the ``duration`` filter)."""
+    hours = int(hours)
+    if hours >= 24 and hours % 24 == 0:
+        days = hours // 24
+        return f"{days} day" if days == 1 else f"{days} days"
+    return f"{hours} hour" if hours == 1 else f"{hours} hours"
 
 
 @functools.lru_cache(maxsize=8)
