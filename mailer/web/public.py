@@ -33,7 +33,7 @@ from mailer.web.security import (
     email_headers,
     honeypot_filled,
 )
-from subscribers.models import Subscriber
+from subscribers.models import SUPPRESSED_STATUSES, Subscriber
 
 router = APIRouter(include_in_schema=False)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -196,6 +196,7 @@ def unsubscribe_form(token: str, request: Request) -> Response:
         return render(request, "public/unsubscribe.html", {
             "token": token, "masked_email": c.mask_email(subscriber.email),
             "preferences_token": request.app.state.signer.make(subscriber.id, "preferences"),
+            "already": subscriber.status in SUPPRESSED_STATUSES,
         })
 
 

@@ -196,6 +196,10 @@ def test_unsubscribe_page_has_a_button_and_get_changes_nothing(client, app, db):
     assert done.status_code == 200 and "unsubscribed" in done.text
     assert subscriber(db, "page@example.org").status == "unsubscribed"
 
+    again = client.get(f"/unsubscribe/{token}")  # the same link, opened once more
+    assert again.status_code == 200 and "You are unsubscribed" in again.text
+    assert "<button" not in again.text
+
 
 @pytest.mark.parametrize("path", ["/confirm/{t}", "/preferences/{t}", "/unsubscribe/{t}"])
 def test_forged_altered_and_misused_tokens_are_refused(client, app, db, path):
