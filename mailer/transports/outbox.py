@@ -18,10 +18,17 @@ from mailer.transports.mime import build_mime
 from mailer.transports.substitution import personalize
 
 
-def message_filename(campaign_id: int | None, recipient: Recipient) -> str:
+def message_filename(campaign_id: int | None, recipient: Recipient,
+                     kind: str | None = None) -> str:
+    """``c12-d345.eml`` for a campaign's delivery (what recovery looks for); a one-off never
+    replaces one: ``confirm_subscription-….eml``, ``welcome-….eml`` for a system email
+    (``kind``, its template), ``cx-test-….eml`` for a test copy."""
     campaign = "x" if campaign_id is None else str(campaign_id)
-    if recipient.delivery_id is None:  # a test send: never replaces a campaign file
-        return f"c{campaign}-test-{uuid.uuid4().hex[:12]}.eml"
+    if recipient.delivery_id is None:
+        unique = uuid.uuid4().hex[:12]
+        if kind and kind != "test":
+            return f"{kind}-{unique}.eml"
+        return f"c{campaign}-test-{unique}.eml"
     return f"c{campaign}-d{recipient.delivery_id}.eml"
 
 
@@ -43,7 +50,8 @@ class OutboxTransport:
             except (ValueError, TypeError) as exc:
                 results.append(RecipientResult(recipient, False, error=f"cannot build: {exc}"))
                 continue
-            name = message_filename(batch.message.campaign_id, recipient)
+            kind = batch.message.categories[0] if batch.message.categories else None
+            name = message_filename(batch.message.campaign_id, recipient, kind)
             write_atomically(self.directory / name, mime.as_bytes())
             results.append(RecipientResult(recipient, True, provider_message_id=name))
         return results
