@@ -166,12 +166,13 @@ def _is_one_topic(node: Node) -> bool:
 
 def matching_select(session: Session, *, query: str | None = None,
                     segment: str | int | None = None) -> Select:
-    """SELECT Subscriber entities matching, whatever their status (for listing), by id."""
+    """SELECT Subscriber entities matching, whatever their status (for listing), oldest
+    first: by when they joined, then by id."""
     if query is None and segment is None:
         condition: ColumnElement[bool] = true()
     else:
         condition = resolve_condition(session, query=query, segment=segment)
-    return select(Subscriber).where(condition).order_by(Subscriber.id)
+    return select(Subscriber).where(condition).order_by(Subscriber.created_at, Subscriber.id)
 
 
 # --- saved segments --------------------------------------------------------------------------

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
-from subscribers.models import Topic
+from mailer.storage.base import utcnow
+from subscribers.models import Subscriber, Topic
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "mailer" / "data" / "sample_subscribers.csv"
@@ -105,6 +108,18 @@ def test_double_opt_in_sends_one_confirmation_each(cli, topics, tmp_path, settin
     again = cli("subscribers", "import", path, "--double-opt-in", "--json").json()
     assert again["confirmations"] == {"sent": 0, "failed": 0}
     assert len(sorted(Path(settings.outbox_dir).rglob("*.eml"))) == 2
+
+
+def test_list_is_oldest_first_by_when_they_joined(cli, db, topics):
+    """The help says "oldest first": by join time, not by the order rows were written."""
+    for name in ("first-added", "second-added", "third-added"):
+        cli("subscribers", "add", f"{name}@example.org")
+    with db.session() as session:  # the third joined long ago (an imported consent time)
+        session.execute(update(Subscriber).where(Subscriber.email == "third-added@example.org")
+                        .values(created_at=utcnow() - timedelta(days=400)))
+    listed = [r["email"] for r in cli("subscribers", "list", "--json").json()]
+    assert listed == ["third-added@example.org", "first-added@example.org",
+                      "second-added@example.org"]
 
 
 def test_list_and_export(cli, topics, tmp_path):
