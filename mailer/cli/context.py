@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -113,3 +114,12 @@ class progress:
 def show_progress() -> bool:
     """Progress bars only on a terminal, never in pipes, CI or --json output."""
     return sys.stderr.isatty()
+
+
+def local(value: datetime | str | None, empty: str = "") -> str:
+    """A time as every command shows it: ``2026-11-23 07:00 CST``, in the office's zone
+    (MAILER_TIMEZONE). Takes an aware datetime or the ISO 8601 text the JSON output holds."""
+    if value is None or value == "":
+        return empty
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.astimezone(settings().zone).strftime("%Y-%m-%d %H:%M %Z")

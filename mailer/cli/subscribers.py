@@ -124,13 +124,15 @@ def _show_subscriber(console, d: dict) -> None:
         console.print(f"{key:>10}: {d[key] or ''}", markup=False)
     console.print(f"{'topics':>10}: {', '.join(d['topics'])}", markup=False)
     consent = d["consent"]
-    console.print(f"{'consent':>10}: {consent['source'] or ''} at {consent['at'] or '?'}"
+    when = context.local(consent["at"], "?")
+    console.print(f"{'consent':>10}: {consent['source'] or ''} at {when}"
                   f"{' from ' + consent['ip'] if consent['ip'] else ''}; confirmed "
-                  f"{consent['confirmed_at'] or 'no'}", markup=False)
+                  f"{context.local(consent['confirmed_at'], 'no')}", markup=False)
     if d["suppressed"]:
         console.print(f"{'':>10}  on the suppression list", markup=False)
     for change in d.get("history", []):
-        console.print(f"  {change['at']}: {change['from']} -> {change['to']} ({change['cause']})",
+        move = change["to"] if change["from"] is None else f"{change['from']} → {change['to']}"
+        console.print(f"  {context.local(change['at'])}  {move} ({change['cause']})",
                       markup=False)
 
 

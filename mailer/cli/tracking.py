@@ -193,13 +193,22 @@ def deliveries_show(
     context.emit(data, as_json, _print_timeline)
 
 
+#: The times a delivery row keeps, in the order they happen.
+DELIVERY_TIMES = ("sent_at", "delivered_at", "opened_at", "clicked_at", "bounced_at",
+                  "complained_at", "unsubscribed_at")
+
+
 def _print_timeline(console: Console, data: dict) -> None:
     subscriber = data["subscriber"]
     status = subscriber["status"] if subscriber else "not a subscriber"
-    console.print(f"{data['email']} — {status} (times in {data['timezone']})", markup=False)
+    console.print(f"{data['email']} — {status}", markup=False)
     for delivery in data["deliveries"]:
         console.print(f"\ncampaign {delivery['campaign_id']} “{esc(delivery['subject'])}”: "
                       f"[bold]{delivery['status']}[/bold]")
+        times = [f"{name.removesuffix('_at')} {context.local(delivery[name])}"
+                 for name in DELIVERY_TIMES if delivery.get(name)]
+        if times:
+            console.print("  " + "; ".join(times), markup=False)
         for event in delivery["events"]:
             _print_event(console, event)
     if data["unmatched_events"]:
@@ -209,11 +218,12 @@ def _print_timeline(console: Console, data: dict) -> None:
     if subscriber and subscriber["history"]:
         console.print("\nstatus history:")
         for change in subscriber["history"]:
-            console.print(f"  {change['at'][:19].replace('T', ' ')}  {change['from']} → "
-                          f"{change['to']}: {change['cause']}", markup=False)
+            move = (change["to"] if change["from"] is None
+                    else f"{change['from']} → {change['to']}")
+            console.print(f"  {context.local(change['at'])}  {move}: {change['cause']}",
+                          markup=False)
 
 
 def _print_event(console: Console, event: dict) -> None:
     reason = f" — {event['reason']}" if event["reason"] else ""
-    console.print(f"  {event['at'][:19].replace('T', ' ')}  {event['type']}{reason}",
-                  markup=False)
+    console.print(f"  {context.local(event['at'])}  {event['type']}{reason}", markup=False)

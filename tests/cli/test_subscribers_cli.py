@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def test_add_show_unsubscribe_forget(cli, topics):
     shown = cli("subscribers", "show", "JANE@example.org", "--json").json()
     assert shown["status"] == "active" and shown["topics"] == ["agriculture", "veterans"]
     assert shown["state"] == "ND" and shown["frequency"] == "weekly"
+    human = cli("subscribers", "show", "jane@example.org").stdout
+    assert "None" not in human and "+00:00" not in human
+    assert re.search(r"consent: staff .* at \d{4}-\d\d-\d\d \d\d:\d\d C[SD]T", human), human
     assert cli("subscribers", "unsubscribe", "jane@example.org").exit_code == 0
     assert cli("subscribers", "show", "jane@example.org", "--json").json()["status"] \
         == "unsubscribed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
@@ -114,6 +115,9 @@ def test_deliveries_show_timeline(cli, campaign, tmp_path):
     assert data["deliveries"][0]["events"][0]["reason"] == "550 5.1.1 no such user"
     human = cli("deliveries", "show", "bob@example.net")
     assert "Farm bill update" in human.stdout and "hard bounce" in human.stdout
+    # Times read as everywhere else in the CLI: office zone, one format, no raw ISO text.
+    assert re.search(r"bounced \d{4}-\d\d-\d\d \d\d:\d\d C[SD]T", human.stdout), human.stdout
+    assert "T0" not in human.stdout and "+00:00" not in human.stdout and "None" not in human.stdout
 
 
 def test_deliveries_show_unknown_person(cli):
