@@ -255,11 +255,21 @@ class NewSubscribers:
         status = PENDING if self.double_opt_in or row.intent == PENDING else ACTIVE
         convert = self._converter()
         confirmed = row.confirmed_at if status == ACTIVE else None
+        joined = self._joined(row)
         return (row.email, row.email_key, row.name, row.zip, row.county, row.state,
                 row.district, row.frequency or "immediate", status,
                 f"{self.source} line {row.line}"[:200],
                 convert(row.consent_at) if row.consent_at else now, row.consent_ip,
-                None if confirmed is None else convert(confirmed), now, now)
+                None if confirmed is None else convert(confirmed),
+                now if joined is None else convert(joined), now)
+
+    @staticmethod
+    def _joined(row: RowData) -> datetime | None:
+        """When the person joined the list, as the file says (their opt-in time, else their
+        confirmation time): ``joined`` in segments, the dashboard and the subscriber page is
+        that, not the day of the import. A time in the future is not believed."""
+        joined = row.consent_at or row.confirmed_at
+        return joined if joined is not None and joined <= utcnow() else None
 
     def now(self):
         """The current time as the driver takes it."""
