@@ -125,3 +125,15 @@ def test_the_checks_above_can_fail(tmp_path):
     sample.write_text("def f():\n    from mailer import errors\n"
                       "def g():\n    from mailer import errors  # function-level: a reason\n")
     assert function_level_imports(sample, tmp_path) == ["probe.py:2"]
+
+
+def test_campaign_states_change_only_inside_the_campaigns_package():
+    """Other packages ask for a named move (start_sending, pause_sending, mark_missed, …);
+    only mailer.campaigns picks target states with ``transition``."""
+    callers = set()
+    for path in project_files():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "transition"):
+                callers.add(path.relative_to(ROOT).parts[:2])
+    assert callers == {("mailer", "campaigns")}

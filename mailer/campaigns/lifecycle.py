@@ -73,6 +73,53 @@ def transition(
         campaign.scheduled_at = None  # back before scheduling: no send time any more
 
 
+# The moves the system makes (engine, scheduler, importer, reputation guard, digests), named so
+# that no module outside this package picks target states itself. Staff actions are in
+# ``mailer.campaigns.actions``.
+
+def start_sending(session: Session, campaign: Campaign, *, by: str, reason: str) -> None:
+    """approved | scheduled | missed -> sending (the audience has just been drawn)."""
+    transition(session, campaign, S.SENDING, by=by, reason=reason)
+
+
+def pause_sending(session: Session, campaign: Campaign, *, by: str, reason: str) -> bool:
+    """sending -> paused with the reason; False (nothing changed) when it is not sending."""
+    if campaign.status != S.SENDING:
+        return False
+    transition(session, campaign, S.PAUSED, by=by, reason=reason)
+    return True
+
+
+def finish_sending(session: Session, campaign: Campaign, *, by: str) -> None:
+    """sending -> sent: every recipient is settled."""
+    transition(session, campaign, S.SENT, by=by, reason="every recipient settled")
+
+
+def mark_missed(session: Session, campaign: Campaign, *, by: str, reason: str) -> None:
+    """scheduled -> missed: it could not start at its time (the reason says why)."""
+    transition(session, campaign, S.MISSED, by=by, reason=reason)
+
+
+def approve_missed(session: Session, campaign: Campaign, *, by: str | None) -> None:
+    """missed -> approved: a campaign that missed its time is being sent now instead."""
+    transition(session, campaign, S.APPROVED, by=by, reason="sending now")
+
+
+def back_to_draft(session: Session, campaign: Campaign, *, by: str, reason: str) -> None:
+    """approved | scheduled | missed -> draft: what was approved has changed."""
+    transition(session, campaign, S.DRAFT, by=by, reason=reason)
+
+
+def approve_and_schedule(session: Session, campaign: Campaign, *, by: str, at,
+                         approval: str, reason: str) -> None:
+    """draft -> approved -> scheduled at ``at`` in one go (a digest approves its own run:
+    its content is releases the office already published)."""
+    transition(session, campaign, S.APPROVED, by=by, reason=approval)
+    campaign.approved_by, campaign.approved_at = by, utcnow()
+    campaign.scheduled_at = at
+    transition(session, campaign, S.SCHEDULED, by=by, reason=reason)
+
+
 def note(session: Session, campaign: Campaign, *, by: str | None, reason: str) -> None:
     """Log an event that changes no state (an edit of a draft, a recorded override)."""
     session.add(CampaignLog(campaign_id=campaign.id, from_status=campaign.status,

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import start_sending
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.service import get_campaign
@@ -90,8 +90,8 @@ def start_campaign(db: Database, settings: Settings, campaign_id: int, *,
             raise InvalidTransition(_cannot_start(campaign))
         _check_policy(campaign, settings)
         campaign.recipients = draw_audience(session, campaign)
-        transition(session, campaign, CS.SENDING, by=by or "delivery engine",
-                   reason=f"sending to {campaign.recipients} recipients")
+        start_sending(session, campaign, by=by or "delivery engine",
+                      reason=f"sending to {campaign.recipients} recipients")
         return campaign.recipients
 
 

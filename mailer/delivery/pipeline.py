@@ -21,9 +21,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mailer.campaigns.content import compile_for
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import pause_sending
 from mailer.campaigns.models import Campaign
-from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.service import get_campaign
 from mailer.delivery.sender import CampaignSender, RunStats
 from mailer.errors import MailerError
@@ -55,9 +54,8 @@ def prepare(db: Database, settings: Settings, campaign_id: int) -> Prepared:
     except MailerError as exc:
         with db.session() as session:
             campaign = get_campaign(session, campaign_id, for_update=True)
-            if campaign.status == CS.SENDING:
-                transition(session, campaign, CS.PAUSED, by="delivery engine",
-                           reason=f"cannot render: {exc}")
+            pause_sending(session, campaign, by="delivery engine",
+                          reason=f"cannot render: {exc}")
         raise
     return Prepared(campaign_id, started_at, message,
                     make_recipient_factory(db, settings, campaign_id))

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import finish_sending, pause_sending
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import claims, recovery
@@ -224,8 +224,7 @@ class CampaignSender:
         log.error("pausing campaign %s: %s", self.campaign_id, reason)
         with self.db.session() as session:
             campaign = get_campaign(session, self.campaign_id, for_update=True)
-            if campaign.status == CS.SENDING:
-                transition(session, campaign, CS.PAUSED, by="delivery engine", reason=reason)
+            pause_sending(session, campaign, by="delivery engine", reason=reason)
 
     # -- the end of a campaign ---------------------------------------------------------------
     def _settle(self) -> bool:
@@ -263,8 +262,7 @@ class CampaignSender:
                     select(func.count()).select_from(Delivery.__table__)
                     .where(C.campaign_id == self.campaign_id, C.status.in_(_UNSETTLED)))
                 if campaign.status == CS.SENDING and not unsettled:
-                    transition(session, campaign, CS.SENT, by="delivery engine",
-                               reason="every recipient settled")
+                    finish_sending(session, campaign, by="delivery engine")
                     self.reason = "sent"
                     return False
                 return bool(unsettled) and campaign.status == CS.SENDING

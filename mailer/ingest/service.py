@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import back_to_draft
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.campaigns.service import update_campaign
@@ -190,8 +190,8 @@ def _follow_release_change(session: Session, release: Release, old_title: str) -
             update_campaign(session, campaign, by="importer", subject=release.title[:500])
         elif campaign.status != S.DRAFT:
             remove_job_row(session, campaign_job_id(campaign.id))
-            transition(session, campaign, S.DRAFT, by="importer",
-                       reason=f"release {release.id} changed at its source; approve it again")
+            back_to_draft(session, campaign, by="importer",
+                          reason=f"release {release.id} changed at its source; approve it again")
         touched.append(campaign.id)
     return touched
 

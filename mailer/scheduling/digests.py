@@ -57,7 +57,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import approve_and_schedule
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.errors import InvalidInput, NotFound, PolicyRefusal
@@ -324,15 +324,13 @@ def _create_campaign(
     )
     session.add(campaign)
     session.flush()
-    transition(session, campaign, S.APPROVED, by=DIGEST_ACTOR,
-               reason="digest of releases the office has published")
-    campaign.approved_by, campaign.approved_at = DIGEST_ACTOR, now
+    approve_and_schedule(session, campaign, by=by or DIGEST_ACTOR, at=now,
+                         approval="digest of releases the office has published",
+                         reason=f"digest run {policy.format_local(now, settings)}")
+    campaign.approved_by = DIGEST_ACTOR
     if override_reason and policy.blackout_election(now, settings) is not None:
         campaign.blackout_override_by = by
         campaign.blackout_override_reason = override_reason
-    campaign.scheduled_at = now
-    transition(session, campaign, S.SCHEDULED, by=by or DIGEST_ACTOR,
-               reason=f"digest run {policy.format_local(now, settings)}")
     return campaign.id
 
 

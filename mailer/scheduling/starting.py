@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import approve_missed, mark_missed
 from mailer.campaigns.models import CampaignStatus as S
 from mailer.campaigns.service import get_campaign, ready_to_send
 from mailer.delivery.engine import start_campaign
@@ -46,14 +46,14 @@ def start_scheduled_campaign(
         if due > now + timedelta(seconds=1):
             return "not-due"
         if (now - due).total_seconds() > settings.misfire_grace:
-            transition(session, campaign, S.MISSED, by="scheduler", reason=_missed_reason(
+            mark_missed(session, campaign, by="scheduler", reason=_missed_reason(
                 due, now, settings))
             return "missed"
         try:
             policy.check_send_allowed(campaign, settings, now)
         except PolicyRefusal as refusal:
-            transition(session, campaign, S.MISSED, by="scheduler",
-                       reason=f"not sent at {policy.format_local(now, settings)}: {refusal}")
+            mark_missed(session, campaign, by="scheduler",
+                        reason=f"not sent at {policy.format_local(now, settings)}: {refusal}")
             return "missed"
     return _hand_to_delivery(db, settings, campaign_id)
 
@@ -73,8 +73,8 @@ def _hand_to_delivery(db: Database, settings: Settings, campaign_id: int) -> str
             campaign = get_campaign(session, campaign_id, for_update=True)
             if campaign.status != S.SCHEDULED:
                 return "not-scheduled"
-            transition(session, campaign, S.MISSED, by="scheduler",
-                       reason=f"could not start: {exc}")
+            mark_missed(session, campaign, by="scheduler",
+                        reason=f"could not start: {exc}")
         return "missed"
     return "started"
 
@@ -99,7 +99,7 @@ def start_now(
         policy.check_send_allowed(campaign, settings, now)
         remove_job_row(session, campaign_job_id(campaign_id))
         if campaign.status == S.MISSED:
-            transition(session, campaign, S.APPROVED, by=by, reason="sending now")
+            approve_missed(session, campaign, by=by)
     with start_lock:
         start_campaign(db, settings, campaign_id, by=by)
 

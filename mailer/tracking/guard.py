@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from mailer.campaigns.lifecycle import transition
+from mailer.campaigns.lifecycle import pause_sending
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.delivery.records import Delivery
@@ -89,7 +89,7 @@ def pause_sending_campaigns(session: Session, reason: str) -> list[int]:
     stmt = select(Campaign).where(Campaign.status == CS.SENDING).with_for_update()
     paused = []
     for campaign in session.scalars(stmt).all():
-        transition(session, campaign, CS.PAUSED, by=GUARD, reason=reason)
+        pause_sending(session, campaign, by=GUARD, reason=reason)
         logger.error("campaign %s %s", campaign.id, reason)
         paused.append(campaign.id)
         log_event("campaign_paused", campaign=campaign.id, outcome="paused", reason=reason)
