@@ -29,10 +29,10 @@ from mailer.settings import get_settings
 from mailer.storage.db import Database, make_engine, upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
 SEED_ISSUE = ROOT / "mailer" / "data" / "issue_human_trafficking.txt"
 SEED_RELEASE = ROOT / "mailer" / "data" / "release_heitkamp_2014-05-09.txt"
-FEEDS_DIR = SHARED / "fixtures" / "feeds"
+#: Three real congressional RSS feeds (MIT-licensed, see LICENSE-statement.txt there).
+FEEDS_DIR = ROOT / "tests" / "fixtures" / "feeds"
 ARTIFACTS = ROOT / "test-artifacts"
 POSTGRES_URL = os.environ.get("MAILER_TEST_POSTGRES_URL")
 

@@ -40,7 +40,6 @@ def strongly_connected(graph, modules) -> list[list[str]]:
     stack: list[str] = []
     on_stack: set[str] = set()
     found: list[list[str]] = []
-    sys.setrecursionlimit(max(10_000, sys.getrecursionlimit()))
 
     def visit(module: str) -> None:
         index[module] = low[module] = len(index)
@@ -63,9 +62,16 @@ def strongly_connected(graph, modules) -> list[list[str]]:
             if len(component) > 1:
                 found.append(sorted(component))
 
-    for module in sorted(modules):
-        if module not in index:
-            visit(module)
+    # The walk recurses once per module on a path; restore the limit afterwards, since other
+    # tests (hostile JSON bodies) rely on the interpreter's default.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(10_000, limit))
+    try:
+        for module in sorted(modules):
+            if module not in index:
+                visit(module)
+    finally:
+        sys.setrecursionlimit(limit)
     return found
 
 

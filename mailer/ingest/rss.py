@@ -1,6 +1,6 @@
 """RSS 0.9x/1.0/2.0 and Atom feeds: every item becomes a ``ParsedRelease``.
 
-Real office feeds are untidy; this copes with what ``../shared/fixtures/feeds`` shows:
+Real office feeds are untidy; this copes with what ``tests/fixtures/feeds`` shows:
 relative item links (resolved against the channel link, else the feed's URL, and
 percent-encoded), double-escaped entities (``&amp;nbsp;``), dates feedparser cannot read
 ("Monday, April 15, 2013 - 2:23pm": read with ``parse_date``), items without a date (kept,

@@ -292,7 +292,7 @@ def test_press_office_journey(page, server, db, topics, release_id, artifacts_di
     page.click("button:has-text('Approve')")
     page.wait_for_selector("text=Approved.")
     page.click("button:has-text('Send now')")
-    page.wait_for_selector("text=Sending starts now.")
+    page.wait_for_selector("text=Sending has started.")
 
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(db, live, stop),
