@@ -19,9 +19,10 @@ from mailer.campaigns import service as campaigns
 from mailer.campaigns.content import compile_for
 from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.delivery import oneoff
+from mailer.delivery.audience import count_audience
 from mailer.delivery.oneoff import personalized_copy
 from mailer.delivery.records import grouped
-from mailer.errors import InvalidInput, NotFound
+from mailer.errors import InvalidInput, MailerError, NotFound
 from mailer.scheduling.starting import start_now
 from mailer.settings import Settings
 from mailer.storage.db import Database
@@ -71,6 +72,18 @@ def timeline(session: Session, email: str, settings: Settings) -> list[dict[str,
     except NotFound:
         return []
     return list(reversed(found["deliveries"]))
+
+
+def audience(session: Session, campaign: Campaign) -> dict[str, Any] | None:
+    """Who it reaches if it starts now, ``{"now", "in_digests"}`` (see
+    ``mailer.delivery.audience.count_audience``); None once its audience is drawn (then
+    ``recipients`` is the count), ``{"error"}`` when its audience cannot be evaluated."""
+    if campaign.started_at is not None:
+        return None
+    try:
+        return count_audience(session, campaign)
+    except MailerError as exc:
+        return {"error": " ".join(str(exc).split())}
 
 
 def preview_html(session: Session, campaign: Campaign, settings: Settings, signer) -> str:

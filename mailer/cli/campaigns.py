@@ -56,6 +56,14 @@ def _print_campaign(console, data: dict[str, Any]) -> None:
                       f"{data['blackout_override_reason']}")
     if data.get("status_reason") and data["status"] != "scheduled":  # that one repeats the time
         console.print(f"  {data['status_reason']}")
+    reach = data.get("audience")
+    if reach and "error" in reach:
+        console.print(f"  audience: cannot count: {reach['error']}", markup=False)
+    elif reach:
+        digests = (f"; {reach['in_digests']:,} more get it in their daily or weekly digest"
+                   if reach["in_digests"] else "")
+        console.print(f"  audience: {reach['now']:,} get this release now{digests}",
+                      markup=False)
     for entry in data.get("log", []):
         same = entry["from"] in (None, entry["to"])  # a creation or a note, not a move
         arrow = entry["to"] if same else f"{entry['from']} → {entry['to']}"
@@ -125,6 +133,7 @@ def show_command(campaign_id: int = typer.Argument(..., metavar="ID"),
     with context.database().session() as session:
         campaign = service.get_campaign(session, campaign_id)
         data = _dict(campaign, settings)
+        data["audience"] = ops.audience(session, campaign)
         data["log"] = [
             {**service.log_to_dict(e), "at_local": format_local(e.at, settings)}
             for e in service.campaign_log(session, campaign_id)

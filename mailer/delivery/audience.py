@@ -50,12 +50,7 @@ def campaign_audience(session: Session, campaign) -> Select:
     (``kind == "digest"``) reaches the members it was planned for (``digest_recipients``) who
     still match its query; see ``mailer.scheduling.digests``.
     """
-    if getattr(campaign, "segment_id", None) is not None:
-        audience = audience_select(session, segment=int(campaign.segment_id))
-    elif getattr(campaign, "query", None):
-        audience = audience_select(session, query=campaign.query)
-    else:
-        raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
+    audience = _base_audience(session, campaign)
     if getattr(campaign, "kind", "release") == "digest":
         # A join, not IN (...): the planner then walks this campaign's members by index
         # instead of scanning every active subscriber once per digest group.
@@ -65,3 +60,31 @@ def campaign_audience(session: Session, campaign) -> Select:
     else:
         audience = audience.where(Subscriber.frequency == "immediate")
     return audience
+
+
+def count_audience(session: Session, campaign) -> dict[str, int]:
+    """Who the campaign reaches if it starts now: ``{"now": n, "in_digests": m}``.
+
+    ``now`` is exactly the recipients its send would draw (``campaign_audience``). For a
+    release campaign, ``in_digests`` counts the people of the same audience who chose a
+    daily or weekly digest: they get this release there, not in this send. A digest
+    campaign's own members are all ``now``. Raises QueryError / NotFound like
+    ``campaign_audience``.
+    """
+    now = session.scalar(select(func.count()).select_from(
+        campaign_audience(session, campaign).order_by(None).subquery())) or 0
+    if getattr(campaign, "kind", "release") == "digest":
+        return {"now": now, "in_digests": 0}
+    everyone = _base_audience(session, campaign).order_by(None).subquery()
+    total = session.scalar(select(func.count()).select_from(everyone)) or 0
+    return {"now": now, "in_digests": total - now}
+
+
+def _base_audience(session: Session, campaign) -> Select:
+    """The campaign's segment or query as an audience (active, unsuppressed, not pausing),
+    whatever delivery frequency people chose."""
+    if getattr(campaign, "segment_id", None) is not None:
+        return audience_select(session, segment=int(campaign.segment_id))
+    if getattr(campaign, "query", None):
+        return audience_select(session, query=campaign.query)
+    raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)

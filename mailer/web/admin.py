@@ -202,7 +202,7 @@ def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_use
                                    .order_by(CampaignLog.at, CampaignLog.id)))
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
-        audience = _audience_now(session, campaign) if not counts else None
+        audience = ops.audience(session, campaign) if not counts else None
     can_manage = ROLE_RANK.get(user.role, -1) >= ROLE_RANK["approver"]
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
@@ -212,17 +212,6 @@ def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_use
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,
     })
-
-
-def _audience_now(session, campaign: Campaign) -> int | str:
-    """How many people the campaign would reach if it started now (before it is drawn)."""
-
-    try:
-        if campaign.segment_id is not None:
-            return segments.count(session, segment=int(campaign.segment_id))
-        return segments.count(session, query=campaign.query or "")
-    except MailerError as exc:
-        return f"cannot count: {exc}"
 
 
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)

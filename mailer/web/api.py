@@ -107,7 +107,8 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
 @router.get("/campaigns/{campaign_id}", summary="One campaign")
 def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
-        return campaign_to_dict(get_campaign(session, campaign_id))
+        campaign = get_campaign(session, campaign_id)
+        return {**campaign_to_dict(campaign), "audience": ops.audience(session, campaign)}
 
 
 @router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")

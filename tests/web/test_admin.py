@@ -103,7 +103,7 @@ def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, 
     page = client.get(f"/admin/campaigns/{campaign_id}")
     assert "An approver must approve this campaign" in page.text
     assert "Cancel campaign" not in page.text and "Send now" not in page.text
-    assert '<span data-field="audience">1</span> reachable now' in page.text
+    assert '<span data-field="audience">1</span> get this release now' in page.text
     assert 'href="/admin/campaigns" aria-current="page"' in page.text
     response = act(client, campaign_id, "approve")
     assert response.status_code == 200

@@ -4,6 +4,7 @@ drawn, status `sending`, never passing through `scheduled` — and a refusal is 
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import func, select
 
 from mailer.campaigns.models import Campaign, CampaignLog
 from mailer.delivery.records import Delivery
+from subscribers.models import Subscriber
 from tests.web.conftest import add_subscriber, add_user, login
 from tests.web.test_admin import act, create_draft
 
@@ -71,3 +73,16 @@ def test_a_refused_send_now_changes_nothing(client, db, approved, settings):
     response = act(client, approved, "schedule", when="now")
     assert "notice-error" in response.text and "blackout" in response.text
     assert state(db, approved) == ("approved", 0, ["draft", "approved"])
+
+
+def test_dashboard_and_api_show_who_is_reached(client, db, approved, cli):
+    digest_reader = add_subscriber(db, "daily@example.org", topics=["agriculture"])
+    with db.session() as session:
+        session.get(Subscriber, digest_reader).frequency = "daily"
+    page = client.get(f"/admin/campaigns/{approved}").text
+    assert re.search(r'data-field="audience">3</span> get this release now; '
+                     r'<span data-field="in-digests">1</span> more', page), page
+    result = cli("tokens", "create", "bob-reader", "--user", "bob")
+    shown = client.get(f"/api/campaigns/{approved}",
+                       headers={"Authorization": f"Bearer {result.stdout.strip()}"}).json()
+    assert shown["audience"] == {"now": 3, "in_digests": 1}
