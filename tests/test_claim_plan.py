@@ -1,5 +1,8 @@
 """On PostgreSQL a claim reads only its own window of rows, however far the campaign is.
 
+A claim takes the next pending rows in id order and skips the unmailable ones among them,
+so a window of nothing but unmailable rows is skipped (not mistaken for the end).
+
 The plans are read with EXPLAIN from the statements the engine itself executes
 (``claims._statements``), on a campaign of 20,000 rows whose first 19,000 are settled and
 whose statistics are fresh: the shape in which the planner used to walk the primary key past
@@ -18,8 +21,9 @@ from mailer.delivery.engine import start_campaign
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.storage.base import utcnow
+from subscribers.models import UNSUBSCRIBED
 from tests.conftest import POSTGRES_URL
-from tests.support.campaigns import add_subscribers, approved_campaign
+from tests.support.campaigns import add_subscribers, approved_campaign, set_subscriber_status
 
 pytestmark = pytest.mark.skipif(not POSTGRES_URL, reason="MAILER_TEST_POSTGRES_URL not set")
 
@@ -91,3 +95,18 @@ def test_the_claim_and_skip_updates_go_by_primary_key(db, late_campaign, name):
     statement = getattr(claims._statements("postgresql"), name)
     scans = _scans_of_deliveries(_plan(db, statement, _values(late_campaign)))
     assert scans and {index for _, index in scans} == {"pk_deliveries"}, scans
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_window_of_unmailable_rows_is_skipped_and_the_next_claim_goes_on(db, settings):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, settings, campaign_id)
+    for i in range(10):  # the first ten drawn unsubscribe before the first claim
+        set_subscriber_status(db, f"person{i}@example.org", UNSUBSCRIBED)
+    with db.session() as session:
+        first = claims.claim_batch(session, campaign_id, size=10, worker="w", lease_seconds=60)
+        second = claims.claim_batch(session, campaign_id, size=10, worker="w", lease_seconds=60)
+    assert first is not None and first.rows == [] and first.skipped == 10
+    assert [row[1] for row in second.rows] == [f"person{i}@example.org" for i in range(10, 20)]
+    assert second.skipped == 0
