@@ -23,6 +23,7 @@ from mailer.delivery.audience import count_audience
 from mailer.delivery.oneoff import personalized_copy
 from mailer.delivery.records import grouped
 from mailer.errors import InvalidInput, MailerError, NotFound
+from mailer.render.environment import check_release_template
 from mailer.scheduling.starting import start_now
 from mailer.settings import Settings
 from mailer.storage.db import Database
@@ -95,12 +96,14 @@ def preview_html(session: Session, campaign: Campaign, settings: Settings, signe
 # --- acting ---------------------------------------------------------------------------------
 
 def create(session: Session, *, release_id: int, segment: str | None, query: str | None,
-           subject: str | None, template: str | None, by: str | None) -> Campaign:
-    """A draft campaign of a release for a saved segment or a query (exactly one). Raises
-    NotFound, InvalidInput, QueryError, TemplateError (not a release template)."""
+           subject: str | None, template: str | None, by: str | None,
+           settings: Settings) -> Campaign:
+    """A draft campaign of a release for a saved segment or a query (exactly one), with one
+    of the installed release templates. Raises NotFound, InvalidInput, QueryError."""
+    template = check_release_template(template or "press_release", settings)
     return campaigns.create_campaign(
         session, release_id=release_id, segment=segment or None, query=query or None,
-        subject=subject or None, template=template or "press_release", by=by)
+        subject=subject or None, template=template, by=by)
 
 
 def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
@@ -109,12 +112,15 @@ def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings
     campaigns.approve_campaign(session, campaign, by=by, settings=settings)
 
 
-def edit(session: Session, campaign: Campaign, *, by: str, subject: str | None = None,
-         query: str | None = None, segment: str | None = None,
+def edit(session: Session, campaign: Campaign, *, by: str, settings: Settings,
+         subject: str | None = None, query: str | None = None, segment: str | None = None,
          template: str | None = None) -> list[str]:
     """Change a campaign's subject, audience or template before it sends (an approved or
     scheduled one goes back to draft); returns the fields changed. Raises
-    InvalidTransition, InvalidInput (nothing to change), QueryError, NotFound."""
+    InvalidTransition, InvalidInput (nothing to change, not an installed release template),
+    QueryError, NotFound."""
+    if template is not None:
+        check_release_template(template, settings)
     return campaigns.update_campaign(session, campaign, by=by, subject=subject, query=query,
                                      segment=segment, template=template)
 

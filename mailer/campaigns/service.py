@@ -20,6 +20,7 @@ from mailer.campaigns.models import CampaignStatus as S
 from mailer.errors import InvalidInput, InvalidTransition, NotFound, PolicyRefusal
 from mailer.ingest.models import Release
 from mailer.render.check import assert_template_ok
+from mailer.render.environment import check_release_template
 from mailer.scheduling import policy
 from mailer.scheduling.jobs import campaign_job_id, remove_job_row
 from mailer.settings import Settings
@@ -60,8 +61,8 @@ def create_campaign(
         _check_query(query)
     campaign = Campaign(
         kind="release", release_id=release.id, segment_id=segment_id, query=query,
-        template=template, subject=(subject or release.title).strip(), created_by=by,
-        status=S.DRAFT,
+        template=check_release_template(template),
+        subject=(subject or release.title).strip(), created_by=by, status=S.DRAFT,
     )
     session.add(campaign)
     session.flush()
@@ -121,7 +122,7 @@ def update_campaign(
             raise InvalidInput("the subject must not be empty")
         changes["subject"] = subject.strip()
     if template is not None:
-        changes["template"] = template
+        changes["template"] = check_release_template(template)
     if query is not None:
         _check_query(query)
         changes.update(query=query, segment_id=None)
@@ -129,8 +130,7 @@ def update_campaign(
         changes.update(segment_id=_segment_id(session, segment), query=None)
     changed = [name for name, value in changes.items() if getattr(campaign, name) != value]
     if not changed:
-        raise InvalidInput("nothing to change: give a new --subject, --query, --segment "
-                           "or --template")
+        raise InvalidInput("nothing to change: give a new subject, audience or template")
     for name in changed:
         setattr(campaign, name, changes[name])
     what = ", ".join(name.removesuffix("_id") for name in changed)

@@ -97,7 +97,7 @@ def create_command(
     with context.database().session() as session:
         campaign = ops.create(
             session, release_id=release, segment=segment, query=query, template=template,
-            subject=subject, by=by or default_user())
+            subject=subject, by=by or default_user(), settings=settings)
         data = _dict(campaign, settings)
     context.emit(data, as_json, _print_campaign)
 
@@ -152,8 +152,8 @@ def edit_command(
     as_json: bool = JSON,
 ) -> None:
     """Change a campaign; an approved or scheduled one goes back to draft."""
-    _mutate(campaign_id, as_json, lambda session, campaign, _settings: ops.edit(
-        session, campaign, by=by or default_user(), subject=subject, query=query,
+    _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.edit(
+        session, campaign, by=by or default_user(), settings=settings, subject=subject, query=query,
         segment=segment, template=template))
 
 

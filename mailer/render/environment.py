@@ -9,6 +9,7 @@ undefined name is an error rather than an empty string (``StrictUndefined``).
 from __future__ import annotations
 
 import functools
+import re
 import traceback
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from mailer.errors import TemplateError
+from mailer.errors import InvalidInput, TemplateError
 from mailer.settings import Settings
 
 #: Campaign and system templates the product uses; each has ``.html`` and ``.txt``.
@@ -44,6 +45,35 @@ def template_kind(name: str) -> str:
     if name.startswith("digest"):
         return "digest"
     return "release"
+
+
+#: What a template name may look like: a plain file stem, never a path.
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+#: Layouts other templates extend; never a campaign's template.
+LAYOUTS = ("base",)
+
+
+def check_release_template(name: str, settings: Settings | None = None) -> str:
+    """``name`` if a release campaign may use it: a plain name (no path, no dots) of a release
+    template, and, given ``settings``, one installed in the templates folder with both parts.
+    Raises InvalidInput saying which names would do."""
+    if not isinstance(name, str) or not TEMPLATE_NAME.fullmatch(name):
+        raise InvalidInput(f"{str(name)[:60]!r} is not a template name (letters, digits, - and "
+                           "_ only)")
+    if template_kind(name) != "release" or name in LAYOUTS:
+        raise InvalidInput(f"{name!r} is not a release template")
+    if settings is not None and name not in release_templates(settings):
+        raise InvalidInput(f"there is no release template {name!r}; installed: "
+                           f"{', '.join(release_templates(settings)) or 'none'}")
+    return name
+
+
+def release_templates(settings: Settings) -> list[str]:
+    """The release templates installed (both ``.html`` and ``.txt``), by name."""
+    folder = settings.effective_templates_dir
+    names = {p.stem for p in folder.glob("*.html") if (folder / f"{p.stem}.txt").is_file()}
+    return sorted(n for n in names if TEMPLATE_NAME.fullmatch(n)
+                  and template_kind(n) == "release" and n not in LAYOUTS)
 
 
 class TemplateFailure(TemplateError):

@@ -162,7 +162,7 @@ async def campaign_create(request: Request, user: User = Depends(_user)) -> Resp
             campaign = ops.create(session, release_id=release_id,
                                   segment=values["segment"], query=values["query"],
                                   subject=values["subject"], template=values["template"],
-                                  by=user.name)
+                                  by=user.name, settings=request.app.state.settings)
             campaign_id = campaign.id
         except MailerError as exc:
             session.rollback()

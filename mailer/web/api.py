@@ -100,7 +100,7 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
                               query=body.query, subject=body.subject, template=body.template,
-                              by=who.name)
+                              by=who.name, settings=request.app.state.settings)
         return campaign_to_dict(campaign)
 
 
