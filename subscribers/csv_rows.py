@@ -80,13 +80,18 @@ def _looks_binary(path: Path) -> bool:
         return b"\x00" in handle.read(8192)
 
 
+#: The longest physical line read (characters): far past any subscriber record, and a bound
+#: on memory for a file that has no line breaks at all.
+MAX_LINE = 1_000_000
+
+
 def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line, fields)`` for each record, ``line`` being the 1-based line it starts on
-    (a quoted field may span several lines). The header is the first record."""
-    first = handle.readline()
-    delimiter = detect_delimiter(first)
+    (a quoted field may span several lines). The header is the first record. Raises
+    InvalidInput for a line longer than ``MAX_LINE``, having read no more than that of it."""
+    delimiter = detect_delimiter(next(_bounded_lines(handle), ""))
     handle.seek(0)
-    reader = csv.reader(handle, delimiter=delimiter, strict=False)
+    reader = csv.reader(_bounded_lines(handle), delimiter=delimiter, strict=False)
     previous_end = 0
     try:
         for fields in reader:
@@ -94,6 +99,16 @@ def read_rows(handle: IO[str]) -> Iterator[tuple[int, list[str]]]:
             previous_end = reader.line_num
     except csv.Error as exc:
         raise InvalidInput(f"line {previous_end + 1}: cannot read the CSV ({exc})") from None
+
+
+def _bounded_lines(handle: IO[str]) -> Iterator[str]:
+    number = 0
+    while line := handle.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE and not line.endswith(("\n", "\r")):
+            raise InvalidInput(f"line {number} is longer than {MAX_LINE:,} characters: this "
+                               "is not a list of subscribers (a file without line breaks?)")
+        yield line
 
 
 # --- columns ---------------------------------------------------------------------------------
