@@ -24,6 +24,7 @@ from mailer.tracking.reports import (
     campaign_report,
     campaign_status,
     person_timeline,
+    tracking,
     write_delivery_log,
 )
 
@@ -108,6 +109,7 @@ def campaigns_status(
     """Where a campaign stands: its state and how many deliveries are in each status."""
     with context.database().session() as session:
         data = campaign_status(session, campaign_id)
+        data.update(tracking(context.settings(), session, campaign_id))
     # How in-doubt deliveries are settled here (delivery engine): explicit when no webhook
     # evidence can arrive.
     data["in_doubt_policy"] = in_doubt_policy(context.settings())
@@ -118,9 +120,11 @@ def _print_status(console: Console, data: dict) -> None:
     console.print(f"campaign {data['id']}: [bold]{data['status']}[/bold]"
                   + (f" ({esc(data['status_reason'])})" if data.get("status_reason") else ""))
     table = Table(show_header=False, box=None, pad_edge=False)
+    shown = ("recipients", "delivered", "bounced") if data["provider_events"] else ("recipients",)
     for name, value in data["counts"].items():
-        if value or name in ("recipients", "delivered", "bounced"):
-            table.add_row(name, f"{value:,}")
+        if value or name in shown:
+            # The report's word for the rows handed off ("written", "sent"), not "accepted".
+            table.add_row(data["handed_off_as"] if name == "accepted" else name, f"{value:,}")
     console.print(table)
     policy = data.get("in_doubt_policy")
     if policy and (data["counts"].get("in_doubt") or policy["evidence"] == "none"):
@@ -152,10 +156,15 @@ def campaigns_report(
 def _print_report(console: Console, report: dict) -> None:
     console.print(f"campaign {report['id']}: {esc(report['subject'])} — [bold]{report['status']}"
                   "[/bold]")
-    funnel = report["funnel"]
-    console.print(f"recipients {funnel['recipients']:,} · sent {funnel['sent']:,} · arrived "
-                  f"{funnel['arrived']:,} · opened {funnel['opened']:,} · clicked "
-                  f"{funnel['clicked']:,}")
+    funnel, word = report["funnel"], report["handed_off_as"]
+    if not report["provider_events"]:
+        console.print(f"recipients {funnel['recipients']:,} · {word} {funnel['sent']:,} "
+                      f"(the {context.settings().transport} transport reports no deliveries, "
+                      "opens or clicks)", markup=False)
+    else:
+        console.print(f"recipients {funnel['recipients']:,} · {word} {funnel['sent']:,} · "
+                      f"arrived {funnel['arrived']:,} · opened {funnel['opened']:,} · "
+                      f"clicked {funnel['clicked']:,}")
     rates = Table("rate", "value", box=None)
     for name, value in report["rates"].items():
         rates.add_row(name, "—" if value is None else f"{value:.2%}")

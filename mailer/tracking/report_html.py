@@ -76,7 +76,8 @@ def _pct(value: float | None) -> str:
 
 def _cards(report: dict[str, Any]) -> str:
     funnel, rates = report["funnel"], report["rates"]
-    cards = (("Recipients", f"{funnel['recipients']:,}"), ("Sent", f"{funnel['sent']:,}"),
+    word = report.get("handed_off_as", "sent").capitalize()
+    cards = (("Recipients", f"{funnel['recipients']:,}"), (word, f"{funnel['sent']:,}"),
              ("Delivered", _pct(rates["delivery"])), ("Bounced", _pct(rates["bounce"])),
              ("Opened", _pct(rates["open"])), ("Complaints", _pct(rates["complaint"])))
     return '<div class="cards">' + "".join(
@@ -86,7 +87,8 @@ def _cards(report: dict[str, Any]) -> str:
 
 def _funnel(report: dict[str, Any]) -> str:
     funnel = report["funnel"]
-    steps = [("Recipients", funnel["recipients"]), ("Sent", funnel["sent"]),
+    steps = [("Recipients", funnel["recipients"]),
+             (report.get("handed_off_as", "sent").capitalize(), funnel["sent"]),
              ("Arrived", funnel["arrived"]), ("Opened", funnel["opened"]),
              ("Clicked", funnel["clicked"])]
     return funnel_svg(steps)

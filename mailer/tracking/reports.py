@@ -53,14 +53,36 @@ def campaign_status(session: Session, campaign_id: int) -> dict[str, Any]:
             "counts": status_counts(session, campaign.id)}
 
 
+def tracking(settings: Settings, session: Session | None = None,
+             campaign_id: int | None = None) -> dict[str, Any]:
+    """What can be known after a hand-off: ``handed_off_as`` names it as the office should
+    read it ("written" to the outbox folder, "sent" to a mail system), and
+    ``provider_events`` whether delivery, opens and clicks come back at all: with SendGrid's
+    Event Webhook, or when events for the campaign were stored anyway (``events import``)."""
+    events = settings.transport == "sendgrid"
+    if not events and session is not None and campaign_id is not None:
+        events = session.scalar(select(DeliveryEventRow.id).where(
+            DeliveryEventRow.campaign_id == campaign_id).limit(1)) is not None
+    return {"handed_off_as": "written" if settings.transport == "outbox" else "sent",
+            "provider_events": events}
+
+
 def campaign_report(session: Session, campaign_id: int, settings: Settings) -> dict[str, Any]:
-    """Everything the office asks after a send, as one JSON-ready dict. Raises NotFound."""
+    """Everything the office asks after a send, as one JSON-ready dict. Raises NotFound.
+
+    Without provider events (outbox, SMTP) the rates that need them are None, not 0: nobody
+    reported a delivery, which is not the same as nothing being delivered."""
     campaign = get_campaign(session, campaign_id)
     counts = status_counts(session, campaign.id)
     sent = grouped(counts)["handed_off"]
     arrived = _arrived(session, campaign.id)
     zone = settings.zone
+    known = tracking(settings, session, campaign.id)
+    measured = rates(counts, sent, arrived)
+    if not known["provider_events"]:
+        measured = dict.fromkeys(measured)
     return {
+        **known,
         "id": campaign.id,
         "subject": campaign.subject,
         "status": campaign.status,
@@ -72,7 +94,7 @@ def campaign_report(session: Session, campaign_id: int, settings: Settings) -> d
         "counts": counts,
         "funnel": {"recipients": counts["recipients"], "sent": sent, "arrived": arrived,
                    "opened": counts["opened"], "clicked": counts["clicked"]},
-        "rates": rates(counts, sent, arrived),
+        "rates": measured,
         "by_topic": breakdown_by_topic(session, campaign.id),
         "by_county": breakdown_by_county(session, campaign.id),
         "slowest_domains": slowest_domains(session, campaign.id),
