@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     smtp_timeout: float = 30.0
 
     from_email: str = "newsletter@senator.example.gov"
-    from_name: str = "Office of the Senator"
+    #: Default: the office's name (MAILER_OFFICE_NAME), so an office sets its name once.
+    from_name: str = ""
     reply_to: str | None = None
     office_name: str = "Office of the Senator"
     logo_url: str | None = None
@@ -177,6 +178,12 @@ class Settings(BaseSettings):
         if value is not None:
             parse_quiet_hours(value)
         return value
+
+    @model_validator(mode="after")
+    def _from_name(self) -> Settings:
+        if not self.from_name.strip():
+            self.from_name = self.office_name
+        return self
 
     @model_validator(mode="after")
     def _in_doubt_policy(self) -> Settings:
