@@ -23,6 +23,7 @@ from typing import IO
 from mailer.errors import InvalidInput
 from subscribers.addresses import InvalidEmail, email_hash, email_key, normalize_email
 from subscribers.models import ACTIVE, BOUNCED, COMPLAINED, FREQUENCIES, PENDING, UNSUBSCRIBED
+from subscribers.places import fill_place
 from subscribers.text import clean_text
 
 #: Fields longer than this are refused rather than held in memory (csv's default is 128 KiB).
@@ -268,11 +269,14 @@ def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
         values.setdefault("state", _from_address(_STATE_IN_ADDRESS, values["address"]))
     get = values.get
     digest = email_hash(email)
+    zip_code = _zip(get("zip", ""))
+    county, state = fill_place(zip_code, clean_text(get("county", ""), 100),
+                               _state(get("state", "")))
     return RowData(
         line=line, email=email, email_hash=digest, email_key=email_key(digest),
         name=_name(get("name", ""), get("first_name", ""), get("last_name", "")),
-        zip=_zip(get("zip", "")), county=clean_text(get("county", ""), 100),
-        state=_state(get("state", "")), district=clean_text(get("district", ""), 20),
+        zip=zip_code, county=county, state=state,
+        district=clean_text(get("district", ""), 20),
         topics=split_topics(get("topics", "")), frequency=_frequency(get("frequency", "")),
         intent=_intent(get("status", ""), get("unsub_time", ""), get("clean_time", "")),
         consent_at=parse_time(get("optin_time", "")),

@@ -33,6 +33,7 @@ from subscribers.models import (
     Suppression,
     Topic,
 )
+from subscribers.places import fill_place
 from subscribers.text import clean_text
 
 #: Suppression reasons.
@@ -163,6 +164,8 @@ def add_subscriber(
     frequency = _check_frequency(frequency)
     topic_ids = resolve_topics(session, topics)
     details = clean_details(name=name, zip=zip, county=county, state=state, district=district)
+    details["county"], details["state"] = fill_place(details["zip"], details["county"],
+                                                     details["state"])
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     created = subscriber is None
     if created:

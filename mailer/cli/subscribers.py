@@ -14,8 +14,8 @@ from mailer.cli.apps import segments_app, subscribers_app
 from mailer.delivery.confirmations import send_confirmations
 from mailer.errors import InvalidInput
 from mailer.tracking.erasure import forget
+from subscribers import places, service
 from subscribers import segments as seg
-from subscribers import service
 from subscribers.export import export_subscribers
 from subscribers.importer import import_subscribers
 from subscribers.models import ACTIVE, PENDING, Segment
@@ -158,6 +158,17 @@ def forget_command(email: str = typer.Argument(...), as_json: bool = JSON) -> No
     context.emit({"forgotten": True, "suppressed": True}, as_json,
                  lambda c, d: c.print("forgotten; the address stays on the suppression list "
                                       "(as a hash)", markup=False))
+
+
+@subscribers_app.command("fill-places")
+def fill_places_command(as_json: bool = JSON) -> None:
+    """Fill the county and state of subscribers who have a ZIP code but no county or state,
+    from the bundled U.S. ZIP dataset (what they gave is kept)."""
+    with context.database().session() as session:
+        changed = places.backfill(session)
+    context.emit({"updated": changed}, as_json,
+                 lambda c, d: c.print(f"{d['updated']:,} subscribers' county or state filled "
+                                      "from their ZIP code"))
 
 
 @subscribers_app.command("list")

@@ -30,6 +30,7 @@ from subscribers.models import (
     SubscriberTopic,
     Topic,
 )
+from subscribers.places import fill_place
 from subscribers.text import clean_text
 
 log = logging.getLogger("mailer.web")
@@ -180,7 +181,9 @@ def unsubscribe(session: Session, subscriber: Subscriber, *, one_click: bool) ->
 
 def _apply(session: Session, subscriber: Subscriber, signup: Signup) -> None:
     subscriber.name = signup.name
-    subscriber.zip = signup.zip
+    if signup.zip != subscriber.zip:  # a new ZIP: the place follows it (as they gave no county)
+        subscriber.zip = signup.zip
+        subscriber.county, subscriber.state = fill_place(signup.zip, None, None)
     subscriber.frequency = signup.frequency
     service.set_topics(session, subscriber, signup.topics)
 
