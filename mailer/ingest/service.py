@@ -55,12 +55,16 @@ class ImportReport:
     created: list[Release] = field(default_factory=list)
     updated: list[Release] = field(default_factory=list)
     unchanged: int = 0
+    #: The releases already imported that a source carried again (nothing was changed).
+    existing: list[Release] = field(default_factory=list)
     #: Campaigns moved back to draft or retitled because their release changed.
     campaigns_touched: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
+        again = (" (release " + ", ".join(str(r.id) for r in self.existing[:10])
+                 + (", …" if len(self.existing) > 10 else "") + ")") if self.existing else ""
         return (f"{len(self.created)} created, {len(self.updated)} updated, "
-                f"{self.unchanged} already imported")
+                f"{self.unchanged} already imported{again}")
 
 
 def import_sources(session: Session, sources: list[str], settings: Settings, *,
@@ -124,6 +128,7 @@ def store_items(session: Session, items: list[ParsedRelease], *,
             report.updated.append(match.release)
         else:
             report.unchanged += 1
+            report.existing.append(match.release)
     return report
 
 

@@ -37,6 +37,7 @@ def test_topics_then_release_import_in_the_contract_shape(cli):
 
     again = cli("releases", "import", SEED_RELEASE, "--json")
     assert again.exit_code == 0 and again.json() == []
+    assert f"1 already imported (release {release['id']})" in again.stderr
     assert [r["id"] for r in cli("releases", "list", "--json").json()] == [release["id"]]
     listed = cli("topics", "list", "--json").json()
     assert [t["slug"] for t in listed] == ["human-trafficking"]
