@@ -179,12 +179,21 @@ def log_in(request: Request, user: User) -> None:
 
 
 def log_out(request: Request) -> None:
+    """End the session on the server too: the user's session epoch moves on, so this cookie,
+    and any copy of it, no longer opens the dashboard (nor do the user's other sessions)."""
+    user_id = request.session.get("uid")
     request.session.clear()
+    if isinstance(user_id, int):
+        with request.app.state.db.session() as session:
+            user = session.get(User, user_id, with_for_update=True)
+            if user is not None:
+                user.session_epoch = (user.session_epoch or 0) + 1
 
 
 def _password_marker(user: User) -> str:
-    # Changing the password ends every session made with the old one.
-    return hashlib.sha256((user.password_hash or "").encode()).hexdigest()[:16]
+    # Changing the password, or logging out, ends every session made before.
+    seed = f"{user.password_hash or ''}:{user.session_epoch or 0}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

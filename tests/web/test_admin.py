@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mailer.campaigns.models import Campaign
@@ -91,6 +92,20 @@ def test_logout_ends_the_session(client, staff):
     page = client.get("/admin/campaigns")
     client.post("/admin/logout", data={"csrf_token": csrf_from(page.text)})
     assert client.get("/admin/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_a_copied_session_cookie_stops_working_after_log_out(client, app, staff):
+    """Log out ends the session on the server: a copy of the cookie taken before is refused."""
+    login(client, "alice")
+    page = client.get("/admin/campaigns")
+    assert page.status_code == 200
+    copied = dict(client.cookies)
+    client.post("/admin/logout", data={"csrf_token": csrf_from(page.text)})
+    thief = TestClient(app)
+    thief.cookies.update(copied)
+    assert thief.get("/admin/campaigns", follow_redirects=False).status_code == 303
+    login(client, "alice")  # logging in again works, with a new session
+    assert client.get("/admin/campaigns").status_code == 200
 
 
 def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, topics,
