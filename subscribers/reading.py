@@ -39,7 +39,8 @@ from sqlalchemy.orm import Session
 from mailer.errors import InvalidInput, NotFound
 from mailer.storage.base import utcnow
 from subscribers.bulk import converter
-from subscribers.csv_rows import HeaderMap, RowData, RowError, open_text, parse_row, read_rows
+from subscribers.csv_files import open_text, read_rows
+from subscribers.csv_rows import HeaderMap, RowData, RowError, parse_row
 from subscribers.models import ACTIVE, PENDING, SUPPRESSED_STATUSES, Subscriber, Topic
 
 #: Errors and warnings listed one by one; beyond this they are only counted.

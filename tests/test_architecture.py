@@ -143,3 +143,9 @@ def test_campaign_states_change_only_inside_the_campaigns_package():
                     and node.func.id == "transition"):
                 callers.add(path.relative_to(ROOT).parts[:2])
     assert callers == {("mailer", "campaigns")}
+
+
+def test_no_module_is_over_400_lines():
+    long = {str(p.relative_to(ROOT)): n for p in project_files()
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert long == {}

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 
-from mailer.ingest.dates import find_date, parse_date
+from mailer.ingest.dates import find_date
 
 MAX_TITLE = 300
 MAX_SUBTITLE = 600
@@ -116,9 +116,6 @@ def _looks_like_place(place: str) -> bool:
     first = re.sub(r"[^A-Za-z]", "", words[0])
     return first.isupper() or "," in place or place == "Washington"
 
-
-def is_date_line(text: str) -> bool:
-    return parse_date(text, whole=True) is not None
 
 
 def normalize_for_hash(text: str) -> str:

@@ -30,14 +30,8 @@ __all__ = [
     "compile_campaign",
     "compile_digest",
     "compile_system_message",
-    "make_recipient",
     "neutral_substitutions",
     "personalize",
     "render_web_view",
     "substitute",
 ]
-
-
-def make_recipient(settings, signer, campaign_id, **fields):
-    """One-off ``Personalizer(settings, signer, campaign_id).recipient(**fields)``."""
-    return Personalizer(settings, signer, campaign_id).recipient(**fields)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import html as html_module
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
@@ -271,7 +270,3 @@ def _unique(problems: list[Problem]) -> list[Problem]:
             out.append(problem)
     return out
 
-
-def template_files(settings: Settings) -> list[Path]:
-    return sorted(p for p in settings.effective_templates_dir.glob("*")
-                  if p.suffix.lstrip(".") in PARTS)

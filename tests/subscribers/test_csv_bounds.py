@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from mailer.errors import InvalidInput
-from subscribers.csv_rows import MAX_LINE
+from subscribers.csv_files import MAX_LINE
 from subscribers.importer import import_subscribers
 
 
