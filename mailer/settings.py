@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     from_name: str = ""
     reply_to: str | None = None
     office_name: str = "Office of the Senator"
+    #: The office's state (two letters): ``constituent = "yes"`` in a segment keeps a mailing
+    #: to subscribers who live there (their state given, or derived from their ZIP code).
+    office_state: str | None = None
     logo_url: str | None = None
     postal_address: str = PLACEHOLDER_POSTAL_ADDRESS
     public_url: str = "http://localhost:8000"

@@ -26,7 +26,7 @@ from mailer.errors import QueryError
 
 FIELDS = (
     "email", "name", "zip", "county", "state", "district", "topic", "status", "frequency",
-    "joined",
+    "joined", "constituent",
 )
 OPERATORS = ("=", "!=", "~", "<", "<=", ">", ">=")
 KEYWORDS = ("and", "or", "not", "in")

@@ -124,6 +124,14 @@ def _office_zone() -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+def _office_state() -> str | None:
+    try:
+        state = get_settings().office_state
+    except Exception:  # settings invalid: the query says what is missing
+        return None
+    return state.strip().upper() if state and state.strip() else None
+
+
 class _Compiler:
     def __init__(self, zone: ZoneInfo):
         self.zone = zone
@@ -143,8 +151,8 @@ class _Compiler:
         if node.field == "topic":
             slugs = [topic_slug(v) for v in node.values]
             return _follows(Topic.slug.in_(slugs))
-        if node.field == "joined":
-            return or_(*(self.joined(Compare("joined", "=", v)) for v in node.values))
+        if node.field in ("joined", "constituent"):
+            return or_(*(self.comparison(Compare(node.field, "=", v)) for v in node.values))
         column = _column(node.field)
         values = [_text_value(node.field, v) for v in node.values]
         return _present(node.field, column.in_(values))
@@ -156,6 +164,8 @@ class _Compiler:
             return self.topic(node)
         if node.field == "joined":
             return self.joined(node)
+        if node.field == "constituent":
+            return self.constituent(node)
         column = _column(node.field)
         if node.op == "~":
             return _present(node.field, column.ilike(_glob_to_like(node.value.text), escape="\\"))
@@ -168,6 +178,19 @@ class _Compiler:
         if node.op == "~":
             return _follows(Topic.slug.like(_glob_to_like(node.value.text.lower()), escape="\\"))
         raise QueryError(f"'topic' takes =, !=, ~ or in, not {node.op!r}", node.value.position)
+
+    def constituent(self, node: Compare) -> ColumnElement[bool]:
+        """``constituent = "yes"``: lives in the office's state (MAILER_OFFICE_STATE);
+        ``"no"``: lives elsewhere or the state is not known."""
+        answer = node.value.text.strip().lower()
+        if node.op != "=" or answer not in ("yes", "no"):
+            raise QueryError('\'constituent\' is = "yes" or = "no"', node.value.position)
+        state = _office_state()
+        if state is None:
+            raise QueryError("set MAILER_OFFICE_STATE (e.g. ND) to ask who is a constituent",
+                             node.value.position)
+        inside = _present("state", Subscriber.state == state)
+        return inside if answer == "yes" else not_(inside)
 
     def joined(self, node: Compare) -> ColumnElement[bool]:
         day = node.value.as_date
