@@ -20,6 +20,7 @@ from mailer.campaigns.content import compile_for
 from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.delivery import oneoff
 from mailer.delivery.audience import count_audience
+from mailer.delivery.engine import in_doubt_policy
 from mailer.delivery.oneoff import personalized_copy
 from mailer.delivery.records import grouped
 from mailer.errors import InvalidInput, MailerError, NotFound
@@ -56,8 +57,12 @@ def progress(campaign: Campaign, counts: dict[str, int]) -> dict[str, Any]:
 
 
 def status(session: Session, campaign: Campaign, settings: Settings) -> dict[str, Any]:
-    """The contract's ``campaigns status`` document (from tracking)."""
-    return reports.campaign_status(session, campaign.id)
+    """The contract's ``campaigns status`` document (from tracking), with what the counts
+    mean here: the word for rows handed off, whether provider events come back, and how
+    in-doubt deliveries are settled (explicit when no evidence can arrive)."""
+    return {**reports.campaign_status(session, campaign.id),
+            **reports.tracking(settings, session, campaign.id),
+            "in_doubt_policy": in_doubt_policy(settings)}
 
 
 def report_html(session: Session, campaign: Campaign, settings: Settings) -> str:

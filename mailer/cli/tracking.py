@@ -13,18 +13,17 @@ from rich.console import Console
 from rich.markup import escape as esc
 from rich.table import Table
 
+from mailer.campaigns import actions as ops
+from mailer.campaigns.service import get_campaign
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app, deliveries_app, events_app
-from mailer.delivery.engine import in_doubt_policy
 from mailer.errors import InvalidInput
 from mailer.tracking.events import needs_scrub, scrub
 from mailer.tracking.ingest import IngestSummary, ingest_with_retry
 from mailer.tracking.report_html import render_report_html
 from mailer.tracking.reports import (
     campaign_report,
-    campaign_status,
     person_timeline,
-    tracking,
     write_delivery_log,
 )
 
@@ -108,11 +107,7 @@ def campaigns_status(
 ) -> None:
     """Where a campaign stands: its state and how many deliveries are in each status."""
     with context.database().session() as session:
-        data = campaign_status(session, campaign_id)
-        data.update(tracking(context.settings(), session, campaign_id))
-    # How in-doubt deliveries are settled here (delivery engine): explicit when no webhook
-    # evidence can arrive.
-    data["in_doubt_policy"] = in_doubt_policy(context.settings())
+        data = ops.status(session, get_campaign(session, campaign_id), context.settings())
     context.emit(data, as_json, _print_status)
 
 

@@ -86,3 +86,13 @@ def test_dashboard_and_api_show_who_is_reached(client, db, approved, cli):
     shown = client.get(f"/api/campaigns/{approved}",
                        headers={"Authorization": f"Bearer {result.stdout.strip()}"}).json()
     assert shown["audience"] == {"now": 3, "in_digests": 1}
+
+
+def test_status_reads_the_same_on_the_api_and_the_cli(client, db, approved, cli):
+    result = cli("tokens", "create", "bob-status", "--user", "bob")
+    api = client.get(f"/api/campaigns/{approved}/status",
+                     headers={"Authorization": f"Bearer {result.stdout.strip()}"}).json()
+    shown = cli("campaigns", "status", approved, "--json").json()
+    assert api == shown
+    assert api["handed_off_as"] == "written" and api["provider_events"] is False
+    assert api["in_doubt_policy"]["evidence"] == "the outbox file"
