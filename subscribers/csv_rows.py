@@ -38,6 +38,7 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "county": ("county", "county name"),
     "state": ("state", "st", "state province", "state code"),
     "district": ("district", "congressional district", "cd"),
+    "city": ("city", "town", "locality"),
     "topics": ("topics", "topic", "tags", "interests", "lists", "groups", "subscriptions"),
     "frequency": ("frequency", "digest", "digest frequency", "delivery frequency"),
     "status": ("status", "subscription status", "member status", "subscriber status"),
@@ -122,6 +123,7 @@ class RowData:
     county: str | None
     state: str | None
     district: str | None
+    city: str | None
     topics: tuple[str, ...]
     frequency: str | None
     #: What the source says: active, pending, unsubscribed, bounced or complained.
@@ -182,13 +184,13 @@ def parse_row(line: int, fields: list[str], header: HeaderMap) -> RowData:
     get = values.get
     digest = email_hash(email)
     zip_code = _zip(get("zip", ""))
-    county, state = fill_place(zip_code, clean_text(get("county", ""), 100),
-                               _state(get("state", "")))
+    county, state, city = fill_place(zip_code, clean_text(get("county", ""), 100),
+                                     _state(get("state", "")), clean_text(get("city", ""), 100))
     return RowData(
         line=line, email=email, email_hash=digest, email_key=email_key(digest),
         name=_name(get("name", ""), get("first_name", ""), get("last_name", "")),
         zip=zip_code, county=county, state=state,
-        district=clean_text(get("district", ""), 20),
+        district=clean_text(get("district", ""), 20), city=city,
         topics=split_topics(get("topics", "")), frequency=_frequency(get("frequency", "")),
         intent=_intent(get("status", ""), get("unsub_time", ""), get("clean_time", "")),
         consent_at=parse_time(get("optin_time", "")),

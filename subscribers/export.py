@@ -20,7 +20,7 @@ from subscribers.segments import resolve_condition
 
 COLUMNS = (
     "email", "name", "zip", "county", "state", "district", "topics", "frequency", "status",
-    "consent_source", "consent_at", "consent_ip", "confirmed_at", "created_at",
+    "consent_source", "consent_at", "consent_ip", "confirmed_at", "created_at", "city",
 )
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 BATCH = 5000
@@ -83,7 +83,7 @@ def _row(subscriber: Subscriber, topics: dict[int, list[str]]) -> list[object]:
         subscriber.email, subscriber.name, subscriber.zip, subscriber.county, subscriber.state,
         subscriber.district, ";".join(topics.get(subscriber.id, [])), subscriber.frequency,
         subscriber.status, subscriber.consent_source, subscriber.consent_at,
-        subscriber.consent_ip, subscriber.confirmed_at, subscriber.created_at,
+        subscriber.consent_ip, subscriber.confirmed_at, subscriber.created_at, subscriber.city,
     ]
 
 

@@ -71,6 +71,8 @@ class Subscriber(Base):
     county: Mapped[str | None] = mapped_column(String(100))
     state: Mapped[str | None] = mapped_column(String(2))
     district: Mapped[str | None] = mapped_column(String(20))
+    #: From the ZIP code (``subscribers.places``) when the person gave none.
+    city: Mapped[str | None] = mapped_column(String(100))
     frequency: Mapped[str] = mapped_column(String(20), default="immediate")
     status: Mapped[str] = mapped_column(String(20), default=ACTIVE)
     consent_source: Mapped[str | None] = mapped_column(String(200))

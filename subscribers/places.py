@@ -1,4 +1,4 @@
-"""Where constituents live: a U.S. ZIP code's state and county, from the ``zipcodes``
+"""Where constituents live: a U.S. ZIP code's state, county and city, from the ``zipcodes``
 package's bundled dataset (USPS ZIP codes with their county; no network at run time).
 
 A county or state given by the person or in a file always wins over the derived one: the
@@ -50,37 +50,40 @@ def place_for(zip_code: str | None) -> Place | None:
     return _table().get(zip_code.strip()[:5])
 
 
-def fill_place(zip_code: str | None, county: str | None,
-               state: str | None) -> tuple[str | None, str | None]:
-    """``(county, state)``: as given, with what is missing filled from the ZIP."""
-    if county and state:
-        return county, state
+def fill_place(zip_code: str | None, county: str | None, state: str | None,
+               city: str | None = None) -> tuple[str | None, str | None, str | None]:
+    """``(county, state, city)``: as given, with what is missing filled from the ZIP."""
+    if county and state and city:
+        return county, state, city
     place = place_for(zip_code)
     if place is None:
-        return county, state
+        return county, state, city
     if state and state != place.state:  # a ZIP from another state than the one given
-        return county, state
-    return county or place.county, state or place.state
+        return county, state, city
+    return county or place.county, state or place.state, city or place.city
 
 
 def backfill(session: Session, *, chunk: int = 5_000) -> int:
-    """Fill the county and state of every subscriber who has a ZIP but lacks either, from the
+    """Fill the county, state and city of every subscriber who has a ZIP but lacks one, from the
     ZIP (what they gave stays). Returns how many rows changed. Works in id order, ``chunk``
     rows at a time, so a million-row list never sits in memory."""
     changed, after = 0, 0
     while True:
         rows = session.execute(
-            select(Subscriber.id, Subscriber.zip, Subscriber.county, Subscriber.state)
+            select(Subscriber.id, Subscriber.zip, Subscriber.county, Subscriber.state,
+                   Subscriber.city)
             .where(Subscriber.id > after, Subscriber.zip.is_not(None),
-                   or_(Subscriber.county.is_(None), Subscriber.state.is_(None)))
+                   or_(Subscriber.county.is_(None), Subscriber.state.is_(None),
+                       Subscriber.city.is_(None)))
             .order_by(Subscriber.id).limit(chunk)).all()
         if not rows:
             return changed
         updates = []
         for row in rows:
-            county, state = fill_place(row.zip, row.county, row.state)
-            if (county, state) != (row.county, row.state):
-                updates.append({"id": row.id, "county": county, "state": state})
+            place = fill_place(row.zip, row.county, row.state, row.city)
+            if place != (row.county, row.state, row.city):
+                updates.append({"id": row.id, "county": place[0], "state": place[1],
+                                "city": place[2]})
         if updates:
             session.execute(update(Subscriber), updates)
         changed += len(updates)

@@ -26,7 +26,7 @@ from mailer.errors import QueryError
 
 FIELDS = (
     "email", "name", "zip", "county", "state", "district", "topic", "status", "frequency",
-    "joined", "constituent",
+    "joined", "constituent", "city",
 )
 OPERATORS = ("=", "!=", "~", "<", "<=", ">", ">=")
 KEYWORDS = ("and", "or", "not", "in")

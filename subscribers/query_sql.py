@@ -53,6 +53,7 @@ from subscribers.query import And, Compare, In, Node, Not, Or, Value, parse_quer
 _TEXT_COLUMNS = {
     "email": Subscriber.email, "name": Subscriber.name, "zip": Subscriber.zip,
     "county": Subscriber.county, "state": Subscriber.state, "district": Subscriber.district,
+    "city": Subscriber.city,
     "status": Subscriber.status, "frequency": Subscriber.frequency,
 }
 class unindexed(FunctionElement):  # noqa: N801 - reads like the SQL construct it is

@@ -215,7 +215,7 @@ class NewSubscribers:
     ``COLUMNS`` order converted as the driver of ``drivername`` (e.g. ``sqlite``,
     ``postgresql+psycopg``) takes them. Must pickle: a spawned reader gets a copy."""
 
-    COLUMNS = ("email", "email_key", "name", "zip", "county", "state", "district",
+    COLUMNS = ("email", "email_key", "name", "zip", "county", "state", "district", "city",
                "frequency", "status", "consent_source", "consent_at", "consent_ip",
                "confirmed_at", "created_at", "updated_at")
 
@@ -258,7 +258,7 @@ class NewSubscribers:
         confirmed = row.confirmed_at if status == ACTIVE else None
         joined = self._joined(row)
         return (row.email, row.email_key, row.name, row.zip, row.county, row.state,
-                row.district, row.frequency or "immediate", status,
+                row.district, row.city, row.frequency or "immediate", status,
                 f"{self.source} line {row.line}"[:200],
                 convert(row.consent_at) if row.consent_at else now, row.consent_ip,
                 None if confirmed is None else convert(confirmed),

@@ -143,6 +143,7 @@ def confirm(session: Session, subscriber: Subscriber, *, cause: str = "confirmed
 def add_subscriber(
     session: Session, *, email: str, name: str | None = None, zip: str | None = None,
     county: str | None = None, state: str | None = None, district: str | None = None,
+    city: str | None = None,
     topics: Iterable[str] = (), frequency: str = "immediate", status: str = ACTIVE,
     consent_source: str = "staff", consent_ip: str | None = None,
     consent_at: datetime | None = None,
@@ -163,9 +164,10 @@ def add_subscriber(
         raise InvalidInput(f"a new subscriber is active or pending, not {status!r}")
     frequency = _check_frequency(frequency)
     topic_ids = resolve_topics(session, topics)
-    details = clean_details(name=name, zip=zip, county=county, state=state, district=district)
-    details["county"], details["state"] = fill_place(details["zip"], details["county"],
-                                                     details["state"])
+    details = clean_details(name=name, zip=zip, county=county, state=state, district=district,
+                            city=city)
+    details["county"], details["state"], details["city"] = fill_place(
+        details["zip"], details["county"], details["state"], details["city"])
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     created = subscriber is None
     if created:
@@ -212,7 +214,7 @@ def clean_details(**fields: str | None) -> dict[str, str | None]:
     """Clean each detail (``clean_text``: one line, no control characters), drop empty ones to
     None, upper-case the state and cut each to its column's length. Raises InvalidInput for a
     state that is not two letters."""
-    limits = {"name": 200, "zip": 10, "county": 100, "state": 2, "district": 20}
+    limits = {"name": 200, "zip": 10, "county": 100, "state": 2, "district": 20, "city": 100}
     cleaned: dict[str, str | None] = {}
     for key, value in fields.items():
         text = clean_text(value) or ""
@@ -277,7 +279,8 @@ def subscriber_to_dict(session: Session, subscriber: Subscriber, *, history: boo
     data = {
         "id": subscriber.id, "email": subscriber.email, "name": subscriber.name,
         "zip": subscriber.zip, "county": subscriber.county, "state": subscriber.state,
-        "district": subscriber.district, "topics": topic_slugs(session, subscriber),
+        "district": subscriber.district, "city": subscriber.city,
+        "topics": topic_slugs(session, subscriber),
         "frequency": subscriber.frequency, "status": subscriber.status,
         "suppressed": _is_hash_suppressed(session, subscriber.email_hash),
         "consent": {"source": subscriber.consent_source, "at": iso(subscriber.consent_at),

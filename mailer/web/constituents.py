@@ -183,7 +183,7 @@ def _apply(session: Session, subscriber: Subscriber, signup: Signup) -> None:
     subscriber.name = signup.name
     if signup.zip != subscriber.zip:  # a new ZIP: the place follows it (as they gave no county)
         subscriber.zip = signup.zip
-        subscriber.county, subscriber.state = fill_place(signup.zip, None, None)
+        subscriber.county, subscriber.state, subscriber.city = fill_place(signup.zip, None, None)
     subscriber.frequency = signup.frequency
     service.set_topics(session, subscriber, signup.topics)
 

@@ -20,13 +20,19 @@ def place(db, email):
     return tuple(row)
 
 
+def city(db, email):
+    with db.session() as session:
+        return session.scalar(select(Subscriber.city).where(Subscriber.email == email))
+
+
 def test_a_zip_knows_its_county_and_state():
     assert place_for("58102") is not None
     assert (place_for("58102").county, place_for("58102").state) == ("Cass", "ND")
     assert place_for("58102-1234").county == "Cass"
     assert place_for("00000") is None and place_for(None) is None
-    assert fill_place("58102", "Clay", None) == ("Clay", "ND")  # given county wins
-    assert fill_place("58102", None, "MN") == (None, "MN")  # another state: not guessed
+    assert place_for("58102").city == "Fargo"
+    assert fill_place("58102", "Clay", None) == ("Clay", "ND", "Fargo")  # given county wins
+    assert fill_place("58102", None, "MN") == (None, "MN", None)  # another state: not guessed
 
 
 def test_an_import_fills_what_the_file_lacks(db, tmp_path):
@@ -52,6 +58,9 @@ def test_a_web_signup_from_58102_is_in_cass_county(client, db, topics):
     with db.session() as session:
         assert segments.count(session, query='county = "Cass"') == 1
     assert place(db, "fargo@example.org") == ("Cass", "ND")
+    assert city(db, "fargo@example.org") == "Fargo"
+    with db.session() as session:
+        assert segments.count(session, query='city = "Fargo"') == 1
 
 
 def test_the_backfill_fills_existing_rows_and_keeps_what_was_given(db, cli):
@@ -59,12 +68,13 @@ def test_the_backfill_fills_existing_rows_and_keeps_what_was_given(db, cli):
         service.add_subscriber(session, email="old@example.org", zip="58501")
         service.add_subscriber(session, email="given@example.org", zip="58501",
                                county="Somewhere")
-        session.execute(update(Subscriber).values(county=None, state=None)
+        session.execute(update(Subscriber).values(county=None, state=None, city=None)
                         .where(Subscriber.email == "old@example.org"))
         session.execute(update(Subscriber).values(state=None)  # rows from before this
                         .where(Subscriber.email == "given@example.org"))
     result = cli("subscribers", "fill-places", "--json")
     assert result.exit_code == 0 and result.json() == {"updated": 2}
     assert place(db, "old@example.org") == ("Burleigh", "ND")
+    assert city(db, "old@example.org") == "Bismarck"
     assert place(db, "given@example.org") == ("Somewhere", "ND")
     assert cli("subscribers", "fill-places", "--json").json() == {"updated": 0}
