@@ -5,6 +5,7 @@ import csv
 import email
 import json
 import os
+import re
 import subprocess
 import sys
 from email import policy
@@ -44,6 +45,8 @@ def test_demo_in_an_empty_folder_sends_one_valid_email_per_subscriber(tmp_path):
     assert (tmp_path / "mailer.db").exists()
     emls = sorted((tmp_path / "outbox").glob("*.eml"))
     assert len(emls) >= 10
+    written = re.search(r"│ written\s+│\s+(\d+) │", first.stdout)
+    assert written and int(written.group(1)) == len(emls), first.stdout  # the report's word
 
     recipients = set()
     for path in emls:
