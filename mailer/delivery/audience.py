@@ -17,7 +17,7 @@ from mailer.errors import QueryError
 from mailer.scheduling.models import DigestRecipient
 from mailer.storage.base import UTCDateTime, utcnow
 from subscribers.models import Subscriber
-from subscribers.segments import audience_select
+from subscribers.segments import audience_select, count, resolve_query_text
 
 
 def draw_audience(session: Session, campaign: Campaign) -> int:
@@ -71,13 +71,24 @@ def count_audience(session: Session, campaign) -> dict[str, int]:
     campaign's own members are all ``now``. Raises QueryError / NotFound like
     ``campaign_audience``.
     """
-    now = session.scalar(select(func.count()).select_from(
-        campaign_audience(session, campaign).order_by(None).subquery())) or 0
     if getattr(campaign, "kind", "release") == "digest":
+        now = session.scalar(select(func.count()).select_from(
+            campaign_audience(session, campaign).order_by(None).subquery())) or 0
         return {"now": now, "in_digests": 0}
-    everyone = _base_audience(session, campaign).order_by(None).subquery()
-    total = session.scalar(select(func.count()).select_from(everyone)) or 0
+    # The segment builder's own count (index-friendly), once for the whole audience and
+    # once for those who take each release as it comes: what campaign_audience draws.
+    text = _query_text(session, campaign)
+    total = count(session, query=text)
+    now = count(session, query=f'({text}) and frequency = "immediate"')
     return {"now": now, "in_digests": total - now}
+
+
+def _query_text(session: Session, campaign) -> str:
+    if getattr(campaign, "segment_id", None) is not None:
+        return resolve_query_text(session, segment=int(campaign.segment_id))
+    if getattr(campaign, "query", None):
+        return campaign.query
+    raise QueryError(f"campaign {campaign.id} has neither a segment nor a query", 0)
 
 
 def _base_audience(session: Session, campaign) -> Select:
