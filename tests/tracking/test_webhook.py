@@ -8,8 +8,6 @@ import json
 import time
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sendgrid.helpers.eventwebhook import EventWebhook
@@ -183,35 +181,7 @@ def test_endpoint_without_a_configured_key_refuses_with_503(settings, client_for
     assert _stored(db) == 0
 
 
-# --- our own key pair: fresh timestamps, limits, JSON, storage failure -------------------------
-
-class Signer:
-    """Signs posts the way SendGrid does, with a P-256 key made for the test."""
-
-    def __init__(self):
-        self.private_key = ec.generate_private_key(ec.SECP256R1())
-        der = self.private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        self.public_key = base64.b64encode(der).decode()
-
-    def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
-        timestamp = timestamp or str(int(time.time()))
-        signature = self.private_key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {SIGNATURE_HEADER: base64.b64encode(signature).decode(),
-                TIMESTAMP_HEADER: timestamp, "Content-Type": "application/json"}
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
-def own_settings(settings, signer):
-    return settings.model_copy(update={
-        "sendgrid_webhook_public_key": SecretStr(signer.public_key), "webhook_max_age": 300,
-        "webhook_max_body": 64 * 1024})
-
+# --- our own key pair (tests/tracking/conftest.py): fresh timestamps, limits, JSON, storage failure
 
 def _events(n: int, prefix: str = "e") -> bytes:
     return json.dumps([{"email": f"p{i}@example.org", "event": "delivered",

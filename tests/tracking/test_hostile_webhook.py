@@ -6,29 +6,14 @@ from __future__ import annotations
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from mailer.tracking import webhook
 from mailer.tracking.events import MAX_DEPTH
 from mailer.tracking.models import DeliveryEventRow
 from mailer.web.app import create_app
-from tests.tracking.test_webhook import Signer
 
 EVENT = '"event":"delivered","sg_event_id":"deep-1","email":"a@example.org"'
-
-
-@pytest.fixture
-def signer() -> Signer:
-    return Signer()
-
-
-@pytest.fixture
-def own_settings(settings, signer):
-    """The webhook on, verifying ``signer``'s posts, with room for a 5000-deep body."""
-    return settings.model_copy(update={
-        "sendgrid_webhook_public_key": SecretStr(signer.public_key), "webhook_max_age": 300,
-        "webhook_max_body": 64 * 1024})
 
 
 def _nest(levels: int, inner: str = "1") -> str:
