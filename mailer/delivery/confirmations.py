@@ -8,7 +8,6 @@ releases the claim so the next run tries again. The email itself goes through
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -20,7 +19,6 @@ from mailer.storage.db import Database
 from mailer.transports import get_transport
 from subscribers.models import PENDING, Subscriber
 
-log = logging.getLogger("mailer.subscribers")
 SUBJECT = "Please confirm your subscription"
 TEMPLATE = "confirm_subscription"
 #: How long a confirmation link works (hours); matches the web's confirm page.
