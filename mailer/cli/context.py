@@ -7,13 +7,16 @@ database also creates or upgrades the schema). ``reset()`` forgets them (tests).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mailer.scheduling.policy import format_local
 from mailer.settings import Settings, get_settings
 from mailer.storage.db import Database, open_database
 from mailer.storage.db import secret_key as _secret_key
@@ -67,13 +70,20 @@ def emit(data: Any, as_json: bool, human: Callable[[Console, Any], None] | None 
 
 def service_logging() -> None:
     """For long-running processes (run, serve, scheduler, worker): timestamped lines on stderr
-    and the structured JSON lines of ``mailer.events`` (one per hand-off and provider event)."""
-    import logging
-
+    and the structured JSON lines of ``mailer.events`` (one per hand-off and provider event).
+    The timestamps are in the office's zone, like every time the product shows."""
     logging.getLogger("mailer").setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(OfficeTimeFormatter("%(asctime)s %(levelname)s %(message)s"))
+
+
+class OfficeTimeFormatter(logging.Formatter):
+    """Log timestamps as ``2026-11-23 07:00:05 CST``: the office's zone, named, to the second."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, settings().zone)
+        return moment.strftime(datefmt or "%Y-%m-%d %H:%M:%S %Z")
 
 
 class progress:
@@ -89,14 +99,6 @@ class progress:
     def __enter__(self):
         if not show_progress():
             return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
         self.bar = Progress(TextColumn(self.label), BarColumn(), MofNCompleteColumn(),
                             TimeRemainingColumn(), console=stderr(), transient=True)
         self.bar.start()
@@ -122,4 +124,4 @@ def local(value: datetime | str | None, empty: str = "") -> str:
     if value is None or value == "":
         return empty
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.astimezone(settings().zone).strftime("%Y-%m-%d %H:%M %Z")
+    return format_local(moment, settings())

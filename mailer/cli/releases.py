@@ -7,12 +7,15 @@ from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mailer.cli import context
 from mailer.cli.apps import feeds_app, releases_app, topics_app
 from mailer.ingest.feeds import add_feed, feed_to_dict, get_feed, poll_all_feeds, poll_due_feeds
 from mailer.ingest.models import Feed
 from mailer.ingest.service import (
+    ImportReport,
     get_release,
     import_report,
     list_releases,
@@ -52,17 +55,22 @@ def import_command(
                                              "http(s) URLs of any of them, or - to read "
                                              "standard input."),
     as_json: bool = JSON,
+    with_existing: bool = typer.Option(
+        False, "--with-existing",
+        help="Also list the releases a source carried that were already imported (or were "
+             "updated), each with an \"outcome\" of created, updated or existing."),
 ) -> None:
-    """Import press releases; prints the releases created (re-imports create nothing)."""
-    from sqlalchemy.exc import IntegrityError
+    """Import press releases; prints the releases created (re-imports create nothing).
 
-
+    The summary on standard error names the ids of releases already imported; with
+    ``--with-existing`` the printed list holds them too, so a script can find the id of a
+    release it imported before without parsing that line."""
     for attempt in (1, 2):
         try:
             with context.database().session() as session, context.progress("reading") as progress:
                 report = import_report(session, sources, context.settings(),
                                        progress=progress)
-                rows = [release_to_dict(r) for r in report.created]
+                rows = _import_rows(report, with_existing)
             break
         except IntegrityError:
             if attempt == 2:  # pragma: no cover - needs two racing imports twice in a row
@@ -74,6 +82,18 @@ def import_command(
         _note("campaigns following changed releases: "
               + ", ".join(map(str, report.campaigns_touched)))
     context.emit(rows, as_json, _release_table)
+
+
+def _import_rows(report: ImportReport, with_existing: bool) -> list[dict[str, Any]]:
+    """The contract's list of created releases, or with ``with_existing`` every release the
+    sources carried, marked by what the import did with it."""
+    if not with_existing:
+        return [release_to_dict(r) for r in report.created]
+    rows = []
+    for outcome, releases in (("created", report.created), ("updated", report.updated),
+                              ("existing", report.existing)):
+        rows.extend({**release_to_dict(r), "outcome": outcome} for r in releases)
+    return rows
 
 
 @releases_app.command("list")
@@ -178,9 +198,6 @@ def topics_import_command(
 @topics_app.command("list")
 def topics_list_command(as_json: bool = JSON) -> None:
     """Every topic with its weighted key terms."""
-    from sqlalchemy import select
-
-
     with context.database().session() as session:
         rows = [topic_to_dict(t) for t in session.scalars(select(Topic).order_by(Topic.slug))]
     context.emit(rows, as_json, _topic_table)
@@ -204,12 +221,7 @@ def _feed_table(console, rows: list[dict[str, Any]]) -> None:
 
 def _local(iso: str | None) -> str:
     """An ISO UTC time as the office reads it (MAILER_TIMEZONE)."""
-    if not iso:
-        return "—"
-    from datetime import datetime
-
-    moment = datetime.fromisoformat(iso).astimezone(context.settings().zone)
-    return moment.strftime("%Y-%m-%d %H:%M %Z")
+    return context.local(iso, empty="—")
 
 
 @feeds_app.command("add")
@@ -232,9 +244,6 @@ def feeds_add_command(
 @feeds_app.command("list")
 def feeds_list_command(as_json: bool = JSON) -> None:
     """Watched feeds and how their polling goes."""
-    from sqlalchemy import select
-
-
     with context.database().session() as session:
         rows = [feed_to_dict(f, session) for f in session.scalars(select(Feed).order_by(Feed.id))]
     context.emit(rows, as_json, _feed_table)

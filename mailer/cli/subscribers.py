@@ -120,8 +120,9 @@ def show_command(email: str = typer.Argument(...), as_json: bool = JSON) -> None
 
 
 def _show_subscriber(console, d: dict) -> None:
-    for key in ("email", "name", "zip", "county", "state", "district", "frequency", "status"):
-        console.print(f"{key:>10}: {d[key] or ''}", markup=False)
+    for key in ("email", "name", "zip", "city", "county", "state", "district", "frequency",
+                "status"):
+        console.print(f"{key:>10}: {d[key] or '—'}", markup=False)
     console.print(f"{'topics':>10}: {', '.join(d['topics'])}", markup=False)
     consent = d["consent"]
     when = context.local(consent["at"], "?")

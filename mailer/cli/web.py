@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import typer
+from sqlalchemy import select
 
 from mailer.cli import context
 from mailer.cli.apps import app, tokens_app, users_app
@@ -160,9 +161,6 @@ def tokens_create(
 @users_app.command("list")
 def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
     """List dashboard users (never their password hashes)."""
-    from sqlalchemy import select
-
-
     with context.database().session() as session:
         rows = [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()}
                 for u in session.scalars(select(User).order_by(User.name))]
@@ -192,7 +190,7 @@ def tokens_list(as_json: bool = typer.Option(False, "--json", help="One JSON doc
         rows = list_api_tokens(session)
     context.emit(rows, as_json, lambda console, data: [
         console.print(f"{row['name']}\t{row['user'] or '-'}\tlast used "
-                      f"{row['last_used_at'] or 'never'}") for row in data])
+                      f"{context.local(row['last_used_at'], empty='never')}") for row in data])
 
 
 @tokens_app.command("revoke")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 from sqlalchemy import select
@@ -82,9 +83,6 @@ def _refuse_watched(session: Session, url: str) -> None:
 def discover_feed(loaded) -> str:
     """The RSS/Atom feed a web page names in ``<link rel="alternate">``. Raises IngestError
     when it names none."""
-    from urllib.parse import urljoin
-
-
     doc = parse_document(loaded.text, loaded.source)
     for link in doc.iter("link"):
         rel = (link.get("rel") or "").lower().split()

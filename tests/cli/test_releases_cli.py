@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime, timezone
 
 import pytest
+
+from mailer.cli import context
 
 from tests.conftest import FEEDS_DIR, SEED_ISSUE, SEED_RELEASE
 from tests.ingest.webserver import web_fixture  # noqa: F401  (the `web` fixture)
@@ -38,6 +42,8 @@ def test_topics_then_release_import_in_the_contract_shape(cli):
     again = cli("releases", "import", SEED_RELEASE, "--json")
     assert again.exit_code == 0 and again.json() == []
     assert f"1 already imported (release {release['id']})" in again.stderr
+    reported = cli("releases", "import", SEED_RELEASE, "--json", "--with-existing").json()
+    assert [(r["id"], r["outcome"]) for r in reported] == [(release["id"], "existing")]
     assert [r["id"] for r in cli("releases", "list", "--json").json()] == [release["id"]]
     listed = cli("topics", "list", "--json").json()
     assert [t["slug"] for t in listed] == ["human-trafficking"]
@@ -175,3 +181,14 @@ def test_feeds_list_shows_times_in_the_office_zone(cli, web, monkeypatch):
     cli("feeds", "add", web.put("/f.xml", (FEEDS_DIR / "ruiz_rss.xml").read_bytes()))
     shown = cli("feeds", "list")
     assert shown.exit_code == 0 and (" CST" in shown.stdout or " CDT" in shown.stdout)
+
+
+def test_service_logs_are_stamped_in_the_office_zone(settings, monkeypatch):
+    """Long-running processes stamp their log lines in the office's zone, with the zone
+    named, not in the machine's zone."""
+    monkeypatch.setenv("MAILER_TIMEZONE", "Pacific/Honolulu")
+    context.reset()
+    record = logging.LogRecord("mailer", logging.INFO, __file__, 1, "hello", None, None)
+    record.created = datetime(2026, 11, 23, 18, 5, 9, tzinfo=timezone.utc).timestamp()
+    line = context.OfficeTimeFormatter("%(asctime)s %(message)s").format(record)
+    assert line == "2026-11-23 08:05:09 HST hello"

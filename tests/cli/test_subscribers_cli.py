@@ -57,6 +57,8 @@ def test_add_show_unsubscribe_forget(cli, topics):
     assert shown["state"] == "ND" and shown["frequency"] == "weekly"
     human = cli("subscribers", "show", "jane@example.org").stdout
     assert "None" not in human and "+00:00" not in human
+    # The city comes from the ZIP; a field nobody gave reads as a dash, not as blank.
+    assert re.search(r"city: Fargo\n", human) and re.search(r"district: —\n", human), human
     assert re.search(r"consent: staff .* at \d{4}-\d\d-\d\d \d\d:\d\d C[SD]T", human), human
     assert cli("subscribers", "unsubscribe", "jane@example.org").exit_code == 0
     assert cli("subscribers", "show", "jane@example.org", "--json").json()["status"] \

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+
+from mailer.cli import context
 from sqlalchemy import select
 
 from mailer.web.auth import authenticate, create_user
@@ -114,6 +116,10 @@ def test_tokens_list_and_revoke(cli, client):
     [listed] = cli("tokens", "list", "--json").json()
     assert listed["name"] == "press-bot" and listed["last_used_at"] is not None
     assert token not in cli("tokens", "list", "--json").stdout
+    human = cli("tokens", "list").stdout
+    # Shown as every time is shown: in the office's zone, to the minute, zone named.
+    assert context.local(listed["last_used_at"]) in human
+    assert listed["last_used_at"] not in human
     assert cli("tokens", "revoke", "press-bot").exit_code == 0
     assert client.get("/api/campaigns", headers=headers).status_code == 401
     missing = cli("tokens", "revoke", "press-bot")
