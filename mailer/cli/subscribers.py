@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 from mailer.cli import context
 from mailer.cli.apps import segments_app, subscribers_app
 from mailer.delivery.confirmations import send_confirmations
+from mailer.delivery.list_import import import_list
 from mailer.errors import InvalidInput
 from mailer.tracking.erasure import forget
 from subscribers import places, service
 from subscribers import segments as seg
 from subscribers.export import export_subscribers
-from subscribers.importer import import_subscribers
 from subscribers.models import ACTIVE, PENDING, Segment
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
@@ -39,14 +39,10 @@ def import_command(
 ) -> None:
     """Import subscribers. Idempotent; never re-activates anyone who unsubscribed."""
 
-    db = context.database()
     with context.progress("importing") as progress:
-        report = import_subscribers(db, file, topics=_split(topics),
-                                    double_opt_in=double_opt_in, progress=progress)
-    data = report.to_dict()
-    if double_opt_in:
-        data["confirmations"] = send_confirmations(
-            db, context.settings(), context.signer(), created_since=report.started_at)
+        data = import_list(context.database(), context.settings(), context.signer(), file,
+                           topics=_split(topics), double_opt_in=double_opt_in,
+                           progress=progress)
     context.emit(data, as_json, _show_import)
 
 

@@ -95,10 +95,20 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+#: Tables the ORM does not map: APScheduler's job store, and SQLite's full-text search table
+#: (and its shadow tables) behind subscriber search (migration 0011).
+UNMAPPED_TABLE_PREFIXES = ("apscheduler", "subscriber_search")
+#: PostgreSQL's trigram indexes for subscriber search (0011): GIN on expressions, which the
+#: ORM's metadata cannot state for both databases at once.
+UNMAPPED_INDEXES = frozenset({"ix_subscribers_email_trgm", "ix_subscribers_name_trgm"})
+
+
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Alembic filter: APScheduler owns its job table and index; they are not our schema."""
+    """Alembic filter: what migrations own outside the ORM's metadata is not compared."""
+    if type_ == "index" and name in UNMAPPED_INDEXES:
+        return False
     table = obj if type_ == "table" else getattr(obj, "table", None)
-    return table is None or not table.name.startswith("apscheduler")
+    return table is None or not table.name.startswith(UNMAPPED_TABLE_PREFIXES)
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

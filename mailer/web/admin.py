@@ -14,7 +14,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import escape
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
@@ -34,11 +34,10 @@ from mailer.web.auth import (
 )
 from mailer.web.models import User
 from mailer.web.pages import flash, render
-from mailer.web.params import Id, Page, as_id
+from mailer.web.params import Id, as_id
 from mailer.web.security import check_csrf, client_ip, email_headers
 from subscribers import segments
-from subscribers.models import Segment, StatusChange, Subscriber, Topic
-from subscribers.service import topic_slugs, unsubscribe
+from subscribers.models import Segment, Topic
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 log = logging.getLogger("mailer.web")
@@ -305,60 +304,6 @@ def campaign_report_frame(campaign_id: Id, request: Request,
     except MailerError as exc:
         html = _frame_message(f"The report cannot be shown: {exc}")
     return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
-
-
-# --- subscribers ----------------------------------------------------------------------------
-
-@router.get("/subscribers", response_class=HTMLResponse)
-def subscribers(request: Request, q: str = "", page: Page = 1,
-                user: User = Depends(_user)) -> Response:
-    page = max(1, page)
-    stmt = select(Subscriber).order_by(Subscriber.id.desc())
-    if q.strip():
-        like = f"%{_escape_like(q.strip().lower())}%"
-        stmt = stmt.where(or_(func.lower(Subscriber.email).like(like, escape="\\"),
-                              func.lower(Subscriber.name).like(like, escape="\\"),
-                              Subscriber.zip.like(like, escape="\\")))
-    with request.app.state.db.session() as session:
-        rows = list(session.scalars(stmt.limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)))
-    return render(request, "admin/subscribers.html", {
-        "rows": rows[:PAGE_SIZE], "q": q, "page": page, "has_more": len(rows) > PAGE_SIZE})
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-@router.get("/subscribers/{subscriber_id}", response_class=HTMLResponse)
-def subscriber_detail(subscriber_id: Id, request: Request,
-                      user: User = Depends(_user)) -> Response:
-
-    with request.app.state.db.session() as session:
-        person = session.get(Subscriber, subscriber_id)
-        if person is None:
-            raise HTTPException(404, "There is no such subscriber.")
-        history = list(session.scalars(select(StatusChange)
-                                       .where(StatusChange.subscriber_id == person.id)
-                                       .order_by(StatusChange.at, StatusChange.id)))
-        deliveries = ops.timeline(session, person.email, request.app.state.settings)
-        topics = topic_slugs(session, person)
-    return render(request, "admin/subscriber.html", {
-        "s": person, "history": history, "deliveries": deliveries, "topics": topics})
-
-
-@router.post("/subscribers/{subscriber_id}/unsubscribe")
-async def subscriber_unsubscribe(subscriber_id: Id, request: Request,
-                                 user: User = Depends(_user)) -> Response:
-    """Staff unsubscribe someone who asked by phone or letter (recorded with who did it)."""
-
-    await _form(request)
-    with request.app.state.db.session() as session:
-        person = session.get(Subscriber, subscriber_id)
-        if person is None:
-            raise HTTPException(404, "There is no such subscriber.")
-        unsubscribe(session, person, cause=f"staff: {user.name} (dashboard)")
-    flash(request, "Unsubscribed; the address is on the suppression list.", "success")
-    return _back(f"/admin/subscribers/{subscriber_id}")
 
 
 # --- releases and feeds ---------------------------------------------------------------------

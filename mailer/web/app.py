@@ -18,6 +18,7 @@ from mailer.web.pages import install
 ROUTER_MODULES = (
     "mailer.web.public",
     "mailer.web.admin",
+    "mailer.web.admin_people",
     "mailer.web.api",
     "mailer.tracking.webhook",
 )

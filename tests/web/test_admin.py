@@ -264,21 +264,33 @@ def test_feeds_added_by_an_approver_not_an_author(client, db, staff, feed_server
     assert "already watched" in again.text
 
 
-def test_staff_unsubscribe_is_recorded_with_their_name(client, db, staff):
+def test_staff_unsubscribe_is_asked_first_and_recorded_with_their_name(client, db, staff):
     from subscribers import service
     from subscribers.models import Subscriber
 
     person = add_subscriber(db, "caller@example.org")
     login(client, "alice")
     page = client.get(f"/admin/subscribers/{person}")
+    assert "Unsubscribe this person" not in page.text  # authors do not change the list
+    refused = client.post(f"/admin/subscribers/{person}/unsubscribe",
+                          data={"csrf_token": csrf_from(page.text)})
+    assert refused.status_code == 403 and "only an approver" in refused.text
+    client.cookies.clear()
+    login(client, "bob")
+    page = client.get(f"/admin/subscribers/{person}")
+    asked = client.post(f"/admin/subscribers/{person}/unsubscribe",
+                        data={"csrf_token": csrf_from(page.text)})
+    assert asked.status_code == 200 and "Unsubscribe caller@example.org?" in asked.text
+    with db.session() as session:
+        assert session.get(Subscriber, person).status == "active"  # nothing done yet
     done = client.post(f"/admin/subscribers/{person}/unsubscribe",
-                       data={"csrf_token": csrf_from(page.text)})
+                       data={"csrf_token": csrf_from(asked.text), "confirmed": "yes"})
     assert "suppression list" in done.text
     with db.session() as session:
         subscriber = session.get(Subscriber, person)
         assert subscriber.status == "unsubscribed"
         assert service.status_history(session, subscriber)[-1].cause == \
-            "staff: alice (dashboard)"
+            "staff: bob (dashboard)"
         assert service.is_suppressed(session, "caller@example.org")
 
 

@@ -117,7 +117,39 @@
     });
   }
 
+  // A large CSV takes a while to upload: show how far it is, then the import report page.
+  // Without JavaScript the form posts normally and the report page arrives all the same.
+  function uploadProgress() {
+    var form = document.querySelector("form[data-upload-progress]");
+    if (!form || !window.XMLHttpRequest) return;
+    var bar = form.querySelector("progress");
+    var status = form.querySelector("[data-upload-status]");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var xhr = new XMLHttpRequest();
+      xhr.open("POST", form.action);
+      xhr.responseType = "document";
+      bar.hidden = false;
+      xhr.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) return;
+        bar.value = Math.round(e.loaded * 100 / e.total);
+        status.textContent = bar.value < 100 ? "Uploading: " + bar.value + "%"
+                                             : "Uploaded; importing…";
+      });
+      xhr.addEventListener("load", function () {
+        if (!xhr.response || !xhr.response.body) { form.submit(); return; }
+        document.title = xhr.response.title;
+        document.body.replaceWith(document.importNode(xhr.response.body, true));
+      });
+      xhr.addEventListener("error", function () {
+        status.textContent = "The upload failed; check the connection and try again.";
+      });
+      xhr.send(new FormData(form));
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    uploadProgress();
     setTimeout(pollProgress, POLL_MS);
     builder();
     audienceCount();
