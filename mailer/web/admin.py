@@ -9,9 +9,8 @@ a campaign's own author like it is on the command line.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import escape
 from sqlalchemy import select
@@ -25,17 +24,17 @@ from mailer.ingest.feeds import add_feed
 from mailer.ingest.models import Feed, Release
 from mailer.storage.base import utcnow
 from mailer.web.auth import (
-    ROLE_RANK,
     authenticate,
     current_user,
     log_in,
     log_out,
-    require_role,
 )
 from mailer.web.models import User
 from mailer.web.pages import flash, render
 from mailer.web.params import Id, as_id
+from mailer.web.roles import Permission, allows
 from mailer.web.security import check_csrf, client_ip, email_headers
+from mailer.web.staff import staff_may
 from subscribers import segments
 from subscribers.models import Segment, Topic
 
@@ -149,7 +148,8 @@ def _new_page(request, session, values, error: str | None = None, status_code: i
 
 
 @router.post("/campaigns/new", response_class=HTMLResponse)
-async def campaign_create(request: Request, user: User = Depends(_user)) -> Response:
+async def campaign_create(request: Request,
+                          user: User = Depends(staff_may(Permission.EDIT_DRAFTS))) -> Response:
     form = await _form(request)
     values = {k: str(form.get(k) or "").strip()
               for k in ("release_id", "segment", "query", "subject", "template")}
@@ -202,7 +202,7 @@ def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_use
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
         audience = ops.audience(session, campaign) if not counts else None
-    can_manage = ROLE_RANK.get(user.role, -1) >= ROLE_RANK["approver"]
+    can_manage = allows(user.role, Permission.SCHEDULE)
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
         "release": release, "segment": segment, "audience": audience,
@@ -229,61 +229,6 @@ def campaign_preview(campaign_id: Id, request: Request, user: User = Depends(_us
 def _frame_message(text: str) -> str:
     return ('<!doctype html><meta charset="utf-8"><p style="font:16px sans-serif;'
             f'color:#b3261e;padding:1rem">{escape(" ".join(text.split()))}</p>')
-
-
-@router.post("/campaigns/{campaign_id}/{action}")
-async def campaign_action(campaign_id: Id, action: str, request: Request,
-                          user: User = Depends(_user)) -> Response:
-    """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
-    form = await _form(request)
-    try:
-        if action == "schedule" and form.get("when") == "now":
-            require_role(user, "approver")
-            ops.send_now(request.app.state.db, request.app.state.settings, campaign_id,
-                         by=user.name)
-            message = "Sending has started."
-        else:
-            with request.app.state.db.session() as session:
-                campaign = _campaign(session, campaign_id, for_update=True)
-                message = _act(session, campaign, action, form, user, request)
-    except MailerError as exc:  # refused: nothing was changed (the session rolled back)
-        flash(request, " ".join(str(exc).split()), "error")
-    else:
-        flash(request, message, "success")
-    return _back(f"/admin/campaigns/{campaign_id}")
-
-
-def _act(session, campaign: Campaign, action: str, form, user: User, request: Request) -> str:
-    settings, signer = request.app.state.settings, request.app.state.signer
-    if action == "test":
-        to = str(form.get("to") or "").replace(";", ",").split(",")
-        sent = ops.send_test(session, campaign, to=to, settings=settings, signer=signer)
-        return f"Test sent to {sent} address{'es' if sent != 1 else ''}."
-    if action == "approve":
-        require_role(user, "approver")
-        ops.approve(session, campaign, by=user.name, settings=settings)
-        return "Approved."
-    require_role(user, "approver")
-    if action == "schedule":
-        at = _parse_local(str(form.get("at") or ""), settings)
-        ops.schedule(session, campaign, at=at, by=user.name, settings=settings)
-        return "Scheduled."
-    handlers = {"pause": ops.pause, "resume": ops.resume, "cancel": ops.cancel}
-    if action not in handlers:
-        raise HTTPException(404, "There is no such action.")
-    handlers[action](session, campaign, by=user.name, settings=settings)
-    return {"pause": "Paused.", "resume": "Resumed.", "cancel": "Cancelled."}[action]
-
-
-def _parse_local(text: str, settings) -> datetime:
-    """A ``datetime-local`` value in the office's zone, as aware UTC. Raises InvalidInput."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidInput("give the date and time to send") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=settings.zone)
-    return moment
 
 
 @router.get("/campaigns/{campaign_id}/report", response_class=HTMLResponse)
@@ -323,12 +268,12 @@ def feeds(request: Request, user: User = Depends(_user)) -> Response:
 
 
 @router.post("/feeds")
-async def feed_add(request: Request, user: User = Depends(_user)) -> Response:
+async def feed_add(request: Request,
+                   user: User = Depends(staff_may(Permission.MANAGE_SOURCES))) -> Response:
     """Watch a feed: fetched once now (its items become releases), then polled."""
     form = await _form(request)
 
     try:
-        require_role(user, "approver")
         with request.app.state.db.session() as session:
             _feed, report = add_feed(session, str(form.get("url") or ""),
                                     request.app.state.settings, auto=form.get("auto") == "1")

@@ -121,8 +121,7 @@ def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, 
     assert '<span data-field="audience">1</span> get this release now' in page.text
     assert 'href="/admin/campaigns" aria-current="page"' in page.text
     response = act(client, campaign_id, "approve")
-    assert response.status_code == 200
-    assert "notice-error" in response.text
+    assert response.status_code == 403 and "only an approver" in response.text
     assert campaign_status(db, campaign_id) == "draft"
 
     client.cookies.clear()
@@ -137,8 +136,8 @@ def test_workflow_author_cannot_approve_second_user_can(client, app, db, staff, 
 def test_author_role_cannot_schedule(client, db, staff, release_id):
     login(client, "alice")
     campaign_id = create_draft(client, release_id)
-    response = act(client, campaign_id, "schedule", when="now")
-    assert "approver role" in response.text
+    response = act(client, campaign_id, "schedule", when="now", confirmed="yes")
+    assert response.status_code == 403 and "only an approver" in response.text
     assert campaign_status(db, campaign_id) == "draft"
 
 
@@ -251,7 +250,7 @@ def test_feeds_added_by_an_approver_not_an_author(client, db, staff, feed_server
     page = client.get("/admin/feeds")
     assert "Add a feed" not in page.text
     refused = client.post("/admin/feeds", data={"csrf_token": csrf_from(page.text), "url": url})
-    assert "approver role" in refused.text
+    assert refused.status_code == 403 and "only an approver" in refused.text
     client.cookies.clear()
     login(client, "bob")
     page = client.get("/admin/feeds")
@@ -312,7 +311,11 @@ def test_schedule_pause_resume_cancel_from_the_dashboard(client, db, staff, rele
     client.cookies.clear()
     login(client, "bob")
     act(client, campaign_id, "approve")
-    scheduled = act(client, campaign_id, "schedule", when="at", at="2099-03-02T07:30")
+    asked = act(client, campaign_id, "schedule", when="at", at="2099-03-02T07:30")
+    assert "Send to 0 people at 2099-03-02 07:30 CST?" in asked.text  # nobody follows it
+    assert campaign_status(db, campaign_id) == "approved"  # asked, not done
+    scheduled = act(client, campaign_id, "schedule", when="at", at="2099-03-02T07:30",
+                    confirmed="yes")
     assert "Scheduled." in scheduled.text
     with db.session() as session:
         campaign = session.get(Campaign, campaign_id)
@@ -321,11 +324,16 @@ def test_schedule_pause_resume_cancel_from_the_dashboard(client, db, staff, rele
         campaign.status = "sending"  # as the engine would have it
     assert "Paused." in act(client, campaign_id, "pause").text
     assert campaign_status(db, campaign_id) == "paused"
-    assert "Resumed." in act(client, campaign_id, "resume").text
+    assert "Resume sending to" in act(client, campaign_id, "resume").text
+    assert campaign_status(db, campaign_id) == "paused"
+    assert "Resumed." in act(client, campaign_id, "resume", confirmed="yes").text
     assert campaign_status(db, campaign_id) == "sending"
-    assert "Cancelled." in act(client, campaign_id, "cancel").text
+    asked = act(client, campaign_id, "cancel")
+    assert "Cancel “" in asked.text and "cannot be restarted" in asked.text
+    assert campaign_status(db, campaign_id) == "sending"
+    assert "Cancelled." in act(client, campaign_id, "cancel", confirmed="yes").text
     assert campaign_status(db, campaign_id) == "cancelled"
-    refused = act(client, campaign_id, "resume")
+    refused = act(client, campaign_id, "resume", confirmed="yes")
     assert "notice-error" in refused.text and campaign_status(db, campaign_id) == "cancelled"
 
 
@@ -336,7 +344,8 @@ def test_schedule_in_quiet_hours_is_refused_with_the_reason(client, app, db, sta
     client.cookies.clear()
     login(client, "bob")
     act(client, campaign_id, "approve")
-    refused = act(client, campaign_id, "schedule", when="at", at="2099-03-02T23:30")
+    refused = act(client, campaign_id, "schedule", when="at", at="2099-03-02T23:30",
+                  confirmed="yes")
     assert "notice-error" in refused.text and "quiet hours" in refused.text.lower()
     assert campaign_status(db, campaign_id) == "approved"
 

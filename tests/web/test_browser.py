@@ -292,6 +292,9 @@ def test_press_office_journey(page, server, db, topics, release_id, artifacts_di
     page.click("button:has-text('Approve')")
     page.wait_for_selector("text=Approved.")
     page.click("button:has-text('Send now')")
+    page.wait_for_selector("h1:has-text('people now?')")  # asked first, naming the reach
+    assert _low_contrast(page) == [] and _unlabelled_inputs(page) == []
+    page.click("button:has-text('Send now')")
     page.wait_for_selector("text=Sending has started.")
 
     stop = threading.Event()

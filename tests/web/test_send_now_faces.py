@@ -42,8 +42,12 @@ def approved(client, db, topics, release_id):
     return campaign_id
 
 
-def test_the_dashboard_sends_now(client, db, approved):
-    response = act(client, approved, "schedule", when="now")
+def test_the_dashboard_asks_then_sends_now(client, db, approved):
+    asked = act(client, approved, "schedule", when="now")
+    assert "Send to 3 people now?" in asked.text
+    assert 'name="when" value="now"' in asked.text and 'name="confirmed" value="yes"' in asked.text
+    assert state(db, approved) == ("approved", 0, ["draft", "approved"])  # nothing sent yet
+    response = act(client, approved, "schedule", when="now", confirmed="yes")
     assert "Sending has started." in response.text
     assert state(db, approved) == ("sending", 3, ["draft", "approved", "sending"])
 
@@ -70,7 +74,7 @@ def test_a_refused_send_now_changes_nothing(client, db, approved, settings):
     """In the election blackout "send now" is refused with the reason, as on the CLI."""
     election = date.today() + timedelta(days=10)
     client.app.state.settings = settings.model_copy(update={"election_dates": [election]})
-    response = act(client, approved, "schedule", when="now")
+    response = act(client, approved, "schedule", when="now", confirmed="yes")
     assert "notice-error" in response.text and "blackout" in response.text
     assert state(db, approved) == ("approved", 0, ["draft", "approved"])
 
