@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from mailer.cli import context
-
 from tests.conftest import FEEDS_DIR, SEED_ISSUE, SEED_RELEASE
 from tests.ingest.webserver import web_fixture  # noqa: F401  (the `web` fixture)
 
@@ -189,6 +188,6 @@ def test_service_logs_are_stamped_in_the_office_zone(settings, monkeypatch):
     monkeypatch.setenv("MAILER_TIMEZONE", "Pacific/Honolulu")
     context.reset()
     record = logging.LogRecord("mailer", logging.INFO, __file__, 1, "hello", None, None)
-    record.created = datetime(2026, 11, 23, 18, 5, 9, tzinfo=timezone.utc).timestamp()
+    record.created = datetime(2026, 11, 23, 18, 5, 9, tzinfo=UTC).timestamp()
     line = context.OfficeTimeFormatter("%(asctime)s %(message)s").format(record)
     assert line == "2026-11-23 08:05:09 HST hello"

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from mailer.cli import context
 from sqlalchemy import select
 
+from mailer.cli import context
 from mailer.web.auth import authenticate, create_user
 from mailer.web.models import User
 from mailer.web.security import SlidingWindowLimiter
