@@ -111,6 +111,12 @@ def create(session: Session, *, release_id: int, segment: str | None, query: str
         subject=subject or None, template=template, by=by)
 
 
+def duplicate(session: Session, campaign: Campaign, *, by: str | None) -> Campaign:
+    """A new draft copying ``campaign``'s release, audience, template and subject (to send
+    a release again, or to another audience). Raises InvalidInput for a digest."""
+    return campaigns.duplicate_campaign(session, campaign, by=by)
+
+
 def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings) -> None:
     """Approve a draft (runs the template check; the author cannot approve). Raises
     PolicyRefusal, TemplateError, InvalidTransition."""

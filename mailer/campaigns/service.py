@@ -72,6 +72,24 @@ def create_campaign(
     return campaign
 
 
+def duplicate_campaign(session: Session, original: Campaign, *, by: str | None) -> Campaign:
+    """A new draft with ``original``'s release, audience, template and subject, written by
+    ``by``; its history says where it came from. Digests are not copied (they are made by
+    their schedule). Raises InvalidInput for a digest campaign."""
+    if original.kind != "release" or original.release_id is None:
+        raise InvalidInput(f"campaign {original.id} is a digest; digests are made by their "
+                           "schedule, not copied")
+    copy = Campaign(kind="release", release_id=original.release_id,
+                    segment_id=original.segment_id, query=original.query,
+                    template=original.template, subject=original.subject, created_by=by,
+                    status=S.DRAFT)
+    session.add(copy)
+    session.flush()
+    session.add(CampaignLog(campaign_id=copy.id, from_status=None, to_status=S.DRAFT, by=by,
+                            reason=f"created as a copy of campaign {original.id}"))
+    return copy
+
+
 def _check_query(query: str | None) -> None:
     parse_query(query or "")
 

@@ -141,6 +141,18 @@ def show_command(campaign_id: int = typer.Argument(..., metavar="ID"),
     context.emit(data, as_json, _print_campaign)
 
 
+@campaigns_app.command("duplicate")
+def duplicate_command(campaign_id: int = typer.Argument(..., metavar="ID"), by: str | None = BY,
+                      as_json: bool = JSON) -> None:
+    """Copy a campaign into a new draft (same release, audience, template and subject)."""
+    settings = context.settings()
+    with context.database().session() as session:
+        copy = ops.duplicate(session, service.get_campaign(session, campaign_id),
+                             by=by or default_user())
+        data = _dict(copy, settings)
+    context.emit(data, as_json, _print_campaign)
+
+
 @campaigns_app.command("edit")
 def edit_command(
     campaign_id: int = typer.Argument(..., metavar="ID"),

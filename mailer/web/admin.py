@@ -22,6 +22,7 @@ from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.feeds import add_feed
 from mailer.ingest.models import Feed, Release
+from mailer.render.environment import release_templates
 from mailer.storage.base import utcnow
 from mailer.web.auth import (
     authenticate,
@@ -143,6 +144,7 @@ def _new_page(request, session, values, error: str | None = None, status_code: i
     topics = list(session.scalars(select(Topic).order_by(Topic.name)))
     return render(request, "admin/campaign_new.html", {
         "releases": releases, "segments": segments, "topics": topics, "values": values,
+        "templates": release_templates(request.app.state.settings),
         "error": error,
     }, status_code=status_code)
 

@@ -234,3 +234,20 @@ def test_now_in_blackout_needs_a_recorded_override(cli, release_id, settings, mo
     assert ok.exit_code == 0, ok.stderr
     assert (ok.json()["status"], ok.json()["blackout_override_reason"]) == (
         "sending", "Evacuation order")
+
+
+def test_duplicate_makes_a_fresh_draft_of_the_same_campaign(cli, release_id):
+    original = approved(cli, release_id)
+    copy = cli("campaigns", "duplicate", original, "--by", "carol", "--json")
+    assert copy.exit_code == 0, copy.stderr
+    data = copy.json()
+    assert data["id"] != original and data["status"] == "draft"
+    assert data["created_by"] == "carol" and data["approved_by"] is None
+    source = cli("campaigns", "show", original, "--json").json()
+    assert {k: data[k] for k in ("release_id", "query", "template", "subject")} == \
+        {k: source[k] for k in ("release_id", "query", "template", "subject")}
+    log = cli("campaigns", "show", data["id"], "--json").json()["log"]
+    assert [e["reason"] for e in log] == [f"created as a copy of campaign {original}"]
+    assert source["status"] == "approved"  # the original is untouched
+    missing = cli("campaigns", "duplicate", 999)
+    assert missing.exit_code == 1 and "999" in missing.stderr
