@@ -16,6 +16,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound, QueryError
@@ -180,20 +181,58 @@ def matching_select(session: Session, *, query: str | None = None,
 def create_segment(session: Session, name: str, query: str) -> Segment:
     """Save ``query`` under ``name`` (stored in canonical form). Raises QueryError for a bad
     query, InvalidInput for an empty or taken name."""
+    segment = Segment(name=_free_name(session, name), query=_canonical(query))
+    session.add(segment)
+    session.flush()
+    return segment
 
+
+def update_segment(session: Session, segment: Segment, *, name: str, query: str) -> list[str]:
+    """Rename ``segment`` and/or change its query; returns what changed ("name", "query").
+    Campaigns that use it and have not started reach the new audience. Raises QueryError,
+    InvalidInput for an empty or taken name or when nothing changes."""
+    changed = []
+    if " ".join(name.split()) != segment.name:
+        segment.name = _free_name(session, name)
+        changed.append("name")
+    canonical = _canonical(query)
+    if canonical != segment.query:
+        segment.query = canonical
+        changed.append("query")
+    if not changed:
+        raise InvalidInput("nothing to change: give a new name or query")
+    session.flush()
+    return changed
+
+
+def delete_segment(session: Session, segment: Segment) -> None:
+    """Delete a saved segment. Raises InvalidInput while a campaign uses it (nothing is
+    deleted then)."""
+    name = segment.name
+    try:
+        with session.begin_nested():
+            session.delete(segment)
+            session.flush()
+    except IntegrityError:
+        raise InvalidInput(f"segment {name!r} is used by a campaign; it cannot be "
+                           "deleted") from None
+
+
+def _free_name(session: Session, name: str) -> str:
     name = " ".join(name.split())
     if not name:
         raise InvalidInput("a segment needs a name")
     if len(name) > 200:
         raise InvalidInput("a segment name has at most 200 characters")
-    node = parse_query(query)
-    compile_node(node)  # semantic errors now, not at send time
     if session.scalar(select(Segment.id).where(Segment.name == name)) is not None:
         raise InvalidInput(f"a segment named {name!r} already exists")
-    segment = Segment(name=name, query=to_text(node))
-    session.add(segment)
-    session.flush()
-    return segment
+    return name
+
+
+def _canonical(query: str) -> str:
+    node = parse_query(query)
+    compile_node(node)  # semantic errors now, not at send time
+    return to_text(node)
 
 
 def unknown_topics(session: Session, query: str) -> list[str]:
@@ -226,7 +265,7 @@ def segment_to_dict(segment: Segment, size: int | None = None) -> dict:
 
 __all__ = [
     "audience_count_select", "audience_filter", "audience_select",
-    "compile_node", "compile_query", "count", "create_segment", "get_segment",
+    "compile_node", "compile_query", "count", "create_segment", "delete_segment", "get_segment",
     "matching_select", "not_suppressed", "parse_query", "resolve_condition", "segment_to_dict",
-    "unknown_topics",
+    "unknown_topics", "update_segment",
 ]

@@ -7,7 +7,6 @@ from pathlib import Path
 import typer
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from mailer.cli import context
 from mailer.cli.apps import segments_app, subscribers_app
@@ -258,13 +257,8 @@ def _show_segments(console, rows: list[dict]) -> None:
 @segments_app.command("delete")
 def segment_delete(name: str = typer.Argument(...), as_json: bool = JSON) -> None:
     """Delete a saved segment (refused while a campaign uses it)."""
-    try:
-        with context.database().session() as session:
-            session.delete(seg.get_segment(session, name))
-            session.flush()
-    except IntegrityError:
-        raise InvalidInput(f"segment {name!r} is used by a campaign; it cannot be "
-                           "deleted") from None
+    with context.database().session() as session:
+        seg.delete_segment(session, seg.get_segment(session, name))
     context.emit({"deleted": name}, as_json, lambda c, d: c.print(f"deleted {d['deleted']!r}",
                                                                  markup=False))
 

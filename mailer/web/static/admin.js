@@ -61,6 +61,23 @@
     refresh();
   }
 
+  // The segments list: each row's count, fetched one by one (without JavaScript the cell
+  // links to the segment's page, which counts).
+  function liveCounts() {
+    var cells = document.querySelectorAll("[data-live-count]");
+    Array.prototype.reduce.call(cells, function (previous, cell) {
+      return previous.then(function () {
+        return fetch(cell.getAttribute("data-live-count"), {credentials: "same-origin"})
+          .then(function (r) { return r.json(); })
+          .then(function (data) {
+            cell.textContent = typeof data.count === "number" ? data.count.toLocaleString()
+                                                              : (data.error || "–");
+          })
+          .catch(function () {});
+      });
+    }, Promise.resolve());
+  }
+
   function previewWidth() {
     var frame = document.getElementById("preview");
     if (!frame) return;
@@ -153,6 +170,7 @@
     setTimeout(pollProgress, POLL_MS);
     builder();
     audienceCount();
+    liveCounts();
     previewWidth();
   });
 })();

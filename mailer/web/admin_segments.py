@@ -1,0 +1,124 @@
+"""Saved segments in the dashboard: list, create, edit (with a live count and a sample of the
+people it reaches), delete. The same functions as ``mailer segments …``.
+
+A segment is evaluated afresh at each send, so an edit changes the audience of every campaign
+using it that has not started; the edit page lists those campaigns before it is saved.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.errors import MailerError
+from mailer.web.models import User
+from mailer.web.pages import flash, render
+from mailer.web.params import Id
+from mailer.web.roles import Permission
+from mailer.web.staff import checked_form, see_other, staff_may, staff_user
+from subscribers import segments
+from subscribers.models import Segment, Topic
+
+router = APIRouter(prefix="/admin", include_in_schema=False)
+SAMPLE_SIZE = 10
+NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.APPROVED, CampaignStatus.SCHEDULED,
+               CampaignStatus.MISSED)
+
+
+@router.get("/segments", response_class=HTMLResponse)
+def segment_list(request: Request, user: User = Depends(staff_user)) -> Response:
+    """Every saved segment; counts load live (one request each) so the list stays fast."""
+    with request.app.state.db.session() as session:
+        rows = list(session.scalars(select(Segment).order_by(Segment.name)))
+    return render(request, "admin/segments.html", {"rows": rows})
+
+
+@router.get("/segments/new", response_class=HTMLResponse)
+def segment_new(request: Request,
+                user: User = Depends(staff_may(Permission.SAVE_SEGMENTS))) -> Response:
+    with request.app.state.db.session() as session:
+        return _page(request, session, None, {"name": "", "query": ""})
+
+
+@router.post("/segments/new", response_class=HTMLResponse)
+async def segment_create(request: Request,
+                         user: User = Depends(staff_may(Permission.SAVE_SEGMENTS))) -> Response:
+    form = await checked_form(request)
+    values = {k: str(form.get(k) or "") for k in ("name", "query")}
+    with request.app.state.db.session() as session:
+        try:
+            segment = segments.create_segment(session, values["name"], values["query"])
+            segment_id = segment.id
+        except MailerError as exc:
+            session.rollback()
+            return _page(request, session, None, values, str(exc), status_code=422)
+    flash(request, f"Segment “{values['name'].strip()}” saved.", "success")
+    return see_other(f"/admin/segments/{segment_id}")
+
+
+@router.get("/segments/{segment_id}", response_class=HTMLResponse)
+def segment_detail(segment_id: Id, request: Request,
+                   user: User = Depends(staff_user)) -> Response:
+    with request.app.state.db.session() as session:
+        segment = _segment(session, segment_id)
+        return _page(request, session, segment, {"name": segment.name, "query": segment.query})
+
+
+@router.post("/segments/{segment_id}", response_class=HTMLResponse)
+async def segment_update(segment_id: Id, request: Request,
+                         user: User = Depends(staff_may(Permission.SAVE_SEGMENTS))) -> Response:
+    form = await checked_form(request)
+    values = {k: str(form.get(k) or "") for k in ("name", "query")}
+    with request.app.state.db.session() as session:
+        segment = _segment(session, segment_id)
+        try:
+            changed = segments.update_segment(session, segment, **values)
+        except MailerError as exc:
+            session.rollback()
+            return _page(request, session, _segment(session, segment_id), values, str(exc),
+                         status_code=422)
+    flash(request, f"Segment saved ({' and '.join(changed)} changed).", "success")
+    return see_other(f"/admin/segments/{segment_id}")
+
+
+@router.post("/segments/{segment_id}/delete")
+async def segment_delete(segment_id: Id, request: Request,
+                         user: User = Depends(staff_may(Permission.SAVE_SEGMENTS))) -> Response:
+    await checked_form(request)
+    try:
+        with request.app.state.db.session() as session:
+            segment = _segment(session, segment_id)
+            name = segment.name
+            segments.delete_segment(session, segment)
+    except MailerError as exc:
+        flash(request, " ".join(str(exc).split()), "error")
+        return see_other(f"/admin/segments/{segment_id}")
+    flash(request, f"Segment “{name}” deleted.", "success")
+    return see_other("/admin/segments")
+
+
+def _segment(session, segment_id: int) -> Segment:
+    segment = session.get(Segment, segment_id)
+    if segment is None:
+        raise HTTPException(404, "There is no such segment.")
+    return segment
+
+
+def _page(request: Request, session, segment: Segment | None, values: dict[str, str],
+          error: str | None = None, status_code: int = 200) -> Response:
+    """The segment form, with (for a saved segment) its count, a sample of the people it
+    reaches and the campaigns an edit would change."""
+    reach = sample = users = None
+    if segment is not None and error is None:
+        reach = segments.count(session, segment=segment.id)
+        sample = session.execute(
+            segments.audience_select(session, segment=segment.id).limit(SAMPLE_SIZE)).all()
+        users = list(session.scalars(select(Campaign).where(
+            Campaign.segment_id == segment.id, Campaign.status.in_(NOT_STARTED))))
+    return render(request, "admin/segment.html", {
+        "segment": segment, "values": values, "error": error, "reach": reach,
+        "sample": sample, "campaigns": users,
+        "topics": list(session.scalars(select(Topic).order_by(Topic.name))),
+    }, status_code=status_code)

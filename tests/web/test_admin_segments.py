@@ -1,0 +1,85 @@
+"""Saved segments in the dashboard: create, edit (count, sample, campaigns it changes),
+delete (refused while a campaign uses it), and their one-line refusals."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.web.conftest import add_subscriber, add_user, csrf_from, login
+
+
+@pytest.fixture
+def author(client, db, topics):
+    add_user(db, "alice", "author")
+    for n in range(12):
+        add_subscriber(db, f"grower{n:02d}@example.org", topics=["agriculture"])
+    add_subscriber(db, "gone@example.org", topics=["agriculture"], status="pending")
+    login(client, "alice")
+
+
+def save(client, path: str, **values):
+    page = client.get(path)
+    return client.post(path, data={"csrf_token": csrf_from(page.text), **values})
+
+
+def test_create_shows_the_count_and_a_sample_of_who_it_reaches(client, author):
+    saved = save(client, "/admin/segments/new", name="  Growers ",
+                 query='topic = "agriculture"')
+    assert saved.status_code == 200 and "Segment “Growers” saved." in saved.text
+    assert '<span class="count-live" data-field="count">12</span>' in saved.text
+    sample = re.findall(r'<li><a href="/admin/subscribers/\d+">([^<]+)</a>', saved.text)
+    assert len(sample) == 10 and "gone@example.org" not in saved.text
+    listed = client.get("/admin/segments")
+    assert "Growers" in listed.text and 'data-live-count="/admin/segments/count?segment=Growers"' \
+        in listed.text
+    assert client.get("/admin/segments/count", params={"segment": "Growers"}).json() == \
+        {"count": 12}
+
+
+def test_bad_or_taken_names_and_queries_are_one_line_on_the_form(client, author):
+    save(client, "/admin/segments/new", name="Growers", query='topic = "agriculture"')
+    taken = save(client, "/admin/segments/new", name="Growers", query='county = "Cass"')
+    assert taken.status_code == 422 and "already exists" in taken.text
+    broken = save(client, "/admin/segments/new", name="Broken", query='county = "Cass" and')
+    assert broken.status_code == 422 and 'value="county = &#34;Cass&#34; and"' in broken.text
+
+
+def test_edit_lists_the_campaigns_it_changes_and_delete_is_refused_while_used(
+        client, db, author, release_id):
+    save(client, "/admin/segments/new", name="Growers", query='topic = "agriculture"')
+    segment_page = client.get("/admin/segments")
+    segment_id = int(re.search(r'href="/admin/segments/(\d+)"', segment_page.text).group(1))
+    page = client.get("/admin/campaigns/new")
+    made = client.post("/admin/campaigns/new", data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id), "query": "",
+        "segment": "Growers", "subject": "", "template": "press_release"},
+        follow_redirects=False)
+    campaign_id = int(made.headers["location"].rsplit("/", 1)[1])
+    edit = client.get(f"/admin/segments/{segment_id}")
+    assert f'href="/admin/campaigns/{campaign_id}"' in edit.text and "has not started" in edit.text
+    renamed = save(client, f"/admin/segments/{segment_id}", name="Farm country",
+                   query='topic = "agriculture" and zip ~ "581*"')
+    assert "name and query changed" in renamed.text
+    assert '<span class="count-live" data-field="count">0</span>' in renamed.text
+    refused = client.post(f"/admin/segments/{segment_id}/delete",
+                          data={"csrf_token": csrf_from(renamed.text)})
+    assert "is used by a campaign" in refused.text
+    assert client.get(f"/admin/segments/{segment_id}").status_code == 200
+    with db.session() as session:
+        from mailer.campaigns.models import Campaign
+        session.delete(session.get(Campaign, campaign_id))
+    deleted = client.post(f"/admin/segments/{segment_id}/delete",
+                          data={"csrf_token": csrf_from(renamed.text)})
+    assert "Segment “Farm country” deleted." in deleted.text
+    assert client.get(f"/admin/segments/{segment_id}").status_code == 404
+
+
+def test_the_cli_deletes_with_the_same_refusal(cli, db, topics, release_id):
+    assert cli("segments", "create", "Growers", "--query", 'topic = "agriculture"').exit_code == 0
+    assert cli("campaigns", "create", "--release", release_id, "--segment", "Growers",
+               "--by", "alice").exit_code == 0
+    refused = cli("segments", "delete", "Growers")
+    assert refused.exit_code == 1 and "is used by a campaign" in refused.stderr
+    assert [s["name"] for s in cli("segments", "list", "--json").json()] == ["Growers"]
