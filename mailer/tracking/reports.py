@@ -260,11 +260,14 @@ def person_timeline(session: Session, email: str, settings: Settings) -> dict[st
     address = normalize_email(email)
     zone = settings.zone
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    # Every delivery row is written with its subscriber's id (erasure scrubs the address by
+    # that id), so a subscriber's rows are found through the subscriber_id index; only an
+    # address with no subscriber row is looked up by the (unindexed) address itself.
+    whose = (Delivery.subscriber_id == subscriber.id if subscriber is not None
+             else Delivery.email == address)
     deliveries = session.execute(
         select(Delivery, Campaign.subject).join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(or_(Delivery.email == address,
-                   Delivery.subscriber_id == (subscriber.id if subscriber else -1)))
-        .order_by(Delivery.created_at, Delivery.id)).all()
+        .where(whose).order_by(Delivery.created_at, Delivery.id)).all()
     ids = [d.id for d, _ in deliveries]
     events = session.scalars(
         select(DeliveryEventRow)

@@ -24,6 +24,7 @@ from mailer.ingest.feeds import add_feed
 from mailer.ingest.models import Feed, Release
 from mailer.render.environment import release_templates
 from mailer.storage.base import utcnow
+from mailer.tracking.summary import summaries
 from mailer.web.auth import (
     authenticate,
     current_user,
@@ -32,7 +33,7 @@ from mailer.web.auth import (
 )
 from mailer.web.models import User
 from mailer.web.pages import flash, render
-from mailer.web.params import Id, as_id
+from mailer.web.params import Id, Page, as_id
 from mailer.web.roles import Permission, allows
 from mailer.web.security import check_csrf, client_ip, email_headers
 from mailer.web.staff import staff_may
@@ -42,6 +43,8 @@ from subscribers.models import Segment, Topic
 router = APIRouter(prefix="/admin", include_in_schema=False)
 log = logging.getLogger("mailer.web")
 PAGE_SIZE = 50
+#: Campaigns per list page: each one's numbers are counted when the page is shown.
+CAMPAIGN_PAGE = 25
 ACTIVE_STATES = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
 
@@ -112,12 +115,19 @@ def home(user: User = Depends(_user)) -> Response:
 # --- campaigns ------------------------------------------------------------------------------
 
 @router.get("/campaigns", response_class=HTMLResponse)
-def campaigns(request: Request, user: User = Depends(_user)) -> Response:
+def campaigns(request: Request, page: Page = 1, user: User = Depends(_user)) -> Response:
+    """Newest first, a page at a time, each with its progress and its delivery numbers."""
+    page = max(1, page)
     with request.app.state.db.session() as session:
-        rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc()).limit(200)))
-        counts = records.counts_by_campaign(session, [c.id for c in rows if ops.needs_counting(c)])
-    items = [(c, ops.progress(c, counts.get(c.id, {}))) for c in rows]
-    return render(request, "admin/campaigns.html", {"items": items})
+        rows = list(session.scalars(select(Campaign).order_by(Campaign.id.desc())
+                                    .limit(CAMPAIGN_PAGE + 1).offset((page - 1) * CAMPAIGN_PAGE)))
+        shown = rows[:CAMPAIGN_PAGE]
+        counts = records.counts_by_campaign(session,
+                                            [c.id for c in shown if ops.needs_counting(c)])
+        numbers = summaries(session, shown, request.app.state.settings)
+    items = [(c, ops.progress(c, counts.get(c.id, {})), numbers[c.id]) for c in shown]
+    return render(request, "admin/campaigns.html", {
+        "items": items, "page": page, "has_more": len(rows) > CAMPAIGN_PAGE})
 
 
 @router.get("/campaigns/progress.json")

@@ -38,7 +38,7 @@ from mailer.web.staff import (
 )
 from subscribers.export import export_subscribers
 from subscribers.models import STATUSES, StatusChange, Subscriber, SubscriberTopic, Topic
-from subscribers.search import Search, search
+from subscribers.search import Search, needs_more, search
 from subscribers.service import topic_slugs, unsubscribe
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -62,7 +62,7 @@ def subscribers(request: Request, q: str = "", status: str = "", county: str = "
     filters = {"q": q, "status": status, "county": county, "topic": topic}
     return render(request, "admin/subscribers.html", {
         "rows": rows[:PAGE_SIZE], "filters": filters, "statuses": STATUSES, "topics": topics,
-        "page": page, "has_more": len(rows) > PAGE_SIZE})
+        "page": page, "has_more": len(rows) > PAGE_SIZE, "needs_more": needs_more(q)})
 
 
 @router.get("/subscribers/export.csv")

@@ -65,6 +65,8 @@ def test_search_filters_by_status_topic_county_and_zip(db, topics):
     assert found(topic="human-trafficking") == ["b@example.org"]
     assert found(county="cass") == ["a@example.org"]
     assert found(text="581") == ["a@example.org"]  # the start of a ZIP code
+    assert found(text="58") == ["a@example.org"] and found(text="5") == ["a@example.org"]
+    assert found(text="582") == [] and found(text="58103") == []
     assert found(text="example", status="active") == ["b@example.org"]
 
 
@@ -81,6 +83,8 @@ def test_subscribers_page_filters_and_pages(client, db, staff, topics):
                         params={"q": "person", "topic": "agriculture", "page": 2})
     assert emails_on(second) == [f"person{i:02d}@example.org" for i in range(4, -1, -1)]
     assert client.get("/admin/subscribers", params={"status": "nonsense"}).status_code == 400
+    short = client.get("/admin/subscribers", params={"q": "pe"})
+    assert "Type at least three letters" in short.text and emails_on(short) == []
 
 
 def test_export_is_formula_safe_and_for_approvers(client, db, staff):

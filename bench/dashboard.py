@@ -1,0 +1,188 @@
+"""Dashboard pages on a large list: 1,000,000 subscribers and 2,000,000 deliveries.
+
+    .venv/bin/python bench/dashboard.py [--subscribers 1000000] [--database-url URL]
+
+Builds the data inside the database (generate_series / a recursive CTE: seconds), two sent
+campaigns of one delivery per subscriber each, with delivered, opened, clicked, bounced and
+complained times spread over them, then serves ``create_app`` on uvicorn and times each
+dashboard page as a logged-in admin (median of five after a warm-up), next to:
+
+- ``GET /healthz``: the floor (one ``SELECT 1`` through the same stack);
+- the subscriber search as it was before the trigram index (``LIKE '%…%'`` over email and
+  name, ordered by id, first page), run as SQL in the same run: the scan the index replaced.
+
+Target (issue 15): every page ≤ 0.3 s. Run it on SQLite (the default) and on PostgreSQL
+(``--database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench``): a figure from one
+says nothing about the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _data import fresh_database  # noqa: E402
+from segments import _CONCAT, _SERIES, _TIME, _ZIP, COUNTIES, PREFIXES  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from web import _serve  # noqa: E402
+
+FIRST = ["Ole", "Ingrid", "Mary", "Dale", "Karen", "Tom", "Linda", "James", "Brenda", "Steve"]
+LAST = ["Hanson", "Sørensen", "Lindqvist", "Peterson", "Olson", "Kjelstad", "Nygaard", "Moen"]
+PAGES = [
+    "/admin/campaigns", "/admin/campaigns/1", "/admin/campaigns/1/report",
+    "/admin/campaigns/1/report.html",
+    "/admin/subscribers", "/admin/subscribers?q=hanson", "/admin/subscribers?q=user4242",
+    "/admin/subscribers?q=58102", "/admin/subscribers?q=zz", "/admin/subscribers?q=xqzw",
+    "/admin/subscribers?status=bounced", "/admin/subscribers?county=Cass&topic=veterans",
+    "/admin/subscribers/{middle}", "/admin/segments", "/admin/topics", "/admin/releases",
+]
+
+
+def build(db, rows: int) -> None:
+    dialect = db.dialect
+    county, prefix = _case("i % 8", "c", 8), _case("i % 8", "p", 8)
+    name = f"{_case('i % 10', 'f', len(FIRST))} || ' ' || {_case('(i / 10) % 8', 'l', len(LAST))}"
+    names = ({f"c{k}": c for k, c in enumerate(COUNTIES)}
+             | {f"p{k}": p for k, p in enumerate(PREFIXES)}
+             | {f"f{k}": v for k, v in enumerate(FIRST)} | {f"l{k}": v for k, v in enumerate(LAST)})
+    status = ("CASE WHEN i % 100 = 0 THEN 'unsubscribed' WHEN i % 200 = 1 THEN 'bounced' "
+              "ELSE 'active' END")
+    created = _TIME[dialect]
+    with db.engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO topics (id, slug, name, description, terms, created_at) VALUES "
+            "(1, 'human-trafficking', 'Human Trafficking', '', '{}', CURRENT_TIMESTAMP), "
+            "(2, 'agriculture', 'Agriculture', '', '{}', CURRENT_TIMESTAMP), "
+            "(3, 'veterans', 'Veterans', '', '{}', CURRENT_TIMESTAMP)"))
+        conn.execute(text(
+            _SERIES[dialect] +
+            "INSERT INTO subscribers (id, email, email_key, name, zip, county, state, frequency,"
+            " status, consent_source, created_at, updated_at) "
+            f"SELECT i, {_CONCAT[dialect]}, i, {name}, {_ZIP[dialect].format(prefix=prefix)}, "
+            f"{county}, 'ND', 'immediate', {status}, 'bench', {created}, {created} FROM n"),
+            {"rows": rows, **names})
+        conn.execute(text(
+            "INSERT INTO subscriber_topics (subscriber_id, topic_id) "
+            "SELECT id, 1 FROM subscribers WHERE id % 10 < 7 UNION ALL "
+            "SELECT id, 2 FROM subscribers WHERE id % 5 = 2 UNION ALL "
+            "SELECT id, 3 FROM subscribers WHERE id % 5 = 3"))
+        _campaigns(conn, dialect)
+        conn.execute(text("ANALYZE"))
+    if dialect == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+
+
+def _case(expression: str, key: str, count: int) -> str:
+    """``CASE expression WHEN 0 THEN :key0 …``: row i's value picked from bound values."""
+    return (f"CASE {expression} " + " ".join(f"WHEN {k} THEN :{key}{k}" for k in range(count))
+            + " END")
+
+
+def _campaigns(conn, dialect: str) -> None:
+    now = "CURRENT_TIMESTAMP"
+    conn.execute(text(
+        "INSERT INTO releases (id, title, body, source, content_hash, created_at, updated_at) "
+        f"VALUES (1, 'Heitkamp bill passes', 'Body.', 'bench', 'h1', {now}, {now})"))
+    for cid in (1, 2):
+        conn.execute(text(
+            "INSERT INTO campaigns (id, kind, release_id, query, template, subject, status, "
+            "created_by, recipients, created_at, updated_at, started_at, finished_at) VALUES "
+            f"({cid}, 'release', 1, 'status = \"active\"', 'press_release', 'Campaign {cid}', "
+            f"'sent', 'bench', (SELECT count(*) FROM subscribers), {now}, {now}, {now}, {now})"))
+        conn.execute(text(
+            "INSERT INTO deliveries (campaign_id, subscriber_id, email, status, attempts, "
+            "created_at, sent_at, delivered_at, opened_at, clicked_at, bounced_at, "
+            f"complained_at) SELECT {cid}, id, email, CASE WHEN id % 50 = 0 THEN 'bounced' "
+            f"ELSE 'delivered' END, 1, {now}, {now}, CASE WHEN id % 50 <> 0 THEN {now} END, "
+            f"{_every(3, now)}, {_every(11, now)}, {_every(50, now)}, {_every(997, now)} "
+            "FROM subscribers"))
+
+
+def _every(modulo: int, value: str) -> str:
+    return f"CASE WHEN id % {modulo} = 0 THEN {value} END"
+
+
+def timed(client: httpx.Client, path: str, repeat: int = 5) -> float:
+    client.get(path)  # warm-up
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(path)
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200, (path, response.status_code, response.text[:300])
+    return statistics.median(times)
+
+
+def old_search_seconds(db, wanted: str, repeat: int = 3) -> float:
+    """The search as the page ran it before the trigram index: a filtered scan by id."""
+    like = f"%{wanted}%"
+    sql = text("SELECT * FROM subscribers WHERE lower(email) LIKE :l OR lower(name) LIKE :l "
+               "OR zip LIKE :l ORDER BY id DESC LIMIT 51")
+    times = []
+    with db.engine.connect() as conn:
+        conn.execute(sql, {"l": like}).all()
+        for _ in range(repeat):
+            started = time.perf_counter()
+            conn.execute(sql, {"l": like}).all()
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def login(client: httpx.Client) -> None:
+    page = client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    done = client.post("/admin/login", data={"csrf_token": token, "name": "bench",
+                                             "password": "bench password 1",
+                                             "next": "/admin/campaigns"})
+    assert done.status_code == 200, done.text[:300]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+        os.environ.update({"MAILER_DATABASE_URL": url, "MAILER_SECRET_KEY": "bench",
+                           "MAILER_OUTBOX_DIR": str(Path(tmp) / "outbox"),
+                           "MAILER_PUBLIC_URL": "http://127.0.0.1"})
+        from mailer.settings import get_settings
+        from mailer.web.app import create_app
+        from mailer.web.auth import create_user
+
+        db = fresh_database(url)
+        started = time.perf_counter()
+        build(db, args.subscribers)
+        print(f"built {args.subscribers:,} subscribers and {2 * args.subscribers:,} deliveries "
+              f"on {db.dialect} in {time.perf_counter() - started:.0f} s", flush=True)
+        with db.session() as session:
+            create_user(session, "bench", "admin", "bench password 1")
+        base, server, _thread = _serve(create_app(get_settings(), db))
+        with httpx.Client(base_url=base, timeout=60, follow_redirects=True) as client:
+            login(client)
+            floor = timed(client, "/healthz")
+            print(f"{'page':55} {'seconds':>8}   (floor: GET /healthz {floor:.3f} s)")
+            for path in PAGES:
+                path = path.format(middle=args.subscribers // 2)
+                print(f"{path:55} {timed(client, path):8.3f}", flush=True)
+        server.should_exit = True
+        for wanted in ("hanson", "xqzw"):
+            print(f"baseline: the old LIKE scan for {wanted!r:10} "
+                  f"{old_search_seconds(db, wanted):8.3f} s")
+
+
+if __name__ == "__main__":
+    main()
