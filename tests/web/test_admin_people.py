@@ -10,6 +10,7 @@ import pytest
 
 from mailer.tracking.erasure import forget
 from subscribers.models import Subscriber
+from subscribers import search as search_module
 from subscribers.search import Search, search
 from subscribers.service import set_status
 from tests.web.conftest import add_subscriber, add_user, csrf_from, login
@@ -149,3 +150,16 @@ def test_topics_page_counts_followers(client, db, staff, topics):
     assert '<td class="num" data-topic="agriculture">2</td>' in page.text
     assert '<td class="num" data-topic="human-trafficking">1</td>' in page.text
     assert "Add or update a topic" not in page.text  # an author does not manage topics
+
+
+def test_pages_are_the_same_whichever_way_the_matches_are_found(db, monkeypatch):
+    """PostgreSQL looks among the newest rows first, then asks the trigram index for older
+    ones: every page must be what one "newest first" query would give."""
+    monkeypatch.setattr(search_module, "RECENT_WINDOW", 3)
+    for i in range(12):
+        add_subscriber(db, f"{'match' if i % 3 else 'other'}{i:02d}@example.org")
+    expected = [f"match{i:02d}@example.org" for i in range(11, -1, -1) if i % 3]
+    with db.session() as session:
+        pages = [[s.email for s in search(session, Search(text="match", limit=3, offset=o))]
+                 for o in range(0, 9, 3)]
+    assert pages == [expected[0:3], expected[3:6], expected[6:8]]
