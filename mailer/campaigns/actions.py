@@ -28,7 +28,7 @@ from mailer.render.environment import check_release_template
 from mailer.scheduling.starting import start_now
 from mailer.settings import Settings
 from mailer.storage.db import Database
-from mailer.tracking import reports
+from mailer.tracking import reports, snapshots
 from mailer.tracking.report_html import render_report_html
 
 #: The years a send may be scheduled in. Near the ends of the calendar (year 1, year 9999)
@@ -66,8 +66,24 @@ def status(session: Session, campaign: Campaign, settings: Settings) -> dict[str
 
 
 def report_html(session: Session, campaign: Campaign, settings: Settings) -> str:
-    """The self-contained HTML report with charts (from tracking)."""
+    """The self-contained HTML report with charts (from tracking), computed now."""
     return render_report_html(reports.campaign_report(session, campaign.id, settings))
+
+
+def report_view(session: Session, campaign: Campaign, settings: Settings) -> snapshots.Report:
+    """The report as the dashboard shows it: exact for a small campaign, the last snapshot
+    for a big one (``Report.refresh`` says to run ``refresh_report`` after answering)."""
+    return snapshots.for_view(session, campaign, settings)
+
+
+def report_page(report: dict[str, Any]) -> str:
+    """A report document as the self-contained HTML page with charts."""
+    return render_report_html(report)
+
+
+def refresh_report(db: Database, campaign_id: int, settings: Settings) -> None:
+    """Recompute a big campaign's report snapshot (a no-op when another process is)."""
+    snapshots.refresh(db, campaign_id, settings)
 
 
 def timeline(session: Session, email: str, settings: Settings) -> list[dict[str, Any]]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Index, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mailer.storage.base import Base, UTCDateTime, utcnow
+from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 
 
 class DeliveryEventRow(Base):
@@ -47,3 +47,17 @@ class DeliveryEventRow(Base):
     #: The event as the provider posted it: JSON text kept as is (``json``, not ``jsonb``, on
     #: PostgreSQL: never queried into, and parsing into ``jsonb`` cost a quarter of the insert).
     raw: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class ReportSnapshot(Base):
+    """A campaign's report as last computed (``mailer.tracking.snapshots``): big campaigns
+    show this, refreshed in the background, instead of aggregating every delivery on every
+    view. ``refreshing_since`` marks a refresh under way so processes do not run two."""
+
+    __tablename__ = "report_snapshots"
+
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    document: Mapped[dict] = mapped_column(JSONType)
+    refreshing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -6,6 +6,10 @@ counts rows that arrived (status delivered, or a delivery time recorded before a
 open or bounce), rates of delivery and bounce are over the rows handed off, rates of opens,
 clicks and complaints over those that arrived. Where no provider events come back (the
 outbox, SMTP) the engagement numbers are None, not 0: nobody reported them.
+
+A big campaign (``snapshots.LIVE_LIMIT``) takes its numbers from its report snapshot, with
+the time they were counted; one with no snapshot yet is marked ``counting`` and named in
+``stale`` so the page can refresh it after answering.
 """
 
 from __future__ import annotations
@@ -19,24 +23,44 @@ from mailer.campaigns.models import Campaign
 from mailer.delivery.records import HANDED_OFF, Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.settings import Settings
+from mailer.tracking import snapshots
 from mailer.tracking.reports import tracking
 
 COLUMNS = ("recipients", "sent", "delivered", "opened", "clicked", "bounced", "complained")
 
 
 def summaries(session: Session, campaigns: list[Campaign],
-              settings: Settings) -> dict[int, dict[str, Any]]:
-    """campaign id -> {recipients, sent, delivered, opened, clicked, bounced, complained,
-    rates: {delivery, open, click, bounce, complaint}, provider_events, handed_off_as}."""
-    ids = [c.id for c in campaigns]
+              settings: Settings) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """(campaign id -> {recipients, sent, delivered, opened, clicked, bounced, complained,
+    rates: {delivery, open, click, bounce, complaint}, provider_events, handed_off_as,
+    counted_at (None: counted now), counting}, ids whose snapshot should be refreshed)."""
+    big = {c.id for c in campaigns if (c.recipients or 0) > snapshots.LIVE_LIMIT}
+    ids = [c.id for c in campaigns if c.id not in big]
     found = {row[0]: dict(zip(COLUMNS, (int(v or 0) for v in row[1:]), strict=True))
              for row in session.execute(_grouped(ids))} if ids else {}
-    result = {}
+    result, stale = {}, []
     for campaign in campaigns:
+        counted_at = None
         counts = found.get(campaign.id, dict.fromkeys(COLUMNS, 0))
+        if campaign.id in big:
+            view = snapshots.for_view(session, campaign, settings)
+            if view.refresh:
+                stale.append(campaign.id)
+            if view.document:
+                counts, counted_at = _from_report(view.document), view.document["generated_at"]
         known = tracking(settings, session, campaign.id)
-        result[campaign.id] = {**counts, **known, "rates": _rates(counts, known)}
-    return result
+        result[campaign.id] = {**counts, **known, "rates": _rates(counts, known),
+                               "counted_at": counted_at,
+                               "counting": campaign.id in big and counted_at is None}
+    return result, stale
+
+
+def _from_report(report: dict[str, Any]) -> dict[str, int]:
+    counts, funnel = report["counts"], report["funnel"]
+    return {"recipients": counts["recipients"], "sent": funnel["sent"],
+            "delivered": funnel["arrived"], "opened": counts["opened"],
+            "clicked": counts["clicked"], "bounced": counts["bounced"],
+            "complained": counts["complained"]}
 
 
 def _grouped(ids: list[int]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from markupsafe import escape
 from sqlalchemy import select
@@ -115,7 +115,8 @@ def home(user: User = Depends(_user)) -> Response:
 # --- campaigns ------------------------------------------------------------------------------
 
 @router.get("/campaigns", response_class=HTMLResponse)
-def campaigns(request: Request, page: Page = 1, user: User = Depends(_user)) -> Response:
+def campaigns(request: Request, background: BackgroundTasks, page: Page = 1,
+              user: User = Depends(_user)) -> Response:
     """Newest first, a page at a time, each with its progress and its delivery numbers."""
     page = max(1, page)
     with request.app.state.db.session() as session:
@@ -124,7 +125,10 @@ def campaigns(request: Request, page: Page = 1, user: User = Depends(_user)) -> 
         shown = rows[:CAMPAIGN_PAGE]
         counts = records.counts_by_campaign(session,
                                             [c.id for c in shown if ops.needs_counting(c)])
-        numbers = summaries(session, shown, request.app.state.settings)
+        numbers, stale = summaries(session, shown, request.app.state.settings)
+    for campaign_id in stale:
+        background.add_task(ops.refresh_report, request.app.state.db, campaign_id,
+                            request.app.state.settings)
     items = [(c, ops.progress(c, counts.get(c.id, {})), numbers[c.id]) for c in shown]
     return render(request, "admin/campaigns.html", {
         "items": items, "page": page, "has_more": len(rows) > CAMPAIGN_PAGE})
@@ -244,23 +248,44 @@ def _frame_message(text: str) -> str:
 
 
 @router.get("/campaigns/{campaign_id}/report", response_class=HTMLResponse)
-def campaign_report(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_report(campaign_id: Id, request: Request, background: BackgroundTasks,
+                    user: User = Depends(_user)) -> Response:
+    """The report page: status counts and the charts' frame. A big campaign shows its last
+    snapshot (with the time it was counted) and refreshes it after answering."""
+    settings = request.app.state.settings
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
-        status = ops.status(session, campaign, request.app.state.settings)
-    return render(request, "admin/report.html", {"c": campaign, "status": status})
+        shown = ops.report_view(session, campaign, settings)
+    _refresh_later(request, background, campaign_id, shown)
+    return render(request, "admin/report.html", {"c": campaign, "report": shown.document},
+                  headers=None if shown.document else {"Refresh": "3"})
 
 
 @router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
-def campaign_report_frame(campaign_id: Id, request: Request,
+def campaign_report_frame(campaign_id: Id, request: Request, background: BackgroundTasks,
                           user: User = Depends(_user)) -> Response:
     try:
         with request.app.state.db.session() as session:
             campaign = _campaign(session, campaign_id)
-            html = ops.report_html(session, campaign, request.app.state.settings)
+            shown = ops.report_view(session, campaign, request.app.state.settings)
+            html = (ops.report_page(shown.document) if shown.document else
+                    _frame_message("The report is being counted; it appears here in a moment."))
     except MailerError as exc:
         html = _frame_message(f"The report cannot be shown: {exc}")
-    return HTMLResponse(html, headers={**email_headers(framed=True), "Cache-Control": "no-store"})
+        shown = None
+    if shown is not None:
+        _refresh_later(request, background, campaign_id, shown)
+    headers = {**email_headers(framed=True), "Cache-Control": "no-store"}
+    if shown is not None and not shown.document:
+        headers["Refresh"] = "3"
+    return HTMLResponse(html, headers=headers)
+
+
+def _refresh_later(request: Request, background: BackgroundTasks, campaign_id: int,
+                   shown) -> None:
+    if shown.refresh:
+        background.add_task(ops.refresh_report, request.app.state.db, campaign_id,
+                            request.app.state.settings)
 
 
 # --- releases and feeds ---------------------------------------------------------------------

@@ -48,9 +48,13 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def _local(value: datetime | None, settings: Settings, fmt: str) -> str:
-    if value is None:
+def _local(value: datetime | str | None, settings: Settings, fmt: str) -> str:
+    """A time as every page shows it, in the office's zone; takes an aware datetime or the
+    ISO 8601 text report documents hold."""
+    if value is None or value == "":
         return ""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.astimezone(settings.zone).strftime(fmt)
 
 

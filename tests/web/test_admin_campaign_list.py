@@ -66,3 +66,16 @@ def test_the_list_pages_by_25(client, db):
     assert f'data-campaign-id="{ids[-1]}"' in first and f'data-campaign-id="{ids[1]}"' not in first
     second = client.get("/admin/campaigns", params={"page": 2}).text
     assert re.findall(r'data-campaign-id="(\d+)"', second) == [str(ids[1]), str(ids[0])]
+
+
+def test_a_big_campaign_takes_its_numbers_from_its_report_snapshot(client, db, monkeypatch):
+    from mailer.tracking import snapshots
+
+    monkeypatch.setattr(snapshots, "LIVE_LIMIT", 5)
+    campaign_id = sent_campaign(db)  # 10 recipients: "big" here
+    add_user(db, "alice", "author")
+    login(client, "alice")
+    first = cells(client.get("/admin/campaigns").text, campaign_id)
+    assert first[4] == ["Counting;", "shown", "in", "a", "moment."]
+    row = cells(client.get("/admin/campaigns").text, campaign_id)  # refreshed after the first
+    assert row[4] == ["10", "9", "written"] and row[9][-4:-2] == ["as", "of"]
