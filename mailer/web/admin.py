@@ -212,7 +212,9 @@ def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaig
 def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
-        counts = records.counts_by_campaign(session, [campaign.id])[campaign.id]
+        # A sent campaign's progress is its recipient count: no need to read its rows.
+        counts = (records.counts_by_campaign(session, [campaign.id])[campaign.id]
+                  if ops.needs_counting(campaign) else {})
         log = list(session.scalars(select(CampaignLog).where(CampaignLog.campaign_id == campaign.id)
                                    .order_by(CampaignLog.at, CampaignLog.id)))
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
