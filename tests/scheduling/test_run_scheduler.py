@@ -76,3 +76,31 @@ def test_an_error_while_leading_steps_down_and_retries(db, settings, monkeypatch
         stop.set()
         thread.join(timeout=10)
     assert len(calls) >= 3 and not thread.is_alive()  # led again after the failure
+
+
+def test_a_stop_while_a_tick_runs_still_stops_the_thread(db, settings, monkeypatch):
+    """APScheduler's shutdown holds its job-store lock while it waits for running jobs; a tick
+    that was still reconciling when the stop came then blocked for ever on that lock in
+    ``sync_jobs`` (the cause of the flaky "thread did not stop" above, on PostgreSQL, whose
+    round trips made the window wide). The stop is set from inside the tick here."""
+    from mailer.scheduling import scheduler
+
+    stop = threading.Event()
+    calls = []
+    real_reconcile = scheduler.reconcile
+
+    def reconcile_then_stop(db_, settings_, **kwargs):
+        calls.append(threading.current_thread().name)
+        if len(calls) == 2:  # the first tick (the first call is _lead's own)
+            stop.set()
+            time.sleep(0.5)  # the leading thread wakes and shuts APScheduler down meanwhile
+        return real_reconcile(db_, settings_, **kwargs)
+
+    monkeypatch.setattr(scheduler, "reconcile", reconcile_then_stop)
+    fast = settings.model_copy(update={"scheduler_tick": 0.2, "leader_lease_seconds": 1.0})
+    thread = threading.Thread(target=run_scheduler, args=(fast, stop, db), daemon=True)
+    thread.start()
+    assert stop.wait(15), "no tick ran"
+    thread.join(timeout=10)
+    assert not thread.is_alive(), "the scheduler thread hung in APScheduler's shutdown"
+    assert len(calls) == 2
