@@ -238,7 +238,7 @@ class CampaignSender:
 
     def _note_outage(self, spell: outage.Spell, seconds: float) -> None:
         held = len(self.writer.held)
-        self.stats.note = (f"database unreachable, retrying in {seconds:.0f} s; "
+        self.stats.note = (f"database unreachable, retrying in {outage.seconds_text(seconds)} s; "
                            f"{held} batch{'es' if held != 1 else ''}' outcomes held")
         self._report()
 

@@ -114,14 +114,19 @@ def retrying(spell: Spell, *, sleep: Callable[[float], None] | None = None,
         spell.attempts = state.attempt_number
         if state.outcome is not None and state.outcome.exception() is not None:
             spell.last_error = reason(state.outcome.exception())
-        log.warning("%s: database unreachable (%s); retrying in %.0f s", what,
-                    spell.last_error, seconds)
+        log.warning("%s: database unreachable (%s); retrying in %s s", what,
+                    spell.last_error, seconds_text(seconds))
         if on_wait is not None:
             on_wait(spell, seconds)
 
     return Retrying(retry=retry_if_exception(is_outage), stop=spell.over,
                     wait=wait_exponential(multiplier=0.25, min=0.25, max=spell.retry_max),
                     sleep=sleep or spell.sleep, before_sleep=before_sleep, reraise=True)
+
+
+def seconds_text(seconds: float) -> str:
+    """``8`` or ``0.5``: whole seconds unless under one."""
+    return f"{seconds:.0f}" if seconds >= 1 else f"{seconds:.1f}"
 
 
 def ride_out(fn: Callable[[], T], settings: Settings, *, stop: threading.Event | None = None,
