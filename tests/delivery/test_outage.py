@@ -180,8 +180,8 @@ def test_outcomes_unwritable_at_stop_are_journaled_and_recorded_by_the_next_star
         proxied.dispose()
     assert not send.is_alive()
     assert isinstance(send.error, OperationalError)  # it gave up and said why
-    assert re.fullmatch(r"database unreachable, retrying in [\d.]+ s; \d+ batch(es)?' outcomes held",
-                        send.notes[-1]), send.notes[-1]
+    held_note = r"database unreachable, retrying in [\d.]+ s; \d+ batch(es)?' outcomes held"
+    assert re.fullmatch(held_note, send.notes[-1]), send.notes[-1]
     files = journal.files(settings)
     assert len(files) == 1
     journaled = journal.read(files[0])
