@@ -22,6 +22,7 @@ from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.delivery import recovery
 from mailer.delivery.pipeline import Prepared, prepare, send_share
+from mailer.delivery.writer import apply_journals
 from mailer.errors import MailerError
 from mailer.settings import Settings
 from mailer.storage import outage
@@ -47,6 +48,8 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event, *,
     prepared: dict[int, Prepared] = {}
     accepted, idle = 0, 0
     try:
+        outage.ride_out(lambda: apply_journals(db, settings), settings, stop=stop,
+                        what="worker")
         while not stop.is_set():
             try:
                 did = _poll(db, settings, prepared, stop, transport=transport, worker=worker,
@@ -84,12 +87,19 @@ def _poll(db: Database, settings: Settings, prepared: dict[int, Prepared],
 
 def _wait_for_database(db: Database, settings: Settings, stop: threading.Event,
                        first: DBAPIError) -> None:
-    """Wait (with the outage policy's backoff) until the database answers again; a stop
-    request ends the wait (nothing is held here). Raises when the outage outlasts it."""
+    """Wait (with the outage policy's backoff) until the database answers again, then record
+    what a sender of ours had to journal meanwhile (its spell ran out): those rows are still
+    ``sending`` under our live name and must not wait for a lease to expire, let alone be
+    released. A stop request ends the wait (nothing is held here); raises when the outage
+    outlasts it."""
     log.warning("worker: database unreachable (%s); waiting for it", outage.reason(first))
     spell = outage.Spell(settings, stop)
+
+    def back() -> None:
+        outage.ping(db.engine)
+        apply_journals(db, settings)
     try:
-        outage.ride_out(lambda: outage.ping(db.engine), settings, spell=spell, what="worker")
+        outage.ride_out(back, settings, spell=spell, what="worker")
     except DBAPIError:
         if stop.is_set():
             return

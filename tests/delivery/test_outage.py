@@ -228,3 +228,32 @@ def test_a_sqlite_database_locked_mid_send_sends_everyone_once(db, sg_settings, 
     assert send.summary.status == CS.SENT
     _assert_each_sent_once(standin, db, campaign_id, 1500)
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_worker_starting_records_a_journal_before_sending_anything(db, settings, tmp_path):
+    """A sender (another process, still within its lease) journaled the provider's answers
+    for a whole batch; a worker starting now records them instead of leaving the rows
+    ``sending`` (and later in doubt), and hands nothing to its transport."""
+    from mailer.delivery import claims
+    from mailer.delivery.engine import start_campaign
+    from mailer.delivery.handoff import Outcome
+    from mailer.delivery.worker import run_worker
+    from mailer.transports.mock import MockTransport
+
+    add_subscribers(db, 10)
+    campaign_id = approved_campaign(db)
+    own = settings.model_copy(update={"journal_dir": tmp_path / "journal"})
+    start_campaign(db, own, campaign_id)
+    with db.session() as session:
+        claim = claims.claim_batch(session, campaign_id, size=10, worker="elsewhere:1:gone",
+                                   lease_seconds=600)
+    journal.write(own, [Outcome(claim, all_accepted=True, message_id="sg-1")],
+                  worker="elsewhere:1:gone")
+    transport = MockTransport()
+    run_worker(db, own, threading.Event(), transport=transport, poll_interval=0.01,
+               max_idle_polls=2)
+    assert transport.batches == []
+    assert set(_rows(db, campaign_id).values()) == {DS.ACCEPTED}
+    assert _status(db, campaign_id) == CS.SENT
+    assert journal.files(own) == []
