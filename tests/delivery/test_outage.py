@@ -257,3 +257,48 @@ def test_a_worker_starting_records_a_journal_before_sending_anything(db, setting
     assert set(_rows(db, campaign_id).values()) == {DS.ACCEPTED}
     assert _status(db, campaign_id) == CS.SENT
     assert journal.files(own) == []
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("whole_batch", [True, False])
+def test_applying_a_journal_moves_only_rows_still_open_and_is_idempotent(db, settings,
+                                                                          tmp_path, whole_batch):
+    """Rows that moved on since (delivered by a provider event; re-queued by recovery) keep
+    their state and times; applying the same journal twice changes nothing more."""
+    from sqlalchemy import update
+
+    from mailer.delivery import claims
+    from mailer.delivery.engine import start_campaign
+    from mailer.delivery.handoff import Outcome
+    from mailer.delivery.writer import apply_journals
+    from mailer.storage.base import utcnow
+
+    add_subscribers(db, 4)
+    campaign_id = approved_campaign(db)
+    own = settings.model_copy(update={"journal_dir": tmp_path / "journal"})
+    start_campaign(db, own, campaign_id)
+    with db.session() as session:
+        claim = claims.claim_batch(session, campaign_id, size=4, worker="w:1:x",
+                                   lease_seconds=600)
+    delivered, requeued, *still_open = claim.ids
+    earlier = utcnow().replace(microsecond=0)
+    with db.session() as session:
+        session.execute(update(Delivery).where(Delivery.id == delivered).values(
+            status=DS.DELIVERED, sent_at=earlier, provider_message_id="sg-first"))
+        session.execute(update(Delivery).where(Delivery.id == requeued).values(
+            status=DS.PENDING, batch_id=None))
+    out = (Outcome(claim, all_accepted=True, message_id="sg-late") if whole_batch else
+           Outcome(claim, results=[(i, True, "sg-late", None) for i in claim.ids]))
+    for _ in range(2):
+        journal.write(own, [out], worker="w:1:x")
+        assert apply_journals(db, own) == 1
+    with db.session() as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery).where(
+            Delivery.campaign_id == campaign_id))}
+    assert (rows[delivered].status, rows[delivered].provider_message_id) == (
+        DS.DELIVERED, "sg-first")
+    assert rows[delivered].sent_at == earlier
+    assert rows[requeued].status == DS.PENDING
+    assert {rows[i].status for i in still_open} == {DS.ACCEPTED}
+    assert {rows[i].provider_message_id for i in still_open} == {"sg-late"}
+    assert journal.files(own) == []
