@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///mailer.db"
     transport: str = "outbox"
     outbox_dir: Path = Path("outbox")
+    #: Where a sender that must exit while the database is unreachable writes the outcomes the
+    #: provider gave it (JSON lines); every start applies them before in-doubt recovery.
+    journal_dir: Path = Path("journal")
+    #: How long the long-running processes wait out an unreachable database (seconds) before
+    #: giving up, and the longest wait between their tries.
+    db_outage_seconds: float = 300.0
+    db_retry_max: float = 8.0
 
     sendgrid_api_key: SecretStr | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -140,7 +147,8 @@ class Settings(BaseSettings):
             raise ValueError("must not be negative")
         return value
 
-    @field_validator("leader_lease_seconds", "scheduler_tick")
+    @field_validator("leader_lease_seconds", "scheduler_tick", "db_outage_seconds",
+                     "db_retry_max")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

@@ -91,8 +91,9 @@ def _progress(total: int, settled: int, as_json: bool):
         task = bar.add_task("send", total=total or None, completed=settled, note="")
 
         def update(stats) -> None:
+            note = f"{stats.accepted:,} accepted, {stats.failed:,} failed"
             bar.update(task, completed=settled + stats.handled,
-                       note=f"{stats.accepted:,} accepted, {stats.failed:,} failed")
+                       note=f"{note}; {stats.note}" if stats.note else note)
 
         yield update
 

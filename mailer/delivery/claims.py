@@ -237,11 +237,13 @@ def _skip_reason(now):
 
 
 def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,
-                          now: datetime | None = None) -> None:
-    """Every row of the batch was accepted under one provider message id (the fast path)."""
+                          now: datetime | None = None, *, only_open: bool = False) -> None:
+    """Every row of the batch was accepted under one provider message id (the fast path).
+    ``only_open``: leave rows that moved on (a journal applied late) wholly untouched."""
     now = now or utcnow()
+    where = [C.batch_id == batch_id] + ([C.status.in_(_OPEN)] if only_open else [])
     session.connection().execute(
-        update(TABLE).where(C.batch_id == batch_id)
+        update(TABLE).where(*where)
         .values(status=case((C.status.in_(_OPEN), DS.ACCEPTED), else_=C.status),
                 provider_message_id=message_id, sent_at=now, lease_until=None,
                 last_error=None, updated_at=now)
@@ -249,17 +251,22 @@ def record_batch_accepted(session: Session, batch_id: str, message_id: str | Non
 
 
 def record_results(session: Session, batch_id: str,
-                   results: list[tuple[int, bool, str | None, str | None]]) -> None:
-    """Per-row outcomes: (delivery id, accepted, provider message id, error)."""
+                   results: list[tuple[int, bool, str | None, str | None]], *,
+                   only_open: bool = False) -> None:
+    """Per-row outcomes: (delivery id, accepted, provider message id, error).
+    ``only_open``: leave rows that moved on (a journal applied late) wholly untouched."""
     if not results:
         return
     now = utcnow()
     params = [{"b_id": i, "b_status": DS.ACCEPTED if ok else DS.FAILED, "b_mid": mid,
                "b_error": None if ok else (err or "refused"), "b_sent": now if ok else None}
               for i, ok, mid, err in results]
+    where = [C.id == bindparam("b_id"), C.batch_id == batch_id]
+    if only_open:
+        where.append(or_(*(C.status == s for s in _OPEN)))
     session.execute(
         update(TABLE)
-        .where(C.id == bindparam("b_id"), C.batch_id == batch_id)
+        .where(*where)
         # executemany cannot expand IN lists, so spell the open states out.
         .values(status=case((or_(*(C.status == s for s in _OPEN)), bindparam("b_status")),
                             else_=C.status),
@@ -289,6 +296,21 @@ def _update_sending(session: Session, batch: str, ids: list[int] | None, **value
             return
         stmt = stmt.where(C.id.in_(ids))
     session.execute(stmt.values(updated_at=utcnow(), **values))
+
+
+def release_orphans(session: Session, campaign_id: int, worker: str, keep: set[str],
+                    reason: str) -> int:
+    """Rows this worker holds in ``sending`` under a batch it does not know (``keep``: the
+    batches in flight or with an outcome not yet written) go back to ``pending``. A claim
+    whose commit was lost with the connection can leave such rows: the claim committed, but
+    the worker never heard so and never handed them off."""
+    stmt = update(TABLE).where(C.campaign_id == campaign_id, C.worker == worker,
+                               C.status == DS.SENDING)
+    if keep:
+        stmt = stmt.where(C.batch_id.not_in(sorted(keep)))
+    return session.execute(stmt.values(
+        status=DS.PENDING, batch_id=None, worker=None, lease_until=None, updated_at=utcnow(),
+        last_error=reason)).rowcount or 0
 
 
 def extend_leases(session: Session, batch_ids: list[str], lease_seconds: float) -> None:

@@ -41,6 +41,7 @@ from mailer.delivery.sender import RunStats
 from mailer.errors import InvalidTransition
 from mailer.scheduling.policy import check_send_allowed
 from mailer.settings import Settings
+from mailer.storage import outage
 from mailer.storage.db import Database
 from mailer.transports import get_transport
 from mailer.transports.base import Transport
@@ -130,12 +131,15 @@ def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
     sender = None
     report = progress
     own_transport = None
+    what = f"campaign {campaign_id}"
     try:
-        with db.session() as session:
-            recovery.resolve_in_doubt(session, settings, campaign_id)
-        prepared = prepare(db, settings, campaign_id)
+        outage.ride_out(lambda: recovery.recover(db, settings, campaign_id), settings,
+                        stop=stop, what=what)
+        prepared = outage.ride_out(lambda: prepare(db, settings, campaign_id), settings,
+                                   stop=stop, what=what)
         count = 1 if transport is not None or processes == 1 else (
-            processes or fanout.process_count(settings, _pending(db, campaign_id)))
+            processes or fanout.process_count(settings, outage.ride_out(
+                lambda: _pending(db, campaign_id), settings, stop=stop, what=what)))
         if count > 1:
             settings = fanout.share(settings, count)
             helpers = fanout.Helpers(settings, db.engine.url.render_as_string(
@@ -157,7 +161,9 @@ def send_campaign(db: Database, settings: Settings, campaign_id: int, *,
         recovery.forget_worker(worker)
         if own_transport is not None:
             own_transport.close()
-    return summarize(db, campaign_id, sender.stats, time.monotonic() - started, sender.reason)
+    seconds = time.monotonic() - started
+    return outage.ride_out(lambda: summarize(db, campaign_id, sender.stats, seconds,
+                                             sender.reason), settings, stop=stop, what=what)
 
 
 def _pending(db: Database, campaign_id: int) -> int:
@@ -173,7 +179,8 @@ def _with_helpers(progress, helpers: fanout.Helpers):
         if progress is not None:
             combined = RunStats(*(a + b for a, b in zip(
                 (stats.accepted, stats.failed, stats.skipped, stats.in_doubt), totals,
-                strict=True)), requests=stats.requests, started=stats.started)
+                strict=True)), requests=stats.requests, started=stats.started,
+                note=stats.note)
             progress(combined)
     return report
 

@@ -20,6 +20,7 @@ from mailer.delivery import recovery
 from mailer.delivery.fanout import ARGS_END
 from mailer.delivery.pipeline import prepare, send_share
 from mailer.errors import MailerError
+from mailer.storage import outage
 from mailer.storage.db import Database, make_engine
 from mailer.transports import get_transport
 
@@ -53,8 +54,10 @@ def helper_main() -> None:
     transport = get_transport(settings)
     worker = recovery.new_worker_name()
     try:
-        send_share(db, settings, prepare(db, settings, campaign_id), transport=transport,
-                   worker=worker, stop=stop, progress=report)
+        prepared = outage.ride_out(lambda: prepare(db, settings, campaign_id), settings,
+                                   stop=stop, what="send helper")
+        send_share(db, settings, prepared, transport=transport, worker=worker, stop=stop,
+                   progress=report)
     except MailerError as exc:  # paused or cancelled meanwhile, cannot render: logged
         log.warning("send helper: %s", exc)
     except BrokenPipeError:  # the parent is gone; what we sent is recorded

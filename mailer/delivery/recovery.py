@@ -1,5 +1,10 @@
 """Resolving rows whose fate is unknown, without ever sending anyone a second copy on a guess.
 
+``recover(db, settings, campaign_id)`` is what a sender or worker runs on start: first the
+outcomes journaled by a sender that had to exit while the database was away
+(``mailer.delivery.writer.apply_journals``), so rows the provider accepted are recorded as
+such, then the steps below.
+
 A sender that crashed, was killed or lost its connection mid-request leaves rows in
 ``sending`` (or puts them in ``in_doubt`` itself when a request went out but no answer came
 back). Recovery runs at the start of every ``mailer campaigns send`` and periodically in
@@ -28,8 +33,10 @@ from sqlalchemy.orm import Session
 
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
+from mailer.delivery.writer import apply_journals
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
+from mailer.storage.db import Database
 from mailer.tracking.models import DeliveryEventRow
 from mailer.transports.base import Recipient
 from mailer.transports.outbox import message_filename
@@ -95,6 +102,13 @@ class Resolution:
     waiting: int = 0
     #: When the earliest waiting row's grace ends.
     next_deadline: datetime | None = None
+
+
+def recover(db: Database, settings: Settings, campaign_id: int) -> Resolution:
+    """Journaled outcomes first, then ``resolve_in_doubt`` (each in its own transaction)."""
+    apply_journals(db, settings)
+    with db.session() as session:
+        return resolve_in_doubt(session, settings, campaign_id)
 
 
 def expire_abandoned(session: Session, campaign_id: int, now: datetime | None = None) -> int:

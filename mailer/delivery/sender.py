@@ -7,6 +7,10 @@ every database write on the calling thread.
 Before each claim the campaign's status is read again, so pause, cancel and the reputation
 guard take effect within one batch. Leases of batches still in flight are extended while they
 wait (slow answers, 429 waits), so no other worker mistakes them for abandoned ones.
+
+When the database goes away (``mailer.storage.outage``) nothing new is claimed: the batches
+in flight finish, their outcomes are held (``mailer.delivery.writer``) and written with
+backoff until the database is back; a run that must end first journals them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from mailer.campaigns.lifecycle import finish_sending, pause_sending
 from mailer.campaigns.models import CampaignStatus as CS
@@ -30,7 +34,9 @@ from mailer.delivery.handoff import Handoff, Outcome
 from mailer.delivery.pacing import RateLimiter
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
+from mailer.delivery.writer import OutcomeWriter
 from mailer.settings import Settings
+from mailer.storage import outage
 from mailer.storage.db import Database
 from mailer.tracking.logs import log_event
 from mailer.transports.base import CompiledMessage, Recipient, Transport
@@ -50,6 +56,8 @@ class RunStats:
     in_doubt: int = 0
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: Set while something holds the run up (the database unreachable), for progress lines.
+    note: str | None = None
 
     @property
     def handled(self) -> int:
@@ -79,7 +87,8 @@ class CampaignSender:
                                self.halt)
         self.stats = RunStats()
         self.inflight: dict[Future, str] = {}
-        self._unrecorded: list[Outcome] = []
+        self.writer = OutcomeWriter(db, settings, worker)
+        self.spell: outage.Spell | None = None  # while the database is unreachable
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
@@ -100,6 +109,17 @@ class CampaignSender:
         return self.stats
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
+        """Run the steps; a database outage holds them up (nothing is claimed meanwhile)
+        until the database is back, or raises when the outage outlasts our patience."""
+        while True:
+            try:
+                return self._steps(pool)
+            except DBAPIError as exc:
+                if not outage.is_outage(exc):
+                    raise
+                self._wait_out(exc)
+
+    def _steps(self, pool: ThreadPoolExecutor) -> None:
         last_beat = time.monotonic()
         exhausted = False
         while not self.halt.is_set():
@@ -127,15 +147,7 @@ class CampaignSender:
     def _submit_next(self, pool: ThreadPoolExecutor) -> bool:
         """Record finished batches and claim the next one in ONE transaction (one commit per
         batch keeps SQLite fast); False when nothing is claimable (or we must stop)."""
-        outcomes, self._unrecorded = self._unrecorded, []
-        with self.db.session() as session:
-            for out in outcomes:
-                self._write(session, out)
-            claim = claims.claim_batch(session, self.campaign_id,
-                                       size=self.settings.batch_size, worker=self.worker,
-                                       lease_seconds=self.settings.lease_seconds)
-            status = None if claim is not None else claims.campaign_status(
-                session, self.campaign_id)
+        outcomes, (claim, status) = self.writer.commit(self._claim)
         self._after_recording(outcomes)
         if claim is not None and self.halt.is_set():  # an outcome just paused the campaign
             self._record([Outcome(claim, release_reason="not sent: the campaign was paused")])
@@ -156,30 +168,85 @@ class CampaignSender:
         self.stats.requests += 1
         return True
 
+    def _claim(self, session) -> tuple[claims.Claim | None, str | None]:
+        claim = claims.claim_batch(session, self.campaign_id, size=self.settings.batch_size,
+                                   worker=self.worker, lease_seconds=self.settings.lease_seconds)
+        status = None if claim is not None else claims.campaign_status(session, self.campaign_id)
+        return claim, status
+
     def _collect(self, timeout: float) -> None:
         """Wait for finished batches; they are recorded with the next claim (or now, when no
         claim is coming)."""
         done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             self.inflight.pop(future)
-            self._unrecorded.append(future.result())
+            self.writer.hold(future.result())
 
     def _drain(self) -> None:
+        """Collect every batch in flight and write what they returned; what cannot be
+        written (the database stayed away past the deadline) goes to the journal."""
         while self.inflight:
             self._collect(timeout=self.poll_interval)
-        self._flush()
+        try:
+            if self.writer.held and not (self.spell is not None and self.spell.exhausted):
+                spell = self.spell or outage.Spell(self.settings, self.stop)
+                outage.retrying(spell, what=f"campaign {self.campaign_id}")(self._flush)
+        finally:
+            self.writer.spill()
 
     def _flush(self) -> None:
-        outcomes, self._unrecorded = self._unrecorded, []
-        self._record(outcomes)
+        outcomes, _ = self.writer.commit()
+        self._after_recording(outcomes)
+
+    # -- the database away ---------------------------------------------------------------------
+    def _wait_out(self, first: DBAPIError) -> None:
+        """Claim nothing; keep collecting the batches in flight while retrying (with the
+        storage layer's backoff) to write what they returned. Returns once a write went
+        through; raises the last error when the spell gives up (``_drain`` journals)."""
+        self.spell = self.spell or outage.Spell(self.settings, self.stop)
+        self.spell.last_error = outage.reason(first)
+        outage.retrying(self.spell, sleep=self._collect_while_waiting, on_wait=self._note_outage,
+                        what=f"campaign {self.campaign_id}")(self._back)
+        self.spell, self.stats.note = None, None
+        self._report()
+
+    def _back(self) -> None:
+        """The first try after an outage: write what is held and release rows a claim whose
+        commit we never heard of left in ``sending`` under our name."""
+        keep = set(self.inflight.values())
+
+        def release_orphans(session) -> int:
+            return claims.release_orphans(
+                session, self.campaign_id, self.worker, keep | self.writer.batches,
+                "not sent: its claim's commit was lost with the database connection")
+        outcomes, orphans = self.writer.commit(release_orphans)
+        if orphans:
+            log.warning("campaign %s: %d claimed rows never handed off went back to pending",
+                        self.campaign_id, orphans)
+        log.warning("campaign %s: database reachable again", self.campaign_id)
+        self._after_recording(outcomes)
+
+    def _collect_while_waiting(self, seconds: float) -> None:
+        """The wait between tries: batches in flight keep finishing (their outcomes held)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if not self.inflight:
+                assert self.spell is not None
+                self.spell.sleep(left)
+                return
+            self._collect(timeout=min(left, self.poll_interval))
+
+    def _note_outage(self, spell: outage.Spell, seconds: float) -> None:
+        held = len(self.writer.held)
+        self.stats.note = (f"database unreachable, retrying in {outage.seconds_text(seconds)} s; "
+                           f"{held} batch{'es' if held != 1 else ''}' outcomes held")
+        self._report()
 
     # -- bookkeeping (this thread only) ------------------------------------------------------
     def _record(self, outcomes: list[Outcome]) -> None:
-        if outcomes:
-            with self.db.session() as session:
-                for out in outcomes:
-                    self._write(session, out)
-            self._after_recording(outcomes)
+        for out in outcomes:
+            self.writer.hold(out)
+        self._flush()
 
     def _after_recording(self, outcomes: list[Outcome]) -> None:
         for out in outcomes:
@@ -193,19 +260,6 @@ class CampaignSender:
             if out.pause_reason:
                 self.pause(out.pause_reason)
                 return
-
-    @staticmethod
-    def _write(session, out: Outcome) -> None:
-        batch = out.claim.batch_id
-        if out.all_accepted:
-            claims.record_batch_accepted(session, batch, out.message_id)
-            return
-        claims.record_results(session, batch, out.results)
-        claims.mark_in_doubt(session, batch, out.in_doubt, out.in_doubt_reason)
-        if out.release_reason is not None:
-            settled = {r[0] for r in out.results} | set(out.in_doubt)
-            rest = [i for i in out.claim.ids if i not in settled]
-            claims.release(session, batch, rest, out.release_reason)
 
     def _report(self) -> None:
         if self.progress is not None:
@@ -222,16 +276,18 @@ class CampaignSender:
         self.halt.set()
         self.reason = reason
         log.error("pausing campaign %s: %s", self.campaign_id, reason)
-        with self.db.session() as session:
-            campaign = get_campaign(session, self.campaign_id, for_update=True)
-            pause_sending(session, campaign, by="delivery engine", reason=reason)
+
+        def write() -> None:
+            with self.db.session() as session:
+                campaign = get_campaign(session, self.campaign_id, for_update=True)
+                pause_sending(session, campaign, by="delivery engine", reason=reason)
+        outage.ride_out(write, self.settings, stop=self.stop, what=f"campaign {self.campaign_id}")
 
     # -- the end of a campaign ---------------------------------------------------------------
     def _settle(self) -> bool:
         """Nothing claimable and nothing in flight: resolve in-doubt rows and finish the
         campaign when every row is settled. True when there may be more to claim now."""
-        with self.db.session() as session:
-            res = recovery.resolve_in_doubt(session, self.settings, self.campaign_id)
+        res = recovery.recover(self.db, self.settings, self.campaign_id)
         if res.requeued:
             return True
         with self.db.session() as session:

@@ -3,7 +3,11 @@ and they share every campaign that is sending, with no coordinator: each batch i
 ``FOR UPDATE SKIP LOCKED`` and settled by whichever worker holds it.
 
 A worker prepares each campaign once (recovery of rows a dead sender left, render, token
-key) and keeps it while the campaign keeps its start; every poll after that only claims."""
+key) and keeps it while the campaign keeps its start; every poll after that only claims.
+
+A database that goes away does not end a worker: its sender holds the outcomes of the batches
+in flight until they can be written, and the poll loop waits the outage out with the storage
+layer's backoff (``mailer.storage.outage``) and carries on once the database answers."""
 
 from __future__ import annotations
 
@@ -12,13 +16,16 @@ import threading
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.delivery import recovery
 from mailer.delivery.pipeline import Prepared, prepare, send_share
+from mailer.delivery.writer import apply_journals
 from mailer.errors import MailerError
 from mailer.settings import Settings
+from mailer.storage import outage
 from mailer.storage.db import Database
 from mailer.transports import get_transport
 from mailer.transports.base import Transport
@@ -41,15 +48,17 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event, *,
     prepared: dict[int, Prepared] = {}
     accepted, idle = 0, 0
     try:
+        outage.ride_out(lambda: apply_journals(db, settings), settings, stop=stop,
+                        what="worker")
         while not stop.is_set():
-            did = 0
-            for campaign_id, started_at in _sending_campaigns(db):
-                if stop.is_set():
-                    break
-                ready = _prepared(db, settings, prepared, campaign_id, started_at)
-                if ready is not None:
-                    did += send_share(db, settings, ready, transport=transport, worker=worker,
-                                      stop=stop, poll_interval=poll_interval).accepted
+            try:
+                did = _poll(db, settings, prepared, stop, transport=transport, worker=worker,
+                            poll_interval=poll_interval)
+            except DBAPIError as exc:
+                if not outage.is_outage(exc):
+                    raise
+                _wait_for_database(db, settings, stop, exc)
+                continue
             accepted += did
             idle = 0 if did else idle + 1
             if max_idle_polls is not None and idle >= max_idle_polls:
@@ -61,6 +70,41 @@ def run_worker(db: Database, settings: Settings, stop: threading.Event, *,
         if owns:
             transport.close()
     return accepted
+
+
+def _poll(db: Database, settings: Settings, prepared: dict[int, Prepared],
+          stop: threading.Event, **share) -> int:
+    """One look at every campaign that is sending; returns the recipients accepted."""
+    did = 0
+    for campaign_id, started_at in _sending_campaigns(db):
+        if stop.is_set():
+            break
+        ready = _prepared(db, settings, prepared, campaign_id, started_at)
+        if ready is not None:
+            did += send_share(db, settings, ready, stop=stop, **share).accepted
+    return did
+
+
+def _wait_for_database(db: Database, settings: Settings, stop: threading.Event,
+                       first: DBAPIError) -> None:
+    """Wait (with the outage policy's backoff) until the database answers again, then record
+    what a sender of ours had to journal meanwhile (its spell ran out): those rows are still
+    ``sending`` under our live name and must not wait for a lease to expire, let alone be
+    released. A stop request ends the wait (nothing is held here); raises when the outage
+    outlasts it."""
+    log.warning("worker: database unreachable (%s); waiting for it", outage.reason(first))
+    spell = outage.Spell(settings, stop)
+
+    def back() -> None:
+        outage.ping(db.engine)
+        apply_journals(db, settings)
+    try:
+        outage.ride_out(back, settings, spell=spell, what="worker")
+    except DBAPIError:
+        if stop.is_set():
+            return
+        raise
+    log.warning("worker: database reachable again")
 
 
 def _sending_campaigns(db: Database) -> list[tuple[int, datetime | None]]:
@@ -78,8 +122,7 @@ def _prepared(db: Database, settings: Settings, cache: dict[int, Prepared], camp
     if ready is not None and ready.started_at == started_at:
         return ready
     try:
-        with db.session() as session:
-            recovery.resolve_in_doubt(session, settings, campaign_id)
+        recovery.recover(db, settings, campaign_id)
         ready = cache[campaign_id] = prepare(db, settings, campaign_id)
     except MailerError as exc:
         log.error("campaign %s: %s", campaign_id, exc)

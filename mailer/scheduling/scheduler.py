@@ -16,12 +16,17 @@ Only the leader (see ``mailer.scheduling.leader``) runs APScheduler, and it:
    still leads, then hands over to ``mailer.delivery.engine.start_campaign``, which draws the
    audience and moves the campaign to ``sending`` (the workers send it). A campaign is thus
    started at most once however many paths (job, reconcile, two schedulers) reach it.
+
+When the database goes away (``mailer.storage.outage``) the leader steps down cleanly (its
+lock or lease cannot be vouched for), stands by, and leads again once the database answers;
+the process never exits over it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +47,7 @@ from mailer.scheduling.jobs import JOB_TABLE, campaign_job_id
 from mailer.scheduling.leader import make_leader
 from mailer.scheduling.starting import start_lock, start_scheduled_campaign
 from mailer.settings import Settings, get_settings
+from mailer.storage import outage
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, open_database
 
@@ -152,22 +158,52 @@ def _same_cron(current, wanted) -> bool:
             and str(getattr(current, "timezone", "")) == str(wanted.timezone))
 
 
-def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings) -> None:
-    try:
-        leader = _runtime.get("leader")
-        if leader is not None and not leader.is_leader():
-            return  # lost the lease; the main loop notices and steps down
-        reconcile(db, settings)
-        sync_jobs(scheduler, db, settings)
-    except Exception:  # a database hiccup must not stop the clock; the next tick retries
-        log.exception("scheduler tick failed")
+class _Clock:
+    """Keeps the tick's calls into APScheduler and APScheduler's shutdown apart.
+
+    ``shutdown(wait=True)`` holds APScheduler's job-store lock while it waits for running jobs;
+    a tick still running then blocks forever on that lock in ``get_jobs``/``add_job`` (the
+    thread never stopped). ``close()`` waits for a running tick to finish and makes later ones
+    return at once, so shutdown never waits on a tick that waits on it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+
+
+def _tick(scheduler: BackgroundScheduler, db: Database, settings: Settings,
+          clock: _Clock | None = None) -> None:
+    clock = clock or _Clock()
+    with clock.lock:
+        if clock.closed:
+            return
+        try:
+            leader = _runtime.get("leader")
+            if leader is not None and not leader.is_leader():
+                return  # lost the lease; the main loop notices and steps down
+            reconcile(db, settings)
+            sync_jobs(scheduler, db, settings)
+        except Exception as exc:  # a database hiccup must not stop the clock: the next tick
+            _log_failure("scheduler tick failed", exc)  # retries
 
 
 def _poll_feeds(db: Database, settings: Settings) -> None:
     try:
         poll_due_feeds(db, settings)
-    except Exception:
-        log.exception("feed polling failed")
+    except Exception as exc:
+        _log_failure("feed polling failed", exc)
+
+
+def _log_failure(what: str, exc: Exception) -> None:
+    """An unreachable database is one line (it is expected to pass); anything else a trace."""
+    if outage.is_outage(exc):
+        log.warning("%s: database unreachable (%s)", what, outage.reason(exc))
+    else:
+        log.exception(what)
 
 
 # ---------------------------------------------------------------- the process
@@ -189,32 +225,44 @@ def _lead(db: Database, settings: Settings, leader, stop: threading.Event) -> No
     """Run APScheduler while this process leads; return when stopped or leadership is lost."""
     _runtime.update(db=db, settings=settings, leader=leader)
     scheduler = build_scheduler(db, settings)
-    reconcile(db, settings)  # before APScheduler sees (and might drop) overdue jobs
-    scheduler.start()
+    clock = _Clock()
     try:
+        reconcile(db, settings)  # before APScheduler sees (and might drop) overdue jobs
+        scheduler.start()
         sync_jobs(scheduler, db, settings)
         scheduler.add_job(_tick, "interval", seconds=settings.scheduler_tick, id="tick",
-                          args=[scheduler, db, settings], jobstore="local",
+                          args=[scheduler, db, settings, clock], jobstore="local",
                           misfire_grace_time=None, coalesce=True)
         scheduler.add_job(_poll_feeds, "interval", seconds=settings.feed_poll_interval,
                           id="feeds", args=[db, settings], jobstore="local",
                           next_run_time=utcnow() + timedelta(seconds=1),
                           misfire_grace_time=None, coalesce=True)
         renew_every = settings.leader_lease_seconds / 3
+        renewed = time.monotonic()
         while not stop.wait(renew_every):
-            if not _renew(leader):
+            if not _renew(leader, renewed, settings.leader_lease_seconds):
                 log.warning("scheduler: lost leadership; back to standby")
                 break
+            renewed = time.monotonic()
     finally:
-        scheduler.shutdown(wait=True)
+        clock.close()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
         _runtime.pop("leader", None)
 
 
-def _renew(leader) -> bool:
+def _renew(leader, renewed: float, lease_seconds: float) -> bool:
+    """Renew; False when leadership is lost. A renewal that fails keeps the lead only while
+    the last good one still covers us (no standby can take over before its lease runs out;
+    ``is_leader()`` fences every start meanwhile); past that, step down."""
     try:
         return leader.renew()
-    except Exception as exc:  # cannot tell: keep going; is_leader() fences every start
-        log.warning("scheduler: could not renew leadership: %s", str(exc).splitlines()[0])
+    except Exception as exc:
+        if time.monotonic() - renewed + lease_seconds / 3 >= lease_seconds:
+            log.warning("scheduler: could not renew leadership for a whole lease (%s); "
+                        "stepping down", outage.reason(exc))
+            return False
+        log.warning("scheduler: could not renew leadership: %s", outage.reason(exc))
         return True
 
 
@@ -233,15 +281,16 @@ def run_scheduler(settings: Settings, stop: threading.Event, db: Database | None
         while not stop.is_set():
             try:
                 acquired = leader.try_acquire()
-            except Exception as exc:
-                log.warning("scheduler: %s", str(exc).splitlines()[0])
+            except Exception as exc:  # e.g. the database is away: stand by, look again
+                log.warning("scheduler: %s", outage.reason(exc))
                 acquired = False
             if acquired:
                 log.info("scheduler %s: leading", leader.holder)
                 try:
                     _lead(db, settings, leader, stop)
-                except Exception:  # e.g. the database went away: step down, try again
-                    log.exception("scheduler %s: stepping down after an error", leader.holder)
+                except Exception as exc:  # e.g. the database went away: step down, try again
+                    _log_failure(f"scheduler {leader.holder}: stepping down after an error",
+                                 exc)
                     leader.release()
                     stop.wait(standby_poll_seconds(settings))
             else:

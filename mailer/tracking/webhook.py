@@ -9,8 +9,9 @@ signature holds:
    (or further in the future) than ``MAILER_WEBHOOK_MAX_AGE`` seconds → 403 (``0`` turns the
    age check off);
 4. body not UTF-8 JSON holding an array of objects, or nested deeper than 255 levels → 400;
-5. storing fails → 503, so SendGrid retries the post later (a replay is harmless: events are
-   stored once by id); otherwise 204.
+5. storing fails (the database unreachable, restarting, locked) → 503 with ``Retry-After``,
+   at once and without a trace, so SendGrid retries the post later (a replay is harmless:
+   events are stored once by id); otherwise 204.
 
 The signature is ECDSA P-256 / SHA-256 over ``timestamp + raw body``, checked with the
 ``sendgrid`` library's ``EventWebhook`` helper.
@@ -46,6 +47,8 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = EventWebhookHeader.SIGNATURE
 TIMESTAMP_HEADER = EventWebhookHeader.TIMESTAMP
 PATH = "/webhooks/sendgrid"
+#: Seconds SendGrid is asked to wait before posting a refused (503) batch again.
+RETRY_AFTER = 30
 
 
 class WebhookRefused(Exception):
@@ -152,7 +155,9 @@ async def sendgrid_webhook(request: Request) -> Response:
         if refused.status in (401, 403, 503):  # forged, replayed or misconfigured: say so
             logger.warning("webhook post refused (%d): %s", refused.status, refused.reason)
         log_event("webhook_refused", outcome=refused.status, reason=refused.reason)
-        return JSONResponse({"detail": refused.reason}, status_code=refused.status)
+        headers = {"Retry-After": str(RETRY_AFTER)} if refused.status == 503 else None
+        return JSONResponse({"detail": refused.reason}, status_code=refused.status,
+                            headers=headers)
     log_event("webhook_batch", outcome="stored", received=summary["received"],
               stored=summary["stored"], duplicates=summary["duplicates"])
     return Response(status_code=204)
