@@ -9,8 +9,8 @@ import io
 import pytest
 
 from mailer.tracking.erasure import forget
-from subscribers.models import Subscriber
 from subscribers import search as search_module
+from subscribers.models import Subscriber
 from subscribers.search import Search, search
 from subscribers.service import set_status
 from tests.web.conftest import add_subscriber, add_user, csrf_from, login
