@@ -45,7 +45,7 @@ class Search:
 def search(session: Session, query: Search) -> list[Subscriber]:
     """One page of matching subscribers, newest first."""
     stmt = _filtered(session, select(Subscriber), query)
-    wanted = query.text.strip().lower()[:MAX_TEXT]
+    wanted = _wanted(query.text)
     if session.get_bind().dialect.name == "postgresql" and _uses_trigrams(wanted):
         return _in_two_steps(session, stmt, query)
     return _page(session, stmt, query.offset, query.limit)
@@ -92,17 +92,23 @@ def _filtered(session: Session, stmt: Select, query: Search) -> Select:
         follows = (select(SubscriberTopic.subscriber_id).join(Topic)
                    .where(Topic.slug == query.topic.strip().lower()))
         stmt = stmt.where(Subscriber.id.in_(follows))
-    wanted = query.text.strip().lower()[:MAX_TEXT]
+    wanted = _wanted(query.text)
     if wanted:
         stmt = stmt.where(_matches(session, wanted))
     return stmt
+
+
+def _wanted(text_: str) -> str:
+    """The search text as matched: control characters (NUL breaks a full-text query and
+    PostgreSQL refuses it in any text) dropped, trimmed, lower-cased, bounded."""
+    return "".join(ch for ch in text_ if ch >= " ").strip().lower()[:MAX_TEXT]
 
 
 def needs_more(text_: str) -> bool:
     """True when ``text_`` is too short to search names and addresses by: one or two
     letters match a large part of any list and no index can find them (digits still search
     ZIP codes)."""
-    wanted = text_.strip()
+    wanted = _wanted(text_)
     return 0 < len(wanted) < MIN_INDEXED and not wanted.isdigit()
 
 
