@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import escape
 from sqlalchemy import select
 
@@ -27,7 +27,6 @@ from mailer.storage.base import utcnow
 from mailer.tracking.summary import summaries
 from mailer.web.auth import (
     authenticate,
-    current_user,
     log_in,
     log_out,
 )
@@ -35,8 +34,8 @@ from mailer.web.models import User
 from mailer.web.pages import flash, render
 from mailer.web.params import Id, Page, as_id
 from mailer.web.roles import Permission, allows
-from mailer.web.security import check_csrf, client_ip, email_headers
-from mailer.web.staff import staff_may
+from mailer.web.security import client_ip, email_headers
+from mailer.web.staff import checked_form, see_other, staff_may, staff_user
 from subscribers import segments
 from subscribers.models import Segment, Topic
 
@@ -48,21 +47,6 @@ CAMPAIGN_PAGE = 25
 ACTIVE_STATES = (CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED)
 
 
-def _user(request: Request, user: User = Depends(current_user)) -> User:
-    request.state.user = user
-    return user
-
-
-async def _form(request: Request):
-    form = await request.form()
-    check_csrf(request, form)
-    return form
-
-
-def _back(path: str) -> RedirectResponse:
-    return RedirectResponse(path, status_code=303)
-
-
 # --- login ----------------------------------------------------------------------------------
 
 @router.get("/login", response_class=HTMLResponse)
@@ -72,7 +56,7 @@ def login_form(request: Request, next: str = "/admin/campaigns") -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
-    form = await _form(request)
+    form = await checked_form(request)
     next_path = _safe_next(str(form.get("next") or ""))
     name, password = str(form.get("name") or ""), str(form.get("password") or "")
     limiter = request.app.state.login_limiter
@@ -89,7 +73,7 @@ async def login(request: Request) -> Response:
             status_code=401)
     log_in(request, user)
     log.info("dashboard login: %s from %s", user.name, client_ip(request))
-    return _back(next_path)
+    return see_other(next_path)
 
 
 def _safe_next(path: str) -> str:
@@ -101,22 +85,22 @@ def _safe_next(path: str) -> str:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    await _form(request)
+    await checked_form(request)
     log_out(request)
-    return _back("/admin/login")
+    return see_other("/admin/login")
 
 
 @router.get("", response_class=HTMLResponse)
 @router.get("/", response_class=HTMLResponse)
-def home(user: User = Depends(_user)) -> Response:
-    return _back("/admin/campaigns")
+def home(user: User = Depends(staff_user)) -> Response:
+    return see_other("/admin/campaigns")
 
 
 # --- campaigns ------------------------------------------------------------------------------
 
 @router.get("/campaigns", response_class=HTMLResponse)
 def campaigns(request: Request, background: BackgroundTasks, page: Page = 1,
-              user: User = Depends(_user)) -> Response:
+              user: User = Depends(staff_user)) -> Response:
     """Newest first, a page at a time, each with its progress and its delivery numbers."""
     page = max(1, page)
     with request.app.state.db.session() as session:
@@ -135,7 +119,8 @@ def campaigns(request: Request, background: BackgroundTasks, page: Page = 1,
 
 
 @router.get("/campaigns/progress.json")
-def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_user)) -> Response:
+def campaigns_progress(request: Request, ids: str = "",
+                       user: User = Depends(staff_user)) -> Response:
     """Live progress for the campaigns list (polled by admin.js)."""
     wanted = [i for i in map(as_id, ids.split(",")[:200]) if i is not None]
     with request.app.state.db.session() as session:
@@ -147,7 +132,7 @@ def campaigns_progress(request: Request, ids: str = "", user: User = Depends(_us
 
 @router.get("/campaigns/new", response_class=HTMLResponse)
 def campaign_new(request: Request, release_id: Id | None = None,
-                 user: User = Depends(_user)) -> Response:
+                 user: User = Depends(staff_user)) -> Response:
     with request.app.state.db.session() as session:
         return _new_page(request, session, {"release_id": release_id})
 
@@ -166,7 +151,7 @@ def _new_page(request, session, values, error: str | None = None, status_code: i
 @router.post("/campaigns/new", response_class=HTMLResponse)
 async def campaign_create(request: Request,
                           user: User = Depends(staff_may(Permission.EDIT_DRAFTS))) -> Response:
-    form = await _form(request)
+    form = await checked_form(request)
     values = {k: str(form.get(k) or "").strip()
               for k in ("release_id", "segment", "query", "subject", "template")}
     with request.app.state.db.session() as session:
@@ -183,12 +168,12 @@ async def campaign_create(request: Request,
             session.rollback()
             return _new_page(request, session, values, str(exc), status_code=422)
     flash(request, f"Campaign {campaign_id} created as a draft.", "success")
-    return _back(f"/admin/campaigns/{campaign_id}")
+    return see_other(f"/admin/campaigns/{campaign_id}")
 
 
 @router.get("/segments/count")
 def segment_count(request: Request, query: str = "", segment: str = "",
-                  user: User = Depends(_user)) -> Response:
+                  user: User = Depends(staff_user)) -> Response:
     """The live audience count for the segment builder: {"count"} or {"error"}."""
 
     try:
@@ -209,7 +194,8 @@ def _campaign(session, campaign_id: int, *, for_update: bool = False) -> Campaig
 
 
 @router.get("/campaigns/{campaign_id}", response_class=HTMLResponse)
-def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_detail(campaign_id: Id, request: Request,
+                    user: User = Depends(staff_user)) -> Response:
     with request.app.state.db.session() as session:
         campaign = _campaign(session, campaign_id)
         # A sent campaign's progress is its recipient count: no need to read its rows.
@@ -232,7 +218,8 @@ def campaign_detail(campaign_id: Id, request: Request, user: User = Depends(_use
 
 
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)
-def campaign_preview(campaign_id: Id, request: Request, user: User = Depends(_user)) -> Response:
+def campaign_preview(campaign_id: Id, request: Request,
+                     user: User = Depends(staff_user)) -> Response:
     """The email as a sample recipient sees it; framed by the campaign page."""
     try:
         with request.app.state.db.session() as session:
@@ -251,7 +238,7 @@ def _frame_message(text: str) -> str:
 
 @router.get("/campaigns/{campaign_id}/report", response_class=HTMLResponse)
 def campaign_report(campaign_id: Id, request: Request, background: BackgroundTasks,
-                    user: User = Depends(_user)) -> Response:
+                    user: User = Depends(staff_user)) -> Response:
     """The report page: status counts and the charts' frame. A big campaign shows its last
     snapshot (with the time it was counted) and refreshes it after answering."""
     settings = request.app.state.settings
@@ -265,7 +252,7 @@ def campaign_report(campaign_id: Id, request: Request, background: BackgroundTas
 
 @router.get("/campaigns/{campaign_id}/report.html", response_class=HTMLResponse)
 def campaign_report_frame(campaign_id: Id, request: Request, background: BackgroundTasks,
-                          user: User = Depends(_user)) -> Response:
+                          user: User = Depends(staff_user)) -> Response:
     try:
         with request.app.state.db.session() as session:
             campaign = _campaign(session, campaign_id)
@@ -293,14 +280,14 @@ def _refresh_later(request: Request, background: BackgroundTasks, campaign_id: i
 # --- releases and feeds ---------------------------------------------------------------------
 
 @router.get("/releases", response_class=HTMLResponse)
-def releases(request: Request, user: User = Depends(_user)) -> Response:
+def releases(request: Request, user: User = Depends(staff_user)) -> Response:
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Release).order_by(Release.id.desc()).limit(200)))
     return render(request, "admin/releases.html", {"rows": rows})
 
 
 @router.get("/feeds", response_class=HTMLResponse)
-def feeds(request: Request, user: User = Depends(_user)) -> Response:
+def feeds(request: Request, user: User = Depends(staff_user)) -> Response:
     with request.app.state.db.session() as session:
         rows = list(session.scalars(select(Feed).order_by(Feed.id)))
     return render(request, "admin/feeds.html", {"rows": rows, "now": utcnow()})
@@ -310,7 +297,7 @@ def feeds(request: Request, user: User = Depends(_user)) -> Response:
 async def feed_add(request: Request,
                    user: User = Depends(staff_may(Permission.MANAGE_SOURCES))) -> Response:
     """Watch a feed: fetched once now (its items become releases), then polled."""
-    form = await _form(request)
+    form = await checked_form(request)
 
     try:
         with request.app.state.db.session() as session:
@@ -322,4 +309,4 @@ async def feed_add(request: Request,
     else:
         flash(request, f"Feed added; {created} new release{'s' if created != 1 else ''}.",
               "success")
-    return _back("/admin/feeds")
+    return see_other("/admin/feeds")
