@@ -8,6 +8,7 @@ a 4xx answer.
     ├── InvalidInput           a file, URL, query or value that cannot be used
     │   ├── IngestError        a release, page or feed that cannot be imported
     │   ├── QueryError         a segment query that does not parse (names the position)
+    │   ├── UsageError         a command given a combination of options it cannot take
     │   └── TemplateError      a template that fails to compile, render or lint
     ├── InvalidTransition      a campaign cannot move from its state to the one asked for
     ├── PolicyRefusal          approval, quiet hours or election blackout forbid the action
@@ -47,6 +48,12 @@ class QueryError(InvalidInput):
         if position is not None:
             message = f"{message} at position {position}"
         super().__init__(message)
+
+
+class UsageError(InvalidInput):
+    """Options that cannot go together (or none of those needed): exits 2, like click's."""
+
+    exit_code = 2
 
 
 class TemplateError(InvalidInput):

@@ -30,6 +30,8 @@ from mailer.settings import Settings
 from mailer.storage.db import Database
 from mailer.tracking import reports, snapshots
 from mailer.tracking.report_html import render_report_html
+from subscribers import segments
+from subscribers.models import Segment
 
 #: The years a send may be scheduled in. Near the ends of the calendar (year 1, year 9999)
 #: moving a time between zones overflows, and a client may send any ISO 8601 time.
@@ -203,3 +205,16 @@ def send_test(session: Session, campaign: Campaign, *, to: list[str], settings: 
     if oneoff.refused(results):
         raise InvalidInput(f"the transport refused {', '.join(oneoff.refused(results))}")
     return len(results)
+
+
+def edit_segment(session: Session, segment: Segment, *, name: str, query: str,
+                 by: str) -> dict[str, list]:
+    """Rename a saved segment and/or change its query. A changed query sends every
+    approved, scheduled or missed campaign using it back to draft, since its approval
+    covered the old audience. Returns ``{"changed": [...], "withdrawn": [campaign ids]}``.
+    Raises QueryError, InvalidInput (empty or taken name, nothing to change)."""
+    changed = segments.update_segment(session, segment, name=name, query=query)
+    withdrawn = []
+    if "query" in changed:
+        withdrawn = campaigns.withdraw_approvals_for_segment(session, segment.id, by=by)
+    return {"changed": changed, "withdrawn": withdrawn}

@@ -330,3 +330,28 @@ def campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
 
 def _iso(value) -> str | None:
     return value.isoformat() if value is not None else None
+
+
+#: Campaigns whose approval covered a segment's audience as it was when they were approved.
+APPROVED_NOT_STARTED = (S.APPROVED, S.SCHEDULED, S.MISSED)
+
+
+def campaigns_using_segment(session: Session, segment_id: int) -> list[Campaign]:
+    """Campaigns that use the saved segment and have not started (an edit changes who they
+    reach), oldest first."""
+    return list(session.scalars(select(Campaign).where(
+        Campaign.segment_id == segment_id,
+        Campaign.status.in_((S.DRAFT, *APPROVED_NOT_STARTED))).order_by(Campaign.id)))
+
+
+def withdraw_approvals_for_segment(session: Session, segment_id: int, *, by: str) -> list[int]:
+    """Send every approved, scheduled or missed campaign using the segment back to draft:
+    its approver agreed to an audience that has just changed. Returns their ids."""
+    withdrawn = []
+    for campaign in campaigns_using_segment(session, segment_id):
+        if campaign.status in APPROVED_NOT_STARTED:
+            remove_job_row(session, campaign_job_id(campaign.id))
+            transition(session, campaign, S.DRAFT, by=by,
+                       reason="its segment's query changed; approve it again")
+            withdrawn.append(campaign.id)
+    return withdrawn

@@ -17,7 +17,7 @@ from mailer.campaigns import actions as ops
 from mailer.campaigns import service
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app
-from mailer.errors import InvalidInput
+from mailer.errors import UsageError
 from mailer.scheduling.leader import current_leader
 from mailer.scheduling.policy import format_local
 from mailer.scheduling.times import parse_when
@@ -194,7 +194,7 @@ def schedule_command(
 ) -> None:
     """Schedule an approved campaign (quiet hours and the election blackout are checked)."""
     if (at is None) == (not now):
-        raise InvalidInput("give exactly one of --at or --now")
+        raise UsageError("give exactly one of --at or --now")
     settings = context.settings()
     when = None if now else parse_when(at, settings)
 

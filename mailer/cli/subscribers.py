@@ -9,10 +9,11 @@ from rich.table import Table
 from sqlalchemy import select
 
 from mailer.cli import context
+from mailer.campaigns.actions import edit_segment
 from mailer.cli.apps import segments_app, subscribers_app
 from mailer.delivery.confirmations import send_confirmations
 from mailer.delivery.list_import import import_list
-from mailer.errors import InvalidInput
+from mailer.errors import UsageError
 from mailer.tracking.erasure import forget
 from subscribers import places, service
 from subscribers import segments as seg
@@ -226,7 +227,7 @@ def segment_count(
 ) -> None:
     """How many active, unsuppressed subscribers a send to this segment or query reaches."""
     if (name is None) == (query is None):
-        raise InvalidInput("give a segment NAME or --query, not both")
+        raise UsageError("give a segment NAME or --query, not both")
     with context.database().session() as session:
         if query is not None:
             _warn_unknown_topics(session, query)
@@ -252,6 +253,37 @@ def _show_segments(console, rows: list[dict]) -> None:
     for r in rows:
         table.add_row(r["name"], r["query"], *([str(r["count"])] if "count" in r else []))
     console.print(table)
+
+
+@segments_app.command("update")
+def segment_update(
+    name: str = typer.Argument(..., help="The saved segment to change."),
+    new_name: str = typer.Option(None, "--name", help="A new name."),
+    query: str = typer.Option(None, "--query", help="A new query."),
+    by: str = typer.Option(..., "--by", help="Who makes the change (logged)."),
+    as_json: bool = JSON,
+) -> None:
+    """Rename a saved segment or change its query. A changed query sends approved and
+    scheduled campaigns using it back to draft: they must be approved again."""
+    if new_name is None and query is None:
+        raise UsageError("give --name and/or --query")
+    with context.database().session() as session:
+        segment = seg.get_segment(session, name)
+        if query is not None:
+            _warn_unknown_topics(session, query)
+        result = edit_segment(session, segment, name=new_name or segment.name,
+                              query=query or segment.query, by=by)
+        data = {**seg.segment_to_dict(segment), "changed": result["changed"],
+                "withdrawn": result["withdrawn"]}
+    context.emit(data, as_json, _show_update)
+
+
+def _show_update(console, d: dict) -> None:
+    console.print(f"segment {d['name']!r} saved ({' and '.join(d['changed'])} changed)",
+                  markup=False)
+    for campaign_id in d["withdrawn"]:
+        console.print(f"campaign {campaign_id} went back to draft: approve it again",
+                      markup=False)
 
 
 @segments_app.command("delete")

@@ -2,7 +2,8 @@
 people it reaches), delete. The same functions as ``mailer segments …``.
 
 A segment is evaluated afresh at each send, so an edit changes the audience of every campaign
-using it that has not started; the edit page lists those campaigns before it is saved.
+using it that has not started; the edit page lists those campaigns before it is saved, and a
+changed query sends the approved ones back to draft (``actions.edit_segment``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 
-from mailer.campaigns.models import Campaign, CampaignStatus
+from mailer.campaigns import actions
+from mailer.campaigns.service import campaigns_using_segment
 from mailer.errors import MailerError
 from mailer.web.models import User
 from mailer.web.pages import flash, render
@@ -23,8 +25,6 @@ from subscribers.models import Segment, Topic
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
 SAMPLE_SIZE = 10
-NOT_STARTED = (CampaignStatus.DRAFT, CampaignStatus.APPROVED, CampaignStatus.SCHEDULED,
-               CampaignStatus.MISSED)
 
 
 @router.get("/segments", response_class=HTMLResponse)
@@ -74,12 +74,12 @@ async def segment_update(segment_id: Id, request: Request,
     with request.app.state.db.session() as session:
         segment = _segment(session, segment_id)
         try:
-            changed = segments.update_segment(session, segment, **values)
+            result = actions.edit_segment(session, segment, by=user.name, **values)
         except MailerError as exc:
             session.rollback()
             return _page(request, session, _segment(session, segment_id), values, str(exc),
                          status_code=422)
-    flash(request, f"Segment saved ({' and '.join(changed)} changed).", "success")
+    flash(request, _saved_message(result), "success")
     return see_other(f"/admin/segments/{segment_id}")
 
 
@@ -99,6 +99,15 @@ async def segment_delete(segment_id: Id, request: Request,
     return see_other("/admin/segments")
 
 
+def _saved_message(result: dict[str, list]) -> str:
+    message = f"Segment saved ({' and '.join(result['changed'])} changed)."
+    if result["withdrawn"]:
+        ids = ", ".join(f"#{i}" for i in result["withdrawn"])
+        message += (f" Campaign{'s' if len(result['withdrawn']) > 1 else ''} {ids} went "
+                    "back to draft: the audience they were approved for has changed.")
+    return message
+
+
 def _segment(session, segment_id: int) -> Segment:
     segment = session.get(Segment, segment_id)
     if segment is None:
@@ -115,8 +124,7 @@ def _page(request: Request, session, segment: Segment | None, values: dict[str, 
         reach = segments.count(session, segment=segment.id)
         sample = session.execute(
             segments.audience_select(session, segment=segment.id).limit(SAMPLE_SIZE)).all()
-        users = list(session.scalars(select(Campaign).where(
-            Campaign.segment_id == segment.id, Campaign.status.in_(NOT_STARTED))))
+        users = campaigns_using_segment(session, segment.id)
     return render(request, "admin/segment.html", {
         "segment": segment, "values": values, "error": error, "reach": reach,
         "sample": sample, "campaigns": users,

@@ -81,7 +81,15 @@ def test_time_skipped_by_the_clock_change_is_refused(cli, release_id):
 
 def test_schedule_needs_at_or_now(cli, release_id):
     campaign_id = approved(cli, release_id)
-    assert "exactly one of --at or --now" in cli("campaigns", "schedule", campaign_id).stderr
+    refused = cli("campaigns", "schedule", campaign_id)
+    assert refused.exit_code == 2 and "exactly one of --at or --now" in refused.stderr
+
+
+def test_options_that_cannot_go_together_exit_2_with_one_line(cli):
+    for args in (("segments", "count", "x", "--query", 'county = "Cass"'), ("segments", "count")):
+        result = cli(*args)
+        assert result.exit_code == 2, args
+        assert result.stderr.count("\n") == 1 and "give" in result.stderr
 
 
 def test_quiet_hours_refused_at_schedule_time_with_next_allowed_time(

@@ -83,3 +83,37 @@ def test_the_cli_deletes_with_the_same_refusal(cli, db, topics, release_id):
     refused = cli("segments", "delete", "Growers")
     assert refused.exit_code == 1 and "is used by a campaign" in refused.stderr
     assert [s["name"] for s in cli("segments", "list", "--json").json()] == ["Growers"]
+
+
+def test_a_changed_query_sends_approved_campaigns_back_to_draft_in_both_faces(
+        cli, db, topics, release_id):
+    assert cli("segments", "create", "Growers", "--query", 'topic = "agriculture"').exit_code == 0
+    ids = [cli("campaigns", "create", "--release", release_id, "--segment", "Growers",
+               "--by", "alice", "--json").json()["id"] for _ in range(2)]
+    assert cli("campaigns", "approve", ids[0], "--by", "bob").exit_code == 0
+    renamed = cli("segments", "update", "Growers", "--name", "Farmers", "--by", "carol",
+                  "--json")
+    assert renamed.exit_code == 0 and renamed.json()["withdrawn"] == []
+    assert cli("campaigns", "status", ids[0], "--json").json()["status"] == "approved"
+    changed = cli("segments", "update", "Farmers", "--query", 'county = "Cass"',
+                  "--by", "carol", "--json")
+    assert changed.exit_code == 0 and changed.json()["withdrawn"] == [ids[0]]
+    assert changed.json()["query"] == 'county = "Cass"'
+    assert [cli("campaigns", "status", i, "--json").json()["status"] for i in ids] == \
+        ["draft", "draft"]
+    assert cli("segments", "update", "Farmers", "--by", "carol").exit_code == 2
+
+
+def test_the_dashboard_says_which_campaigns_lost_their_approval(
+        client, cli, db, author, release_id):
+    assert cli("segments", "create", "Growers", "--query", 'topic = "agriculture"').exit_code == 0
+    campaign_id = cli("campaigns", "create", "--release", release_id, "--segment", "Growers",
+                      "--by", "alice", "--json").json()["id"]
+    assert cli("campaigns", "approve", campaign_id, "--by", "bob").exit_code == 0
+    listed = client.get("/admin/segments")
+    segment_id = int(re.search(r'href="/admin/segments/(\d+)"', listed.text).group(1))
+    assert "approved again" in client.get(f"/admin/segments/{segment_id}").text
+    saved = save(client, f"/admin/segments/{segment_id}", name="Growers",
+                 query='topic = "agriculture" and county = "Cass"')
+    assert f"#{campaign_id} went back to draft" in saved.text
+    assert cli("campaigns", "status", campaign_id, "--json").json()["status"] == "draft"
