@@ -208,7 +208,7 @@ def _print_timeline(console: Console, data: dict) -> None:
     console.print(f"{data['email']} — {status}", markup=False)
     for delivery in data["deliveries"]:
         console.print(f"\ncampaign {delivery['campaign_id']} “{esc(delivery['subject'])}”: "
-                      f"[bold]{delivery['status']}[/bold]")
+                      f"[bold]{_status_word(delivery['status'], data)}[/bold]")
         times = [f"{name.removesuffix('_at')} {context.local(delivery[name])}"
                  for name in DELIVERY_TIMES if delivery.get(name)]
         if times:
@@ -226,6 +226,14 @@ def _print_timeline(console: Console, data: dict) -> None:
                     else f"{change['from']} → {change['to']}")
             console.print(f"  {context.local(change['at'])}  {move}: {change['cause']}",
                           markup=False)
+
+
+def _status_word(status: str, data: dict) -> str:
+    """The delivery status in the report's words: to the outbox an accepted message was
+    written to a folder, not sent (``campaigns report`` says "written" too)."""
+    if status == "accepted" and data.get("handed_off_as") == "written":
+        return "written"
+    return status
 
 
 def _print_event(console: Console, event: dict) -> None:

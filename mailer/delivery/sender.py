@@ -306,7 +306,7 @@ class CampaignSender:
             return False
         if not self.wait_for_others:
             return False
-        self.reason = _waiting_reason(left, res)
+        self.reason = _waiting_reason(left, res, self.settings)
         self._report()
         return not self.stop.wait(self.poll_interval)
 
@@ -339,12 +339,15 @@ def log_handoff(campaign_id: int, worker: str, out: Outcome) -> None:
               reason=out.pause_reason or out.release_reason or out.in_doubt_reason or None)
 
 
-def _waiting_reason(left: dict, res: recovery.Resolution) -> str:
+def _waiting_reason(left: dict, res: recovery.Resolution, settings: Settings) -> str:
+    """The progress line while this sender waits on rows it cannot settle itself; times in
+    the office zone, like every time the office reads."""
     parts = []
     if left.get(DS.SENDING):
         parts.append(f"{left[DS.SENDING]} being sent by other workers")
     if res.waiting:
-        when = res.next_deadline.strftime("%H:%M:%S UTC") if res.next_deadline else "soon"
+        when = (res.next_deadline.astimezone(settings.zone).strftime("%H:%M:%S %Z")
+                if res.next_deadline else "soon")
         parts.append(f"{res.waiting} in doubt, waiting for provider evidence until {when}")
     if left.get(DS.PENDING):
         parts.append(f"{left[DS.PENDING]} pending, leased elsewhere")

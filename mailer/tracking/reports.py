@@ -284,6 +284,7 @@ def person_timeline(session: Session, email: str, settings: Settings) -> dict[st
     return {
         "email": address,
         "timezone": settings.timezone,
+        "handed_off_as": tracking(settings)["handed_off_as"],
         "subscriber": _subscriber_dict(session, subscriber, zone),
         "deliveries": [_delivery_dict(d, subject, by_delivery.get(d.id, []), zone)
                        for d, subject in deliveries],

@@ -120,6 +120,13 @@ def test_deliveries_show_timeline(cli, campaign, tmp_path):
     assert "T0" not in human.stdout and "+00:00" not in human.stdout and "None" not in human.stdout
 
 
+def test_deliveries_show_says_written_for_the_outbox_as_the_report_does(cli, campaign):
+    data = cli("deliveries", "show", "ann@example.org", "--json").json()
+    assert data["deliveries"][0]["status"] == "accepted" and data["handed_off_as"] == "written"
+    human = cli("deliveries", "show", "ann@example.org").stdout
+    assert "“Farm bill update”: written" in human and "accepted" not in human
+
+
 def test_deliveries_show_unknown_person(cli):
     result = cli("deliveries", "show", "nobody@example.org", "--json")
     assert result.exit_code != 0 and "no subscriber, delivery or event" in result.stderr
