@@ -8,12 +8,16 @@ process like the real API, counting what it accepts) and prints one table:
 
 * engine: ``mailer.delivery.engine.send_campaign`` end to end: the segment query drawing the
   audience into ``deliveries``, personalization (two signed tokens per person), payloads,
-  MAILER_CONCURRENCY (8) requests in flight in total, and every status row written before and
-  after each request. The seed press release is the content. MAILER_SEND_PROCESSES is left at
-  its default (one process per core), so the send spreads over the machine's cores; "peak
-  RSS" is the calling process's own (each helper process is about as large).
+  MAILER_CONCURRENCY (8) requests in flight in total at the start, growing up to
+  MAILER_MAX_IN_FLIGHT (32) while the stand-in answers slowly but steadily, and every status
+  row written before and after each request. With latency, "engine, fixed 8" is the same
+  send with the window held at 8 (MAILER_MAX_IN_FLIGHT=8): the baseline for the adaptation.
+  The seed press release is the content. MAILER_SEND_PROCESSES is left at its default (one
+  process per core), so the send spreads over the machine's cores; "peak RSS" is the calling
+  process's own (each helper process is about as large).
 * bare client: the floor for this machine: threads posting equivalent 1000-recipient payloads
-  (same per-recipient shape, pre-made tokens) with the same concurrency, no database at all.
+  (same per-recipient shape, pre-made tokens) with 8 in flight, no database at all (with
+  latency, an engine whose window grew past 8 can beat it).
 * naive: one request per recipient, sequentially, through the same SendGrid client; timed on
   a sample and extrapolated.
 
@@ -234,6 +238,16 @@ def main() -> None:
                 rows.append(("engine", size, latency, result["seconds"],
                              result["recipients"], rss))
                 db_path.unlink()
+                if latency:  # the baseline: a fixed window, as before it adapted
+                    shutil.copy(pristine, db_path)
+                    print(f"engine, fixed {CONCURRENCY} in flight {size:,} (latency {latency} "
+                          "ms)...", file=sys.stderr)
+                    fixed = {**_env(db_path, standin.url),
+                             "MAILER_MAX_IN_FLIGHT": str(CONCURRENCY)}
+                    result, rss = run_child(["engine"], fixed)
+                    rows.append((f"engine, fixed {CONCURRENCY}", size, latency,
+                                 result["seconds"], result["recipients"], rss))
+                    db_path.unlink()
                 print(f"bare client {size:,} (latency {latency} ms)...", file=sys.stderr)
                 result, rss = run_child(["bare", str(size), standin.url])
                 rows.append(("bare client", size, latency, result["seconds"],

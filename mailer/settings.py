@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     batch_size: int = 1000
     rate_limit: float = 0
     concurrency: int = 8
+    #: The ceiling the requests in flight may grow to when the provider answers slowly
+    #: (``mailer.delivery.pacing.InFlightWindow``); MAILER_CONCURRENCY is where they start.
+    max_in_flight: int = 32
     #: Processes one `campaigns send` spreads a large campaign over (0: one per core, up to 4).
     send_processes: int = 0
     in_doubt_grace: int = 600
@@ -132,7 +135,7 @@ class Settings(BaseSettings):
             raise ValueError("must be between 1 and 1000 (SendGrid takes at most 1000 per request)")
         return value
 
-    @field_validator("concurrency")
+    @field_validator("concurrency", "max_in_flight")
     @classmethod
     def _concurrency(cls, value: int) -> int:
         if not 1 <= value <= 64:

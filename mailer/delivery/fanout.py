@@ -11,8 +11,9 @@ and on its own when the parent process is gone (kill -9 closes the pipe it watch
 never go on sending for a send nobody watches. Rows it leaves behind are settled by recovery
 like any dead worker's.
 
-``MAILER_CONCURRENCY`` and ``MAILER_RATE_LIMIT`` stay totals for the whole send: requests in
-flight are split between the processes, and a rate-limited send is not spread at all.
+``MAILER_CONCURRENCY``, ``MAILER_MAX_IN_FLIGHT`` and ``MAILER_RATE_LIMIT`` stay totals for the
+whole send: requests in flight are split between the processes, and a rate-limited send is
+not spread at all.
 """
 
 from __future__ import annotations
@@ -54,10 +55,12 @@ def process_count(settings: Settings, pending: int) -> int:
 
 def share(settings: Settings, processes: int) -> Settings:
     """Settings for one of ``processes`` senders: their requests in flight add up to
-    MAILER_CONCURRENCY."""
+    MAILER_CONCURRENCY at the start and to MAILER_MAX_IN_FLIGHT at most."""
     if processes <= 1:
         return settings
-    return settings.model_copy(update={"concurrency": max(1, settings.concurrency // processes)})
+    return settings.model_copy(update={
+        "concurrency": max(1, settings.concurrency // processes),
+        "max_in_flight": max(1, settings.max_in_flight // processes)})
 
 
 class Helpers:

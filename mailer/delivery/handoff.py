@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
 from mailer.delivery.claims import Claim
-from mailer.delivery.pacing import RateLimiter, RetryWait
+from mailer.delivery.pacing import InFlightWindow, RateLimiter, RetryWait
 from mailer.settings import Settings
 from mailer.transports.base import Batch, CompiledMessage, Recipient, RecipientResult, Transport
 from mailer.transports.errors import (
@@ -75,9 +76,10 @@ class Handoff:
 
     def __init__(self, settings: Settings, transport: Transport, message: CompiledMessage,
                  make_recipient: Callable[..., Recipient], limiter: RateLimiter,
-                 halt: threading.Event):
+                 halt: threading.Event, window: InFlightWindow | None = None):
         self.settings, self.transport, self.message = settings, transport, message
         self.make_recipient, self.limiter, self.halt = make_recipient, limiter, halt
+        self.window = window or InFlightWindow(settings.concurrency, settings.concurrency)
         self.consecutive_errors = 0
         self._errors_lock = threading.Lock()
         self._wait = RetryWait(settings.retry_backoff, settings.retry_backoff_max)
@@ -169,6 +171,7 @@ class Handoff:
         )
         for attempt in retrying:
             with attempt:
+                sent_at = time.monotonic()
                 try:
                     results = self.transport.send(Batch(self.message, remaining))
                 except TemporaryFailure as exc:
@@ -178,6 +181,7 @@ class Handoff:
                         # What is left never left us: retrying it is safe.
                         raise TemporaryFailure(str(exc)) from exc
                     raise
+                self.window.answered(time.monotonic() - sent_at)
                 self._note_success()
                 done.extend(results)
 
@@ -188,8 +192,10 @@ class Handoff:
     def _note_error(self, exc: TemporaryFailure) -> None:
         with self._errors_lock:
             self.consecutive_errors += 1
-        if isinstance(exc, RateLimited) and exc.reset_at is not None:
-            self.limiter.hold_until(exc.reset_at)
+        if isinstance(exc, RateLimited):
+            self.window.throttled()
+            if exc.reset_at is not None:
+                self.limiter.hold_until(exc.reset_at)
         log.warning("batch hand-off failed (%s); retrying if allowed", exc)
 
     def _note_success(self) -> None:

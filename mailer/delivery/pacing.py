@@ -55,3 +55,66 @@ class RetryWait:
             delay = (exc.reset_at - datetime.now(UTC)).total_seconds()
             return min(max(delay, 0.0), MAX_RATE_LIMIT_WAIT) + random.uniform(0, 0.25)
         return self._backoff(state)
+
+
+class InFlightWindow:
+    """How many requests a send keeps in flight: from MAILER_CONCURRENCY it adapts to the
+    provider's answer time, up to MAILER_MAX_IN_FLIGHT, in the way TCP Vegas sizes a
+    congestion window. Thread-safe.
+
+    - While answers come back about as fast as the fastest seen (within ``SLOWER``), and every
+      slot is busy, the window grows by one for each window's worth of answers: a slow but
+      uncongested API (250 ms a request) gets enough requests in flight to hide its latency.
+    - When answers slow down past that (the provider, or our own CPU, queueing the extra
+      requests), it shrinks by one: more in flight would only wait longer.
+    - A 429 halves it, and growth waits for a window's worth of answers after it.
+    """
+
+    #: An answer this many times slower than the fastest seen means requests are queueing.
+    SLOWER = 2.0
+    #: Jitter allowance (seconds) so a fast local provider's noise does not read as queueing.
+    SLACK = 0.02
+
+    def __init__(self, start: int, ceiling: int):
+        self.ceiling = max(1, ceiling)
+        self._size = max(1, min(start, self.ceiling))
+        self._fastest: float | None = None
+        self._good = 0
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def has_room(self) -> bool:
+        return self._busy < self._size
+
+    def started(self) -> None:
+        with self._lock:
+            self._busy += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._busy = max(0, self._busy - 1)
+
+    def answered(self, seconds: float) -> None:
+        """One request answered (accepted or refused) after ``seconds``."""
+        with self._lock:
+            self._fastest = seconds if self._fastest is None else min(self._fastest, seconds)
+            if seconds > self._fastest * self.SLOWER + self.SLACK:
+                self._size = max(1, self._size - 1)
+                self._good = 0
+                return
+            if self._busy < self._size:
+                return  # not every slot is used: a bigger window would change nothing
+            self._good += 1
+            if self._good >= self._size and self._size < self.ceiling:
+                self._size += 1
+                self._good = 0
+
+    def throttled(self) -> None:
+        """The provider said 429: halve, and hold growth back for a window's worth."""
+        with self._lock:
+            self._size = max(1, self._size // 2)
+            self._good = -self._size

@@ -1,5 +1,6 @@
-"""The send loop of one campaign: ``MAILER_CONCURRENCY`` requests in flight on a thread pool,
-every database write on the calling thread.
+"""The send loop of one campaign: requests in flight on a thread pool (from
+``MAILER_CONCURRENCY``, adapting to the provider's answer time up to ``MAILER_MAX_IN_FLIGHT``:
+see ``pacing.InFlightWindow``), every database write on the calling thread.
 
     claim (commit: rows are `sending`) ─▶ pool thread: personalize, hand off, retry ─▶
     record (commit: accepted | failed | in_doubt | back to pending)
@@ -31,7 +32,7 @@ from mailer.campaigns.models import CampaignStatus as CS
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import claims, recovery
 from mailer.delivery.handoff import Handoff, Outcome
-from mailer.delivery.pacing import RateLimiter
+from mailer.delivery.pacing import InFlightWindow, RateLimiter
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.writer import OutcomeWriter
@@ -83,8 +84,10 @@ class CampaignSender:
         self.halt = threading.Event()  # set when this run must stop retrying at once
         self.wait_for_others, self.poll_interval = wait_for_others, poll_interval
         self.limiter = RateLimiter(settings.rate_limit)
+        self.window = InFlightWindow(settings.concurrency,
+                                     max(settings.concurrency, settings.max_in_flight))
         self.handoff = Handoff(settings, transport, message, make_recipient, self.limiter,
-                               self.halt)
+                               self.halt, self.window)
         self.stats = RunStats()
         self.inflight: dict[Future, str] = {}
         self.writer = OutcomeWriter(db, settings, worker)
@@ -98,7 +101,7 @@ class CampaignSender:
         # it back (measured: 100k recipients 14 s -> 5.5 s with 1 ms).
         interval = sys.getswitchinterval()
         sys.setswitchinterval(min(interval, 0.001))
-        with ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="send") as pool:
+        with ThreadPoolExecutor(self.window.ceiling, thread_name_prefix="send") as pool:
             try:
                 self._loop(pool)
             finally:
@@ -125,7 +128,7 @@ class CampaignSender:
         while not self.halt.is_set():
             if self.stop.is_set():
                 return
-            if not exhausted and len(self.inflight) < self.settings.concurrency:
+            if not exhausted and self.window.has_room():
                 exhausted = not self._submit_next(pool)
                 if self.halt.is_set():
                     return
@@ -165,6 +168,7 @@ class CampaignSender:
             self._record([Outcome(claim, release_reason="not sent: the sender stopped")])
             return False
         self.inflight[pool.submit(self.handoff.deliver, claim)] = claim.batch_id
+        self.window.started()
         self.stats.requests += 1
         return True
 
@@ -180,6 +184,7 @@ class CampaignSender:
         done, _ = wait(list(self.inflight), timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             self.inflight.pop(future)
+            self.window.finished()
             self.writer.hold(future.result())
 
     def _drain(self) -> None:

@@ -80,6 +80,9 @@ def crash_rig(settings, db):
             "MAILER_TRANSPORT": "sendgrid", "MAILER_SENDGRID_API_KEY": KEY,
             "MAILER_SENDGRID_HOST": standin.url, "MAILER_SENDGRID_TIMEOUT": "5",
             "MAILER_BATCH_SIZE": "20", "MAILER_CONCURRENCY": "4",
+            # A fixed four in flight: these tests time kills against a slow stand-in, and a
+            # window grown to hide its latency would finish the send before the kill.
+            "MAILER_MAX_IN_FLIGHT": "4",
             "MAILER_IN_DOUBT_GRACE": "3", "MAILER_RETRY_BACKOFF": "0.05",
             "MAILER_RETRY_BACKOFF_MAX": "0.3", "MAILER_RETRY_ATTEMPTS": "6",
             "MAILER_MAX_CONSECUTIVE_ERRORS": "50", "MAILER_LEASE_SECONDS": "30",

@@ -244,7 +244,9 @@ def test_a_large_send_is_spread_over_processes_each_recipient_once(db, sg_settin
     campaign_id = approved_campaign(db)
     standin.latency_ms = 150  # keep the parent busy (~1.5 s) while the helper starts (~1 s)
     seen = []
-    summary = send_campaign(db, sg_settings.model_copy(update={"send_processes": 2}),
+    # A fixed window: one grown to hide the latency would finish before the helper starts.
+    fixed = {"send_processes": 2, "max_in_flight": sg_settings.concurrency}
+    summary = send_campaign(db, sg_settings.model_copy(update=fixed),
                             campaign_id, progress=lambda stats: seen.append(stats.handled))
     assert summary.status == CS.SENT and summary.accepted == 400
     assert summary.sent_this_run == 400  # the helper's recipients are counted too
