@@ -87,7 +87,8 @@ def token_hash(token: str) -> str:
 def create_api_token(session: Session, name: str, user_name: str | None = None) -> str:
     """Create a token and return it (the only time it exists in clear).
 
-    Raises InvalidInput for a duplicate or empty name, NotFound for an unknown user.
+    Raises InvalidInput for a duplicate or empty name or a disabled user, NotFound for an
+    unknown user.
     """
     name = name.strip()
     if not name or len(name) > 100:
@@ -96,9 +97,9 @@ def create_api_token(session: Session, name: str, user_name: str | None = None) 
         raise InvalidInput(f"a token named {name!r} already exists")
     user_id = None
     if user_name is not None:
-        user = session.scalar(select(User).where(User.name == user_name))
-        if user is None:
-            raise NotFound(f"no user named {user_name!r}")
+        user = get_user(session, user_name)
+        if is_disabled(user):
+            raise InvalidInput(f"{user.name} is disabled; set a new password for them first")
         user_id = user.id
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=token_hash(token), user_id=user_id))

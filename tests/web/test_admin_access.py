@@ -94,6 +94,8 @@ def test_role_password_disable_and_remove(admin, app, db, cli):
         assert theirs.get("/admin/campaigns", follow_redirects=False).status_code == 303
         assert login(theirs, "alice").status_code != 303
         assert api(admin, token).status_code == 401
+        refused = post(admin, "/admin/tokens", "/admin/tokens", name="more", user="alice")
+        assert refused.status_code == 422 and "alice is disabled" in refused.text
         # A new password enables them again.
         assert post(admin, f"{page}/password", page,
                     password="another password 2").status_code == 303

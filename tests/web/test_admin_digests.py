@@ -90,3 +90,19 @@ def test_run_now_asks_naming_the_people_then_sends(client, db, daily):
     again = post(client, f"/admin/digests/{daily}/run", confirmed="yes")
     assert again.status_code == 303
     assert "Nothing new for anyone" in client.get("/admin/digests").text
+
+
+def test_a_refused_run_says_why_and_sends_nothing(client, app, db, daily):
+    add_user(db, "bob", "approver")
+    login(client, "bob")
+    # Quiet hours from this minute to two minutes on: the run falls inside them.
+    now = utcnow().astimezone(app.state.settings.zone)
+    start, end = (now + timedelta(minutes=2)).strftime("%H:%M"), now.strftime("%H:%M")
+    app.state.settings = app.state.settings.model_copy(
+        update={"quiet_hours": f"{end}-{start}"})
+    done = post(client, f"/admin/digests/{daily}/run", confirmed="yes")
+    assert done.status_code == 303
+    assert "quiet hours" in client.get("/admin/digests").text
+    with db.session() as session:
+        assert session.scalar(select(Campaign.id)) is None
+        assert session.get(Digest, daily).last_run_at < utcnow() - timedelta(hours=23)
