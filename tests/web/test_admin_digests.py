@@ -97,9 +97,9 @@ def test_a_refused_run_says_why_and_sends_nothing(client, app, db, daily):
     login(client, "bob")
     # Quiet hours from this minute to two minutes on: the run falls inside them.
     now = utcnow().astimezone(app.state.settings.zone)
-    start, end = (now + timedelta(minutes=2)).strftime("%H:%M"), now.strftime("%H:%M")
+    begins, ends = now.strftime("%H:%M"), (now + timedelta(minutes=2)).strftime("%H:%M")
     app.state.settings = app.state.settings.model_copy(
-        update={"quiet_hours": f"{end}-{start}"})
+        update={"quiet_hours": f"{begins}-{ends}"})
     done = post(client, f"/admin/digests/{daily}/run", confirmed="yes")
     assert done.status_code == 303
     assert "quiet hours" in client.get("/admin/digests").text
