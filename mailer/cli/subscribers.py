@@ -11,6 +11,7 @@ from sqlalchemy import select
 from mailer.cli import context
 from mailer.campaigns.actions import edit_segment
 from mailer.cli.apps import segments_app, subscribers_app
+from mailer.delivery.audience import audience_count
 from mailer.delivery.confirmations import send_confirmations
 from mailer.delivery.list_import import import_list
 from mailer.errors import UsageError
@@ -225,14 +226,25 @@ def segment_count(
                                       help="Count every match, not only who a send reaches."),
     as_json: bool = JSON,
 ) -> None:
-    """How many active, unsuppressed subscribers a send to this segment or query reaches."""
+    """How many active, unsuppressed subscribers a send to this segment or query reaches:
+    ``{"count", "now", "in_digests"}`` (who gets a release as it goes out, who gets it in
+    their daily or weekly digest); with ``--all``, ``{"count"}`` of every match."""
     if (name is None) == (query is None):
         raise UsageError("give a segment NAME or --query, not both")
     with context.database().session() as session:
         if query is not None:
             _warn_unknown_topics(session, query)
-        n = seg.count(session, query=query, segment=name, audience=not every_status)
-    context.emit({"count": n}, as_json, lambda c, d: c.print(str(d["count"])))
+        if every_status:
+            data = {"count": seg.count(session, query=query, segment=name, audience=False)}
+        else:
+            data = audience_count(session, query=query, segment=name)
+    context.emit(data, as_json, _print_count)
+
+
+def _print_count(console, data) -> None:
+    split = (f" ({data['now']} get each release as it goes out, {data['in_digests']} in "
+             "their daily or weekly digest)" if data.get("in_digests") else "")
+    console.print(f"{data['count']}{split}", markup=False)
 
 
 @segments_app.command("list")

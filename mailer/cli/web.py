@@ -1,4 +1,4 @@
-"""``mailer serve``, ``mailer run``, ``mailer users add`` and ``mailer tokens create``."""
+"""``mailer serve``, ``mailer run``, ``mailer users …`` and ``mailer tokens …``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import threading
 from collections.abc import Iterator
 
 import typer
-from sqlalchemy import select
 
 from mailer.cli import context
 from mailer.cli.apps import app, tokens_app, users_app
@@ -21,11 +20,14 @@ from mailer.scheduling.scheduler import run_scheduler
 from mailer.web.auth import (
     create_api_token,
     create_user,
+    disable_user,
     list_api_tokens,
+    list_users,
+    remove_user,
     revoke_api_token,
     set_password,
+    set_role,
 )
-from mailer.web.models import User
 
 log = logging.getLogger("mailer.run")
 
@@ -162,10 +164,38 @@ def tokens_create(
 def users_list(as_json: bool = typer.Option(False, "--json", help="One JSON document.")) -> None:
     """List dashboard users (never their password hashes)."""
     with context.database().session() as session:
-        rows = [{"name": u.name, "role": u.role, "created_at": u.created_at.isoformat()}
-                for u in session.scalars(select(User).order_by(User.name))]
+        rows = list_users(session)
     context.emit(rows, as_json, lambda console, data: [
-        console.print(f"{row['name']}\t{row['role']}") for row in data])
+        console.print(f"{row['name']}\t{row['role']}" + ("\tdisabled" if row["disabled"] else ""))
+        for row in data])
+
+
+@users_app.command("role")
+def users_role(
+    name: str = typer.Argument(..., help="The user's login name."),
+    role: str = typer.Option(..., "--role", help="author, approver or admin."),
+) -> None:
+    """Give a user another role (the last admin who can log in keeps theirs)."""
+    with context.database().session() as session:
+        user = set_role(session, name, role)
+        typer.echo(f"{user.name} is now an {user.role}")
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(..., help="The user's login name.")) -> None:
+    """Disable a user: their sessions end, they cannot log in, their API tokens are refused.
+    ``mailer users password NAME`` enables them again."""
+    with context.database().session() as session:
+        disable_user(session, name)
+    typer.echo(f"user {name} disabled")
+
+
+@users_app.command("remove")
+def users_remove(name: str = typer.Argument(..., help="The user's login name.")) -> None:
+    """Delete a user and their API tokens."""
+    with context.database().session() as session:
+        remove_user(session, name)
+    typer.echo(f"user {name} removed")
 
 
 @users_app.command("password")

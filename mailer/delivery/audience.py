@@ -17,7 +17,7 @@ from mailer.errors import QueryError
 from mailer.scheduling.models import DigestRecipient
 from mailer.storage.base import UTCDateTime, utcnow
 from subscribers.models import Subscriber
-from subscribers.segments import audience_select, count, resolve_query_text
+from subscribers.segments import audience_select, count_by_delivery, resolve_query_text
 
 
 def draw_audience(session: Session, campaign: Campaign) -> int:
@@ -75,12 +75,23 @@ def count_audience(session: Session, campaign) -> dict[str, int]:
         now = session.scalar(select(func.count()).select_from(
             campaign_audience(session, campaign).order_by(None).subquery())) or 0
         return {"now": now, "in_digests": 0}
-    # The segment builder's own count (index-friendly), once for the whole audience and
-    # once for those who take each release as it comes: what campaign_audience draws.
-    text = _query_text(session, campaign)
-    total = count(session, query=text)
-    now = count(session, query=f'({text}) and frequency = "immediate"')
-    return {"now": now, "in_digests": total - now}
+    reach = audience_count(session, query=_query_text(session, campaign))
+    return {"now": reach["now"], "in_digests": reach["in_digests"]}
+
+
+def audience_count(session: Session, *, query: str | None = None,
+                   segment: str | int | None = None) -> dict[str, int]:
+    """How many a release sent to this query or saved segment reaches:
+    ``{"count": all of them, "now": those who get the release as it goes out,
+    "in_digests": those who get it in their daily or weekly digest}``.
+
+    The one count behind every audience figure (campaign pages, segment pages, the live
+    builder count, ``mailer segments count``). ``now`` is exactly what a release campaign's
+    ``campaign_audience`` draws. Raises QueryError / NotFound for a bad query or segment.
+    """
+    # The segment builder's own count (index-friendly), in one pass for both figures.
+    total, now = count_by_delivery(session, query=query, segment=segment)
+    return {"count": total, "now": now, "in_digests": total - now}
 
 
 def _query_text(session: Session, campaign) -> str:

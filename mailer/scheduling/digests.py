@@ -78,7 +78,7 @@ from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
 from subscribers.models import Subscriber
-from subscribers.segments import compile_query
+from subscribers.segments import compile_query, count
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,18 @@ def set_active(session: Session, digest_id: int, active: bool) -> Digest:
     digest = get_digest(session, digest_id)
     digest.active = active
     return digest
+
+
+def run_outlook(session: Session, digest: Digest, now: datetime | None = None
+                ) -> dict[str, int]:
+    """What running ``digest`` now would reach, for the question asked before a run:
+    ``{"people", "releases"}``: the people in the digest a send would reach (active,
+    unsuppressed, of its frequency; those owed nothing then get nothing, so at most this
+    many emails) and the releases published since its window began."""
+    now = now or utcnow()
+    start = window_start(digest, now)
+    releases = sum(1 for r in candidate_releases(session, digest, now) if r.created_at > start)
+    return {"people": count(session, query=base_query(digest)), "releases": releases}
 
 
 def digest_trigger(digest: Digest, settings: Settings) -> CronTrigger:

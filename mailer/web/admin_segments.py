@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from mailer.campaigns import actions
 from mailer.campaigns.service import campaigns_using_segment
+from mailer.delivery.audience import audience_count
 from mailer.errors import MailerError
 from mailer.web.models import User
 from mailer.web.pages import flash, render
@@ -117,11 +118,12 @@ def _segment(session, segment_id: int) -> Segment:
 
 def _page(request: Request, session, segment: Segment | None, values: dict[str, str],
           error: str | None = None, status_code: int = 200) -> Response:
-    """The segment form, with (for a saved segment) its count, a sample of the people it
+    """The segment form, with (for a saved segment) its count (``audience_count``: how many
+    get each release as it goes out, how many in their digest), a sample of the people it
     reaches and the campaigns an edit would change."""
     reach = sample = users = None
     if segment is not None and error is None:
-        reach = segments.count(session, segment=segment.id)
+        reach = audience_count(session, segment=segment.id)
         sample = session.execute(
             segments.audience_select(session, segment=segment.id).limit(SAMPLE_SIZE)).all()
         users = campaigns_using_segment(session, segment.id)

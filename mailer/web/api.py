@@ -1,6 +1,8 @@
 """The JSON API under /api, for the office's own scripts. Every call needs
 ``Authorization: Bearer <token>`` (made with ``mailer tokens create``); without one the answer
-is 401. Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422.
+is 401. Every operation names its ``Permission`` through ``api_may``, so the token's role is
+read from the same table as the dashboard's (``mailer.web.roles``); a refusal is 403.
+Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422.
 
 The shapes match the CLI's ``--json`` output (see CONTRACT.md), so a script can move between
 the two.
@@ -24,9 +26,10 @@ from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
-from mailer.web.auth import Caller, api_user, require_role
+from mailer.web.auth import Caller, api_user
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
+from mailer.web.roles import Permission, check
 from subscribers.models import ACTIVE, PENDING, Subscriber
 from subscribers.service import add_subscriber as add
 from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
@@ -40,7 +43,20 @@ def caller(request: Request,
     return api_user(request)
 
 
+def api_may(permission: Permission):
+    """A dependency: the caller, refused with 403 unless their role has ``permission``
+    (``mailer.web.roles`` decides, as for the dashboard's ``staff_may``)."""
+
+    def dependency(who: Caller = Depends(caller)) -> Caller:
+        check(who, permission)
+        return who
+
+    dependency.permission = permission  # read by the tests that walk every route
+    return dependency
+
+
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
+VIEW = Depends(api_may(Permission.VIEW))
 
 
 # --- releases -------------------------------------------------------------------------------
@@ -51,7 +67,7 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
     return to_dict(release)
 
 
-@router.get("/releases", summary="List releases, newest first")
+@router.get("/releases", dependencies=[VIEW], summary="List releases, newest first")
 def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
     with request.app.state.db.session() as session:
         rows = session.scalars(select(Release).order_by(Release.id.desc())
@@ -59,7 +75,7 @@ def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> li
         return [release_to_dict(session, r) for r in rows]
 
 
-@router.get("/releases/{release_id}", summary="One release")
+@router.get("/releases/{release_id}", dependencies=[VIEW], summary="One release")
 def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
@@ -84,7 +100,7 @@ class ScheduleIn(BaseModel):
     now: bool = False
 
 
-@router.get("/campaigns", summary="List campaigns, newest first")
+@router.get("/campaigns", dependencies=[VIEW], summary="List campaigns, newest first")
 def list_campaigns(request: Request, status: str | None = None,
                    limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
@@ -96,7 +112,8 @@ def list_campaigns(request: Request, status: str | None = None,
 
 
 @router.post("/campaigns", status_code=201, summary="Create a draft campaign")
-def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(caller)) -> dict:
+def create_campaign(body: CampaignIn, request: Request,
+                    who: Caller = Depends(api_may(Permission.EDIT_DRAFTS))) -> dict:
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
                               query=body.query, subject=body.subject, template=body.template,
@@ -104,14 +121,15 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
         return campaign_to_dict(campaign)
 
 
-@router.get("/campaigns/{campaign_id}", summary="One campaign")
+@router.get("/campaigns/{campaign_id}", dependencies=[VIEW], summary="One campaign")
 def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
         return {**campaign_to_dict(campaign), "audience": ops.audience(session, campaign)}
 
 
-@router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")
+@router.get("/campaigns/{campaign_id}/status", dependencies=[VIEW],
+            summary="Status and delivery counts")
 def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -120,8 +138,8 @@ def campaign_status(campaign_id: Id, request: Request) -> dict:
 
 @router.post("/campaigns/{campaign_id}/approve",
              summary="Approve (refused to the campaign's author)")
-def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
-    require_role(who, "approver")
+def approve_campaign(campaign_id: Id, request: Request,
+                     who: Caller = Depends(api_may(Permission.APPROVE))) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id, for_update=True)
         ops.approve(session, campaign, by=who.name, settings=request.app.state.settings)
@@ -130,8 +148,7 @@ def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(ca
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
 def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
-                      who: Caller = Depends(caller)) -> dict:
-    require_role(who, "approver")
+                      who: Caller = Depends(api_may(Permission.SCHEDULE))) -> dict:
     settings = request.app.state.settings
     if body.now == (body.at is not None):
         raise InvalidInput("give exactly one of at or now")
@@ -148,8 +165,8 @@ def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
 
 
 def _lifecycle(action: str):
-    def endpoint(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
-        require_role(who, "approver")
+    def endpoint(campaign_id: Id, request: Request,
+                 who: Caller = Depends(api_may(Permission.STEER))) -> dict:
         with request.app.state.db.session() as session:
             campaign = get_campaign(session, campaign_id, for_update=True)
             getattr(ops, action)(session, campaign, by=who.name,
@@ -175,7 +192,7 @@ class SubscriberIn(BaseModel):
     double_opt_in: bool = Field(True, description="pending until they confirm by email")
 
 
-@router.get("/subscribers", summary="Search subscribers")
+@router.get("/subscribers", dependencies=[VIEW], summary="Search subscribers")
 def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
                      limit: Limit = 50, offset: Offset = 0
                      ) -> list[dict]:
@@ -192,7 +209,8 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
         return [subscriber_to_dict(session, s) for s in session.scalars(stmt)]
 
 
-@router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
+@router.get("/subscribers/{email_or_id}", dependencies=[VIEW],
+            summary="One subscriber, with status history")
 def show_subscriber(email_or_id: str, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
@@ -201,9 +219,10 @@ def show_subscriber(email_or_id: str, request: Request) -> dict:
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber")
 def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
-                   who: Caller = Depends(caller)) -> dict:
-    """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
-    pending and is sent the confirmation email; without it the caller vouches for consent."""
+                   who: Caller = Depends(api_may(Permission.CHANGE_LIST))) -> dict:
+    """Adds (or updates) a subscriber: a change of the list, so approvers and admins only.
+    With ``double_opt_in`` (the default) a new address is pending and is sent the
+    confirmation email; without it the caller vouches for consent."""
 
     with request.app.state.db.session() as session:
         subscriber, created = add(
@@ -223,7 +242,7 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
 @router.post("/subscribers/{email_or_id}/unsubscribe",
              summary="Unsubscribe and suppress (e.g. a request by phone)")
 def unsubscribe_subscriber(email_or_id: str, request: Request,
-                           who: Caller = Depends(caller)) -> dict:
+                           who: Caller = Depends(api_may(Permission.CHANGE_LIST))) -> dict:
 
     with request.app.state.db.session() as session:
         found = _find_subscriber(session, email_or_id)

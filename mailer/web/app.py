@@ -22,6 +22,8 @@ ROUTER_MODULES = (
     "mailer.web.admin_segments",
     "mailer.web.admin_drafts",  # before admin_sending: its /campaigns/{id}/{action} is wider
     "mailer.web.admin_sending",
+    "mailer.web.admin_access",
+    "mailer.web.admin_digests",
     "mailer.web.api",
     "mailer.tracking.webhook",
 )

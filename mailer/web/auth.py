@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import HTTPException, Request
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mailer.errors import InvalidInput, NotFound, PolicyRefusal
@@ -24,10 +24,9 @@ from mailer.storage.base import utcnow
 from mailer.web.models import ROLES, ApiToken, User
 
 _hasher = PasswordHasher()
+ADMIN = ROLES[-1]
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "mlr_"
-#: What each role may do; a role can do everything the roles before it can.
-ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 
 @functools.cache
@@ -79,12 +78,6 @@ def authenticate(session: Session, name: str, password: str) -> User | None:
     return user
 
 
-def require_role(user: User | Caller, role: str) -> None:
-    """Raises PolicyRefusal when ``user``'s role ranks below ``role``."""
-    if ROLE_RANK.get(user.role, -1) < ROLE_RANK[role]:
-        raise PolicyRefusal(f"{user.name} is an {user.role}; this needs the {role} role")
-
-
 # --- API tokens -------------------------------------------------------------------------
 
 def token_hash(token: str) -> str:
@@ -94,7 +87,8 @@ def token_hash(token: str) -> str:
 def create_api_token(session: Session, name: str, user_name: str | None = None) -> str:
     """Create a token and return it (the only time it exists in clear).
 
-    Raises InvalidInput for a duplicate or empty name, NotFound for an unknown user.
+    Raises InvalidInput for a duplicate or empty name or a disabled user, NotFound for an
+    unknown user.
     """
     name = name.strip()
     if not name or len(name) > 100:
@@ -103,9 +97,9 @@ def create_api_token(session: Session, name: str, user_name: str | None = None) 
         raise InvalidInput(f"a token named {name!r} already exists")
     user_id = None
     if user_name is not None:
-        user = session.scalar(select(User).where(User.name == user_name))
-        if user is None:
-            raise NotFound(f"no user named {user_name!r}")
+        user = get_user(session, user_name)
+        if is_disabled(user):
+            raise InvalidInput(f"{user.name} is disabled; set a new password for them first")
         user_id = user.id
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(ApiToken(name=name, token_hash=token_hash(token), user_id=user_id))
@@ -130,12 +124,79 @@ def revoke_api_token(session: Session, name: str) -> None:
 
 
 def set_password(session: Session, name: str, password: str) -> None:
-    """Change a user's password (ending their sessions). Raises NotFound, InvalidInput."""
+    """Change a user's password (ending their sessions); a disabled user is enabled again.
+    Raises NotFound, InvalidInput."""
     check_password_strength(password)
-    user = session.scalar(select(User).where(User.name == name))
+    user = get_user(session, name)
+    user.password_hash = hash_password(password)
+
+
+# --- managing users (the CLI's ``mailer users …`` and the dashboard's users page) ---------
+
+def get_user(session: Session, name: str, *, for_update: bool = False) -> User:
+    """Raises NotFound."""
+    stmt = select(User).where(User.name == name)
+    user = session.scalar(stmt.with_for_update() if for_update else stmt)
     if user is None:
         raise NotFound(f"no user named {name!r}")
-    user.password_hash = hash_password(password)
+    return user
+
+
+def is_disabled(user: User) -> bool:
+    """A disabled user has no password: they cannot log in and their tokens are refused
+    until an admin sets a new password."""
+    return not user.password_hash
+
+
+def list_users(session: Session) -> list[dict]:
+    """Every user: id, name, role, whether disabled, when added (never a password hash)."""
+    return [{"id": u.id, "name": u.name, "role": u.role, "disabled": is_disabled(u),
+             "created_at": u.created_at.isoformat()}
+            for u in session.scalars(select(User).order_by(User.name))]
+
+
+def set_role(session: Session, name: str, role: str) -> User:
+    """Give a user another role. Raises InvalidInput (unknown role), NotFound, PolicyRefusal
+    (it would leave no admin who can log in)."""
+    if role not in ROLES:
+        raise InvalidInput(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    user = get_user(session, name, for_update=True)
+    if role != ADMIN:
+        _keep_an_admin(session, user, "take the admin role from")
+    user.role = role
+    return user
+
+
+def disable_user(session: Session, name: str) -> User:
+    """Disable a user: their password is removed, so their sessions end at once, they cannot
+    log in and their API tokens are refused (``set_password`` enables them again).
+    Raises NotFound, PolicyRefusal (the last admin who can log in)."""
+    user = get_user(session, name, for_update=True)
+    _keep_an_admin(session, user, "disable")
+    user.password_hash = None
+    user.session_epoch = (user.session_epoch or 0) + 1
+    return user
+
+
+def remove_user(session: Session, name: str) -> None:
+    """Delete a user and their API tokens (campaigns keep the name they were made by).
+    Raises NotFound, PolicyRefusal (the last admin who can log in)."""
+    user = get_user(session, name, for_update=True)
+    _keep_an_admin(session, user, "remove")
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    session.delete(user)
+    session.flush()
+
+
+def _keep_an_admin(session: Session, user: User, move: str) -> None:
+    """Refuse a move that would leave nobody able to manage users from the dashboard."""
+    if user.role != ADMIN or is_disabled(user):
+        return
+    others = session.scalar(select(func.count()).select_from(User).where(
+        User.role == ADMIN, User.id != user.id, User.password_hash.is_not(None))) or 0
+    if not others:
+        raise PolicyRefusal(f"cannot {move} {user.name}: they are the only admin who can "
+                            "log in; make another admin first")
 
 
 def api_identity(session: Session, token: str) -> tuple[ApiToken, User | None] | None:
@@ -165,7 +226,8 @@ def current_user(request: Request) -> User:
         with request.app.state.db.session() as session:
             user = session.get(User, user_id)
     # A stale cookie (user deleted, or the password changed since) is a logged-out cookie.
-    if user is None or request.session.get("pw") != _password_marker(user):
+    if (user is None or is_disabled(user)
+            or request.session.get("pw") != _password_marker(user)):
         request.session.pop("uid", None)
         raise LoginRequired(request.url.path)
     return user
@@ -222,6 +284,8 @@ def api_user(request: Request) -> Caller:
         if found is None:
             raise _unauthorized("the token is not valid")
         row, user = found
+        if row.user_id is not None and (user is None or is_disabled(user)):
+            raise _unauthorized("the token's user is disabled")
         if user is not None:
             return Caller(user.name, user.role)
         return Caller(row.name, "admin")

@@ -27,6 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
 from mailer.settings import Settings
 from mailer.web.auth import LoginRequired
+from mailer.web.roles import Permission, allows
 from mailer.web.security import SecurityHeadersMiddleware, SlidingWindowLimiter, csrf_token
 
 HERE = Path(__file__).resolve().parent
@@ -43,9 +44,15 @@ def make_templates(settings: Settings) -> Jinja2Templates:
         lstrip_blocks=True,
     )
     env.globals.update(csrf_token=csrf_token, office_name=settings.office_name,
-                       logo_url=settings.logo_url, public_url=settings.public_url)
+                       logo_url=settings.logo_url, public_url=settings.public_url, may=_may)
     env.filters["local"] = lambda value, fmt="%b %d, %Y %I:%M %p %Z": _local(value, settings, fmt)
     return Jinja2Templates(env=env)
+
+
+def _may(user, permission: str) -> bool:
+    """``may(user, "MANAGE_ACCESS")`` in a template: whether to show a control, read from the
+    one permission table (the route checks again when it is used)."""
+    return user is not None and allows(user.role, Permission[permission])
 
 
 def _local(value: datetime | str | None, settings: Settings, fmt: str) -> str:

@@ -9,9 +9,10 @@ roles are read in one place:
   add, import, unsubscribe and erase subscribers; manage feeds, topics and digests;
 - admin: also users, roles, passwords and API tokens.
 
-Reading (lists, reports, a subscriber's page) needs only a login. Whether a campaign may be
-approved by its own author is the campaign's rule (``MAILER_REQUIRE_APPROVAL``), checked by
-the approve action itself, not here.
+Reading (lists, reports, a subscriber's page) needs only a login (``VIEW``, which every
+role has; the API names it on each read so that every operation declares a permission).
+Whether a campaign may be approved by its own author is the campaign's rule
+(``MAILER_REQUIRE_APPROVAL``), checked by the approve action itself, not here.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from mailer.web.models import ROLES
 
 
 class Permission(StrEnum):
+    VIEW = "see releases, campaigns, subscribers and reports"
     IMPORT_RELEASES = "import releases"
     EDIT_DRAFTS = "create and edit drafts"
     SAVE_SEGMENTS = "save segments"
@@ -39,6 +41,7 @@ class Permission(StrEnum):
 AUTHOR, APPROVER, ADMIN = ROLES
 #: The least role each permission needs; every role has what the roles before it have.
 NEEDED: dict[Permission, str] = {
+    Permission.VIEW: AUTHOR,
     Permission.IMPORT_RELEASES: AUTHOR,
     Permission.EDIT_DRAFTS: AUTHOR,
     Permission.SAVE_SEGMENTS: AUTHOR,

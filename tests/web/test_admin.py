@@ -159,7 +159,7 @@ def test_segment_builder_live_count(client, db, staff, topics):
     add_subscriber(db, "d@example.org", status="pending", topics=["agriculture"])
     login(client, "alice")
     answer = client.get("/admin/segments/count", params={"query": 'topic = "agriculture"'})
-    assert answer.json() == {"count": 2}
+    assert answer.json() == {"count": 2, "now": 2, "in_digests": 0}
     assert "error" in client.get("/admin/segments/count", params={"query": "zip ="}).json()
 
 

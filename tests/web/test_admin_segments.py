@@ -35,7 +35,7 @@ def test_create_shows_the_count_and_a_sample_of_who_it_reaches(client, author):
     assert "Growers" in listed.text and 'data-live-count="/admin/segments/count?segment=Growers"' \
         in listed.text
     assert client.get("/admin/segments/count", params={"segment": "Growers"}).json() == \
-        {"count": 12}
+        {"count": 12, "now": 12, "in_digests": 0}
 
 
 def test_bad_or_taken_names_and_queries_are_one_line_on_the_form(client, author):

@@ -133,7 +133,8 @@ def test_users_list_and_password_change(cli, client):
     listed = cli("users", "list", "--json")
     [user] = listed.json()
     assert (user["name"], user["role"], set(user)) == ("gina", "author",
-                                                       {"name", "role", "created_at"})
+                                                       {"id", "name", "role", "disabled",
+                                                        "created_at"})
     assert "argon2" not in listed.stdout
     login(client, "gina", "first password")
     assert client.get("/admin/campaigns", follow_redirects=False).status_code == 200

@@ -52,6 +52,16 @@
         .then(function (data) {
           countEl.textContent = data.count === null || data.count === undefined ? "–" : data.count.toLocaleString();
           errorEl.textContent = data.error || "";
+          // Who gets a release as it goes out, and who in their daily or weekly digest.
+          var split = out.querySelector('[data-field="split"]');
+          if (split) {
+            var known = typeof data.now === "number";
+            split.hidden = !known;
+            if (known) {
+              split.querySelector('[data-field="now"]').textContent = data.now.toLocaleString();
+              split.querySelector('[data-field="in-digests"]').textContent = data.in_digests.toLocaleString();
+            }
+          }
         })
         .catch(function () { errorEl.textContent = "Could not count right now."; });
     }
@@ -72,6 +82,10 @@
           .then(function (data) {
             cell.textContent = typeof data.count === "number" ? data.count.toLocaleString()
                                                               : (data.error || "–");
+            if (data.in_digests) {
+              cell.textContent += " (" + data.now.toLocaleString() + " now, " +
+                data.in_digests.toLocaleString() + " in digests)";
+            }
           })
           .catch(function () {});
       });
