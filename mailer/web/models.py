@@ -1,10 +1,10 @@
-"""Dashboard users and API tokens."""
+"""Dashboard users, API tokens and failed-login lockouts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.storage.base import Base, UTCDateTime, utcnow
@@ -35,3 +35,20 @@ class ApiToken(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginLockout(Base):
+    """Failed logins in a row for one typed user name, existing or not (``mailer.web.lockout``).
+
+    Keyed by the SHA-256 of the name as typed (trimmed, case-folded): an unknown name is
+    counted and locked exactly like a real one, so the lockout says nothing about who exists.
+    """
+
+    __tablename__ = "login_lockouts"
+
+    name_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    #: Unix seconds of the newest failure; failures this old are forgotten.
+    last_failure_at: Mapped[int] = mapped_column(BigInteger)
+    #: Unix seconds until which every login with this name is refused unchecked.
+    locked_until: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

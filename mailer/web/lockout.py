@@ -1,0 +1,90 @@
+"""Per-account lockout with backoff: repeated failed logins for one user name lock it.
+
+Next to the per-IP login limit (which a password-guessing botnet spreads thin), this counts
+failures for the *name*, from any address. After ``threshold`` failures in a row the name is
+locked for ``base`` seconds; each further failure once the lock has passed doubles it, up to
+``cap``. While locked, a login with that name is refused without looking at the password
+(so guessing gains nothing). A successful login clears the count; failures older than
+``forget_after`` seconds are forgotten.
+
+Names are counted as typed, whether or not a user has that name, so the lockout answers an
+unknown name exactly like a real one and tells nobody which names exist. The counts live in
+the database (table ``login_lockouts``), so every web process shares them; each failure is
+one atomic upsert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from mailer.storage.db import Database
+from mailer.web.models import LoginLockout
+
+
+class AccountLockout:
+    """The lockout policy over one database; ``clock`` gives Unix seconds."""
+
+    def __init__(self, db: Database, *, threshold: int = 5, base: int = 60, cap: int = 3600,
+                 forget_after: int = 86400, clock: Callable[[], float] = time.time):
+        self.db = db
+        self.threshold, self.base, self.cap = threshold, base, cap
+        self.forget_after = forget_after
+        self.clock = clock
+
+    def locked_until(self, name: str) -> datetime | None:
+        """When the lock on ``name`` ends (aware UTC), or None when it is not locked."""
+        now = self.clock()
+        with self.db.session() as session:
+            until = session.scalar(select(LoginLockout.locked_until)
+                                   .where(LoginLockout.name_hash == _name_hash(name)))
+        return _moment(until) if until and until > now else None
+
+    def failed(self, name: str) -> datetime | None:
+        """Count one failed login for ``name``; returns when the lock ends if this failure
+        locked it, else None."""
+        now = self.clock()
+        key = _name_hash(name)
+        with self.db.session() as session:
+            failures = session.execute(self._count_failure(session, key, int(now))).scalar_one()
+            if failures < self.threshold:
+                return None
+            delay = min(self.cap, self.base * 2 ** (failures - self.threshold))
+            until = math.ceil(now + delay)
+            # Two processes failing at once: the longer lock wins.
+            session.execute(update(LoginLockout)
+                            .where(LoginLockout.name_hash == key,
+                                   LoginLockout.locked_until < until)
+                            .values(locked_until=until))
+        return _moment(until)
+
+    def succeeded(self, name: str) -> None:
+        """A successful login: the name's failures are forgotten."""
+        with self.db.session() as session:
+            session.execute(delete(LoginLockout).where(LoginLockout.name_hash == _name_hash(name)))
+
+    def _count_failure(self, session, key: str, now: int):
+        """``INSERT … ON CONFLICT DO UPDATE … RETURNING failures``: one atomic step."""
+        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(LoginLockout).values(
+            name_hash=key, failures=1, last_failure_at=now, locked_until=0)
+        stale = LoginLockout.last_failure_at < now - self.forget_after
+        return statement.on_conflict_do_update(
+            index_elements=[LoginLockout.name_hash],
+            set_={"failures": case((stale, 1), else_=LoginLockout.failures + 1),
+                  "last_failure_at": now},
+        ).returning(LoginLockout.failures)
+
+
+def _name_hash(name: str) -> str:
+    return hashlib.sha256(name.strip().casefold().encode("utf-8")).hexdigest()
+
+
+def _moment(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
