@@ -32,6 +32,10 @@ log = logging.getLogger("mailer.run")
 
 #: What uvicorn imports and calls in each process of ``--workers N`` (N > 1).
 WORKER_APP = "mailer.cli.web:worker_app"
+#: How long the supervisor waits for a worker to answer its health check before killing it
+#: as hung. A starting worker imports the whole app first, which takes longer than uvicorn's
+#: 5 s default on a busy machine: it was killed and restarted in a loop.
+WORKER_START_SECONDS = 30
 
 
 def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
@@ -48,7 +52,8 @@ def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
     web_app = create_app(settings, db) if workers == 1 else WORKER_APP
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
                             forwarded_allow_ips="127.0.0.1", log_level="info",
-                            server_header=False, workers=workers, factory=workers > 1)
+                            server_header=False, workers=workers, factory=workers > 1,
+                            timeout_worker_healthcheck=WORKER_START_SECONDS)
     if workers == 1:
         uvicorn.Server(config).run()
     else:
