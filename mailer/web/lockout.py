@@ -19,9 +19,9 @@ import hashlib
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from mailer.storage.db import Database
@@ -40,41 +40,46 @@ class AccountLockout:
 
     def locked_until(self, name: str) -> datetime | None:
         """When the lock on ``name`` ends (aware UTC), or None when it is not locked."""
-        now = self.clock()
+        now = self._now()
         with self.db.session() as session:
             until = session.scalar(select(LoginLockout.locked_until)
                                    .where(LoginLockout.name_hash == _name_hash(name)))
-        return _moment(until) if until and until > now else None
+        return until if until is not None and until > now else None
 
     def failed(self, name: str) -> datetime | None:
         """Count one failed login for ``name``; returns when the lock ends if this failure
         locked it, else None."""
-        now = self.clock()
+        now = self._now()
         key = _name_hash(name)
         with self.db.session() as session:
-            failures = session.execute(self._count_failure(session, key, int(now))).scalar_one()
+            failures = session.execute(self._count_failure(session, key, now)).scalar_one()
             if failures < self.threshold:
                 return None
             delay = min(self.cap, self.base * 2 ** (failures - self.threshold))
-            until = math.ceil(now + delay)
+            until = now + timedelta(seconds=delay)
             # Two processes failing at once: the longer lock wins.
             session.execute(update(LoginLockout)
                             .where(LoginLockout.name_hash == key,
-                                   LoginLockout.locked_until < until)
+                                   or_(LoginLockout.locked_until.is_(None),
+                                       LoginLockout.locked_until < until))
                             .values(locked_until=until))
-        return _moment(until)
+        return until
 
     def succeeded(self, name: str) -> None:
         """A successful login: the name's failures are forgotten."""
         with self.db.session() as session:
             session.execute(delete(LoginLockout).where(LoginLockout.name_hash == _name_hash(name)))
 
-    def _count_failure(self, session, key: str, now: int):
+    def _now(self) -> datetime:
+        # Whole seconds: the lock's end is shown, and sent as Retry-After, to the second.
+        return datetime.fromtimestamp(math.ceil(self.clock()), UTC)
+
+    def _count_failure(self, session, key: str, now: datetime):
         """``INSERT … ON CONFLICT DO UPDATE … RETURNING failures``: one atomic step."""
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
         statement = dialect.insert(LoginLockout).values(
-            name_hash=key, failures=1, last_failure_at=now, locked_until=0)
-        stale = LoginLockout.last_failure_at < now - self.forget_after
+            name_hash=key, failures=1, last_failure_at=now)
+        stale = LoginLockout.last_failure_at < now - timedelta(seconds=self.forget_after)
         return statement.on_conflict_do_update(
             index_elements=[LoginLockout.name_hash],
             set_={"failures": case((stale, 1), else_=LoginLockout.failures + 1),
@@ -84,7 +89,3 @@ class AccountLockout:
 
 def _name_hash(name: str) -> str:
     return hashlib.sha256(name.strip().casefold().encode("utf-8")).hexdigest()
-
-
-def _moment(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)

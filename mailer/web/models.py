@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer.storage.base import Base, UTCDateTime, utcnow
@@ -48,7 +48,7 @@ class LoginLockout(Base):
 
     name_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
-    #: Unix seconds of the newest failure; failures this old are forgotten.
-    last_failure_at: Mapped[int] = mapped_column(BigInteger)
-    #: Unix seconds until which every login with this name is refused unchecked.
-    locked_until: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The newest failure; failures older than the lockout's ``forget_after`` are forgotten.
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: Until when every login with this name is refused unchecked (None: never locked).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

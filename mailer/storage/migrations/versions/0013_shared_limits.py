@@ -12,6 +12,8 @@ Revises: 0012
 import sqlalchemy as sa
 from alembic import op
 
+from mailer.storage.base import UTCDateTime
+
 revision = '0013'
 down_revision = '0012'
 branch_labels = None
@@ -33,8 +35,8 @@ def upgrade() -> None:
         'login_lockouts',
         sa.Column('name_hash', sa.String(length=64), nullable=False),
         sa.Column('failures', sa.Integer(), nullable=False),
-        sa.Column('last_failure_at', sa.BigInteger(), nullable=False),
-        sa.Column('locked_until', sa.BigInteger(), server_default='0', nullable=False),
+        sa.Column('last_failure_at', UTCDateTime(timezone=True), nullable=False),
+        sa.Column('locked_until', UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name_hash', name=op.f('pk_login_lockouts')),
     )
 
