@@ -43,11 +43,10 @@ def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
     worker processes sharing one listening socket (each builds its own app from the same
     settings and database; rate limits and lockouts are counted in the database, so they
     count across all of them). A worker that dies is replaced by the supervisor."""
-    # Function-level: FastAPI and uvicorn cost every other command 0.3 s at start.
-    import uvicorn
+    import uvicorn  # function-level: uvicorn and FastAPI cost every other command 0.3 s
     from uvicorn.supervisors import Multiprocess
 
-    from mailer.web.app import create_app
+    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
     web_app = create_app(settings, db) if workers == 1 else WORKER_APP
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
