@@ -10,13 +10,15 @@ locked for ``base`` seconds; each further failure once the lock has passed doubl
 Names are counted as typed, whether or not a user has that name, so the lockout answers an
 unknown name exactly like a real one and tells nobody which names exist. The counts live in
 the database (table ``login_lockouts``), so every web process shares them; each failure is
-one atomic upsert.
+one atomic upsert, and rows whose failures are forgotten are deleted by one indexed DELETE at
+most once a minute per process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -27,16 +29,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from mailer.storage.db import Database
 from mailer.web.models import LoginLockout
 
+#: Seconds between two sweeps of forgotten rows by one process.
+PRUNE_EVERY = 60
+
 
 class AccountLockout:
-    """The lockout policy over one database; ``clock`` gives Unix seconds."""
+    """The lockout policy over one database; ``clock`` gives Unix seconds.
+
+    ``cap`` must stay below ``forget_after``: a row is deleted once its failures are forgotten,
+    and its lock must have ended by then.
+    """
 
     def __init__(self, db: Database, *, threshold: int = 5, base: int = 60, cap: int = 3600,
                  forget_after: int = 86400, clock: Callable[[], float] = time.time):
+        if not 0 < cap < forget_after or threshold < 1 or base < 1:
+            raise ValueError("a lockout needs threshold >= 1, base >= 1, 0 < cap < forget_after")
         self.db = db
         self.threshold, self.base, self.cap = threshold, base, cap
         self.forget_after = forget_after
         self.clock = clock
+        self._last_prune = -math.inf
+        self._prune_lock = threading.Lock()
 
     def locked_until(self, name: str) -> datetime | None:
         """When the lock on ``name`` ends (aware UTC), or None when it is not locked."""
@@ -51,6 +64,7 @@ class AccountLockout:
         locked it, else None."""
         now = self._now()
         key = _name_hash(name)
+        self._maybe_prune(now)
         with self.db.session() as session:
             failures = session.execute(self._count_failure(session, key, now)).scalar_one()
             if failures < self.threshold:
@@ -69,6 +83,22 @@ class AccountLockout:
         """A successful login: the name's failures are forgotten."""
         with self.db.session() as session:
             session.execute(delete(LoginLockout).where(LoginLockout.name_hash == _name_hash(name)))
+
+    def prune(self, now: datetime) -> int:
+        """Delete the rows whose failures are forgotten (names sprayed by a bot pile up
+        otherwise); returns how many went. One indexed DELETE."""
+        cutoff = now - timedelta(seconds=self.forget_after)
+        with self.db.session() as session:
+            result = session.execute(delete(LoginLockout)
+                                     .where(LoginLockout.last_failure_at < cutoff))
+            return result.rowcount or 0
+
+    def _maybe_prune(self, now: datetime) -> None:
+        with self._prune_lock:
+            if now.timestamp() - self._last_prune < PRUNE_EVERY:
+                return
+            self._last_prune = now.timestamp()
+        self.prune(now)
 
     def _now(self) -> datetime:
         # Whole seconds: the lock's end is shown, and sent as Retry-After, to the second.

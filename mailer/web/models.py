@@ -49,6 +49,6 @@ class LoginLockout(Base):
     name_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer)
     #: The newest failure; failures older than the lockout's ``forget_after`` are forgotten.
-    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     #: Until when every login with this name is refused unchecked (None: never locked).
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

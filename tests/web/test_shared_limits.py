@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from mailer.scheduling.policy import format_local
 from mailer.storage.db import open_database
 from mailer.storage.limits import SharedLimit
 from mailer.web.app import create_app
+from mailer.web.lockout import AccountLockout
+from mailer.web.models import LoginLockout
 from tests.web.conftest import add_user, csrf_from, login, outbox_messages
 from tests.web.test_public import subscribe, subscriber
 
@@ -164,3 +167,18 @@ def test_log_out_ends_a_copied_cookie_on_every_app(app, second_app, staff):
         replay = client_for(target)
         replay.cookies.update(copied)
         assert replay.get("/admin/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_forgotten_names_are_pruned_and_nonsense_policies_refused(db):
+    clock = Clock()
+    lockout = AccountLockout(db, clock=clock)
+    for name in ("sprayed-1", "sprayed-2"):
+        lockout.failed(name)
+    clock.now += 86400 - 10
+    lockout.failed("recent")
+    clock.now += 20
+    assert lockout.prune(datetime.fromtimestamp(clock.now, UTC)) == 2
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(LoginLockout)) == 1
+    with pytest.raises(ValueError):
+        AccountLockout(db, cap=86400, forget_after=3600)

@@ -39,9 +39,12 @@ def upgrade() -> None:
         sa.Column('locked_until', UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('name_hash', name=op.f('pk_login_lockouts')),
     )
+    op.create_index(op.f('ix_login_lockouts_last_failure_at'), 'login_lockouts',
+                    ['last_failure_at'])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_login_lockouts_last_failure_at'), table_name='login_lockouts')
     op.drop_table('login_lockouts')
     op.drop_index(op.f('ix_rate_hits_expires_at'), table_name='rate_hits')
     op.drop_table('rate_hits')
