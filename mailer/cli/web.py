@@ -18,6 +18,7 @@ from mailer.cli.apps import app, tokens_app, users_app
 from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
 from mailer.scheduling.scheduler import run_scheduler
+from mailer.storage.db import secret_key
 from mailer.web.auth import (
     create_api_token,
     create_user,
@@ -48,6 +49,8 @@ def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
 
     from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
+    if workers > 1:
+        secret_key(db, settings)  # made here once, not raced for by the workers as they start
     web_app = create_app(settings, db) if workers == 1 else WORKER_APP
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
                             forwarded_allow_ips="127.0.0.1", log_level="info",

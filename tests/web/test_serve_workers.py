@@ -31,15 +31,19 @@ from tests.web.test_serve import _free_port, _stop
 pytestmark = pytest.mark.slow
 
 
-def _start(command: str, port: int, workers: int, log: Path, **env) -> subprocess.Popen:
+def _start(command: str, port: int, workers: int, log: Path, *, secret: bool = True,
+           **env) -> subprocess.Popen:
     """The command in the background, its output in ``log`` (a pipe nobody reads could fill
-    up and stall the server)."""
+    up and stall the server). ``secret=False``: no MAILER_SECRET_KEY, so the installation
+    makes its own and keeps it in the database."""
+    environment = {**os.environ, "MAILER_PUBLIC_URL": f"http://127.0.0.1:{port}", **env}
+    if not secret:
+        environment.pop("MAILER_SECRET_KEY", None)
     with log.open("wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "mailer", command, "--port", str(port),
              "--workers", str(workers)],
-            env={**os.environ, "MAILER_PUBLIC_URL": f"http://127.0.0.1:{port}", **env},
-            stdout=out, stderr=subprocess.STDOUT)
+            env=environment, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _wait_healthy(process: subprocess.Popen, port: int, log: Path, timeout: float = 90):
@@ -87,27 +91,43 @@ def _only(running: int, stopped: int) -> Iterator[None]:
         os.kill(stopped, signal.SIGCONT)
 
 
-def _signup(port: int, email: str) -> int:
+def _browser(port: int) -> httpx.Client:
     # A new connection for every request (no keep-alive), so none sticks to one worker.
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                      headers={"Connection": "close"},
-                      limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        page = client.get("/subscribe")
-        assert page.status_code == 200, page.text
-        answer = client.post("/subscribe", data={
-            "csrf_token": csrf_from(page.text), "email": email, "frequency": "immediate"})
-        return answer.status_code
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                        headers={"Connection": "close"},
+                        limits=httpx.Limits(max_keepalive_connections=0))
+
+
+def _form(client: httpx.Client) -> str:
+    page = client.get("/subscribe")
+    assert page.status_code == 200, page.text
+    return csrf_from(page.text)
+
+
+def _post(client: httpx.Client, token: str, email: str) -> int:
+    return client.post("/subscribe", data={"csrf_token": token, "email": email,
+                                           "frequency": "immediate"}).status_code
+
+
+def _signup(port: int, email: str) -> int:
+    with _browser(port) as client:
+        return _post(client, _form(client), email)
 
 
 def test_serve_with_two_workers_counts_the_signup_limit_once(settings, db, topics, tmp_path):
     port, log = _free_port(), tmp_path / "serve.log"
-    process = _start("serve", port, 2, log)
+    process = _start("serve", port, 2, log, secret=False)
     try:
         assert _wait_healthy(process, port, log) == {"status": "ok"}
         first, second = _workers(process.pid, 2)
         assert first != second
-        with _only(running=second, stopped=first):
-            assert [_signup(port, f"a{i}@example.org") for i in range(3)] == [200] * 3
+        # A form from one worker is accepted by the other: they sign sessions with one key.
+        with _browser(port) as browser:
+            with _only(running=first, stopped=second):
+                token = _form(browser)
+            with _only(running=second, stopped=first):
+                assert _post(browser, token, "a0@example.org") == 200
+                assert [_signup(port, f"a{i}@example.org") for i in (1, 2)] == [200] * 2
         with _only(running=first, stopped=second):
             # Counted apart, this worker would allow five of its own.
             assert [_signup(port, f"b{i}@example.org") for i in range(3)] == [200, 200, 429]
