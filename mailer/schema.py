@@ -6,7 +6,7 @@ from mailer.campaigns import models as campaigns  # noqa: F401
 from mailer.delivery import records as delivery  # noqa: F401
 from mailer.ingest import models as ingest  # noqa: F401
 from mailer.scheduling import models as scheduling  # noqa: F401
-from mailer.storage import meta  # noqa: F401
+from mailer.storage import limits, meta  # noqa: F401
 from mailer.storage.base import Base
 from mailer.tracking import models as tracking  # noqa: F401
 from mailer.web import models as web  # noqa: F401

@@ -17,6 +17,7 @@ from mailer.cli.apps import app, tokens_app, users_app
 from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
 from mailer.scheduling.scheduler import run_scheduler
+from mailer.storage.db import secret_key
 from mailer.web.auth import (
     create_api_token,
     create_user,
@@ -32,28 +33,62 @@ from mailer.web.auth import (
 log = logging.getLogger("mailer.run")
 
 
-def _uvicorn_server(host: str, port: int, web_app):
-    import uvicorn
+#: What uvicorn imports and calls in each process of ``--workers N`` (N > 1).
+WORKER_APP = "mailer.cli.web:worker_app"
+#: How long the supervisor waits for a worker to answer its health check before killing it
+#: as hung. A starting worker imports the whole app first, which takes longer than uvicorn's
+#: 5 s default on a busy machine: it was killed and restarted in a loop.
+WORKER_START_SECONDS = 30
 
+
+def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
+    """Serve the web app until SIGTERM or Ctrl-C: in this process, or in ``workers`` uvicorn
+    worker processes sharing one listening socket (each builds its own app from the same
+    settings and database; rate limits and lockouts are counted in the database, so they
+    count across all of them). A worker that dies is replaced by the supervisor."""
+    import uvicorn  # function-level: uvicorn and FastAPI cost every other command 0.3 s
+    from uvicorn.supervisors import Multiprocess
+
+    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
+
+    if workers > 1:
+        secret_key(db, settings)  # made here once, not raced for by the workers as they start
+    web_app = create_app(settings, db) if workers == 1 else WORKER_APP
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
                             forwarded_allow_ips="127.0.0.1", log_level="info",
-                            server_header=False)
-    return uvicorn.Server(config)
+                            server_header=False, workers=workers, factory=workers > 1,
+                            timeout_worker_healthcheck=WORKER_START_SECONDS)
+    if workers == 1:
+        uvicorn.Server(config).run()
+    else:
+        # The supervisor answers SIGTERM and SIGINT by stopping every worker, then returns.
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def worker_app():
+    """The app of one worker process of ``serve --workers N`` / ``run --workers N``: uvicorn
+    imports this module afresh in each process and calls this (settings come from the
+    environment, like the parent's; the parent has already brought the schema up to date)."""
+    from mailer.web.app import create_app  # function-level: see _serve_web
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+    context.service_logging()
+    return create_app(context.settings(), context.database())
 
 
 @app.command("serve")
 def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Web worker processes (they share rate limits through "
+                                     "the database)."),
 ) -> None:
     """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
 
-    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
-
     context.service_logging()
-    web_app = create_app(context.settings(), context.database())
     with _quiet_sigterm(threading.Event()):
-        _uvicorn_server(host, port, web_app).run()
+        _serve_web(host, port, context.settings(), context.database(), workers)
 
 
 @contextlib.contextmanager
@@ -76,14 +111,16 @@ def _quiet_sigterm(stop: threading.Event) -> Iterator[None]:
 def run_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    workers: int = typer.Option(1, "--workers", min=1,
+                                help="Web worker processes (the scheduler and the send worker "
+                                     "stay one each, in this process)."),
 ) -> None:
     """Run everything on one machine: the web app, the scheduler and one send worker.
 
-    The web app runs in the main thread; the scheduler and the worker run in threads that
-    stop when the web server stops (Ctrl-C or SIGTERM).
+    The web app runs in the main thread (or, with ``--workers N``, in N processes it
+    supervises); the scheduler and the worker run in threads that stop when the web server
+    stops (Ctrl-C or SIGTERM).
     """
-
-    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
     context.service_logging()
     settings, db = context.settings(), context.database()
@@ -99,7 +136,7 @@ def run_command(
         thread.start()
     try:
         with _quiet_sigterm(stop):
-            _uvicorn_server(host, port, create_app(settings, db)).run()
+            _serve_web(host, port, settings, db, workers)
     finally:
         stop.set()
         for thread in threads:

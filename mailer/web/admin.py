@@ -9,6 +9,8 @@ a campaign's own author like it is on the command line.
 from __future__ import annotations
 
 import logging
+import math
+from datetime import datetime
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -24,6 +26,7 @@ from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.feeds import add_feed
 from mailer.ingest.models import Feed, Release
 from mailer.render.environment import release_templates
+from mailer.scheduling.policy import format_local
 from mailer.storage.base import utcnow
 from mailer.tracking.summary import summaries
 from mailer.web.auth import (
@@ -56,24 +59,46 @@ def login_form(request: Request, next: str = "/admin/campaigns") -> Response:
 
 @router.post("/login", response_class=HTMLResponse)
 async def login(request: Request) -> Response:
+    """Log in. Refused, with the same answer whether or not the name exists: a name locked
+    after repeated failures (``mailer.web.lockout``; the page says until when), and any name
+    from an address past the login rate limit."""
     form = await checked_form(request)
     next_path = _safe_next(str(form.get("next") or ""))
     name, password = str(form.get("name") or ""), str(form.get("password") or "")
-    limiter = request.app.state.login_limiter
+    lockout = request.app.state.login_lockout
+    locked = lockout.locked_until(name)
+    if locked is not None:
+        return _locked_page(request, next_path, name, locked)
     user = None
-    if limiter.hit(client_ip(request)):
+    if request.app.state.login_limiter.hit(client_ip(request)).allowed:
         with request.app.state.db.session() as session:
             user = authenticate(session, name, password)
+        if user is None:
+            locked = lockout.failed(name)
     if user is None:
         # The name is logged (who is being tried), never the password.
         log.warning("dashboard login refused for %r from %s", name[:100], client_ip(request))
+        if locked is not None:
+            return _locked_page(request, next_path, name, locked)
         return render(request, "admin/login.html", {
             "next": next_path, "name": name,
             "error": "That name and password do not match, or there were too many tries."},
             status_code=401)
+    lockout.succeeded(name)
     log_in(request, user)
     log.info("dashboard login: %s from %s", user.name, client_ip(request))
     return see_other(next_path)
+
+
+def _locked_page(request: Request, next_path: str, name: str, until: datetime) -> Response:
+    """429 naming when to try again, in the office's zone (the same for any name)."""
+    wait = max(1, math.ceil(until.timestamp() - request.app.state.login_lockout.clock()))
+    when = format_local(until, request.app.state.settings)
+    return render(request, "admin/login.html", {
+        "next": next_path, "name": name,
+        "error": f"Too many failed logins with this name: it is locked until {when}. "
+                 "Try again then."},
+        status_code=429, headers={"Retry-After": str(wait)})
 
 
 def _safe_next(path: str) -> str:

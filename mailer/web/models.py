@@ -1,4 +1,4 @@
-"""Dashboard users and API tokens."""
+"""Dashboard users, API tokens and failed-login lockouts."""
 
 from __future__ import annotations
 
@@ -35,3 +35,20 @@ class ApiToken(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginLockout(Base):
+    """Failed logins in a row for one typed user name, existing or not (``mailer.web.lockout``).
+
+    Keyed by the SHA-256 of the name as typed (trimmed, case-folded): an unknown name is
+    counted and locked exactly like a real one, so the lockout says nothing about who exists.
+    """
+
+    __tablename__ = "login_lockouts"
+
+    name_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    #: The newest failure; failures older than the lockout's ``forget_after`` are forgotten.
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    #: Until when every login with this name is refused unchecked (None: never locked).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -26,9 +26,11 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
 from mailer.settings import Settings
+from mailer.storage.limits import SharedLimit
 from mailer.web.auth import LoginRequired
+from mailer.web.lockout import AccountLockout
 from mailer.web.roles import Permission, allows
-from mailer.web.security import SecurityHeadersMiddleware, SlidingWindowLimiter, csrf_token
+from mailer.web.security import SecurityHeadersMiddleware, csrf_token
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "mailer_session"
@@ -96,12 +98,16 @@ def session_secret(secret: str) -> str:
 def install(app: FastAPI, settings: Settings, secret: str) -> None:
     """Add templates, sessions, security headers, static files and error handlers."""
     app.state.templates = make_templates(settings)
+    db = app.state.db
+    # Counted in the database, so every web process of the installation shares them.
     #: 5 signups per address per 10 minutes; enough for a family sharing one address.
-    app.state.subscribe_limiter = SlidingWindowLimiter(limit=5, window=600)
+    app.state.subscribe_limiter = SharedLimit(db, "subscribe", limit=5, window=600)
     #: At most 3 signup emails to one mailbox per hour, whoever asks.
-    app.state.address_limiter = SlidingWindowLimiter(limit=3, window=3600)
+    app.state.address_limiter = SharedLimit(db, "signup-email", limit=3, window=3600)
     #: 10 login attempts per address per 15 minutes.
-    app.state.login_limiter = SlidingWindowLimiter(limit=10, window=900)
+    app.state.login_limiter = SharedLimit(db, "login", limit=10, window=900)
+    #: 5 failed logins in a row for one user name lock it for a minute, then 2, 4, … 60.
+    app.state.login_lockout = AccountLockout(db)
     https = settings.public_url.startswith("https://")
     app.add_middleware(SessionMiddleware, secret_key=session_secret(secret),
                        session_cookie=SESSION_COOKIE, max_age=SESSION_MAX_AGE,

@@ -94,8 +94,10 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     active or unsubscribed address; a bot that fills the honeypot gets it too."""
     form = await request.form()
     check_csrf(request, form)
-    if not request.app.state.subscribe_limiter.hit(client_ip(request)):
-        raise HTTPException(429, "Too many signups from your network. Try again later.")
+    decision = request.app.state.subscribe_limiter.hit(client_ip(request))
+    if not decision.allowed:
+        raise HTTPException(429, "Too many signups from your network. Try again later.",
+                            headers={"Retry-After": str(decision.retry_after)})
     if honeypot_filled(form):
         return _check_email(request)
     raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
@@ -118,7 +120,7 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
     # Someone typing a victim's address again and again must not flood their inbox: past a
     # few emails per address per hour the signup is recorded but no further email goes out
     # (the page is the same either way).
-    if request.app.state.address_limiter.hit(signup.email):
+    if request.app.state.address_limiter.hit(signup.email).allowed:
         background.add_task(send_system_mail, mail, request.app.state.settings,
                             request.app.state.signer)
     return _check_email(request)

@@ -1,22 +1,18 @@
-"""Web safety nets: security headers, CSRF tokens, the subscribe honeypot and rate limits.
+"""Web safety nets: security headers, CSRF tokens and the subscribe honeypot.
 
 CSRF uses the synchronizer-token pattern: a random secret lives in the signed session cookie
 and every form carries it in a hidden ``csrf_token`` field; a POST whose field does not match
 is refused with 403. The session cookie is SameSite=Lax as a second line of defence.
 
-The rate limiter is an in-memory sliding window: right for one web process (``mailer serve``
-/ ``mailer run``). Several web processes behind a load balancer each keep their own window,
-so the effective limit multiplies by the number of processes; put a shared limiter in the
-proxy in that setup.
+The rate limits (signups per network, signup emails per address, logins per network) are
+counted in the database by ``mailer.storage.limits``, so every web process shares them; the
+per-account login lockout is ``mailer.web.lockout``.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import threading
-import time
-from collections import deque
 from collections.abc import Mapping
 
 from fastapi import HTTPException, Request
@@ -113,48 +109,6 @@ def check_csrf(request: Request, form: Mapping[str, object]) -> None:
 def honeypot_filled(form: Mapping[str, object]) -> bool:
     value = form.get(HONEYPOT_FIELD)
     return isinstance(value, str) and value.strip() != ""
-
-
-class SlidingWindowLimiter:
-    """At most ``limit`` hits per key in any ``window`` seconds; in memory, thread-safe.
-
-    Memory is bounded: keys whose window has emptied are dropped on a periodic sweep.
-    """
-
-    def __init__(self, limit: int, window: float, *, clock=time.monotonic):
-        if limit < 1 or window <= 0:
-            raise ValueError("a rate limit needs limit >= 1 and window > 0")
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-        self._last_sweep = clock()
-
-    def hit(self, key: str) -> bool:
-        """Record one hit for ``key``; False when it is over the limit (the hit is not kept)."""
-        now = self._clock()
-        with self._lock:
-            self._sweep(now)
-            hits = self._hits.setdefault(key, deque())
-            while hits and hits[0] <= now - self.window:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return False
-            hits.append(now)
-            return True
-
-    def reset(self) -> None:
-        with self._lock:
-            self._hits.clear()
-
-    def _sweep(self, now: float) -> None:
-        if now - self._last_sweep < self.window:
-            return
-        self._last_sweep = now
-        stale = [k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self.window]
-        for key in stale:
-            del self._hits[key]
 
 
 def client_ip(request: Request) -> str:

@@ -1,4 +1,4 @@
-"""``mailer users add`` / ``mailer tokens create``, password hashing, the rate limiter."""
+"""``mailer users add`` / ``mailer tokens create``, password hashing, sessions."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from sqlalchemy import select
 from mailer.cli import context
 from mailer.web.auth import authenticate, create_user
 from mailer.web.models import User
-from mailer.web.security import SlidingWindowLimiter
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -79,32 +78,6 @@ def test_changing_a_password_ends_existing_sessions(client, db):
         session.scalar(select(User).where(User.name == "frank")).password_hash = \
             hash_password("second password")
     assert client.get("/admin/campaigns", follow_redirects=False).status_code == 303
-
-
-def test_sliding_window_limiter():
-    now = [1000.0]
-    limiter = SlidingWindowLimiter(limit=3, window=60, clock=lambda: now[0])
-    assert [limiter.hit("a") for _ in range(4)] == [True, True, True, False]
-    assert limiter.hit("b")  # per key
-    now[0] += 59.9
-    assert not limiter.hit("a")
-    now[0] += 0.2  # the first hits have left the window
-    assert limiter.hit("a")
-
-
-def test_sliding_window_forgets_idle_keys():
-    now = [0.0]
-    limiter = SlidingWindowLimiter(limit=1, window=10, clock=lambda: now[0])
-    for i in range(1000):
-        limiter.hit(f"ip{i}")
-    now[0] += 11
-    limiter.hit("fresh")
-    assert len(limiter._hits) == 1
-
-
-def test_limiter_rejects_nonsense():
-    with pytest.raises(ValueError):
-        SlidingWindowLimiter(limit=0, window=1)
 
 
 @sqlite_only
