@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from mailer.cli import context
 from mailer.cli.apps import app, tokens_app, users_app
+from mailer.delivery.mailqueue import start_runner
 from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
 from mailer.scheduling.scheduler import run_scheduler
@@ -44,7 +45,10 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
 ) -> None:
-    """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
+    """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz.
+
+    It also sends the queued signup emails, unless MAILER_WEB_SENDS_MAIL=false (then run
+    `mailer worker` beside it)."""
 
     from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
 
@@ -75,10 +79,11 @@ def run_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
 ) -> None:
-    """Run everything on one machine: the web app, the scheduler and one send worker.
+    """Run everything on one machine: the web app, the scheduler, one send worker and the
+    mail queue (signup confirmations).
 
-    The web app runs in the main thread; the scheduler and the worker run in threads that
-    stop when the web server stops (Ctrl-C or SIGTERM).
+    The web app runs in the main thread; the others run in threads that stop when the web
+    server stops (Ctrl-C or SIGTERM).
     """
 
     from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
@@ -86,6 +91,8 @@ def run_command(
     context.service_logging()
     settings, db = context.settings(), context.database()
     stop = threading.Event()
+    # The queue runner below sends the web's queued mail, so the app does not run its own.
+    web_app = create_app(settings.model_copy(update={"web_sends_mail": False}), db)
     threads = [
         threading.Thread(target=_guard,
                          args=("scheduler", run_scheduler, settings, stop, db),
@@ -95,11 +102,13 @@ def run_command(
     ]
     for thread in threads:
         thread.start()
+    threads.append(start_runner(db, settings, stop, wake=web_app.state.mail_wake))
     try:
         with _quiet_sigterm(stop):
-            _uvicorn_server(host, port, create_app(settings, db)).run()
+            _uvicorn_server(host, port, web_app).run()
     finally:
         stop.set()
+        web_app.state.mail_wake.set()
         for thread in threads:
             thread.join(timeout=60)  # the worker finishes and records its batch
 
