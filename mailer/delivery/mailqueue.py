@@ -104,11 +104,11 @@ def _mark_sending(db: Database, mail: Claimed, worker: str) -> bool:
     return bool(done)
 
 
-def _settle(db: Database, mail: Claimed, worker: str, **values) -> None:
+def _settle(db: Database, mail: Claimed, owner: str, /, **values) -> None:
     """The write after the hand-off (only while the row is still ours and ``sending``)."""
     with db.session() as session:
         session.execute(update(TABLE).where(C.id == mail.id, C.status == MS.SENDING,
-                                            C.worker == worker)
+                                            C.worker == owner)
                         .values(lease_until=None, **values))
 
 
@@ -275,14 +275,15 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
 
 
 def start_runner(db: Database, settings: Settings, stop: threading.Event, *,
-                 wake: threading.Event | None = None,
+                 wake: threading.Event | None = None, transport: Transport | None = None,
                  restart_after: float = 30.0) -> threading.Thread:
-    """``run_mail_queue`` in a daemon thread that restarts it after a crash (logged)."""
+    """``run_mail_queue`` in a daemon thread that restarts it after a crash (logged);
+    ``transport`` defaults to the configured one."""
 
     def guarded() -> None:
         while not stop.is_set():
             try:
-                run_mail_queue(db, settings, stop, wake=wake)
+                run_mail_queue(db, settings, stop, wake=wake, transport=transport)
                 return
             except Exception:
                 log.exception("the mail queue stopped with an error; restarting in %.0f s",

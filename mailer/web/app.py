@@ -15,6 +15,7 @@ from mailer.delivery.mailqueue import start_runner
 from mailer.settings import Settings, get_settings
 from mailer.storage.db import Database, open_database, secret_key
 from mailer.tokens import TokenSigner
+from mailer.transports.base import Transport
 from mailer.web import apidocs
 from mailer.web.pages import install
 
@@ -31,10 +32,12 @@ ROUTER_MODULES = (
 )
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, *,
+               mail_transport: Transport | None = None) -> FastAPI:
     """The app. While it is served (its lifespan) it runs a mail queue runner in a thread
-    unless ``MAILER_WEB_SENDS_MAIL`` is false; ``app.state.mail_wake`` wakes the runner after
-    a request queues mail (``mailer run`` passes it to the runner it starts itself)."""
+    unless ``MAILER_WEB_SENDS_MAIL`` is false, sending through ``mail_transport`` (default:
+    the configured one); ``app.state.mail_wake`` wakes the runner after a request queues
+    mail (``mailer run`` passes it to the runner it starts itself)."""
     settings = settings or get_settings()
     db = db or open_database(settings)
     # /api/docs is served by mailer.web.apidocs (server-rendered: no CDN, no inline script).
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     app.state.settings = settings
     app.state.db = db
     app.state.mail_wake = threading.Event()
+    app.state.mail_transport = mail_transport
     secret = secret_key(db, settings)
     app.state.signer = TokenSigner(secret)
     # Sessions, security headers, templates, static files, error pages.
@@ -67,7 +71,8 @@ async def _lifespan(app: FastAPI):
     said to send them (``MAILER_WEB_SENDS_MAIL=false``)."""
     state = app.state
     stop = threading.Event()
-    runner = (start_runner(state.db, state.settings, stop, wake=state.mail_wake)
+    runner = (start_runner(state.db, state.settings, stop, wake=state.mail_wake,
+                           transport=state.mail_transport)
               if state.settings.web_sends_mail else None)
     try:
         yield
