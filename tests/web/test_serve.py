@@ -92,3 +92,29 @@ def test_run_sends_a_due_campaign_with_its_own_scheduler_and_worker(settings, db
     assert status == "sent", process.stderr.read().decode()[-3000:]
     assert code == 0
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 3
+
+
+@pytest.mark.slow
+def test_serve_sends_a_signup_confirmation_itself(settings, db, standin):
+    """``mailer serve`` alone (no worker) against the SendGrid stand-in: the signup page
+    answers and the queued confirmation reaches the provider within seconds, once."""
+    port = _free_port()
+    process = _start("serve", port, MAILER_TRANSPORT="sendgrid",
+                     MAILER_SENDGRID_API_KEY=standin.api_key, MAILER_SENDGRID_HOST=standin.url,
+                     MAILER_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    try:
+        _wait_healthy(process, port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            page = client.get("/subscribe")
+            token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+            answer = client.post("/subscribe", data={"csrf_token": token,
+                                                     "email": "new@example.org"})
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while "new@example.org" not in standin.emails() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # room for a second copy, were one to be sent
+    finally:
+        code = _stop(process)
+    assert standin.emails() == ["new@example.org"], process.stderr.read().decode()[-3000:]
+    assert code == 0
