@@ -6,7 +6,8 @@ Every row is written before and after its hand-off, like a campaign's deliveries
 1. ``claim``: one statement moves up to N due ``queued`` rows to ``claimed`` under this
    runner's name with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so runners in other
    processes take other rows; on SQLite the single ``UPDATE … RETURNING`` is atomic).
-2. Just before the hand-off the row becomes ``sending`` (``handed_at``, one more attempt).
+2. Just before the hand-off the claimed rows become ``sending`` (``handed_at``, one more
+   attempt), in one statement: they are handed off together.
 3. After it: ``sent`` with the provider's message id; ``queued`` again after an exponential
    backoff on a temporary failure; ``failed`` with the reason on a permanent refusal or when
    ``MAILER_MAIL_QUEUE_ATTEMPTS`` are spent; ``in_doubt`` when the request went out and no
@@ -51,6 +52,8 @@ TABLE = OutgoingMail.__table__
 C = TABLE.c
 #: The longest wait between two tries of one email.
 BACKOFF_MAX = 3600.0
+#: How long a woken runner lets more mail gather before it claims (seconds).
+GATHER = 0.05
 #: How often a running queue looks for rows a dead runner left (seconds).
 RECOVER_EVERY = 15.0
 
@@ -78,30 +81,44 @@ class Recovered:
 def claim(db: Database, worker: str, limit: int, lease_seconds: float,
           now: datetime | None = None) -> list[Claimed]:
     """Take up to ``limit`` due queued rows for ``worker`` (oldest first); no other runner
-    gets them until the lease ends or ``recover`` hands them back."""
+    gets them until the lease ends or ``recover`` hands them back.
+
+    The due rows are read first (locked and skipped by other runners on PostgreSQL), so a
+    look that finds nothing writes nothing (on SQLite a write would wait for, and hold up,
+    every signup's own write); the update re-checks ``queued``, so a row two runners both
+    saw is claimed by one."""
     now = now or utcnow()
     due = (select(C.id).where(C.status == MS.QUEUED, C.next_attempt_at <= now)
            .order_by(C.id).limit(limit))
     if db.dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    stmt = (update(TABLE).where(C.id.in_(due.scalar_subquery()), C.status == MS.QUEUED)
+    with db.session() as session:
+        ids = session.scalars(due).all()
+        if not ids:
+            return []
+        rows = [Claimed(*row) for row in session.execute(
+            update(TABLE).where(C.id.in_(ids), C.status == MS.QUEUED)
             .values(status=MS.CLAIMED, worker=worker,
                     lease_until=now + timedelta(seconds=lease_seconds))
             .returning(C.id, C.subscriber_id, C.template, C.subject, C.email, C.name,
-                       C.context, C.attempts))
-    with db.session() as session:
-        rows = [Claimed(*row) for row in session.execute(stmt)]
+                       C.context, C.attempts))]
     return sorted(rows, key=lambda r: r.id)
 
 
-def _mark_sending(db: Database, mail: Claimed, worker: str) -> bool:
-    """The write before the hand-off; False when the claim is no longer ours."""
+def mark_sending(db: Database, mails: list[Claimed], worker: str) -> list[Claimed]:
+    """The write before the hand-off, for every mail about to be handed off at once; returns
+    those still ours (a claim whose lease was taken over is not sent)."""
+    if not mails:
+        return []
     with db.session() as session:
-        done = session.execute(
-            update(TABLE).where(C.id == mail.id, C.status == MS.CLAIMED, C.worker == worker)
-            .values(status=MS.SENDING, handed_at=utcnow(), attempts=C.attempts + 1)).rowcount
-    mail.attempts += 1
-    return bool(done)
+        ours = set(session.scalars(
+            update(TABLE).where(C.id.in_([m.id for m in mails]), C.status == MS.CLAIMED,
+                                C.worker == worker)
+            .values(status=MS.SENDING, handed_at=utcnow(), attempts=C.attempts + 1)
+            .returning(C.id)).all())
+    for mail in mails:
+        mail.attempts += 1
+    return [m for m in mails if m.id in ours]
 
 
 def _settle(db: Database, mail: Claimed, owner: str, /, **values) -> None:
@@ -123,11 +140,9 @@ def _links(mail: Claimed, settings: Settings, signer: TokenSigner) -> dict:
 
 def send_one(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              mail: Claimed, worker: str) -> str:
-    """Hand one claimed email to the transport and record the outcome; returns the status
-    it ended in (``claimed`` when the claim was lost before the hand-off). Never raises for
-    the provider's or the template's failures: they are recorded on the row."""
-    if not _mark_sending(db, mail, worker):
-        return MS.CLAIMED
+    """Hand one email already marked ``sending`` (``mark_sending``) to the transport and
+    record the outcome; returns the status it ended in. Never raises for the provider's or
+    the template's failures: they are recorded on the row."""
     try:
         message = system_message(template_for(mail.template, settings), settings,
                                  subject=mail.subject, context=_links(mail, settings, signer))
@@ -212,14 +227,15 @@ def make_signer(db: Database, settings: Settings) -> TokenSigner:
 
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None) -> int:
-    """Claim what is due (up to ``MAILER_CONCURRENCY`` × 4 rows) and send it, in parallel on
-    ``pool`` when given; returns how many rows were claimed."""
+    """Claim what is due (up to ``MAILER_CONCURRENCY`` × 4 rows), mark it ``sending`` and
+    hand it off, in parallel on ``pool`` when given; returns how many rows were claimed."""
     claimed = claim(db, worker, settings.concurrency * 4, settings.lease_seconds)
+    ours = mark_sending(db, claimed, worker)
     if pool is None:
-        for mail in claimed:
+        for mail in ours:
             send_one(db, settings, signer, transport, mail, worker)
     else:
-        list(pool.map(lambda m: send_one(db, settings, signer, transport, m, worker), claimed))
+        list(pool.map(lambda m: send_one(db, settings, signer, transport, m, worker), ours))
     return len(claimed)
 
 
@@ -264,9 +280,13 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
                 idle = 0 if did else idle + 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break
-                if not did:
-                    (wake or clock).wait(poll_interval)
+                if did < settings.concurrency * 4:
+                    # Nothing more due: wait for a wake (or the poll), and let a burst of
+                    # signups gather so one claim takes many (fewer writes beside theirs).
+                    if not did:
+                        (wake or clock).wait(poll_interval)
                     (wake or clock).clear()
+                    stop.wait(GATHER)
     finally:
         recovery.forget_worker(worker)
         if owns:

@@ -83,14 +83,16 @@ def topic_choices(session: Session) -> list[Topic]:
     return list(session.scalars(select(Topic).order_by(Topic.name)))
 
 
-def topic_slugs(session: Session) -> set[str]:
-    """The slugs a signup may choose (one column, no objects: it is read on every signup)."""
-    return set(session.scalars(select(Topic.slug)))
+def topic_names(session: Session) -> dict[str, str]:
+    """slug -> name of every topic a signup may choose (read once per signup: validating the
+    form and naming the chosen topics in the email both use it)."""
+    return dict(session.execute(select(Topic.slug, Topic.name)).all())
 
 
 def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
-              queue: bool = True) -> SystemMail:
+              queue: bool = True, names: dict[str, str] | None = None) -> SystemMail:
     """Record a web signup and queue (when ``queue``) the one email it owes; returns it.
+    ``names``: ``topic_names``, when the caller has read them already.
 
     Whatever the address's state, the caller shows the same page; what differs is only the
     email, which goes to the address's owner: a confirmation link for a new, pending or
@@ -103,9 +105,11 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
         subscriber, _ = service.add_subscriber(
             session, email=signup.email, name=signup.name, zip=signup.zip,
             topics=signup.topics, frequency=signup.frequency, status=PENDING,
-            consent_source=SOURCE, consent_ip=ip,
+            consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow(),
         )
-        mail = confirmation_mail(session, subscriber, links, signup.topics)
+        chosen = (sorted(names[t] for t in signup.topics) if names is not None
+                  else signup_topic_names(session, signup.topics))
+        mail = _confirmation(subscriber, chosen)
     elif subscriber.status == ACTIVE:
         mail = SystemMail("already_subscribed",
                           f"You're already subscribed to {links.office_name}",
@@ -121,19 +125,21 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
     return mail
 
 
-def confirmation_mail(session: Session, subscriber: Subscriber, links,
-                      topics: list[str] | None = None) -> SystemMail:
+def confirmation_mail(session: Session, subscriber: Subscriber, links) -> SystemMail:
     """The double opt-in email; its signed link (expiring after CONFIRM_MAX_AGE) is made by
-    the queue runner when it sends. ``topics``: the slugs, when the caller knows them.
+    the queue runner when it sends.
 
     Marks the subscriber as sent a confirmation, so ``mailer.delivery.confirmations`` (the
     import's double opt-in mailer) does not send them a second one."""
     subscriber.confirm_sent_at = utcnow()
-    slugs = topics if topics is not None else service.topic_slugs(session, subscriber)
+    return _confirmation(subscriber, signup_topic_names(
+        session, service.topic_slugs(session, subscriber)))
+
+
+def _confirmation(subscriber: Subscriber, topic_names: list[str]) -> SystemMail:
     return SystemMail("confirm_subscription", "Please confirm your subscription", subscriber.id,
                       subscriber.email, subscriber.name,
-                      {"topics": signup_topic_names(session, slugs),
-                       "expires_hours": CONFIRM_MAX_AGE // 3600})
+                      {"topics": topic_names, "expires_hours": CONFIRM_MAX_AGE // 3600})
 
 
 def confirm(session: Session, subscriber: Subscriber, *, links) -> bool:

@@ -102,7 +102,8 @@ async def subscribe(request: Request) -> Response:
     for attempt in (1, 2):
         try:
             with request.app.state.db.session() as session:
-                signup, errors = c.validate_signup(raw, c.topic_slugs(session))
+                names = c.topic_names(session)
+                signup, errors = c.validate_signup(raw, set(names))
                 if errors:
                     values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
                               "zip": raw["zip"] or ""}
@@ -113,7 +114,7 @@ async def subscribe(request: Request) -> Response:
                 if may_email is None:
                     may_email = request.app.state.address_limiter.hit(signup.email)
                 c.subscribe(session, signup, ip=client_ip(request), links=Links(request),
-                            queue=may_email)
+                            queue=may_email, names=names)
             break
         except IntegrityError:  # the same address signed up at the same moment: now known
             if attempt == 2:
