@@ -12,6 +12,8 @@ after ``latency_ms``:
 
 - ``queued``: ``mailer serve`` exactly as deployed: the signup queues its confirmation and
   the server's queue runner sends it (figures also show how many went out during the run);
+- ``worker``: ``mailer serve`` with MAILER_WEB_SENDS_MAIL=false and ``mailer worker`` as its
+  own process sending the queue;
 - ``inline`` (baseline): the same app and uvicorn settings, but every signup sends its own
   confirmation inside its request before answering, as the request path did before the queue.
 """
@@ -51,7 +53,7 @@ def compare(client_counts: list[int], seconds: float, latency_ms: int) -> None:
     rows = []
     try:
         for clients in client_counts:
-            for mode in ("inline", "queued"):
+            for mode in ("inline", "queued", "worker"):
                 rows.append(_one_run(mode, clients, seconds, url))
     finally:
         standin.terminate()
@@ -59,11 +61,15 @@ def compare(client_counts: list[int], seconds: float, latency_ms: int) -> None:
     load = os.getloadavg()
     print(f"\nPOST /subscribe, SQLite, provider latency {latency_ms} ms, {seconds:.0f} s per "
           f"figure, {os.cpu_count()} cores, load average {load[0]:.1f} at the end")
-    print(f"{'path':22} {'clients':>7} {'signups/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>7} {'emails sent':>12} {'queued at end':>14}")
+    print(f"{'path':28} {'clients':>7} {'signups/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'web CPU ms/signup':>18} {'errors':>7} {'emails sent':>12} {'queued at end':>14}")
     for r in rows:
-        print(f"{r['label']:22} {r['clients']:7d} {r['rps']:10.0f} {r['p50']:8.1f} "
-              f"{r['p99']:8.1f} {r['errors']:7d} {r['sent']:12d} {r['queued']:14d}")
+        print(f"{r['label']:28} {r['clients']:7d} {r['rps']:10.0f} {r['p50']:8.1f} "
+              f"{r['p99']:8.1f} {r['cpu']:18.2f} {r['errors']:7d} {r['sent']:12d} "
+              f"{r['queued']:14d}")
+    print("web CPU: the web process's user+system time over the whole load (warm-up "
+          "included) divided by the signups it answered; with `serve` it includes its queue "
+          "runner's sends.")
 
 
 def _one_run(mode: str, clients: int, seconds: float, standin_url: str) -> dict:
@@ -77,20 +83,31 @@ def _one_run(mode: str, clients: int, seconds: float, standin_url: str) -> dict:
                "MAILER_POSTAL_ADDRESS": "1 Bench Street, Fargo, ND 58102",
                "MAILER_JOURNAL_DIR": str(folder / "journal")}
         subprocess.run([sys.executable, __file__, "seed"], env=env, cwd=folder, check=True)
-        command = ([sys.executable, "-m", "mailer", "serve", "--port", str(port)]
-                   if mode == "queued" else [sys.executable, __file__, "serve-inline", str(port)])
+        command = ([sys.executable, __file__, "serve-inline", str(port)] if mode == "inline"
+                   else [sys.executable, "-m", "mailer", "serve", "--port", str(port)])
+        if mode == "worker":
+            env["MAILER_WEB_SENDS_MAIL"] = "false"
         with open(folder / "server.log", "wb") as log:
             server = subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=log)
+            worker = (subprocess.Popen([sys.executable, "-m", "mailer", "worker"], env=env,
+                                       cwd=folder, stdout=log, stderr=log)
+                      if mode == "worker" else None)
             try:
                 _wait_for(port, server)
-                latencies, errors = asyncio.run(_load(port, clients, seconds))
+                cpu_before = _cpu_seconds(server.pid)
+                latencies, errors, answered = asyncio.run(_load(port, clients, seconds))
+                cpu = (_cpu_seconds(server.pid) - cpu_before) / max(1, answered)
                 sent, queued = _mail_counts(folder / "bench.db")
             finally:
-                server.terminate()
-                server.wait(30)
+                for process in (server, worker):
+                    if process is not None:
+                        process.terminate()
+                        process.wait(30)
     latencies.sort()
-    label = "queued (mailer serve)" if mode == "queued" else "inline (baseline)"
+    label = {"inline": "inline (baseline)", "queued": "queued, serve sends",
+             "worker": "queued, a worker sends"}[mode]
     return {"label": label, "clients": clients, "rps": len(latencies) / seconds,
+            "cpu": cpu * 1000,
             "p50": statistics.median(latencies) * 1000 if latencies else 0.0,
             "p99": latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000 if latencies else 0,
             "errors": errors, "sent": sent, "queued": queued}
@@ -115,20 +132,26 @@ def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit("the server did not start in time")
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _mail_counts(path: Path) -> tuple[int, int]:
     with sqlite3.connect(path) as conn:
         counts = dict(conn.execute("SELECT status, count(*) FROM outgoing_mail GROUP BY status"))
     return counts.get("sent", 0), counts.get("queued", 0) + counts.get("claimed", 0)
 
 
-async def _load(port: int, clients: int, seconds: float) -> tuple[list[float], int]:
+async def _load(port: int, clients: int, seconds: float) -> tuple[list[float], int, int]:
+    """Latencies in the measured window, errors in it, and every signup answered."""
     start = time.perf_counter()
     measure_from, stop_at = start + WARM_UP, start + WARM_UP + seconds
     latencies: list[float] = []
-    errors = [0]
-    await asyncio.gather(*(_client(port, i, measure_from, stop_at, latencies, errors)
+    counts = [0, 0]  # errors in the window, answered in all
+    await asyncio.gather(*(_client(port, i, measure_from, stop_at, latencies, counts)
                            for i in range(clients)))
-    return latencies, errors[0]
+    return latencies, counts[0], counts[1]
 
 
 async def _client(port: int, index: int, measure_from: float, stop_at: float,
@@ -149,6 +172,7 @@ async def _client(port: int, index: int, measure_from: float, stop_at: float,
                    "Content-Type: application/x-www-form-urlencoded\r\n"
                    f"Content-Length: {len(form)}\r\n\r\n{form}")
         status, _, _ = await _exchange(reader, writer, request)
+        errors[1] += 1
         if now >= measure_from and time.perf_counter() <= stop_at:
             latencies.append(time.perf_counter() - now)
             errors[0] += status != 200
@@ -231,7 +255,8 @@ def profile(requests: int) -> None:
         cpu = asyncio.run(_profiled(app, httpx, profiler, requests))
     print(f"CPU per signup (in process, ASGI, profiler off): {cpu * 1000:.2f} ms")
     pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(
+        "mailer|subscribers|starlette|jinja", 40)
 
 
 async def _profiled(app, httpx, profiler, requests: int) -> float:

@@ -147,6 +147,7 @@ def add_subscriber(
     topics: Iterable[str] = (), frequency: str = "immediate", status: str = ACTIVE,
     consent_source: str = "staff", consent_ip: str | None = None,
     consent_at: datetime | None = None, confirm_sent_at: datetime | None = None,
+    looked_up: bool = False,
 ) -> tuple[Subscriber, bool]:
     """Add a subscriber, or update the details of an existing one. Returns (subscriber, created).
 
@@ -157,7 +158,8 @@ def add_subscriber(
     suppression list may only be added as ``pending``.
 
     ``confirm_sent_at``: a new subscriber's confirmation email is already on its way (the web
-    signup queues it in the same transaction).
+    signup queues it in the same transaction). ``looked_up``: the caller has just found no
+    subscriber with this address in this transaction (the look-up is not repeated).
 
     Raises InvalidEmail, NotFound for an unknown topic slug, Suppressed, InvalidInput for a bad
     frequency or status.
@@ -171,7 +173,8 @@ def add_subscriber(
                             city=city)
     details["county"], details["state"], details["city"] = fill_place(
         details["zip"], details["county"], details["state"], details["city"])
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    subscriber = None if looked_up else session.scalar(
+        select(Subscriber).where(Subscriber.email == address))
     created = subscriber is None
     if created:
         subscriber = _create(session, address, details, frequency, status,

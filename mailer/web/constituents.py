@@ -105,7 +105,7 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
         subscriber, _ = service.add_subscriber(
             session, email=signup.email, name=signup.name, zip=signup.zip,
             topics=signup.topics, frequency=signup.frequency, status=PENDING,
-            consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow(),
+            consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow(), looked_up=True,
         )
         chosen = (sorted(names[t] for t in signup.topics) if names is not None
                   else signup_topic_names(session, signup.topics))
