@@ -222,8 +222,9 @@ def serve_inline(port: int) -> None:
 
     def send_one() -> None:
         claimed = mailqueue.claim(db, worker, 1, settings.lease_seconds)
-        for mail in mailqueue.mark_sending(db, claimed, worker):
-            mailqueue.send_one(db, settings, signer, transport, mail, worker)
+        mailqueue.settle(db, worker, [
+            (mail, mailqueue.send_one(settings, signer, transport, mail))
+            for mail in mailqueue.mark_sending(db, claimed, worker)])
 
     @app.middleware("http")
     async def inline(request, call_next):

@@ -3,15 +3,15 @@
 
 Every row is written before and after its hand-off, like a campaign's deliveries:
 
-1. ``claim``: one statement moves up to N due ``queued`` rows to ``claimed`` under this
-   runner's name with a lease (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so runners in other
-   processes take other rows; on SQLite the single ``UPDATE … RETURNING`` is atomic).
+1. ``claim``: the due ``queued`` rows are read (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+   runners in other processes take other rows) and moved to ``claimed`` under this runner's
+   name with a lease; the update re-checks ``queued``, so on SQLite one runner gets each.
 2. Just before the hand-off the claimed rows become ``sending`` (``handed_at``, one more
    attempt), in one statement: they are handed off together.
-3. After it: ``sent`` with the provider's message id; ``queued`` again after an exponential
-   backoff on a temporary failure; ``failed`` with the reason on a permanent refusal or when
-   ``MAILER_MAIL_QUEUE_ATTEMPTS`` are spent; ``in_doubt`` when the request went out and no
-   answer came back.
+3. After the batch's hand-offs, in one transaction: ``sent`` with the provider's message
+   id; ``queued`` again after an exponential backoff on a temporary failure; ``failed``
+   with the reason on a permanent refusal or when ``MAILER_MAIL_QUEUE_ATTEMPTS`` are
+   spent; ``in_doubt`` when the request went out and no answer came back.
 
 ``recover`` settles what a runner that died left: a ``claimed`` row never reached the
 provider and is queued again at once; a ``sending`` row may have, so it becomes ``in_doubt``
@@ -121,12 +121,17 @@ def mark_sending(db: Database, mails: list[Claimed], worker: str) -> list[Claime
     return [m for m in mails if m.id in ours]
 
 
-def _settle(db: Database, mail: Claimed, owner: str, /, **values) -> None:
-    """The write after the hand-off (only while the row is still ours and ``sending``)."""
+def settle(db: Database, owner: str, outcomes: list[tuple[Claimed, dict]]) -> None:
+    """The write after the hand-offs: each row's outcome, in one transaction for the batch
+    (fewer SQLite write locks beside the signups' own), and only while the row is still
+    ``owner``'s and ``sending``."""
+    if not outcomes:
+        return
     with db.session() as session:
-        session.execute(update(TABLE).where(C.id == mail.id, C.status == MS.SENDING,
-                                            C.worker == owner)
-                        .values(lease_until=None, **values))
+        for mail, values in outcomes:
+            session.execute(update(TABLE).where(C.id == mail.id, C.status == MS.SENDING,
+                                                C.worker == owner)
+                            .values(lease_until=None, **values))
 
 
 def _links(mail: Claimed, settings: Settings, signer: TokenSigner) -> dict:
@@ -138,30 +143,28 @@ def _links(mail: Claimed, settings: Settings, signer: TokenSigner) -> dict:
     return context
 
 
-def send_one(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
-             mail: Claimed, worker: str) -> str:
-    """Hand one email already marked ``sending`` (``mark_sending``) to the transport and
-    record the outcome; returns the status it ended in. Never raises for the provider's or
-    the template's failures: they are recorded on the row."""
+def send_one(settings: Settings, signer: TokenSigner, transport: Transport,
+             mail: Claimed) -> dict:
+    """Hand one email already marked ``sending`` (``mark_sending``) to the transport; returns
+    the values its row is to be settled with (``settle``). Never raises for the provider's or
+    the template's failures: they become the row's outcome."""
     try:
         message = system_message(template_for(mail.template, settings), settings,
                                  subject=mail.subject, context=_links(mail, settings, signer))
         [result] = send_one_off(message, [Person(mail.email, mail.name, mail.subscriber_id)],
                                 settings, signer, transport=transport, kind=mail.template)
     except AmbiguousFailure as exc:
-        _settle(db, mail, worker, status=MS.IN_DOUBT,
-                last_error=f"in doubt: the request went out but no answer came back ({exc})")
-        return MS.IN_DOUBT
+        return {"status": MS.IN_DOUBT,
+                "last_error": f"in doubt: the request went out but no answer came back ({exc})"}
     except Exception as exc:  # noqa: BLE001 - recorded on the row; the loop must go on
         log.warning("queued email %s (%s) not sent: %s", mail.id, mail.template, exc)
         permanent = isinstance(exc, PermanentFailure) and not isinstance(exc, AuthFailure)
-        return _retry_or_fail(db, settings, mail, worker, _reason(exc), permanent)
+        return _retry_or_fail(settings, mail, _reason(exc), permanent)
     if not result.accepted:
-        return _retry_or_fail(db, settings, mail, worker,
-                              f"refused by the provider: {result.error}", permanent=True)
-    _settle(db, mail, worker, status=MS.SENT, sent_at=utcnow(), last_error=None,
-            provider_message_id=result.provider_message_id)
-    return MS.SENT
+        return _retry_or_fail(settings, mail, f"refused by the provider: {result.error}",
+                              permanent=True)
+    return {"status": MS.SENT, "sent_at": utcnow(), "last_error": None,
+            "provider_message_id": result.provider_message_id}
 
 
 def _reason(exc: Exception) -> str:
@@ -174,17 +177,14 @@ def backoff(settings: Settings, attempts: int) -> float:
     return min(BACKOFF_MAX, settings.mail_queue_backoff * 2 ** max(0, attempts - 1))
 
 
-def _retry_or_fail(db: Database, settings: Settings, mail: Claimed, worker: str,
-                   reason: str, permanent: bool) -> str:
+def _retry_or_fail(settings: Settings, mail: Claimed, reason: str, permanent: bool) -> dict:
     if permanent or mail.attempts >= settings.mail_queue_attempts:
         why = "gave up" if permanent else f"gave up after {mail.attempts} attempts"
-        _settle(db, mail, worker, status=MS.FAILED, last_error=f"{why}: {reason}")
-        return MS.FAILED
+        return {"status": MS.FAILED, "last_error": f"{why}: {reason}"}
     wait = backoff(settings, mail.attempts)
-    _settle(db, mail, worker, status=MS.QUEUED, worker=None,
-            next_attempt_at=utcnow() + timedelta(seconds=wait),
-            last_error=f"attempt {mail.attempts} failed, next in {wait:.0f} s: {reason}")
-    return MS.QUEUED
+    return {"status": MS.QUEUED, "worker": None,
+            "next_attempt_at": utcnow() + timedelta(seconds=wait),
+            "last_error": f"attempt {mail.attempts} failed, next in {wait:.0f} s: {reason}"}
 
 
 def recover(db: Database, settings: Settings, now: datetime | None = None) -> Recovered:
@@ -227,15 +227,15 @@ def make_signer(db: Database, settings: Settings) -> TokenSigner:
 
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None) -> int:
-    """Claim what is due (up to ``MAILER_CONCURRENCY`` × 4 rows), mark it ``sending`` and
-    hand it off, in parallel on ``pool`` when given; returns how many rows were claimed."""
-    claimed = claim(db, worker, settings.concurrency * 4, settings.lease_seconds)
+    """Claim what is due (up to ``MAILER_CONCURRENCY`` rows: one round of requests in
+    flight), mark it ``sending``, hand it off (in parallel on ``pool`` when given) and settle
+    the outcomes; returns how many rows were claimed."""
+    claimed = claim(db, worker, settings.concurrency, settings.lease_seconds)
     ours = mark_sending(db, claimed, worker)
-    if pool is None:
-        for mail in ours:
-            send_one(db, settings, signer, transport, mail, worker)
-    else:
-        list(pool.map(lambda m: send_one(db, settings, signer, transport, m, worker), ours))
+
+    def one(mail: Claimed) -> tuple[Claimed, dict]:
+        return mail, send_one(settings, signer, transport, mail)
+    settle(db, worker, list(map(one, ours) if pool is None else pool.map(one, ours)))
     return len(claimed)
 
 
@@ -280,7 +280,7 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
                 idle = 0 if did else idle + 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break
-                if did < settings.concurrency * 4:
+                if did < settings.concurrency:
                     # Nothing more due: wait for a wake (or the poll), and let a burst of
                     # signups gather so one claim takes many (fewer writes beside theirs).
                     if not did:
