@@ -74,12 +74,15 @@ class OutgoingMail(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def queue_mail(session: Session, mail) -> None:
+def queue_mail(session: Session, mail) -> OutgoingMail:
     """Queue ``mail`` (a ``mailer.delivery.oneoff.SystemMail``) in the caller's transaction:
-    it is sent only if that transaction commits, and never inside it."""
+    it is sent only if that transaction commits, and never inside it. Returns the new row
+    (its ``id`` is set at the next flush)."""
     context = {k: v for k, v in mail.context.items() if k not in LINK_KEYS}
     now = utcnow()
-    session.add(OutgoingMail(subscriber_id=mail.subscriber_id, template=mail.template,
-                             subject=mail.subject, email=mail.email, name=mail.name,
-                             context=context, status=MailStatus.QUEUED, attempts=0,
-                             next_attempt_at=now, created_at=now))
+    row = OutgoingMail(subscriber_id=mail.subscriber_id, template=mail.template,
+                       subject=mail.subject, email=mail.email, name=mail.name,
+                       context=context, status=MailStatus.QUEUED, attempts=0,
+                       next_attempt_at=now, created_at=now)
+    session.add(row)
+    return row
