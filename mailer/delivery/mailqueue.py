@@ -54,6 +54,8 @@ C = TABLE.c
 BACKOFF_MAX = 3600.0
 #: How long a woken runner lets more mail gather before it claims (seconds).
 GATHER = 0.05
+#: Days a sent or given-up email stays in the table.
+KEEP_DAYS = 30
 #: How often a running queue looks for rows a dead runner left (seconds).
 RECOVER_EVERY = 15.0
 
@@ -76,6 +78,7 @@ class Recovered:
     in_doubt: int = 0
     resent: int = 0
     held: int = 0
+    purged: int = 0
 
 
 def claim(db: Database, worker: str, limit: int, lease_seconds: float,
@@ -218,7 +221,19 @@ def recover(db: Database, settings: Settings, now: datetime | None = None) -> Re
             ).rowcount or 0
         else:
             out.held = len(session.scalars(select(C.id).where(overdue)).all())
+        out.purged = _purge(session, now)
     return out
+
+
+def _purge(session, now: datetime) -> int:
+    """Sent and given-up emails older than ``KEEP_DAYS`` go: the queue is not an archive of
+    people's addresses (the event log keeps each hand-off's record)."""
+    cutoff = now - timedelta(days=KEEP_DAYS)
+    old = or_(and_(C.status == MS.SENT, C.sent_at < cutoff),
+              and_(C.status == MS.FAILED, C.created_at < cutoff))
+    if session.scalar(select(C.id).where(old).limit(1)) is None:
+        return 0  # nothing to delete: no write (see ``claim``)
+    return session.execute(TABLE.delete().where(old)).rowcount or 0
 
 
 def make_signer(db: Database, settings: Settings) -> TokenSigner:

@@ -190,3 +190,17 @@ def test_erasing_the_person_removes_their_queued_mail(db, settings):
     with db.session() as session:
         forget(session, find_by_email(session, "ivy@example.org"))
     assert rows(db) == []
+
+
+def test_old_sent_and_given_up_emails_are_purged(db, settings):
+    old, recent, gave_up = queue(db, "old@example.org", "new@example.org", "no@example.org")
+    long_ago = utcnow() - timedelta(days=mailqueue.KEEP_DAYS + 1)
+    with db.session() as session:
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == old)
+                        .values(status=MS.SENT, sent_at=long_ago))
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == recent)
+                        .values(status=MS.SENT, sent_at=utcnow()))
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == gave_up)
+                        .values(status=MS.FAILED, created_at=long_ago))
+    assert mailqueue.recover(db, settings).purged == 2
+    assert rows(db) == [recent]
