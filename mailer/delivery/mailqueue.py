@@ -38,7 +38,7 @@ from mailer.delivery import recovery
 from mailer.delivery.oneoff import Person, send_one_off, system_message, template_for
 from mailer.delivery.outgoing import MailStatus as MS
 from mailer.delivery.outgoing import OutgoingMail
-from mailer.errors import TransportError
+from mailer.errors import MailerError, TransportError
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, secret_key
@@ -320,6 +320,10 @@ def start_runner(db: Database, settings: Settings, stop: threading.Event, *,
             try:
                 run_mail_queue(db, settings, stop, wake=wake, transport=transport)
                 return
+            except MailerError as exc:  # a misconfigured transport: one line, not a trace
+                log.error("the mail queue cannot send (%s); trying again in %.0f s", exc,
+                          restart_after)
+                stop.wait(restart_after)
             except Exception:
                 log.exception("the mail queue stopped with an error; restarting in %.0f s",
                               restart_after)

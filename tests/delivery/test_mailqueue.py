@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -204,3 +205,18 @@ def test_old_sent_and_given_up_emails_are_purged(db, settings):
                         .values(status=MS.FAILED, created_at=long_ago))
     assert mailqueue.recover(db, settings).purged == 2
     assert rows(db) == [recent]
+
+
+def test_a_misconfigured_transport_is_one_logged_line_and_the_runner_keeps_trying(
+        db, settings, caplog):
+    keyless = settings.model_copy(update={"transport": "sendgrid", "sendgrid_api_key": None})
+    stop = threading.Event()
+    runner = mailqueue.start_runner(db, keyless, stop, restart_after=0.01)
+    deadline = time.monotonic() + 30
+    while len([r for r in caplog.records if "cannot send" in r.getMessage()]) < 2:
+        assert time.monotonic() < deadline, caplog.text
+        time.sleep(0.01)
+    stop.set()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert "MAILER_SENDGRID_API_KEY" in caplog.text and "Traceback" not in caplog.text
