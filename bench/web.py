@@ -1,6 +1,9 @@
-"""Web latency and throughput through a real uvicorn server, next to a bare Starlette baseline.
+"""Web latency and throughput through a real uvicorn server, next to a baseline in the same run.
 
-    .venv/bin/python bench/web.py [--requests 1000]
+    .venv/bin/python bench/web.py [--requests 1000] [--only endpoints|signups]
+        [--clients 16,64] [--seconds 10] [--latency-ms 250]
+
+Endpoints, sequential:
 
 Serves ``create_app`` on a temporary SQLite file (one process, as ``mailer serve`` runs) and
 times, one client with keep-alive, sequential requests:
@@ -11,6 +14,12 @@ times, one client with keep-alive, sequential requests:
 - baseline: a bare Starlette route answering "ok" on the same uvicorn settings
 
 and prints requests/s with p50/p99 latency, side by side.
+
+Signups, concurrent (``bench/web_signups.py``): ``POST /subscribe`` from 16 and 64 clients
+for ``--seconds`` each against ``mailer serve`` as its own process on SQLite, sending through
+the SendGrid stand-in answering after ``--latency-ms``; the confirmation is queued and sent
+by the server's queue runner. Baseline in the same run: the same server sending each
+confirmation inside its request (the path before the queue).
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import web_signups  # noqa: E402 - beside this file
 
 
 def _serve(app) -> tuple[str, uvicorn.Server, threading.Thread]:
@@ -85,8 +97,19 @@ def _setup(folder: Path):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--only", choices=("endpoints", "signups"))
+    parser.add_argument("--clients", default="16,64")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--latency-ms", type=int, default=250)
     args = parser.parse_args()
-    n = args.requests
+    if args.only != "signups":
+        endpoints(args.requests)
+    if args.only != "endpoints":
+        web_signups.compare([int(c) for c in args.clients.split(",")], args.seconds,
+                            args.latency_ms)
+
+
+def endpoints(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app, token = _setup(Path(tmp))
         signer = app.state.signer

@@ -3,6 +3,7 @@ migrations, tests). It sits above every package that owns a table, so nothing in
 it; the migration environment reads it."""
 
 from mailer.campaigns import models as campaigns  # noqa: F401
+from mailer.delivery import outgoing  # noqa: F401
 from mailer.delivery import records as delivery  # noqa: F401
 from mailer.ingest import models as ingest  # noqa: F401
 from mailer.scheduling import models as scheduling  # noqa: F401

@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     retry_backoff: float = 0.5
     retry_backoff_max: float = 30.0
     soft_bounce_threshold: int = 3
+    #: Queued system emails (signup confirmations): ``mailer serve`` sends them itself in a
+    #: background thread unless this is false (then ``mailer worker`` or ``mailer run`` does);
+    #: tries per email, and the first wait between tries (seconds, doubling, at most an hour).
+    web_sends_mail: bool = True
+    mail_queue_attempts: int = 5
+    mail_queue_backoff: float = 5.0
 
     require_approval: bool = True
     election_dates: Annotated[list[date], NoDecode] = Field(default_factory=list)
@@ -151,7 +157,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("leader_lease_seconds", "scheduler_tick", "db_outage_seconds",
-                     "db_retry_max")
+                     "db_retry_max", "mail_queue_attempts", "mail_queue_backoff")
     @classmethod
     def _positive(cls, value: float) -> float:
         if value <= 0:

@@ -146,7 +146,8 @@ def add_subscriber(
     city: str | None = None,
     topics: Iterable[str] = (), frequency: str = "immediate", status: str = ACTIVE,
     consent_source: str = "staff", consent_ip: str | None = None,
-    consent_at: datetime | None = None,
+    consent_at: datetime | None = None, confirm_sent_at: datetime | None = None,
+    looked_up: bool = False,
 ) -> tuple[Subscriber, bool]:
     """Add a subscriber, or update the details of an existing one. Returns (subscriber, created).
 
@@ -155,6 +156,10 @@ def add_subscriber(
     topics extended; their status is raised from pending to active when asked, but never
     changed from unsubscribed, bounced or complained. A new address that is on the
     suppression list may only be added as ``pending``.
+
+    ``confirm_sent_at``: a new subscriber's confirmation email is already on its way (the web
+    signup queues it in the same transaction). ``looked_up``: the caller has just found no
+    subscriber with this address in this transaction (the look-up is not repeated).
 
     Raises InvalidEmail, NotFound for an unknown topic slug, Suppressed, InvalidInput for a bad
     frequency or status.
@@ -168,25 +173,28 @@ def add_subscriber(
                             city=city)
     details["county"], details["state"], details["city"] = fill_place(
         details["zip"], details["county"], details["state"], details["city"])
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
+    subscriber = None if looked_up else session.scalar(
+        select(Subscriber).where(Subscriber.email == address))
     created = subscriber is None
     if created:
         subscriber = _create(session, address, details, frequency, status,
-                             consent_source, consent_ip, consent_at)
+                             consent_source, consent_ip, consent_at, confirm_sent_at)
     else:
         _update(session, subscriber, details, frequency, status, consent_source)
-    _link_topics(session, subscriber, topic_ids)
+    _link_topics(session, subscriber, topic_ids, new=created)
     session.flush()
     return subscriber, created
 
 
-def _create(session, address, details, frequency, status, source, ip, at) -> Subscriber:
+def _create(session, address, details, frequency, status, source, ip, at,
+            confirm_sent_at=None) -> Subscriber:
     if status == ACTIVE and _is_hash_suppressed(session, email_hash(address)):
         raise Suppressed(f"{address} is on the suppression list; they can re-subscribe "
                          "themselves through the sign-up form")
     subscriber = Subscriber(email=address, frequency=frequency, status=status,
                             consent_source=source, consent_ip=ip,
-                            consent_at=at or utcnow(), **details)
+                            consent_at=at or utcnow(), confirm_sent_at=confirm_sent_at,
+                            **details)
     session.add(subscriber)
     session.flush()
     # Joining is recorded by the consent fields (source, time, IP); StatusChange rows record
@@ -238,11 +246,13 @@ def resolve_topics(session: Session, slugs: Iterable[str]) -> dict[str, int]:
     return found
 
 
-def _link_topics(session: Session, subscriber: Subscriber, topic_ids: dict[str, int]) -> None:
+def _link_topics(session: Session, subscriber: Subscriber, topic_ids: dict[str, int], *,
+                 new: bool = False) -> None:
+    """Add the topics the subscriber does not follow yet (``new``: they follow none)."""
     if not topic_ids:
         return
-    have = set(session.scalars(select(SubscriberTopic.topic_id)
-                               .where(SubscriberTopic.subscriber_id == subscriber.id)))
+    have = set() if new else set(session.scalars(
+        select(SubscriberTopic.topic_id).where(SubscriberTopic.subscriber_id == subscriber.id)))
     for topic_id in sorted(set(topic_ids.values()) - have):
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic_id=topic_id))
 

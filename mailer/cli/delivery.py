@@ -22,6 +22,7 @@ from mailer.delivery.engine import (
     start_campaign,
     status_counts,
 )
+from mailer.delivery.mailqueue import start_runner
 from mailer.delivery.worker import run_worker
 
 
@@ -117,7 +118,8 @@ def worker_command(
     poll_interval: float = typer.Option(1.0, "--poll", help="Seconds between looks for work."),
     as_json: bool = typer.Option(False, "--json", help="Print a summary as JSON on exit."),
 ) -> None:
-    """Run one send worker: sends batches of every campaign that is sending.
+    """Run one send worker: sends batches of every campaign that is sending, and the queued
+    signup emails.
 
     Run several (against PostgreSQL) to scale out; Ctrl-C or SIGTERM stops it after the
     current batches.
@@ -127,7 +129,12 @@ def worker_command(
     context.stderr().print(f"worker started ({settings.transport}, "
                            f"{settings.concurrency} requests in flight); Ctrl-C stops it")
     with _stop_on_signals() as stop:
-        accepted = run_worker(db, settings, stop, poll_interval=poll_interval)
+        mail = start_runner(db, settings, stop)
+        try:
+            accepted = run_worker(db, settings, stop, poll_interval=poll_interval)
+        finally:
+            stop.set()
+            mail.join(timeout=60)
     context.emit({"accepted": accepted}, as_json,
                  lambda console, d: console.print(f"worker stopped; {d['accepted']:,} accepted"))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,7 @@ import typer
 
 from mailer.cli import context
 from mailer.cli.apps import app, tokens_app, users_app
+from mailer.delivery.mailqueue import start_runner
 from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput
 from mailer.scheduling.scheduler import run_scheduler
@@ -41,11 +43,12 @@ WORKER_APP = "mailer.cli.web:worker_app"
 WORKER_START_SECONDS = 30
 
 
-def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
-    """Serve the web app until SIGTERM or Ctrl-C: in this process, or in ``workers`` uvicorn
-    worker processes sharing one listening socket (each builds its own app from the same
-    settings and database; rate limits and lockouts are counted in the database, so they
-    count across all of them). A worker that dies is replaced by the supervisor."""
+def _serve_web(host: str, port: int, settings, db, workers: int, web_app=None) -> None:
+    """Serve the web app until SIGTERM or Ctrl-C: in this process (``web_app``, or one built
+    here), or in ``workers`` uvicorn worker processes sharing one listening socket (each
+    builds its own app from the same settings and database; rate limits and lockouts are
+    counted in the database, so they count across all of them). A worker that dies is
+    replaced by the supervisor."""
     import uvicorn  # function-level: uvicorn and FastAPI cost every other command 0.3 s
     from uvicorn.supervisors import Multiprocess
 
@@ -53,7 +56,10 @@ def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
 
     if workers > 1:
         secret_key(db, settings)  # made here once, not raced for by the workers as they start
-    web_app = create_app(settings, db) if workers == 1 else WORKER_APP
+    if workers > 1:
+        web_app = WORKER_APP
+    elif web_app is None:
+        web_app = create_app(settings, db)
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
                             forwarded_allow_ips="127.0.0.1", log_level="info",
                             server_header=False, workers=workers, factory=workers > 1,
@@ -63,6 +69,20 @@ def _serve_web(host: str, port: int, settings, db, workers: int) -> None:
     else:
         # The supervisor answers SIGTERM and SIGINT by stopping every worker, then returns.
         Multiprocess(config, sockets=[config.bind_socket()]).run()
+
+
+def _web_without_mail(settings, db, workers: int):
+    """For ``run``: the in-process app (None with ``--workers N``) with its own mail-queue
+    runner switched off, and the event that wakes ``run``'s runner when a request queues
+    mail. Worker processes read their settings from the environment, so they are told there;
+    ``run``'s runner then finds their mail at its next poll."""
+    from mailer.web.app import create_app  # function-level: see _serve_web
+
+    if workers > 1:
+        os.environ["MAILER_WEB_SENDS_MAIL"] = "false"
+        return None, threading.Event()
+    web_app = create_app(settings.model_copy(update={"web_sends_mail": False}), db)
+    return web_app, web_app.state.mail_wake
 
 
 def worker_app():
@@ -84,7 +104,10 @@ def serve_command(
                                 help="Web worker processes (they share rate limits through "
                                      "the database)."),
 ) -> None:
-    """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz."""
+    """Run the web app alone: constituent pages, /admin, /api, the webhook and /healthz.
+
+    It also sends the queued signup emails, unless MAILER_WEB_SENDS_MAIL=false (then run
+    `mailer worker` beside it)."""
 
     context.service_logging()
     with _quiet_sigterm(threading.Event()):
@@ -115,16 +138,19 @@ def run_command(
                                 help="Web worker processes (the scheduler and the send worker "
                                      "stay one each, in this process)."),
 ) -> None:
-    """Run everything on one machine: the web app, the scheduler and one send worker.
+    """Run everything on one machine: the web app, the scheduler, one send worker and the
+    mail queue (signup confirmations).
 
     The web app runs in the main thread (or, with ``--workers N``, in N processes it
-    supervises); the scheduler and the worker run in threads that stop when the web server
-    stops (Ctrl-C or SIGTERM).
+    supervises); the others run in threads that stop when the web server stops (Ctrl-C or
+    SIGTERM).
     """
 
     context.service_logging()
     settings, db = context.settings(), context.database()
     stop = threading.Event()
+    # The queue runner below sends the web's queued mail, so the app does not run its own.
+    web_app, wake = _web_without_mail(settings, db, workers)
     threads = [
         threading.Thread(target=_guard,
                          args=("scheduler", run_scheduler, settings, stop, db),
@@ -134,11 +160,13 @@ def run_command(
     ]
     for thread in threads:
         thread.start()
+    threads.append(start_runner(db, settings, stop, wake=wake))
     try:
         with _quiet_sigterm(stop):
-            _serve_web(host, port, settings, db, workers)
+            _serve_web(host, port, settings, db, workers, web_app)
     finally:
         stop.set()
+        wake.set()
         for thread in threads:
             thread.join(timeout=60)  # the worker finishes and records its batch
 

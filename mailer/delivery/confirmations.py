@@ -1,22 +1,25 @@
-"""Confirmation emails for double opt-in: one to each pending subscriber, at most once.
+"""Confirmation emails for double opt-in after an import: one to each pending subscriber, at
+most once, through the mail queue (``mailer.delivery.mailqueue``) like a web signup's.
 
-A subscriber is claimed (``confirm_sent_at`` set and committed) before the email is handed to
-the transport, so a crash or a second worker never mails anyone twice; a hand-off that fails
-releases the claim so the next run tries again. The email itself goes through
-``mailer.delivery.oneoff``, like every other one-off message.
+A subscriber is claimed (``confirm_sent_at`` set) and their confirmation queued in the same
+transaction, so a second run or a second process never queues anyone twice. The dashboard's
+upload only queues (the queue runner sends within seconds: no request waits on the
+provider); the CLI queues and then sends the queue in the foreground, so its report says
+how the sending went.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
-from mailer.delivery.oneoff import SystemMail, send_system_mail, system_message
+from mailer.delivery import mailqueue
+from mailer.delivery.oneoff import SystemMail, system_message
+from mailer.delivery.outgoing import MailStatus, OutgoingMail, queue_mail
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
-from mailer.transports import get_transport
 from subscribers.models import PENDING, Subscriber
 
 SUBJECT = "Please confirm your subscription"
@@ -25,39 +28,36 @@ TEMPLATE = "confirm_subscription"
 EXPIRES_HOURS = 7 * 24
 
 
-def send_confirmations(db: Database, settings: Settings, signer, *,
+def send_confirmations(db: Database, settings: Settings, signer=None, *,
                        created_since: datetime | None = None, transport=None,
-                       batch_size: int = 100) -> dict[str, int]:
-    """Email every pending subscriber not yet sent a confirmation (only those created at or
-    after ``created_since`` when given). Returns ``{"sent", "failed"}``.
+                       batch_size: int = 100, send_now: bool = True) -> dict[str, int]:
+    """Queue a confirmation for every pending subscriber not yet sent one (only those
+    created at or after ``created_since`` when given). With ``send_now`` the queue is then
+    sent here (``mailqueue.drain``, through ``transport``, default the configured one) and
+    the result is ``{"sent", "failed"}`` for these emails (a failed one stays queued and is
+    retried by the queue runner); without it, ``{"queued"}``.
 
-    ``transport`` defaults to the configured one. Raises ConfigError when it is misconfigured,
-    TemplateError when the ``confirm_subscription`` template is broken (before anyone is
-    claimed).
+    ``signer`` is not needed (the runner signs the links with the installation's key); it
+    is accepted for the callers that pass it. Raises ConfigError when the transport is
+    misconfigured, TemplateError when the ``confirm_subscription`` template is broken
+    (before anyone is claimed).
     """
-
     system_message(TEMPLATE, settings, subject=SUBJECT,
                    context={"confirm_url": settings.public_url,
                             "expires_hours": EXPIRES_HOURS})  # fail early if broken
-    own_transport = transport is None
-    transport = transport or get_transport(settings)
-    totals = {"sent": 0, "failed": 0}
-    try:
-        while claimed := _claim(db, created_since, batch_size):
-            for subscriber_id, email, name in claimed:
-                ok = _send_one(transport, settings, signer, subscriber_id, email, name)
-                totals["sent" if ok else "failed"] += 1
-                if not ok:
-                    _release(db, subscriber_id)
-            if totals["failed"] and not totals["sent"]:
-                break  # the transport is down: stop rather than churn through everyone
-    finally:
-        if own_transport:
-            transport.close()
-    return totals
+    queued: list[int] = []
+    while batch := _queue_batch(db, created_since, batch_size):
+        queued += batch
+    if not send_now:
+        return {"queued": len(queued)}
+    if queued:
+        mailqueue.drain(db, settings, transport=transport)
+    sent = _count_sent(db, queued)
+    return {"sent": sent, "failed": len(queued) - sent}
 
 
-def _claim(db: Database, since: datetime | None, limit: int) -> list[tuple[int, str, str]]:
+def _queue_batch(db: Database, since: datetime | None, limit: int) -> list[int]:
+    """Claim up to ``limit`` pending subscribers and queue their emails; the queued ids."""
     with db.session() as session:
         query = (select(Subscriber.id, Subscriber.email, Subscriber.name)
                  .where(Subscriber.status == PENDING, Subscriber.confirm_sent_at.is_(None))
@@ -66,25 +66,24 @@ def _claim(db: Database, since: datetime | None, limit: int) -> list[tuple[int, 
             query = query.where(Subscriber.created_at >= since)
         if db.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
-        rows = [tuple(r) for r in session.execute(query)]
-        if rows:
-            session.execute(update(Subscriber).where(Subscriber.id.in_([r[0] for r in rows]))
-                            .values(confirm_sent_at=utcnow()))
-        return rows
+        rows = session.execute(query).all()
+        if not rows:
+            return []
+        session.execute(update(Subscriber).where(Subscriber.id.in_([r[0] for r in rows]))
+                        .values(confirm_sent_at=utcnow()))
+        mails = [queue_mail(session, SystemMail(TEMPLATE, SUBJECT, subscriber_id, email, name,
+                                                {"expires_hours": EXPIRES_HOURS}))
+                 for subscriber_id, email, name in rows]
+        session.flush()
+        return [mail.id for mail in mails]
 
 
-def _release(db: Database, subscriber_id: int) -> None:
+def _count_sent(db: Database, ids: list[int]) -> int:
+    if not ids:
+        return 0
     with db.session() as session:
-        session.execute(update(Subscriber).where(Subscriber.id == subscriber_id)
-                        .values(confirm_sent_at=None))
-
-
-def _send_one(transport, settings: Settings, signer, subscriber_id: int, email: str,
-              name: str | None) -> bool:
-    url = f"{settings.public_url}/confirm/{signer.make(subscriber_id, 'confirm')}"
-    mail = SystemMail(TEMPLATE, SUBJECT, subscriber_id, email, name,
-                      {"confirm_url": url, "expires_hours": EXPIRES_HOURS})
-    return send_system_mail(mail, settings, signer, transport=transport)
+        return session.scalar(select(func.count()).select_from(OutgoingMail).where(
+            OutgoingMail.id.in_(ids), OutgoingMail.status == MailStatus.SENT)) or 0
 
 
 __all__ = ["send_confirmations"]

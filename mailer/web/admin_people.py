@@ -26,6 +26,7 @@ from mailer.tracking.erasure import forget
 from mailer.web.models import User
 from mailer.web.pages import flash, render
 from mailer.web.params import Id, Page
+from mailer.web.public import mail_queued
 from mailer.web.roles import Permission
 from mailer.web.staff import (
     Confirmation,
@@ -106,9 +107,11 @@ async def subscribers_import(request: Request,
             request.app.state.signer, path,
             topics=[str(t) for t in form.getlist("topics")],
             double_opt_in=form.get("double_opt_in") == "1",
-            source=f"import {Path(upload.filename).name} (uploaded by {user.name})")
+            source=f"import {Path(upload.filename).name} (uploaded by {user.name})",
+            send_now=False)  # the confirmations are queued: the page does not wait on them
     finally:
         path.unlink(missing_ok=True)
+    mail_queued(request)
     return render(request, "admin/subscribers_import.html", {"report": report, "topics": []})
 
 

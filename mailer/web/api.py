@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
@@ -21,14 +21,14 @@ from sqlalchemy import func, or_, select
 from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import campaign_to_dict, get_campaign
-from mailer.delivery.oneoff import send_system_mail
+from mailer.delivery.outgoing import queue_mail
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
 from mailer.web.auth import Caller, api_user
 from mailer.web.params import Id, Limit, Offset, as_id
-from mailer.web.public import Links
+from mailer.web.public import Links, mail_queued
 from mailer.web.roles import Permission, check
 from subscribers.models import ACTIVE, PENDING, Subscriber
 from subscribers.service import add_subscriber as add
@@ -218,11 +218,12 @@ def show_subscriber(email_or_id: str, request: Request) -> dict:
 
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber")
-def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
+def add_subscriber(body: SubscriberIn, request: Request,
                    who: Caller = Depends(api_may(Permission.CHANGE_LIST))) -> dict:
     """Adds (or updates) a subscriber: a change of the list, so approvers and admins only.
-    With ``double_opt_in`` (the default) a new address is pending and is sent the
-    confirmation email; without it the caller vouches for consent."""
+    With ``double_opt_in`` (the default) a new address is pending and its confirmation email
+    is queued (sent within seconds by the queue runner); without it the caller vouches for
+    consent."""
 
     with request.app.state.db.session() as session:
         subscriber, created = add(
@@ -230,12 +231,12 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
             frequency=body.frequency, status=PENDING if body.double_opt_in else ACTIVE,
             consent_source=f"api ({who.name})")
         data = subscriber_to_dict(session, subscriber)
-        mail = None
-        if created and subscriber.status == PENDING:
-            mail = constituents.confirmation_mail(session, subscriber, Links(request))
-    if mail is not None:
-        background.add_task(send_system_mail, mail, request.app.state.settings,
-                            request.app.state.signer)
+        queued = created and subscriber.status == PENDING
+        if queued:
+            queue_mail(session, constituents.confirmation_mail(session, subscriber,
+                                                               Links(request)))
+    if queued:
+        mail_queued(request)
     return data
 
 

@@ -4,13 +4,18 @@ build apps against their own databases."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import threading
 
 from fastapi import FastAPI
 
+from mailer.delivery.mailqueue import start_runner
 from mailer.settings import Settings, get_settings
 from mailer.storage.db import Database, open_database, secret_key
 from mailer.tokens import TokenSigner
+from mailer.transports.base import Transport
 from mailer.web import apidocs
 from mailer.web.pages import install
 
@@ -29,14 +34,21 @@ ROUTER_MODULES = (
 )
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, *,
+               mail_transport: Transport | None = None) -> FastAPI:
+    """The app. While it is served (its lifespan) it runs a mail queue runner in a thread
+    unless ``MAILER_WEB_SENDS_MAIL`` is false, sending through ``mail_transport`` (default:
+    the configured one); ``app.state.mail_wake`` wakes the runner after a request queues
+    mail (``mailer run`` passes it to the runner it starts itself)."""
     settings = settings or get_settings()
     db = db or open_database(settings)
     # /api/docs is served by mailer.web.apidocs (server-rendered: no CDN, no inline script).
     app = FastAPI(title="mailer", docs_url=None, openapi_url="/api/openapi.json",
-                  redoc_url=None)
+                  redoc_url=None, lifespan=_lifespan)
     app.state.settings = settings
     app.state.db = db
+    app.state.mail_wake = threading.Event()
+    app.state.mail_transport = mail_transport
     secret = secret_key(db, settings)
     app.state.signer = TokenSigner(secret)
     # Sessions, security headers, templates, static files, error pages.
@@ -53,3 +65,21 @@ def create_app(settings: Settings | None = None, db: Database | None = None) -> 
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI):
+    """Serving: the queued system emails go out from this process too, unless a worker is
+    said to send them (``MAILER_WEB_SENDS_MAIL=false``)."""
+    state = app.state
+    stop = threading.Event()
+    runner = (start_runner(state.db, state.settings, stop, wake=state.mail_wake,
+                           transport=state.mail_transport)
+              if state.settings.web_sends_mail else None)
+    try:
+        yield
+    finally:
+        stop.set()
+        state.mail_wake.set()
+        if runner is not None:
+            await asyncio.to_thread(runner.join, 60)  # a hand-off in flight is recorded

@@ -2,9 +2,10 @@
 confirm, change preferences, unsubscribe, and the system emails those steps send.
 
 Status changes go through ``subscribers.service`` so each one is recorded with its cause.
-System emails are sent after the request's transaction commits, through
-``mailer.delivery.oneoff.send_system_mail``, so a slow mail API never holds a database
-transaction open and the page's timing does not depend on whether the address was known.
+System emails are queued (``mailer.delivery.outgoing.queue_mail``) in the same transaction
+as the change that owes them and sent by the queue runner, so a slow mail API never holds a
+request or a database transaction, and the page's timing does not depend on whether the
+address was known.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailer.delivery.oneoff import SystemMail
+from mailer.delivery.outgoing import queue_mail
 from mailer.errors import InvalidInput
 from mailer.storage.base import utcnow
 from subscribers import service
@@ -81,8 +83,16 @@ def topic_choices(session: Session) -> list[Topic]:
     return list(session.scalars(select(Topic).order_by(Topic.name)))
 
 
-def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> SystemMail:
-    """Record a web signup and return the one email to send.
+def topic_names(session: Session) -> dict[str, str]:
+    """slug -> name of every topic a signup may choose (read once per signup: validating the
+    form and naming the chosen topics in the email both use it)."""
+    return dict(session.execute(select(Topic.slug, Topic.name)).all())
+
+
+def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
+              queue: bool = True, names: dict[str, str] | None = None) -> SystemMail:
+    """Record a web signup and queue (when ``queue``) the one email it owes; returns it.
+    ``names``: ``topic_names``, when the caller has read them already.
 
     Whatever the address's state, the caller shows the same page; what differs is only the
     email, which goes to the address's owner: a confirmation link for a new, pending or
@@ -95,39 +105,53 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links) -> Sys
         subscriber, _ = service.add_subscriber(
             session, email=signup.email, name=signup.name, zip=signup.zip,
             topics=signup.topics, frequency=signup.frequency, status=PENDING,
-            consent_source=SOURCE, consent_ip=ip,
+            consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow(), looked_up=True,
         )
+        chosen = (sorted(names[t] for t in signup.topics) if names is not None
+                  else signup_topic_names(session, signup.topics))
+        mail = _confirmation(subscriber, chosen)
     elif subscriber.status == ACTIVE:
-        return SystemMail("already_subscribed", f"You're already subscribed to {links.office_name}",
-                    subscriber.id, subscriber.email, subscriber.name,
-                    _welcome_context(session, subscriber))
-    elif subscriber.status == PENDING:
-        _apply(session, subscriber, signup)
-        subscriber.consent_ip = ip
-    return confirmation_mail(session, subscriber, links)
+        mail = SystemMail("already_subscribed",
+                          f"You're already subscribed to {links.office_name}",
+                          subscriber.id, subscriber.email, subscriber.name,
+                          _welcome_context(session, subscriber))
+    else:
+        if subscriber.status == PENDING:
+            _apply(session, subscriber, signup)
+            subscriber.consent_ip = ip
+        mail = confirmation_mail(session, subscriber, links)
+    if queue:
+        queue_mail(session, mail)
+    return mail
 
 
 def confirmation_mail(session: Session, subscriber: Subscriber, links) -> SystemMail:
-    """The double opt-in email: a signed link that expires after CONFIRM_MAX_AGE.
+    """The double opt-in email; its signed link (expiring after CONFIRM_MAX_AGE) is made by
+    the queue runner when it sends.
 
     Marks the subscriber as sent a confirmation, so ``mailer.delivery.confirmations`` (the
     import's double opt-in mailer) does not send them a second one."""
     subscriber.confirm_sent_at = utcnow()
+    return _confirmation(subscriber, signup_topic_names(
+        session, service.topic_slugs(session, subscriber)))
+
+
+def _confirmation(subscriber: Subscriber, topic_names: list[str]) -> SystemMail:
     return SystemMail("confirm_subscription", "Please confirm your subscription", subscriber.id,
-                subscriber.email, subscriber.name,
-                {"confirm_url": links.confirm(subscriber.id),
-                 "topics": signup_topic_names(session, service.topic_slugs(session, subscriber)),
-                 "expires_hours": CONFIRM_MAX_AGE // 3600})
+                      subscriber.email, subscriber.name,
+                      {"topics": topic_names, "expires_hours": CONFIRM_MAX_AGE // 3600})
 
 
-def confirm(session: Session, subscriber: Subscriber, *, links) -> SystemMail | None:
+def confirm(session: Session, subscriber: Subscriber, *, links) -> bool:
     """Activate a confirmed address (lifting an earlier unsubscribe: this is the person's own
-    fresh consent). Returns the welcome email the first time, else None."""
+    fresh consent) and queue the welcome email the first time; True when one was queued."""
     if subscriber.status == ACTIVE:
-        return None
+        return False
     service.confirm(session, subscriber, cause="confirmed by email link")
-    return SystemMail("welcome", f"Welcome to news from {links.office_name}", subscriber.id,
-                subscriber.email, subscriber.name, _welcome_context(session, subscriber))
+    queue_mail(session, SystemMail(
+        "welcome", f"Welcome to news from {links.office_name}", subscriber.id,
+        subscriber.email, subscriber.name, _welcome_context(session, subscriber)))
+    return True
 
 
 def _welcome_context(session: Session, subscriber: Subscriber) -> dict:

@@ -13,14 +13,13 @@ from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.campaigns.content import web_view
 from mailer.campaigns.models import Campaign, CampaignStatus
-from mailer.delivery.oneoff import send_system_mail
 from mailer.errors import InvalidInput
 from mailer.ingest.models import Release
 from mailer.tokens import InvalidToken
@@ -49,9 +48,6 @@ class Links:
         self.settings = request.app.state.settings
         self.base = self.settings.public_url
         self.office_name = self.settings.office_name
-
-    def confirm(self, subscriber_id: int) -> str:
-        return f"{self.base}/confirm/{self.signer.make(subscriber_id, 'confirm')}"
 
     def preferences(self, subscriber_id: int) -> str:
         return f"{self.base}/preferences/{self.signer.make(subscriber_id, 'preferences')}"
@@ -89,9 +85,11 @@ def subscribe_form(request: Request) -> Response:
 
 
 @router.post("/subscribe", response_class=HTMLResponse)
-async def subscribe(request: Request, background: BackgroundTasks) -> Response:
+async def subscribe(request: Request) -> Response:
     """Double opt-in signup. Answers the same "check your email" page for a new, pending,
-    active or unsubscribed address; a bot that fills the honeypot gets it too."""
+    active or unsubscribed address; a bot that fills the honeypot gets it too. The email is
+    queued in the signup's own transaction (``outgoing_mail``) and sent by the queue runner:
+    the provider is never waited on here."""
     form = await request.form()
     check_csrf(request, form)
     decision = request.app.state.subscribe_limiter.hit(client_ip(request))
@@ -102,28 +100,35 @@ async def subscribe(request: Request, background: BackgroundTasks) -> Response:
         return _check_email(request)
     raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
     raw["topics"] = form.getlist("topics")
+    may_email = None
     for attempt in (1, 2):
         try:
             with request.app.state.db.session() as session:
-                signup, errors = c.validate_signup(
-                    raw, {t.slug for t in c.topic_choices(session)})
+                names = c.topic_names(session)
+                signup, errors = c.validate_signup(raw, set(names))
                 if errors:
                     values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
                               "zip": raw["zip"] or ""}
                     return _form_page(request, session, values, errors, status_code=422)
-                mail = c.subscribe(session, signup, ip=client_ip(request),
-                                   links=Links(request))
+                # Someone typing a victim's address again and again must not flood their
+                # inbox: past a few emails per address per hour the signup is recorded but
+                # no further email is queued (the page is the same either way).
+                if may_email is None:
+                    may_email = request.app.state.address_limiter.hit(signup.email).allowed
+                c.subscribe(session, signup, ip=client_ip(request), links=Links(request),
+                            queue=may_email, names=names)
             break
         except IntegrityError:  # the same address signed up at the same moment: now known
             if attempt == 2:
                 raise
-    # Someone typing a victim's address again and again must not flood their inbox: past a
-    # few emails per address per hour the signup is recorded but no further email goes out
-    # (the page is the same either way).
-    if request.app.state.address_limiter.hit(signup.email).allowed:
-        background.add_task(send_system_mail, mail, request.app.state.settings,
-                            request.app.state.signer)
+    mail_queued(request)
     return _check_email(request)
+
+
+def mail_queued(request: Request) -> None:
+    """Tell this process's queue runner (if it runs one) that mail is waiting: it sends at
+    once instead of at its next poll."""
+    request.app.state.mail_wake.set()
 
 
 def _check_email(request: Request) -> Response:
@@ -145,14 +150,13 @@ def _subscriber(request: Request, session, token: str, purpose: str,
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse)
-def confirm(token: str, request: Request, background: BackgroundTasks) -> Response:
+def confirm(token: str, request: Request) -> Response:
     with request.app.state.db.session() as session:
         subscriber = _subscriber(request, session, token, "confirm", c.CONFIRM_MAX_AGE)
-        mail = c.confirm(session, subscriber, links=Links(request))
+        queued = c.confirm(session, subscriber, links=Links(request))
         prefs = request.app.state.signer.make(subscriber.id, "preferences")
-    if mail is not None:
-        background.add_task(send_system_mail, mail, request.app.state.settings,
-                            request.app.state.signer)
+    if queued:
+        mail_queued(request)
     return render(request, "public/confirmed.html", {"preferences_token": prefs})
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from mailer.cli import context as cli_context
+from mailer.delivery.mailqueue import drain
 from mailer.web.app import create_app
 from subscribers.models import Topic
 
@@ -32,7 +34,9 @@ def fast_password_hashing(monkeypatch):
 
 @pytest.fixture
 def app(settings, db):
-    return create_app(settings, db)
+    """The app without a queue runner: ``outbox_messages`` sends the queued mail, so what a
+    test reads does not depend on a thread's timing."""
+    return create_app(settings.model_copy(update={"web_sends_mail": False}), db)
 
 
 @pytest.fixture
@@ -58,6 +62,10 @@ def csrf_from(html: str) -> str:
 
 
 def outbox_messages(settings) -> list[email.message.EmailMessage]:
+    """The outbox's messages, oldest first, once the mail queue has sent what is due (the
+    test apps run no queue runner of their own: their lifespan is off, or
+    MAILER_WEB_SENDS_MAIL is false)."""
+    drain(cli_context.database(), settings)
     folder = Path(settings.outbox_dir)
     if not folder.is_dir():
         return []

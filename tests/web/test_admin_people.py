@@ -7,13 +7,22 @@ import csv
 import io
 
 import pytest
+from sqlalchemy import select
 
+from mailer.delivery.outgoing import OutgoingMail
 from mailer.tracking.erasure import forget
 from subscribers import search as search_module
 from subscribers.models import Subscriber
 from subscribers.search import Search, search
 from subscribers.service import set_status
-from tests.web.conftest import add_subscriber, add_user, csrf_from, login
+from tests.web.conftest import (
+    add_subscriber,
+    add_user,
+    body_text,
+    csrf_from,
+    login,
+    outbox_messages,
+)
 
 
 @pytest.fixture
@@ -123,6 +132,25 @@ def test_csv_upload_reports_each_line_like_the_cli(client, db, staff, topics):
         assert person.consent_source == "import list.csv (uploaded by bob) line 2"
     missing = client.post("/admin/subscribers/import", data={"csrf_token": csrf_from(form.text)})
     assert missing.status_code == 400 and "choose a CSV file" in missing.text
+
+
+def test_a_double_opt_in_upload_queues_the_confirmations_and_does_not_send_them(
+        client, db, staff, topics, settings):
+    login(client, "bob")
+    form = client.get("/admin/subscribers/import")
+    done = client.post("/admin/subscribers/import",
+                       data={"csrf_token": csrf_from(form.text), "double_opt_in": "1"},
+                       files={"file": ("list.csv", b"email\na@example.org\nb@example.org\n",
+                                       "text/csv")})
+    assert done.status_code == 200, done.text
+    assert "Confirmation emails: 2 queued" in done.text
+    with db.session() as session:
+        assert sorted(session.execute(select(OutgoingMail.email, OutgoingMail.status))) == [
+            ("a@example.org", "queued"), ("b@example.org", "queued")]
+    sent = outbox_messages(settings)  # the queue runs
+    assert sorted(m["To"].addresses[0].addr_spec for m in sent) == ["a@example.org",
+                                                                    "b@example.org"]
+    assert all("/confirm/" in body_text(m) for m in sent)
 
 
 def test_erasure_is_asked_first_then_done(client, db, staff):

@@ -14,7 +14,10 @@ import httpx
 import pytest
 
 from mailer.campaigns.models import Campaign
+from mailer.delivery.oneoff import SystemMail
+from mailer.delivery.outgoing import queue_mail
 from mailer.storage.base import utcnow
+from subscribers.service import add_subscriber as add
 from tests.web.conftest import add_subscriber
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -92,3 +95,59 @@ def test_run_sends_a_due_campaign_with_its_own_scheduler_and_worker(settings, db
     assert status == "sent", process.stderr.read().decode()[-3000:]
     assert code == 0
     assert len(list(settings.outbox_dir.glob("*.eml"))) == 3
+
+
+@pytest.mark.slow
+def test_serve_sends_a_signup_confirmation_itself(settings, db, standin):
+    """``mailer serve`` alone (no worker) against the SendGrid stand-in: the signup page
+    answers and the queued confirmation reaches the provider within seconds, once."""
+    port = _free_port()
+    process = _start("serve", port, MAILER_TRANSPORT="sendgrid",
+                     MAILER_SENDGRID_API_KEY=standin.api_key, MAILER_SENDGRID_HOST=standin.url,
+                     MAILER_PUBLIC_URL=f"http://127.0.0.1:{port}")
+    try:
+        _wait_healthy(process, port)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            page = client.get("/subscribe")
+            token = page.text.split('name="csrf_token" value="')[1].split('"')[0]
+            answer = client.post("/subscribe", data={"csrf_token": token,
+                                                     "email": "new@example.org"})
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 10
+        while "new@example.org" not in standin.emails() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)  # room for a second copy, were one to be sent
+    finally:
+        code = _stop(process)
+    assert standin.emails() == ["new@example.org"], process.stderr.read().decode()[-3000:]
+    assert code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["worker", "run"])
+def test_worker_and_run_send_queued_confirmations(settings, db, standin, command):
+    """With MAILER_WEB_SENDS_MAIL=false a web process sends nothing; ``mailer worker`` and
+    ``mailer run`` (whose own runner sends even then) send what is queued."""
+    queue_confirmation(db, "queued@example.org")
+    port = _free_port()
+    args = [sys.executable, "-m", "mailer", command] + (["--port", str(port)]
+                                                         if command == "run" else [])
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={
+        **os.environ, "MAILER_WEB_SENDS_MAIL": "false", "MAILER_TRANSPORT": "sendgrid",
+        "MAILER_SENDGRID_API_KEY": standin.api_key, "MAILER_SENDGRID_HOST": standin.url})
+    try:
+        deadline = time.monotonic() + 20
+        while "queued@example.org" not in standin.emails() and time.monotonic() < deadline:
+            assert process.poll() is None, process.stderr.read().decode()
+            time.sleep(0.1)
+    finally:
+        code = _stop(process)
+    assert standin.emails() == ["queued@example.org"], process.stderr.read().decode()[-3000:]
+    assert code == 0
+
+
+def queue_confirmation(db, email: str) -> None:
+    with db.session() as session:
+        person, _ = add(session, email=email, status="pending", consent_source="test")
+        queue_mail(session, SystemMail("confirm_subscription", "Please confirm", person.id,
+                                       person.email, None, {"expires_hours": 168}))

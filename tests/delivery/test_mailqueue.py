@@ -1,0 +1,222 @@
+"""The mail queue (``outgoing_mail`` and ``mailer.delivery.mailqueue``): every queued email goes
+out exactly once, also with two runners at once, after a runner crashed, and after the
+provider failed; the ones it gives up on say why."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from mailer.delivery import mailqueue
+from mailer.delivery.oneoff import SystemMail
+from mailer.delivery.outgoing import MailStatus as MS
+from mailer.delivery.outgoing import OutgoingMail, queue_mail
+from mailer.delivery.recovery import HOST
+from mailer.storage.base import utcnow
+from mailer.storage.db import Database, make_engine
+from mailer.tracking.erasure import forget
+from mailer.transports.errors import AmbiguousFailure, BadRequest, TemporaryFailure
+from mailer.transports.mock import MockTransport, fail_batches
+from subscribers.service import add_subscriber, find_by_email
+
+STOPPED = "otherhost:1:dead"  # a runner on another machine: trusted until its lease ends
+
+
+def queue(db, *emails: str) -> list[int]:
+    """Pending subscribers, each with a confirmation queued; returns the rows' ids."""
+    with db.session() as session:
+        for email in emails:
+            person, _ = add_subscriber(session, email=email, status="pending",
+                                       consent_source="test")
+            queue_mail(session, SystemMail("confirm_subscription",
+                                           "Please confirm your subscription", person.id,
+                                           person.email, "Pat", {"topics": [],
+                                                                 "expires_hours": 168}))
+    return rows(db)
+
+
+def rows(db) -> list[int]:
+    with db.session() as session:
+        return list(session.scalars(select(OutgoingMail.id).order_by(OutgoingMail.id)))
+
+
+def row(db, mail_id: int) -> OutgoingMail:
+    with db.session() as session:
+        return session.get(OutgoingMail, mail_id)
+
+
+def test_queued_confirmation_goes_out_once_with_a_fresh_link(db, settings):
+    [mail_id] = queue(db, "ann@example.org")
+    assert row(db, mail_id).status == MS.QUEUED
+    assert "confirm_url" not in row(db, mail_id).context  # no signed link is stored
+    transport = MockTransport()
+    assert mailqueue.drain(db, settings, transport=transport) == 1
+    assert mailqueue.drain(db, settings, transport=transport) == 0
+    assert transport.emails() == ["ann@example.org"]
+    [batch] = transport.batches
+    assert f"{settings.public_url}/confirm/" in batch.message.text
+    sent = row(db, mail_id)
+    assert (sent.status, sent.attempts, sent.worker is not None) == (MS.SENT, 1, True)
+    assert sent.provider_message_id.startswith("mock-") and sent.sent_at is not None
+
+
+def test_two_runners_at_once_send_each_email_once(db, settings):
+    emails = [f"p{i}@example.org" for i in range(30)]
+    queue(db, *emails)
+    transport = MockTransport()
+    other = Database(make_engine(settings.database_url))  # as a second process would
+    stop = threading.Event()
+    runners = [threading.Thread(target=mailqueue.run_mail_queue, args=(d, settings, stop),
+                                kwargs={"transport": transport, "poll_interval": 0.01,
+                                        "max_idle_polls": 3}) for d in (db, other)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join(timeout=60)
+    other.dispose()
+    assert sorted(transport.emails()) == sorted(emails)
+    with db.session() as session:
+        assert set(session.scalars(select(OutgoingMail.status))) == {MS.SENT}
+
+
+def test_a_claim_whose_runner_died_before_the_hand_off_is_sent_again(db, settings):
+    [mail_id] = queue(db, "bo@example.org")
+    [claimed] = mailqueue.claim(db, STOPPED, 10, lease_seconds=60)
+    assert claimed.id == mail_id and row(db, mail_id).status == MS.CLAIMED
+    transport = MockTransport()
+    mailqueue.drain(db, settings, transport=transport)  # nobody else takes it meanwhile
+    assert transport.emails() == [] and row(db, mail_id).worker == STOPPED
+    with db.session() as session:
+        session.execute(update(OutgoingMail).values(lease_until=utcnow() - timedelta(seconds=1)))
+    mailqueue.drain(db, settings, transport=transport)  # the lease has ended: recovered
+    assert transport.emails() == ["bo@example.org"]
+    assert row(db, mail_id).status == MS.SENT
+
+
+def test_a_dead_local_runner_is_recovered_without_waiting_for_its_lease(db, settings):
+    [mail_id] = queue(db, "cy@example.org")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    mailqueue.claim(db, f"{HOST}:{gone}:abc", 10, lease_seconds=3600)
+    transport = MockTransport()
+    mailqueue.drain(db, settings, transport=transport)
+    assert transport.emails() == ["cy@example.org"]
+
+
+def test_a_crash_during_the_hand_off_follows_the_in_doubt_policy(db, settings):
+    [mail_id] = queue(db, "di@example.org")
+    with db.session() as session:  # a runner wrote "sending", then died: did it go out?
+        session.execute(update(OutgoingMail).values(
+            status=MS.SENDING, worker=STOPPED, attempts=1, handed_at=utcnow(),
+            lease_until=utcnow() - timedelta(seconds=1)))
+    transport = MockTransport()
+    held = settings.model_copy(update={"in_doubt_policy": "hold", "in_doubt_grace": 0})
+    mailqueue.drain(db, held, transport=transport)
+    assert transport.emails() == [] and row(db, mail_id).status == MS.IN_DOUBT
+    waiting = settings.model_copy(update={"in_doubt_grace": 600})
+    mailqueue.drain(db, waiting, transport=transport)
+    assert transport.emails() == []  # still within the grace
+    resend = settings.model_copy(update={"in_doubt_policy": "resend", "in_doubt_grace": 0})
+    mailqueue.drain(db, resend, transport=transport)
+    assert transport.emails() == ["di@example.org"]
+    assert (row(db, mail_id).status, row(db, mail_id).attempts) == (MS.SENT, 2)
+
+
+def test_a_lost_answer_puts_the_email_in_doubt_not_back_in_the_queue(db, settings):
+    [mail_id] = queue(db, "ed@example.org")
+    transport = MockTransport(fail_batches([AmbiguousFailure("read timeout")]))
+    slow = settings.model_copy(update={"in_doubt_grace": 600})
+    mailqueue.drain(db, slow, transport=transport)
+    mailqueue.drain(db, slow, transport=transport)
+    assert transport.emails() == ["ed@example.org"]
+    assert row(db, mail_id).status == MS.IN_DOUBT
+    assert "no answer" in row(db, mail_id).last_error
+
+
+def test_a_provider_failure_is_retried_after_a_backoff(db, settings):
+    [mail_id] = queue(db, "fay@example.org")
+    transport = MockTransport(fail_batches([TemporaryFailure("503 from the provider")]))
+    before = utcnow()
+    mailqueue.drain(db, settings, transport=transport)
+    failed = row(db, mail_id)
+    assert (failed.status, failed.attempts) == (MS.QUEUED, 1)
+    assert failed.next_attempt_at >= before + timedelta(seconds=settings.mail_queue_backoff)
+    assert "503 from the provider" in failed.last_error
+    mailqueue.drain(db, settings, transport=transport)
+    assert len(transport.emails()) == 1  # not due yet
+    with db.session() as session:  # the backoff has passed
+        session.execute(update(OutgoingMail).values(next_attempt_at=before))
+    mailqueue.drain(db, settings, transport=transport)
+    assert transport.emails() == ["fay@example.org"] * 2
+    assert (row(db, mail_id).status, row(db, mail_id).attempts) == (MS.SENT, 2)
+
+
+def test_backoff_doubles_up_to_an_hour(settings):
+    waits = [mailqueue.backoff(settings, n) for n in (1, 2, 3, 30)]
+    base = settings.mail_queue_backoff
+    assert waits == [base, 2 * base, 4 * base, mailqueue.BACKOFF_MAX]
+
+
+def test_it_gives_up_after_the_attempts_and_says_why(db, settings):
+    [mail_id] = queue(db, "gus@example.org")
+    always = MockTransport(fail_batches([TemporaryFailure("503")] * 10))
+    two = settings.model_copy(update={"mail_queue_attempts": 2})
+    for _ in range(3):
+        mailqueue.drain(db, two, transport=always)
+        with db.session() as session:
+            session.execute(update(OutgoingMail).values(next_attempt_at=utcnow()))
+    assert len(always.emails()) == 2
+    given_up = row(db, mail_id)
+    assert given_up.status == MS.FAILED
+    assert given_up.last_error.startswith("gave up after 2 attempts: 503")
+
+
+def test_a_permanent_refusal_is_not_retried(db, settings):
+    [mail_id] = queue(db, "hal@example.org")
+    transport = MockTransport(fail_batches([BadRequest("invalid from address")]))
+    mailqueue.drain(db, settings, transport=transport)
+    mailqueue.drain(db, settings, transport=transport)
+    assert len(transport.emails()) == 1
+    assert row(db, mail_id).status == MS.FAILED
+    assert "invalid from address" in row(db, mail_id).last_error
+
+
+def test_erasing_the_person_removes_their_queued_mail(db, settings):
+    queue(db, "ivy@example.org")
+    with db.session() as session:
+        forget(session, find_by_email(session, "ivy@example.org"))
+    assert rows(db) == []
+
+
+def test_old_sent_and_given_up_emails_are_purged(db, settings):
+    old, recent, gave_up = queue(db, "old@example.org", "new@example.org", "no@example.org")
+    long_ago = utcnow() - timedelta(days=mailqueue.KEEP_DAYS + 1)
+    with db.session() as session:
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == old)
+                        .values(status=MS.SENT, sent_at=long_ago))
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == recent)
+                        .values(status=MS.SENT, sent_at=utcnow()))
+        session.execute(update(OutgoingMail).where(OutgoingMail.id == gave_up)
+                        .values(status=MS.FAILED, created_at=long_ago))
+    assert mailqueue.recover(db, settings).purged == 2
+    assert rows(db) == [recent]
+
+
+def test_a_misconfigured_transport_is_one_logged_line_and_the_runner_keeps_trying(
+        db, settings, caplog):
+    keyless = settings.model_copy(update={"transport": "sendgrid", "sendgrid_api_key": None})
+    stop = threading.Event()
+    runner = mailqueue.start_runner(db, keyless, stop, restart_after=0.01)
+    deadline = time.monotonic() + 30
+    while len([r for r in caplog.records if "cannot send" in r.getMessage()]) < 2:
+        assert time.monotonic() < deadline, caplog.text
+        time.sleep(0.01)
+    stop.set()
+    runner.join(timeout=30)
+    assert not runner.is_alive()
+    assert "MAILER_SENDGRID_API_KEY" in caplog.text and "Traceback" not in caplog.text
