@@ -1,4 +1,4 @@
-"""``mailer campaigns create|list|show|edit|approve|schedule|pause|resume|cancel``.
+"""``mailer campaigns create|list|show|edit|approve|schedule|pause|resume|cancel|retry``.
 
 (``send``, ``preview``, ``test``, ``status`` and ``report`` live with delivery, render and
 tracking.) Times are typed and shown in the office's zone (MAILER_TIMEZONE) and stored in UTC.
@@ -247,3 +247,22 @@ def cancel_command(campaign_id: int = typer.Argument(..., metavar="ID"),
     """Cancel a campaign that has not finished; a scheduled one will not go out."""
     _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.cancel(
         session, campaign, by=by or default_user(), settings=settings, reason=reason))
+
+
+@campaigns_app.command("retry")
+def retry_command(campaign_id: int = typer.Argument(..., metavar="ID"), by: str | None = BY,
+                  as_json: bool = JSON) -> None:
+    """Send a sent campaign again to its recipients whose delivery failed (only those worth
+    another try, who can still be mailed); the workers send them, or `campaigns send ID`."""
+    settings = context.settings()
+    with context.database().session() as session:
+        campaign = service.get_campaign(session, campaign_id, for_update=True)
+        retried = ops.retry(session, campaign, by=by or default_user(), settings=settings)
+        data = {**_dict(campaign, settings), "retried": retried}
+    context.emit(data, as_json, _print_retry)
+
+
+def _print_retry(console, data: dict[str, Any]) -> None:
+    people = f"{data['retried']:,} recipient{'s' if data['retried'] != 1 else ''}"
+    console.print(f"campaign {data['id']}: {people} queued again; the workers send them "
+                  f"(or run `mailer campaigns send {data['id']}`)", markup=False)

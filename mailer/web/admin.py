@@ -206,11 +206,12 @@ def campaign_detail(campaign_id: Id, request: Request,
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
         audience = ops.audience(session, campaign) if not counts else None
+        retryable = ops.retryable(session, campaign)
     can_manage = allows(user.role, Permission.SCHEDULE)
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
         "release": release, "segment": segment, "audience": audience,
-        "can_manage": can_manage,
+        "can_manage": can_manage, "retryable": retryable,
         "can_approve": can_manage and campaign.status == CampaignStatus.DRAFT and (
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,

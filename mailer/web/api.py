@@ -27,6 +27,7 @@ from mailer.web import constituents
 from mailer.web.auth import Caller, api_user, require_role
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
+from mailer.web.roles import Permission, check
 from subscribers.models import ACTIVE, PENDING, Subscriber
 from subscribers.service import add_subscriber as add
 from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
@@ -162,6 +163,19 @@ def _lifecycle(action: str):
 for _action in ("pause", "resume", "cancel"):
     router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
                          methods=["POST"], summary=f"{_action.capitalize()} a campaign")
+
+
+@router.post("/campaigns/{campaign_id}/retry",
+             summary="Send a sent campaign again to its recipients whose delivery failed")
+def retry_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
+    """Only failed rows worth another try, to people who can still be mailed (the campaign
+    goes back to ``sending``; ``retried`` says how many). 409 unless it is sent, 400 when
+    nobody is left to retry."""
+    check(who, Permission.SCHEDULE)
+    with request.app.state.db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        retried = ops.retry(session, campaign, by=who.name, settings=request.app.state.settings)
+        return {**campaign_to_dict(campaign), "retried": retried}
 
 
 # --- subscribers ----------------------------------------------------------------------------
