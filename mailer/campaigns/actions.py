@@ -128,13 +128,16 @@ def preview_html(session: Session, campaign: Campaign, settings: Settings, signe
 
 def create(session: Session, *, release_id: int, segment: str | None, query: str | None,
            subject: str | None, template: str | None, by: str | None,
-           settings: Settings) -> Campaign:
+           settings: Settings, preheader: str | None = None,
+           intro: str | None = None) -> Campaign:
     """A draft campaign of a release for a saved segment or a query (exactly one), with one
-    of the installed release templates. Raises NotFound, InvalidInput, QueryError."""
+    of the installed release templates, and optionally a preheader (the inbox preview line,
+    at most 150 characters) and an intro note above the release. Raises NotFound,
+    InvalidInput, QueryError."""
     template = check_release_template(template or "press_release", settings)
     return campaigns.create_campaign(
         session, release_id=release_id, segment=segment or None, query=query or None,
-        subject=subject or None, template=template, by=by)
+        subject=subject or None, template=template, by=by, preheader=preheader, intro=intro)
 
 
 def duplicate(session: Session, campaign: Campaign, *, by: str | None) -> Campaign:
@@ -151,15 +154,17 @@ def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings
 
 def edit(session: Session, campaign: Campaign, *, by: str, settings: Settings,
          subject: str | None = None, query: str | None = None, segment: str | None = None,
-         template: str | None = None) -> list[str]:
-    """Change a campaign's subject, audience or template before it sends (an approved or
-    scheduled one goes back to draft); returns the fields changed. Raises
+         template: str | None = None, preheader: str | None = None,
+         intro: str | None = None) -> list[str]:
+    """Change a campaign's subject, audience, template, preheader or intro before it sends
+    (an approved or scheduled one goes back to draft); returns the fields changed. Raises
     InvalidTransition, InvalidInput (nothing to change, not an installed release template),
     QueryError, NotFound."""
     if template is not None:
         check_release_template(template, settings)
     return campaigns.update_campaign(session, campaign, by=by, subject=subject, query=query,
-                                     segment=segment, template=template)
+                                     segment=segment, template=template,
+                                     preheader=preheader, intro=intro)
 
 
 def schedule(session: Session, campaign: Campaign, *, at: datetime, by: str,

@@ -77,6 +77,10 @@ class CampaignIn(BaseModel):
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
     template: str = "press_release"
+    preheader: str | None = Field(None, description="the inbox preview line, at most "
+                                  "150 characters (default: from the release)")
+    intro: str | None = Field(None, description="a short plain-text note above the release; "
+                              "blank lines separate paragraphs")
 
 
 class ScheduleIn(BaseModel):
@@ -101,7 +105,8 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
                               query=body.query, subject=body.subject, template=body.template,
-                              by=who.name, settings=request.app.state.settings)
+                              by=who.name, settings=request.app.state.settings,
+                              preheader=body.preheader, intro=body.intro)
         return campaign_to_dict(campaign)
 
 
