@@ -22,6 +22,7 @@ ROUTER_MODULES = (
     "mailer.web.admin_segments",
     "mailer.web.admin_drafts",  # before admin_sending: its /campaigns/{id}/{action} is wider
     "mailer.web.admin_sending",
+    "mailer.web.admin_schedule",
     "mailer.web.api",
     "mailer.tracking.webhook",
 )
