@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
-from mailer.campaigns.service import get_campaign
+from mailer.campaigns.service import PREHEADER_MAX, get_campaign
 from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.feeds import add_feed
@@ -144,7 +144,7 @@ def _new_page(request, session, values, error: str | None = None, status_code: i
     return render(request, "admin/campaign_new.html", {
         "releases": releases, "segments": segments, "topics": topics, "values": values,
         "templates": release_templates(request.app.state.settings),
-        "error": error,
+        "error": error, "preheader_max": PREHEADER_MAX,
     }, status_code=status_code)
 
 
@@ -153,7 +153,8 @@ async def campaign_create(request: Request,
                           user: User = Depends(staff_may(Permission.EDIT_DRAFTS))) -> Response:
     form = await checked_form(request)
     values = {k: str(form.get(k) or "").strip()
-              for k in ("release_id", "segment", "query", "subject", "template")}
+              for k in ("release_id", "segment", "query", "subject", "template", "preheader",
+                        "intro")}
     with request.app.state.db.session() as session:
         try:
             release_id = as_id(values["release_id"])
@@ -162,7 +163,8 @@ async def campaign_create(request: Request,
             campaign = ops.create(session, release_id=release_id,
                                   segment=values["segment"], query=values["query"],
                                   subject=values["subject"], template=values["template"],
-                                  by=user.name, settings=request.app.state.settings)
+                                  by=user.name, settings=request.app.state.settings,
+                                  preheader=values["preheader"], intro=values["intro"])
             campaign_id = campaign.id
         except MailerError as exc:
             session.rollback()

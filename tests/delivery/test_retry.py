@@ -15,6 +15,7 @@ from mailer.campaigns.service import get_campaign
 from mailer.delivery.engine import send_campaign
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.retry import is_retryable
+from mailer.delivery.worker import run_worker
 from mailer.errors import InvalidInput, InvalidTransition, MailerError
 from mailer.transports.mock import MockTransport, refuse
 from subscribers.models import BOUNCED, UNSUBSCRIBED
@@ -147,3 +148,13 @@ def test_a_campaign_not_yet_sent_is_refused(db, settings):
 ])
 def test_which_errors_are_worth_another_try(error, worth_it):
     assert is_retryable(error) is worth_it
+
+
+def test_a_worker_sends_the_retried_rows_and_finishes_the_campaign(db, settings, sent):
+    retry(db, settings, sent)
+    transport = MockTransport()
+    accepted = run_worker(db, one_at_a_time(settings), threading.Event(),
+                          transport=transport, poll_interval=0.01, max_idle_polls=3)
+    assert accepted == 4 and sorted(transport.emails()) == sorted(RETRIED)
+    with db.session() as session:
+        assert get_campaign(session, sent).status == CS.SENT

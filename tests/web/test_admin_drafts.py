@@ -100,3 +100,17 @@ def test_the_edit_form_sets_the_preheader_and_intro(client, db, staff, release_i
     assert long.status_code == 422
     assert "the preheader is 151 characters; at most 150" in long.text
     assert campaign(db, campaign_id).preheader == "Out this Friday"
+
+
+def test_the_new_campaign_form_takes_them_too(client, db, staff, release_id):
+    login(client, "alice")
+    page = client.get(f"/admin/campaigns/new?release_id={release_id}")
+    assert '<label for="preheader">' in page.text and '<label for="intro">' in page.text
+    response = client.post("/admin/campaigns/new", data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id),
+        "query": 'topic = "agriculture"', "subject": "", "template": "press_release",
+        "segment": "", "preheader": "Out this Friday", "intro": "One.\n\nTwo."},
+        follow_redirects=False)
+    assert response.status_code == 303, response.text
+    created = campaign(db, int(response.headers["location"].rsplit("/", 1)[1]))
+    assert (created.preheader, created.intro) == ("Out this Friday", "One.\n\nTwo.")
