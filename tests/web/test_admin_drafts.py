@@ -93,6 +93,8 @@ def test_the_edit_form_sets_the_preheader_and_intro(client, db, staff, release_i
     assert saved.status_code == 200 and "Saved: subject, preheader, intro." in saved.text
     edited = campaign(db, campaign_id)
     assert (edited.preheader, edited.intro) == ("Out this Friday", "A note.\n\n<b>Second</b> one.")
+    shown = client.get(f"/admin/campaigns/{campaign_id}").text
+    assert "<dd>Out this Friday</dd>" in shown and "&lt;b&gt;Second&lt;/b&gt; one." in shown
     preview = client.get(f"/admin/campaigns/{campaign_id}/preview.html").text
     assert "Out this Friday" in preview and "&lt;b&gt;Second&lt;/b&gt; one.</p>" in preview
     _, long = edit(client, campaign_id, subject="Out now", query='topic = "agriculture"',
