@@ -1,5 +1,5 @@
 """The named actions on a campaign — create, edit, approve, schedule, send now, pause,
-resume, cancel, test, preview — and what the faces read about one (progress, status,
+resume, cancel, retry, test, preview — and what the faces read about one (progress, status,
 report). The CLI, the dashboard and the API all call these, so a campaign behaves the same
 whether it is driven from a terminal, /admin or /api.
 
@@ -17,14 +17,17 @@ from sqlalchemy.orm import Session
 
 from mailer.campaigns import service as campaigns
 from mailer.campaigns.content import compile_for
+from mailer.campaigns.lifecycle import retry_sending
 from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.delivery import oneoff
 from mailer.delivery.audience import count_audience
 from mailer.delivery.engine import in_doubt_policy
 from mailer.delivery.oneoff import personalized_copy
 from mailer.delivery.records import grouped
-from mailer.errors import InvalidInput, MailerError, NotFound
+from mailer.delivery.retry import count_retryable, requeue_failed
+from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound
 from mailer.render.environment import check_release_template
+from mailer.scheduling.policy import check_send_allowed
 from mailer.scheduling.starting import start_now
 from mailer.settings import Settings
 from mailer.storage.db import Database
@@ -110,6 +113,13 @@ def audience(session: Session, campaign: Campaign) -> dict[str, Any] | None:
         return {"error": " ".join(str(exc).split())}
 
 
+def retryable(session: Session, campaign: Campaign) -> int:
+    """How many recipients ``retry`` would send to now (0 unless the campaign is sent)."""
+    if campaign.status != CampaignStatus.SENT or campaign.kind != "release":
+        return 0
+    return count_retryable(session, campaign.id)
+
+
 def preview_html(session: Session, campaign: Campaign, settings: Settings, signer) -> str:
     """The campaign as a sample recipient receives it (personalized, links signed for id 0)."""
     message = compile_for(session, campaign, settings)
@@ -120,13 +130,16 @@ def preview_html(session: Session, campaign: Campaign, settings: Settings, signe
 
 def create(session: Session, *, release_id: int, segment: str | None, query: str | None,
            subject: str | None, template: str | None, by: str | None,
-           settings: Settings) -> Campaign:
+           settings: Settings, preheader: str | None = None,
+           intro: str | None = None) -> Campaign:
     """A draft campaign of a release for a saved segment or a query (exactly one), with one
-    of the installed release templates. Raises NotFound, InvalidInput, QueryError."""
+    of the installed release templates, and optionally a preheader (the inbox preview line,
+    at most 150 characters) and an intro note above the release. Raises NotFound,
+    InvalidInput, QueryError."""
     template = check_release_template(template or "press_release", settings)
     return campaigns.create_campaign(
         session, release_id=release_id, segment=segment or None, query=query or None,
-        subject=subject or None, template=template, by=by)
+        subject=subject or None, template=template, by=by, preheader=preheader, intro=intro)
 
 
 def duplicate(session: Session, campaign: Campaign, *, by: str | None) -> Campaign:
@@ -143,15 +156,17 @@ def approve(session: Session, campaign: Campaign, *, by: str, settings: Settings
 
 def edit(session: Session, campaign: Campaign, *, by: str, settings: Settings,
          subject: str | None = None, query: str | None = None, segment: str | None = None,
-         template: str | None = None) -> list[str]:
-    """Change a campaign's subject, audience or template before it sends (an approved or
-    scheduled one goes back to draft); returns the fields changed. Raises
+         template: str | None = None, preheader: str | None = None,
+         intro: str | None = None) -> list[str]:
+    """Change a campaign's subject, audience, template, preheader or intro before it sends
+    (an approved or scheduled one goes back to draft); returns the fields changed. Raises
     InvalidTransition, InvalidInput (nothing to change, not an installed release template),
     QueryError, NotFound."""
     if template is not None:
         check_release_template(template, settings)
     return campaigns.update_campaign(session, campaign, by=by, subject=subject, query=query,
-                                     segment=segment, template=template)
+                                     segment=segment, template=template,
+                                     preheader=preheader, intro=intro)
 
 
 def schedule(session: Session, campaign: Campaign, *, at: datetime, by: str,
@@ -193,6 +208,32 @@ def cancel(session: Session, campaign: Campaign, *, by: str | None, settings: Se
            reason: str | None = None) -> None:
     """Cancel a campaign that has not finished; a scheduled one will not go out."""
     campaigns.cancel_campaign(session, campaign, by=by, reason=reason)
+
+
+def retry(session: Session, campaign: Campaign, *, by: str | None,
+          settings: Settings) -> int:
+    """Send a sent campaign again to exactly its recipients whose delivery failed for a
+    reason worth another try and who can still be mailed (see ``mailer.delivery.retry``):
+    their rows go back to pending and the campaign to ``sending``, in one transaction, and
+    the workers send them through the usual claims. Returns how many were queued again.
+
+    Raises InvalidTransition (not sent, or another retry got there first), InvalidInput (a
+    digest, or nobody to retry), PolicyRefusal (the election blackout, as for a resume).
+    """
+    if campaign.kind != "release":
+        raise InvalidInput(f"campaign {campaign.id} is a digest; its failed recipients get "
+                           "those releases in their next digest")
+    if campaign.status != CampaignStatus.SENT:
+        raise InvalidTransition(f"campaign {campaign.id} is {campaign.status}; only a sent "
+                                "campaign's failed recipients can be retried")
+    check_send_allowed(campaign, settings, starting=False)
+    queued = requeue_failed(session, campaign.id, by=by)
+    if not queued:
+        raise InvalidInput(f"campaign {campaign.id} has no failed recipients to retry")
+    retry_sending(session, campaign, by=by,
+                  reason=f"retrying {queued} recipient{'s' if queued != 1 else ''} whose "
+                         "delivery failed")
+    return queued
 
 
 def send_test(session: Session, campaign: Campaign, *, to: list[str], settings: Settings,

@@ -6,6 +6,7 @@ are written down, logged and checked.
       └───── edit ────────┘                                        │  ▼  │
                                                     paused ◀──pause─┘  resume
     any unfinished state ──cancel──▶ cancelled;  sending ──▶ failed;  scheduled ──▶ missed
+    sent ──retry──▶ sending (only its failed recipients go back to pending: ``retry_sending``)
 
 A scheduled campaign may be rescheduled (scheduled ──▶ scheduled, logged like any move); a
 missed one may be scheduled again or sent now. Editing an approved, scheduled or missed
@@ -31,7 +32,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     S.PAUSED: frozenset({S.SENDING, S.CANCELLED}),
     S.MISSED: frozenset({S.DRAFT, S.APPROVED, S.SCHEDULED, S.SENDING, S.CANCELLED}),
     S.FAILED: frozenset({S.SENDING, S.CANCELLED}),
-    S.SENT: frozenset(),
+    S.SENT: frozenset({S.SENDING}),  # a retry of its failed recipients, nothing else
     S.CANCELLED: frozenset(),
 }
 FINISHED = frozenset({S.SENT, S.CANCELLED})
@@ -93,6 +94,13 @@ def pause_sending(session: Session, campaign: Campaign, *, by: str, reason: str)
 def finish_sending(session: Session, campaign: Campaign, *, by: str) -> None:
     """sending -> sent: every recipient is settled."""
     transition(session, campaign, S.SENT, by=by, reason="every recipient settled")
+
+
+def retry_sending(session: Session, campaign: Campaign, *, by: str | None,
+                  reason: str) -> None:
+    """sent -> sending: some failed recipients were put back to pending for another try
+    (``mailer.delivery.retry``); the send finishes again once they are settled."""
+    transition(session, campaign, S.SENDING, by=by, reason=reason)
 
 
 def mark_missed(session: Session, campaign: Campaign, *, by: str, reason: str) -> None:

@@ -42,6 +42,10 @@ class Campaign(Base):
     query: Mapped[str | None] = mapped_column(Text)
     template: Mapped[str] = mapped_column(String(100), default="press_release")
     subject: Mapped[str] = mapped_column(String(500))
+    #: The hidden preview line an inbox shows after the subject (None: from the release).
+    preheader: Mapped[str | None] = mapped_column(String(150))
+    #: A short plain-text note printed above the release (paragraphs kept; None: none).
+    intro: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default=CampaignStatus.DRAFT, index=True)
     status_reason: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(100))

@@ -40,14 +40,43 @@ def get_campaign(session: Session, campaign_id: int, *, for_update: bool = False
     return campaign
 
 
+#: The longest preheader: inboxes show 40 to 140 characters of it after the subject.
+PREHEADER_MAX = 150
+#: The longest intro note: a few sentences above the release, not a second release.
+INTRO_MAX = 2000
+
+
+def clean_preheader(text: str | None) -> str | None:
+    """The preheader as stored: one line, at most ``PREHEADER_MAX`` characters; None for
+    none (blank). Raises InvalidInput naming the limit."""
+    line = " ".join((text or "").split())
+    if len(line) > PREHEADER_MAX:
+        raise InvalidInput(f"the preheader is {len(line)} characters; at most "
+                           f"{PREHEADER_MAX} fit (it is the preview line an inbox shows)")
+    return line or None
+
+
+def clean_intro(text: str | None) -> str | None:
+    """The intro note as stored: plain text with its paragraphs (blank lines) kept, at most
+    ``INTRO_MAX`` characters; None for none. Raises InvalidInput naming the limit."""
+    note = (text or "").replace("\r\n", "\n").strip()
+    if len(note) > INTRO_MAX:
+        raise InvalidInput(f"the intro note is {len(note)} characters; at most {INTRO_MAX} "
+                           "(a few sentences above the release)")
+    return note or None
+
+
 def create_campaign(
     session: Session, *, release_id: int, segment: str | None = None, query: str | None = None,
     template: str = "press_release", subject: str | None = None, by: str | None = None,
+    preheader: str | None = None, intro: str | None = None,
 ) -> Campaign:
-    """Create a draft campaign for a release and an audience (a saved segment or a query).
+    """Create a draft campaign for a release and an audience (a saved segment or a query),
+    optionally with a preheader and an intro note.
 
     Raises NotFound for an unknown release or segment, InvalidInput when the audience is
-    missing or given twice, QueryError for a query that does not parse.
+    missing or given twice or the preheader or intro is too long, QueryError for a query
+    that does not parse.
     """
     release = session.get(Release, release_id)
     if release is None:
@@ -63,6 +92,7 @@ def create_campaign(
         kind="release", release_id=release.id, segment_id=segment_id, query=query,
         template=check_release_template(template),
         subject=(subject or release.title).strip(), created_by=by, status=S.DRAFT,
+        preheader=clean_preheader(preheader), intro=clean_intro(intro),
     )
     session.add(campaign)
     session.flush()
@@ -82,7 +112,7 @@ def duplicate_campaign(session: Session, original: Campaign, *, by: str | None) 
     copy = Campaign(kind="release", release_id=original.release_id,
                     segment_id=original.segment_id, query=original.query,
                     template=original.template, subject=original.subject, created_by=by,
-                    status=S.DRAFT)
+                    preheader=original.preheader, intro=original.intro, status=S.DRAFT)
     session.add(copy)
     session.flush()
     session.add(CampaignLog(campaign_id=copy.id, from_status=None, to_status=S.DRAFT, by=by,
@@ -121,8 +151,10 @@ def _check_templates(campaign: Campaign, settings: Settings) -> None:
 def update_campaign(
     session: Session, campaign: Campaign, *, by: str | None = None, subject: str | None = None,
     query: str | None = None, segment: str | None = None, template: str | None = None,
+    preheader: str | None = None, intro: str | None = None,
 ) -> list[str]:
-    """Change a campaign's content or audience; returns the names of the fields changed.
+    """Change a campaign's content or audience; returns the names of the fields changed
+    (None leaves a field as it is; an empty preheader or intro removes it).
 
     An approved, scheduled or missed campaign returns to draft (its approval, blackout override
     and scheduler job are gone: they were given for the old content).
@@ -141,6 +173,10 @@ def update_campaign(
         changes["subject"] = subject.strip()
     if template is not None:
         changes["template"] = check_release_template(template)
+    if preheader is not None:
+        changes["preheader"] = clean_preheader(preheader)
+    if intro is not None:
+        changes["intro"] = clean_intro(intro)
     if query is not None:
         _check_query(query)
         changes.update(query=query, segment_id=None)
@@ -148,7 +184,8 @@ def update_campaign(
         changes.update(segment_id=_segment_id(session, segment), query=None)
     changed = [name for name, value in changes.items() if getattr(campaign, name) != value]
     if not changed:
-        raise InvalidInput("nothing to change: give a new subject, audience or template")
+        raise InvalidInput("nothing to change: give a new subject, audience, template, "
+                           "preheader or intro")
     for name in changed:
         setattr(campaign, name, changes[name])
     what = ", ".join(name.removesuffix("_id") for name in changed)
@@ -314,6 +351,8 @@ def campaign_to_dict(campaign: Campaign) -> dict[str, Any]:
         "query": campaign.query,
         "template": campaign.template,
         "subject": campaign.subject,
+        "preheader": campaign.preheader,
+        "intro": campaign.intro,
         "created_by": campaign.created_by,
         "approved_by": campaign.approved_by,
         "approved_at": _iso(campaign.approved_at),

@@ -1,4 +1,4 @@
-"""``mailer campaigns create|list|show|edit|approve|schedule|pause|resume|cancel``.
+"""``mailer campaigns create|list|show|edit|approve|schedule|pause|resume|cancel|retry``.
 
 (``send``, ``preview``, ``test``, ``status`` and ``report`` live with delivery, render and
 tracking.) Times are typed and shown in the office's zone (MAILER_TIMEZONE) and stored in UTC.
@@ -17,7 +17,7 @@ from mailer.campaigns import actions as ops
 from mailer.campaigns import service
 from mailer.cli import context
 from mailer.cli.apps import campaigns_app
-from mailer.errors import UsageError
+from mailer.errors import InvalidInput, UsageError
 from mailer.scheduling.leader import current_leader
 from mailer.scheduling.policy import format_local
 from mailer.scheduling.times import parse_when
@@ -35,6 +35,28 @@ def default_user() -> str | None:
 
 
 BY = typer.Option(None, "--by", help="Who is acting (default: MAILER_USER or your login).")
+
+
+def _checked(clean):
+    """A typer callback running a campaign field's own check, so a bad value is a usage
+    error (exit 2) before anything is opened."""
+    def callback(value: str | None) -> str | None:
+        if value is not None:
+            try:
+                clean(value)
+            except InvalidInput as exc:
+                raise typer.BadParameter(str(exc)) from None
+        return value
+    return callback
+
+
+PREHEADER = typer.Option(
+    None, "--preheader", callback=_checked(service.clean_preheader),
+    help=f"The inbox preview line (at most {service.PREHEADER_MAX} characters; "
+         "default: the release's subtitle or first sentences).")
+INTRO = typer.Option(None, "--intro", callback=_checked(service.clean_intro),
+                     help="A short plain-text note above the release (blank lines "
+                          "separate paragraphs).")
 
 
 def _dict(campaign, settings) -> dict[str, Any]:
@@ -89,6 +111,8 @@ def create_command(
     query: str | None = typer.Option(None, "--query", help="An audience query."),
     template: str = typer.Option("press_release", "--template"),
     subject: str | None = typer.Option(None, "--subject", help="Default: the release title."),
+    preheader: str | None = PREHEADER,
+    intro: str | None = INTRO,
     by: str | None = BY,
     as_json: bool = JSON,
 ) -> None:
@@ -97,7 +121,8 @@ def create_command(
     with context.database().session() as session:
         campaign = ops.create(
             session, release_id=release, segment=segment, query=query, template=template,
-            subject=subject, by=by or default_user(), settings=settings)
+            subject=subject, by=by or default_user(), settings=settings,
+            preheader=preheader, intro=intro)
         data = _dict(campaign, settings)
     context.emit(data, as_json, _print_campaign)
 
@@ -160,13 +185,16 @@ def edit_command(
     query: str | None = typer.Option(None, "--query"),
     segment: str | None = typer.Option(None, "--segment"),
     template: str | None = typer.Option(None, "--template"),
+    preheader: str | None = PREHEADER,
+    intro: str | None = INTRO,
     by: str | None = BY,
     as_json: bool = JSON,
 ) -> None:
-    """Change a campaign; an approved or scheduled one goes back to draft."""
+    """Change a campaign; an approved or scheduled one goes back to draft. An empty
+    --preheader or --intro removes it."""
     _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.edit(
         session, campaign, by=by or default_user(), settings=settings, subject=subject, query=query,
-        segment=segment, template=template))
+        segment=segment, template=template, preheader=preheader, intro=intro))
 
 
 @campaigns_app.command("approve")
@@ -247,3 +275,22 @@ def cancel_command(campaign_id: int = typer.Argument(..., metavar="ID"),
     """Cancel a campaign that has not finished; a scheduled one will not go out."""
     _mutate(campaign_id, as_json, lambda session, campaign, settings: ops.cancel(
         session, campaign, by=by or default_user(), settings=settings, reason=reason))
+
+
+@campaigns_app.command("retry")
+def retry_command(campaign_id: int = typer.Argument(..., metavar="ID"), by: str | None = BY,
+                  as_json: bool = JSON) -> None:
+    """Send a sent campaign again to its recipients whose delivery failed (only those worth
+    another try, who can still be mailed); the workers send them, or `campaigns send ID`."""
+    settings = context.settings()
+    with context.database().session() as session:
+        campaign = service.get_campaign(session, campaign_id, for_update=True)
+        retried = ops.retry(session, campaign, by=by or default_user(), settings=settings)
+        data = {**_dict(campaign, settings), "retried": retried}
+    context.emit(data, as_json, _print_retry)
+
+
+def _print_retry(console, data: dict[str, Any]) -> None:
+    people = f"{data['retried']:,} recipient{'s' if data['retried'] != 1 else ''}"
+    console.print(f"campaign {data['id']}: {people} queued again; the workers send them "
+                  f"(or run `mailer campaigns send {data['id']}`)", markup=False)

@@ -19,7 +19,12 @@ from typing import Any
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from mailer.render.compile import base_context, render_html, render_text
-from mailer.render.context import digest_context, links_context, release_context
+from mailer.render.context import (
+    digest_context,
+    intro_context,
+    links_context,
+    release_context,
+)
 from mailer.render.environment import (
     PARTS,
     REQUIRED_TEMPLATES,
@@ -28,7 +33,7 @@ from mailer.render.environment import (
     template_kind,
 )
 from mailer.render.placeholders import HTML_KEYS, TEXT_KEYS
-from mailer.render.sample import sample_releases, seed_release, system_context
+from mailer.render.sample import SAMPLE_INTRO, sample_releases, seed_release, system_context
 from mailer.settings import Settings
 
 #: Layout files: parsed and checked statically, rendered through the templates that use them.
@@ -127,15 +132,19 @@ def sample_contexts(name: str, settings: Settings) -> list[dict[str, Any]]:
         release = release_context(seed_release(), settings)
         extra = {"release": release, "preheader": release["subtitle"]}
         subject = release["title"]
+        # The email with an intro note, the web view without: both ways are rendered.
+        return [{**extra, "intro": intro_context(SAMPLE_INTRO if not view else None),
+                 **base_context(settings, campaign_id=1, subject=subject, web_view=view)}
+                for view in (False, True)]
     return [{**extra, **base_context(settings, campaign_id=1, subject=subject, web_view=view)}
             for view in (False, True)]
 
 
 def _known_names(kind: str) -> set[str]:
     names = {"office", "links", "subject", "web_view", "campaign_id", "recipient", "preheader"}
-    extra = {"release": {"release"}, "digest": {"releases"},
+    extra = {"release": {"release", "intro"}, "digest": {"releases"},
              "system": {"confirm_url", "topics", "frequency", "expires_hours"},
-             "layout": {"release", "releases", "confirm_url", "topics", "frequency",
+             "layout": {"release", "releases", "intro", "confirm_url", "topics", "frequency",
                         "expires_hours"}}
     return names | extra[kind]
 

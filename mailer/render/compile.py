@@ -17,7 +17,9 @@ import css_inline
 
 from mailer.errors import InvalidInput, NotFound, TemplateError
 from mailer.render.context import (
+    campaign_preheader,
     digest_context,
+    intro_context,
     links_context,
     office_context,
     release_context,
@@ -67,7 +69,8 @@ def compile_campaign(campaign: Any, releases: Sequence[Any], settings: Settings,
     if not releases:
         raise NotFound(f"campaign {campaign.id} has no release (id {campaign.release_id})")
     data = release_context(releases[0], settings)
-    extra = {"release": data, "preheader": data["subtitle"] or data["summary"]}
+    extra = {"release": data, "preheader": campaign_preheader(campaign, data),
+             "intro": intro_context(getattr(campaign, "intro", None))}
     return _compile(template, settings, subject=campaign.subject,
                     campaign_id=campaign.id, extra=extra, web_view=web_view)
 

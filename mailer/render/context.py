@@ -110,6 +110,18 @@ def release_context(release: Any, settings: Settings, *, link: str | None = None
     }
 
 
+def intro_context(note: str | None) -> list[str]:
+    """A campaign's intro note as its paragraphs of plain text (blank lines separate them;
+    the template escapes each one). Empty when there is no note."""
+    return split_paragraphs(defuse(note or ""))
+
+
+def campaign_preheader(campaign: Any, release: dict[str, Any]) -> str:
+    """The hidden preview line: the campaign's own, else the release's subtitle or summary."""
+    own = " ".join((getattr(campaign, "preheader", None) or "").split())
+    return defuse(own) or release["subtitle"] or release["summary"]
+
+
 def digest_context(releases: Iterable[Any], settings: Settings, web_url: str
                    ) -> list[dict[str, Any]]:
     """Each release of a digest; one without its own link points at the digest's web view."""

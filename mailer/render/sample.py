@@ -10,6 +10,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 SEED_RELEASE = Path(__file__).resolve().parent.parent / "data" / "release_heitkamp_2014-05-09.txt"
+#: A campaign's intro note as templates are checked with (two paragraphs).
+SAMPLE_INTRO = ("A note from the press office: the Senator will take questions on this at "
+                "Friday's town hall in Fargo.\n\nThank you for reading.")
 _DATELINE = re.compile(r"^([A-Z][A-Z .,'’]+?(?:, [A-Z][A-Za-z.]+)?)\s+[–—-]\s+")
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign, CampaignLog, CampaignStatus
-from mailer.campaigns.service import get_campaign
+from mailer.campaigns.service import PREHEADER_MAX, get_campaign
 from mailer.delivery import records
 from mailer.delivery.audience import audience_count
 from mailer.errors import InvalidInput, MailerError
@@ -169,7 +169,7 @@ def _new_page(request, session, values, error: str | None = None, status_code: i
     return render(request, "admin/campaign_new.html", {
         "releases": releases, "segments": segments, "topics": topics, "values": values,
         "templates": release_templates(request.app.state.settings),
-        "error": error,
+        "error": error, "preheader_max": PREHEADER_MAX,
     }, status_code=status_code)
 
 
@@ -178,7 +178,8 @@ async def campaign_create(request: Request,
                           user: User = Depends(staff_may(Permission.EDIT_DRAFTS))) -> Response:
     form = await checked_form(request)
     values = {k: str(form.get(k) or "").strip()
-              for k in ("release_id", "segment", "query", "subject", "template")}
+              for k in ("release_id", "segment", "query", "subject", "template", "preheader",
+                        "intro")}
     with request.app.state.db.session() as session:
         try:
             release_id = as_id(values["release_id"])
@@ -187,7 +188,8 @@ async def campaign_create(request: Request,
             campaign = ops.create(session, release_id=release_id,
                                   segment=values["segment"], query=values["query"],
                                   subject=values["subject"], template=values["template"],
-                                  by=user.name, settings=request.app.state.settings)
+                                  by=user.name, settings=request.app.state.settings,
+                                  preheader=values["preheader"], intro=values["intro"])
             campaign_id = campaign.id
         except MailerError as exc:
             session.rollback()
@@ -233,11 +235,12 @@ def campaign_detail(campaign_id: Id, request: Request,
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
         audience = ops.audience(session, campaign) if not counts else None
+        retryable = ops.retryable(session, campaign)
     can_manage = allows(user.role, Permission.SCHEDULE)
     return render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
         "release": release, "segment": segment, "audience": audience,
-        "can_manage": can_manage,
+        "can_manage": can_manage, "retryable": retryable,
         "can_approve": can_manage and campaign.status == CampaignStatus.DRAFT and (
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,

@@ -1,5 +1,5 @@
-"""The dashboard's draft editing: change a campaign's subject, audience and template with its
-preview beside the form, and duplicate a campaign into a new draft.
+"""The dashboard's draft editing: change a campaign's subject, audience, template, preheader
+and intro note with its preview beside the form, and duplicate a campaign into a new draft.
 
 Both call the actions ``mailer campaigns edit`` and ``mailer campaigns duplicate`` call. An
 edit of an approved or scheduled campaign sends it back to draft (it needs approval again);
@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from mailer.campaigns import actions as ops
 from mailer.campaigns.models import Campaign
-from mailer.campaigns.service import get_campaign
+from mailer.campaigns.service import PREHEADER_MAX, get_campaign
 from mailer.errors import MailerError
 from mailer.render.environment import release_templates
 from mailer.web.models import User
@@ -25,7 +25,7 @@ from mailer.web.staff import checked_form, see_other, staff_may
 from subscribers.models import Segment, Topic
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
-FIELDS = ("subject", "segment", "query", "template")
+FIELDS = ("subject", "segment", "query", "template", "preheader", "intro")
 
 
 @router.get("/campaigns/{campaign_id}/edit", response_class=HTMLResponse)
@@ -73,12 +73,14 @@ async def duplicate(campaign_id: Id, request: Request,
 def _current(session, campaign: Campaign) -> dict[str, str]:
     segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
     return {"subject": campaign.subject, "segment": segment.name if segment else "",
-            "query": campaign.query or "", "template": campaign.template}
+            "query": campaign.query or "", "template": campaign.template,
+            "preheader": campaign.preheader or "", "intro": campaign.intro or ""}
 
 
 def _changes(current: dict[str, str], wanted: dict[str, str]) -> dict[str, str]:
     """Only what the form changed, as ``ops.edit`` takes it (a segment or a query)."""
-    changes = {k: wanted[k] for k in ("subject", "template") if wanted[k] != current[k]}
+    changes = {k: wanted[k] for k in ("subject", "template", "preheader", "intro")
+               if wanted[k] != current[k]}
     if wanted["segment"] and wanted["segment"] != current["segment"]:
         changes["segment"] = wanted["segment"]
     elif not wanted["segment"] and (current["segment"] or wanted["query"] != current["query"]):
@@ -89,7 +91,7 @@ def _changes(current: dict[str, str], wanted: dict[str, str]) -> dict[str, str]:
 def _page(request: Request, session, campaign: Campaign, values: dict[str, str],
           error: str | None = None, status_code: int = 200) -> Response:
     return render(request, "admin/campaign_edit.html", {
-        "c": campaign, "values": values, "error": error,
+        "c": campaign, "values": values, "error": error, "preheader_max": PREHEADER_MAX,
         "segments": list(session.scalars(select(Segment).order_by(Segment.name))),
         "topics": list(session.scalars(select(Topic).order_by(Topic.name))),
         "templates": release_templates(request.app.state.settings),

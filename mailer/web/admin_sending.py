@@ -1,4 +1,5 @@
-"""The dashboard's campaign moves: test, approve, schedule or send now, pause, resume, cancel.
+"""The dashboard's campaign moves: test, approve, schedule or send now, pause, resume, cancel,
+retry the failed recipients of a sent campaign.
 
 ``POST /admin/campaigns/{id}/{action}`` checks the move's permission (``mailer.web.roles``),
 asks first for every move that sends or cancels (a page naming how many people it reaches,
@@ -38,9 +39,10 @@ MOVES: dict[str, Permission] = {
     "test": Permission.SEND_TESTS, "approve": Permission.APPROVE,
     "schedule": Permission.SCHEDULE, "pause": Permission.STEER,
     "resume": Permission.STEER, "cancel": Permission.STEER,
+    "retry": Permission.SCHEDULE,  # it sends, as "send now" does
 }
 #: Moves that send or cancel: asked first.
-ASKED = ("schedule", "resume", "cancel")
+ASKED = ("schedule", "resume", "cancel", "retry")
 DONE = {"approve": "Approved.", "pause": "Paused.", "resume": "Resumed.",
         "cancel": "Cancelled.", "schedule": "Scheduled."}
 
@@ -48,7 +50,7 @@ DONE = {"approve": "Approved.", "pause": "Paused.", "resume": "Resumed.",
 @router.post("/campaigns/{campaign_id}/{action}")
 async def campaign_action(campaign_id: Id, action: str, request: Request,
                           user: User = Depends(staff_user)) -> Response:
-    """approve | schedule | pause | resume | cancel | test, as the logged-in user."""
+    """approve | schedule | pause | resume | cancel | retry | test, as the logged-in user."""
     if action not in MOVES:
         raise HTTPException(404, "There is no such action.")
     check(user, MOVES[action])
@@ -77,6 +79,9 @@ def _move(request: Request, campaign_id: int, action: str, form, user: User) -> 
             sent = ops.send_test(session, campaign, to=to, settings=state.settings,
                                  signer=state.signer)
             return f"Test sent to {sent} address{'es' if sent != 1 else ''}."
+        if action == "retry":
+            retried = ops.retry(session, campaign, by=user.name, settings=state.settings)
+            return f"Sending again to {_people(retried)} whose delivery failed."
         if action == "approve":
             ops.approve(session, campaign, by=user.name, settings=state.settings)
         elif action == "schedule":
@@ -93,6 +98,8 @@ def _ask(request: Request, campaign_id: int, action: str, form) -> Response:
     settings = request.app.state.settings
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
+        if action == "retry":
+            return _ask_retry(request, campaign, ops.retryable(session, campaign))
         reach = _reach(session, campaign)
         if action == "schedule" and form.get("when") != "now":
             at = format_local(parse_local(str(form.get("at") or ""), settings), settings)
@@ -125,6 +132,23 @@ def _ask(request: Request, campaign_id: int, action: str, form) -> Response:
     return ask(request, asked)
 
 
+def _ask_retry(request: Request, campaign: Campaign, people: int) -> Response:
+    """"Send again to 37 people whose delivery failed?" (refused when nobody is left)."""
+    if not people:
+        raise InvalidInput(f"campaign {campaign.id} has no failed recipients to retry")
+    back = f"/admin/campaigns/{campaign.id}"
+    return ask(request, Confirmation(
+        question=f"Send again to {_people(people)} whose delivery failed?",
+        consequence=f"“{campaign.subject}” goes once more to those people only. Nobody who "
+                    "was already sent a copy gets another, nor anyone who unsubscribed, "
+                    "bounced or was suppressed since.",
+        action=f"{back}/retry", button="Send again", back=back, danger=False))
+
+
+def _people(count: int) -> str:
+    return f"{count:,} {'person' if count == 1 else 'people'}"
+
+
 def _reach(session, campaign: Campaign) -> str:
     """"18,204 people": who a start reaches, or who is still to be sent once started."""
     audience = ops.audience(session, campaign)
@@ -136,7 +160,7 @@ def _reach(session, campaign: Campaign) -> str:
         raise InvalidInput(f"its audience cannot be counted: {audience['error']}")
     else:
         people = audience["now"]
-    return f"{people:,} {'person' if people == 1 else 'people'}"
+    return _people(people)
 
 
 def parse_local(text: str, settings) -> datetime:

@@ -92,6 +92,10 @@ class CampaignIn(BaseModel):
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
     template: str = "press_release"
+    preheader: str | None = Field(None, description="the inbox preview line, at most "
+                                  "150 characters (default: from the release)")
+    intro: str | None = Field(None, description="a short plain-text note above the release; "
+                              "blank lines separate paragraphs")
 
 
 class ScheduleIn(BaseModel):
@@ -117,7 +121,8 @@ def create_campaign(body: CampaignIn, request: Request,
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
                               query=body.query, subject=body.subject, template=body.template,
-                              by=who.name, settings=request.app.state.settings)
+                              by=who.name, settings=request.app.state.settings,
+                              preheader=body.preheader, intro=body.intro)
         return campaign_to_dict(campaign)
 
 
@@ -179,6 +184,19 @@ def _lifecycle(action: str):
 for _action in ("pause", "resume", "cancel"):
     router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
                          methods=["POST"], summary=f"{_action.capitalize()} a campaign")
+
+
+@router.post("/campaigns/{campaign_id}/retry",
+             summary="Send a sent campaign again to its recipients whose delivery failed")
+def retry_campaign(campaign_id: Id, request: Request,
+                   who: Caller = Depends(api_may(Permission.SCHEDULE))) -> dict:
+    """Only failed rows worth another try, to people who can still be mailed (the campaign
+    goes back to ``sending``; ``retried`` says how many). 409 unless it is sent, 400 when
+    nobody is left to retry."""
+    with request.app.state.db.session() as session:
+        campaign = get_campaign(session, campaign_id, for_update=True)
+        retried = ops.retry(session, campaign, by=who.name, settings=request.app.state.settings)
+        return {**campaign_to_dict(campaign), "retried": retried}
 
 
 # --- subscribers ----------------------------------------------------------------------------

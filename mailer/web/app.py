@@ -29,6 +29,7 @@ ROUTER_MODULES = (
     "mailer.web.admin_sending",
     "mailer.web.admin_access",
     "mailer.web.admin_digests",
+    "mailer.web.admin_schedule",
     "mailer.web.api",
     "mailer.tracking.webhook",
 )

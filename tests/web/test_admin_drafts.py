@@ -82,3 +82,37 @@ def test_duplicate_opens_the_copy_for_editing(client, db, staff, release_id):
     with db.session() as session:
         reasons = [e.reason for e in session.query(CampaignLog).filter_by(campaign_id=copy_id)]
     assert reasons == [f"created as a copy of campaign {original}"]
+
+
+def test_the_edit_form_sets_the_preheader_and_intro(client, db, staff, release_id):
+    login(client, "alice")
+    campaign_id = create_draft(client, release_id)
+    page, saved = edit(client, campaign_id, subject="Out now", query='topic = "agriculture"',
+                       preheader="Out this Friday", intro="A note.\n\n<b>Second</b> one.")
+    assert '<label for="preheader">' in page.text and '<label for="intro">' in page.text
+    assert saved.status_code == 200 and "Saved: subject, preheader, intro." in saved.text
+    edited = campaign(db, campaign_id)
+    assert (edited.preheader, edited.intro) == ("Out this Friday", "A note.\n\n<b>Second</b> one.")
+    shown = client.get(f"/admin/campaigns/{campaign_id}").text
+    assert "<dd>Out this Friday</dd>" in shown and "&lt;b&gt;Second&lt;/b&gt; one." in shown
+    preview = client.get(f"/admin/campaigns/{campaign_id}/preview.html").text
+    assert "Out this Friday" in preview and "&lt;b&gt;Second&lt;/b&gt; one.</p>" in preview
+    _, long = edit(client, campaign_id, subject="Out now", query='topic = "agriculture"',
+                   preheader="x" * 151, intro=edited.intro)
+    assert long.status_code == 422
+    assert "the preheader is 151 characters; at most 150" in long.text
+    assert campaign(db, campaign_id).preheader == "Out this Friday"
+
+
+def test_the_new_campaign_form_takes_them_too(client, db, staff, release_id):
+    login(client, "alice")
+    page = client.get(f"/admin/campaigns/new?release_id={release_id}")
+    assert '<label for="preheader">' in page.text and '<label for="intro">' in page.text
+    response = client.post("/admin/campaigns/new", data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id),
+        "query": 'topic = "agriculture"', "subject": "", "template": "press_release",
+        "segment": "", "preheader": "Out this Friday", "intro": "One.\n\nTwo."},
+        follow_redirects=False)
+    assert response.status_code == 303, response.text
+    created = campaign(db, int(response.headers["location"].rsplit("/", 1)[1]))
+    assert (created.preheader, created.intro) == ("Out this Friday", "One.\n\nTwo.")

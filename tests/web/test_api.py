@@ -155,3 +155,19 @@ def test_api_reference_is_served_without_cdn_or_inline_script(client):
     assert "<code>release_id</code>" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text
     assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+
+
+def test_a_campaign_carries_its_preheader_and_intro(client, tokens, release_id):
+    headers = auth(tokens["alice"])
+    created = client.post("/api/campaigns", headers=headers, json={
+        "release_id": release_id, "query": 'topic = "agriculture"',
+        "preheader": "Out this Friday", "intro": "A note.\n\nTwo paragraphs."})
+    assert created.status_code == 201, created.text
+    assert created.json()["preheader"] == "Out this Friday"
+    assert created.json()["intro"] == "A note.\n\nTwo paragraphs."
+    shown = client.get(f"/api/campaigns/{created.json()['id']}", headers=headers).json()
+    assert (shown["preheader"], shown["intro"]) == ("Out this Friday", "A note.\n\nTwo paragraphs.")
+    long = client.post("/api/campaigns", headers=headers, json={
+        "release_id": release_id, "query": 'topic = "agriculture"', "preheader": "x" * 151})
+    assert long.status_code == 400
+    assert "at most 150" in long.json()["detail"]

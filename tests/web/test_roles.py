@@ -55,13 +55,14 @@ def test_every_dashboard_post_names_its_permission():
         if route.endpoint is admin_sending.campaign_action:
             # One route for several moves: each move's permission is in its table.
             assert set(admin_sending.MOVES) == {"test", "approve", "schedule", "pause",
-                                                "resume", "cancel"}
+                                                "resume", "cancel", "retry"}
             continue
         assert _permissions(route), f"{route.path} checks no permission"
 
 
 @pytest.mark.parametrize("move, allowed_for_author", [
     ("test", True), ("approve", False), ("schedule", False), ("cancel", False),
+    ("retry", False),
 ])
 def test_campaign_moves_follow_the_table(move, allowed_for_author):
     assert allows("author", admin_sending.MOVES[move]) is allowed_for_author
