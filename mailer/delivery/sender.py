@@ -9,9 +9,9 @@ Before each claim the campaign's status is read again, so pause, cancel and the 
 guard take effect within one batch. Leases of batches still in flight are extended while they
 wait (slow answers, 429 waits), so no other worker mistakes them for abandoned ones.
 
-When the database goes away (``mailer.storage.outage``) nothing new is claimed: the batches
-in flight finish, their outcomes are held (``mailer.delivery.writer``) and written with
-backoff until the database is back; a run that must end first journals them.
+When the database goes away or its disk fills up (``mailer.storage.outage``) nothing new is
+claimed: the batches in flight finish, their outcomes are held (``mailer.delivery.writer``)
+and written with backoff until the database is back; a run that must end first journals them.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class RunStats:
     in_doubt: int = 0
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
-    #: Set while something holds the run up (the database unreachable), for progress lines.
+    #: Set while something holds the run up (the database unreachable, its disk full), for
+    #: progress lines.
     note: str | None = None
 
     @property
@@ -151,6 +152,8 @@ class CampaignSender:
         """Record finished batches and claim the next one in ONE transaction (one commit per
         batch keeps SQLite fast); False when nothing is claimable (or we must stop)."""
         outcomes, (claim, status) = self.writer.commit(self._claim)
+        if claim is not None or outcomes:
+            self.spell = None  # a write went through: the outage (or full disk) is over
         self._after_recording(outcomes)
         if claim is not None and self.halt.is_set():  # an outcome just paused the campaign
             self._record([Outcome(claim, release_reason="not sent: the campaign was paused")])
@@ -197,7 +200,8 @@ class CampaignSender:
                 spell = self.spell or outage.Spell(self.settings, self.stop)
                 outage.retrying(spell, what=f"campaign {self.campaign_id}")(self._flush)
         finally:
-            self.writer.spill()
+            self.writer.spill(self.spell.trouble if self.spell is not None
+                              else "database unreachable")
 
     def _flush(self) -> None:
         outcomes, _ = self.writer.commit()
@@ -207,12 +211,16 @@ class CampaignSender:
     def _wait_out(self, first: DBAPIError) -> None:
         """Claim nothing; keep collecting the batches in flight while retrying (with the
         storage layer's backoff) to write what they returned. Returns once a write went
-        through; raises the last error when the spell gives up (``_drain`` journals)."""
+        through; raises the last error when the spell gives up (``_drain`` journals).
+
+        The spell lasts until a write that changed something commits: on a full disk a
+        commit with nothing to write proves nothing, and the next claim's failure carries on
+        the same spell's backoff and clock instead of starting over."""
         self.spell = self.spell or outage.Spell(self.settings, self.stop)
-        self.spell.last_error = outage.reason(first)
+        self.spell.saw(first)
         outage.retrying(self.spell, sleep=self._collect_while_waiting, on_wait=self._note_outage,
                         what=f"campaign {self.campaign_id}")(self._back)
-        self.spell, self.stats.note = None, None
+        self.stats.note = None
         self._report()
 
     def _back(self) -> None:
@@ -228,7 +236,9 @@ class CampaignSender:
         if orphans:
             log.warning("campaign %s: %d claimed rows never handed off went back to pending",
                         self.campaign_id, orphans)
-        log.warning("campaign %s: database reachable again", self.campaign_id)
+        if outcomes or orphans:
+            self.spell = None
+            log.warning("campaign %s: database writable again", self.campaign_id)
         self._after_recording(outcomes)
 
     def _collect_while_waiting(self, seconds: float) -> None:
@@ -243,7 +253,7 @@ class CampaignSender:
 
     def _note_outage(self, spell: outage.Spell, seconds: float) -> None:
         held = len(self.writer.held)
-        self.stats.note = (f"database unreachable, retrying in {outage.seconds_text(seconds)} s; "
+        self.stats.note = (f"{spell.trouble}, retrying in {outage.seconds_text(seconds)} s; "
                            f"{held} batch{'es' if held != 1 else ''}' outcomes held")
         self._report()
 

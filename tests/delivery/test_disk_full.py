@@ -1,0 +1,170 @@
+"""A full disk under SQLite, for real: the database (and, where a test says so, the outcome
+journal) lives on a small tmpfs (tests/support/small_disk.py) that a filler file fills up
+while a campaign is sending through the SendGrid stand-in. A full disk is an outage: the
+sender holds the provider's answers, claims nothing new, retries with backoff and says "disk
+full"; when space comes back the send finishes with every recipient sent exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+
+import pytest
+from sqlalchemy import func, select
+
+from mailer.campaigns.models import CampaignStatus as CS
+from mailer.delivery import journal
+from mailer.delivery.engine import send_campaign
+from mailer.delivery.records import DeliveryStatus as DS
+from mailer.delivery.writer import UnrecordedOutcomes
+from subscribers.models import Subscriber
+from tests.delivery.test_outage import _assert_each_sent_once, _rows, _Send, _wait
+from tests.support.campaigns import add_subscribers, approved_campaign
+from tests.support.small_disk import SmallDisk, Unavailable
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
+FULL_NOTE = r"disk full, retrying in [\d.]+ s; (\d+) batch(es)?' outcomes held"
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 48 MiB file system of its own, unmounted after the test."""
+    small = SmallDisk(tmp_path / "disk", 48)
+    try:
+        small.mount()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield small
+    small.unmount()
+
+
+@pytest.fixture
+def database_url(backend, disk, sqlite_template) -> str:
+    """The test's SQLite database, on the small disk (replaces the shared fixture)."""
+    path = disk.path / "mailer.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def _fill_while_sending(send: _Send, disk: SmallDisk) -> None:
+    """Fill the disk, then wait for the sender to say so."""
+    assert disk.fill() > 0 and disk.available() < 4096
+    _wait(lambda: any(re.fullmatch(FULL_NOTE, n) for n in send.notes), 60,
+          "the progress line to say the disk is full")
+
+
+def test_a_disk_filling_up_mid_send_is_waited_out_and_everyone_is_sent_once(
+        db, sg_settings, standin, disk, caplog):
+    add_subscribers(db, 1500)
+    campaign_id = approved_campaign(db)
+    standin.latency_ms = 20
+    settings = sg_settings.model_copy(update={"db_retry_max": 0.2,
+                                              "journal_dir": disk.path / "journal"})
+    send = _Send(db, settings, campaign_id)
+    send.start()
+    _wait(lambda: standin.accepted_count >= 300, 60, "the send to get going")
+    _fill_while_sending(send, disk)
+    requests_when_full = standin.requests
+    send.join(1.5)  # the disk stays full this long (a fault's length, not a measurement)
+    assert send.is_alive() and send.error is None, send.error
+    # Batches claimed before the disk filled may still go out; nothing new is claimed.
+    assert standin.requests - requests_when_full <= settings.concurrency
+    assert standin.accepted_count < 1500, "the send finished before the disk filled"
+    disk.free()
+    send.join(120)
+    assert not send.is_alive() and send.error is None, send.error
+    assert send.summary.status == CS.SENT
+    assert re.search(r"disk full \(database or disk is full\); retrying in [\d.]+ s",
+                     caplog.text)
+    assert "Traceback" not in caplog.text
+    _assert_each_sent_once(standin, db, campaign_id, 1500)
+    assert journal.files(settings) == []
+
+
+def _stopped_while_full(db, settings, standin, disk, campaign_id) -> _Send:
+    """Start a send, fill the disk while batches are in flight, then ask it to stop."""
+    standin.latency_ms = 600
+    send = _Send(db, settings, campaign_id)
+    send.start()
+    _wait(lambda: standin.requests >= 6, 60, "batches in flight")
+    _fill_while_sending(send, disk)
+    _wait(lambda: int(re.fullmatch(FULL_NOTE, send.notes[-1]).group(1)) > 0, 60,
+          "outcomes to be held")
+    send.stop.set()
+    send.join(60)
+    assert not send.is_alive()
+    return send
+
+
+def test_a_sender_stopped_while_the_disk_is_full_journals_to_a_disk_with_space(
+        db, sg_settings, standin, disk, tmp_path):
+    """The journal is on another disk: the held answers go there, and once space is back
+    the next start records them, so nobody gets a second copy."""
+    add_subscribers(db, 200)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"journal_dir": tmp_path / "journal",
+                                              "db_retry_max": 0.2})
+    send = _stopped_while_full(db, settings, standin, disk, campaign_id)
+    assert "disk is full" in str(send.error)  # it gave up and said why
+    files = journal.files(settings)
+    assert len(files) == 1
+    held_ids = {i for out in journal.read(files[0]) for i in out.claim.ids}
+    assert held_ids and {_rows(db, campaign_id)[i] for i in held_ids} == {DS.SENDING}
+
+    disk.free()
+    standin.latency_ms = 0
+    assert send_campaign(db, settings, campaign_id).status == CS.SENT  # the next start
+    _assert_each_sent_once(standin, db, campaign_id, 200)
+    assert journal.files(settings) == []
+
+
+def test_a_sender_that_can_write_neither_database_nor_journal_says_what_it_lost(
+        db, sg_settings, standin, disk, caplog):
+    """The journal shares the full disk: the process says, in one line, what it could not
+    write and where, and logs every held outcome; no half-written journal file is left."""
+    add_subscribers(db, 200)
+    campaign_id = approved_campaign(db)
+    settings = sg_settings.model_copy(update={"journal_dir": disk.path / "journal",
+                                              "db_retry_max": 0.2})
+    with caplog.at_level(logging.CRITICAL, logger="mailer.delivery"):
+        send = _stopped_while_full(db, settings, standin, disk, campaign_id)
+    assert isinstance(send.error, UnrecordedOutcomes)
+    message = str(send.error)
+    assert "\n" not in message
+    lost = sum(len(out.claim.ids) for out in send.error.held)
+    assert re.match(rf"could not record the provider's answers for {lost} recipients "
+                    rf"\(\d+ batch(es)?\) of campaign {campaign_id}: disk full, and the "
+                    r"journal could not be written \(No space left on device: ", message)
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert critical and "could not journal" in critical[0].getMessage()
+    for out in send.error.held:
+        assert out.claim.batch_id in critical[0].getMessage()
+    journal_dir = disk.path / "journal"
+    assert not journal_dir.exists() or list(journal_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["subscribers", "import", "{csv}"],
+    ["subscribers", "add", "new.person@example.org", "--name", "New Person"],
+])
+def test_a_command_onto_a_full_disk_answers_one_line_and_writes_nothing(
+        db, cli, disk, tmp_path, command):
+    csv = tmp_path / "people.csv"
+    csv.write_text("email,name\n" + "".join(f"p{i}@example.org,Person {i}\n"
+                                            for i in range(500)))
+    disk.fill()
+    result = cli(*[part.format(csv=csv) for part in command])
+    disk.free()
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith(
+        "mailer: error: disk full (database or disk is full); the write in progress was "
+        "rolled back: free space and run the command again"), result.stderr
+    assert "Traceback" not in result.stderr
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    again = cli(*[part.format(csv=csv) for part in command])
+    assert again.exit_code == 0, again.stderr
