@@ -3,50 +3,29 @@ journal) lives on a small tmpfs (tests/support/small_disk.py) that a filler file
 while a campaign is sending through the SendGrid stand-in. A full disk is an outage: the
 sender holds the provider's answers, claims nothing new, retries with backoff and says "disk
 full"; when space comes back the send finishes with every recipient sent exactly once.
+(tests/test_hostile_disk_full.py: the CLI and the web app on a full disk.)
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shutil
 
 import pytest
-from sqlalchemy import func, select
 
 from mailer.campaigns.models import CampaignStatus as CS
 from mailer.delivery import journal
 from mailer.delivery.engine import send_campaign
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.writer import UnrecordedOutcomes
-from subscribers.models import Subscriber
 from tests.delivery.test_outage import _assert_each_sent_once, _rows, _Send, _wait
 from tests.support.campaigns import add_subscribers, approved_campaign
-from tests.support.small_disk import SmallDisk, Unavailable
+from tests.support.small_disk import SmallDisk, database_url, disk
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
+__all__ = ["database_url", "disk"]  # fixtures, imported so they apply here
 FULL_NOTE = r"disk full, retrying in [\d.]+ s; (\d+) batch(es)?' outcomes held"
-
-
-@pytest.fixture
-def disk(tmp_path):
-    """A 48 MiB file system of its own, unmounted after the test."""
-    small = SmallDisk(tmp_path / "disk", 48)
-    try:
-        small.mount()
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-    yield small
-    small.unmount()
-
-
-@pytest.fixture
-def database_url(backend, disk, sqlite_template) -> str:
-    """The test's SQLite database, on the small disk (replaces the shared fixture)."""
-    path = disk.path / "mailer.db"
-    shutil.copy(sqlite_template, path)
-    return f"sqlite:///{path}"
 
 
 def _fill_while_sending(send: _Send, disk: SmallDisk) -> None:
@@ -144,27 +123,3 @@ def test_a_sender_that_can_write_neither_database_nor_journal_says_what_it_lost(
         assert out.claim.batch_id in critical[0].getMessage()
     journal_dir = disk.path / "journal"
     assert not journal_dir.exists() or list(journal_dir.iterdir()) == []
-
-
-@pytest.mark.parametrize("command", [
-    ["subscribers", "import", "{csv}"],
-    ["subscribers", "add", "new.person@example.org", "--name", "New Person"],
-])
-def test_a_command_onto_a_full_disk_answers_one_line_and_writes_nothing(
-        db, cli, disk, tmp_path, command):
-    csv = tmp_path / "people.csv"
-    csv.write_text("email,name\n" + "".join(f"p{i}@example.org,Person {i}\n"
-                                            for i in range(500)))
-    disk.fill()
-    result = cli(*[part.format(csv=csv) for part in command])
-    disk.free()
-    assert result.exit_code == 1
-    lines = result.stderr.strip().splitlines()
-    assert lines == [lines[0]] and lines[0].startswith(
-        "mailer: error: disk full (database or disk is full); the write in progress was "
-        "rolled back: free space and run the command again"), result.stderr
-    assert "Traceback" not in result.stderr
-    with db.session() as session:
-        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
-    again = cli(*[part.format(csv=csv) for part in command])
-    assert again.exit_code == 0, again.stderr

@@ -3,7 +3,9 @@ folder (or, where tmpfs cannot be mounted, an ext4 image on a loop device), whic
 file fills to the last byte and which is unmounted afterwards.
 
 Mounting needs root; ``SmallDisk.mount`` raises ``Unavailable`` with the reason otherwise, and
-the fixture turns that into a skip that says why.
+the ``disk`` fixture turns that into a skip that says why. A test module imports ``disk`` and
+``database_url`` (which replaces the shared fixture: the test's SQLite file on the small disk)
+to use them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+
+import pytest
 
 _STEPS = (1 << 20, 4096, 1)  # fill in big pieces, then down to the very last byte
 
@@ -92,3 +96,24 @@ def _run(*command: str) -> str | None:
     if done.returncode == 0:
         return None
     return (done.stderr or done.stdout).strip() or f"exit status {done.returncode}"
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """A 48 MiB file system of its own, unmounted after the test."""
+    small = SmallDisk(tmp_path / "disk", 48)
+    try:
+        small.mount()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield small
+    small.unmount()
+
+
+@pytest.fixture
+def database_url(backend, disk, sqlite_template) -> str:
+    """The test's SQLite database, on the small disk (SQLite only)."""
+    assert backend == "sqlite", "a small disk holds a SQLite file"
+    path = disk.path / "mailer.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
