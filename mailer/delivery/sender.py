@@ -93,6 +93,8 @@ class CampaignSender:
         self.inflight: dict[Future, str] = {}
         self.writer = OutcomeWriter(db, settings, worker)
         self.spell: outage.Spell | None = None  # while the database is unreachable
+        self.disk_spell: outage.Spell | None = None  # while the transport's disk is full
+        self.claim_after = 0.0  # (monotonic) the transport's disk is full: no claim before
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
@@ -129,7 +131,8 @@ class CampaignSender:
         while not self.halt.is_set():
             if self.stop.is_set():
                 return
-            if not exhausted and self.window.has_room():
+            held_off = self.claim_after - time.monotonic()
+            if not exhausted and held_off <= 0 and self.window.has_room():
                 exhausted = not self._submit_next(pool)
                 if self.halt.is_set():
                     return
@@ -139,6 +142,9 @@ class CampaignSender:
                 self._collect(timeout=min(self.poll_interval, self.settings.lease_seconds / 3))
                 if exhausted:
                     self._flush()
+            elif held_off > 0 and not exhausted:  # the transport's disk is full: wait
+                self._flush()
+                self.stop.wait(min(held_off, self.poll_interval))
             else:
                 self._flush()
                 if self.halt.is_set() or not self._settle():
@@ -188,7 +194,9 @@ class CampaignSender:
         for future in done:
             self.inflight.pop(future)
             self.window.finished()
-            self.writer.hold(future.result())
+            out = future.result()
+            self._transport_disk(out)
+            self.writer.hold(out)
 
     def _drain(self) -> None:
         """Collect every batch in flight and write what they returned; what cannot be
@@ -250,6 +258,31 @@ class CampaignSender:
                 self.spell.sleep(left)
                 return
             self._collect(timeout=min(left, self.poll_interval))
+
+    def _transport_disk(self, out: Outcome) -> None:
+        """A batch the transport could not write for want of space (the outbox on a full
+        disk) holds claims off, with the outage policy's backoff, until one goes through;
+        when the spell outlasts ``MAILER_DB_OUTAGE_SECONDS`` the campaign is paused."""
+        now = time.monotonic()
+        if out.disk_full is None:
+            if self.disk_spell is not None and out.accepted:
+                self.disk_spell, self.stats.note = None, None
+                log.warning("campaign %s: the transport has disk space again", self.campaign_id)
+            return
+        if now < self.claim_after:  # a batch of the same try (in flight meanwhile)
+            return
+        spell = self.disk_spell = self.disk_spell or outage.Spell(self.settings, self.stop)
+        spell.last_error, spell.trouble = out.disk_full, "disk full"
+        if spell.over():
+            out.pause_reason = (f"{out.disk_full} for {outage.seconds_text(spell.limit)} s; "
+                                "free space, then resume the campaign")
+            return
+        seconds = spell.next_wait()
+        spell.attempts += 1
+        self.claim_after = now + seconds
+        log.warning("campaign %s: %s; retrying in %s s", self.campaign_id, out.disk_full,
+                    outage.seconds_text(seconds))
+        self._note_outage(spell, seconds)
 
     def _note_outage(self, spell: outage.Spell, seconds: float) -> None:
         held = len(self.writer.held)

@@ -8,8 +8,10 @@ full"; when space comes back the send finishes with every recipient sent exactly
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
+import shutil
 
 import pytest
 
@@ -18,6 +20,9 @@ from mailer.delivery import journal
 from mailer.delivery.engine import send_campaign
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.writer import UnrecordedOutcomes
+from mailer.storage.db import Database, make_engine
+from mailer.transports.errors import DiskFull
+from mailer.transports.outbox import OutboxTransport
 from tests.delivery.test_outage import _assert_each_sent_once, _rows, _Send, _wait
 from tests.support.campaigns import add_subscribers, approved_campaign
 from tests.support.small_disk import SmallDisk, database_url, disk
@@ -123,3 +128,69 @@ def test_a_sender_that_can_write_neither_database_nor_journal_says_what_it_lost(
         assert out.claim.batch_id in critical[0].getMessage()
     journal_dir = disk.path / "journal"
     assert not journal_dir.exists() or list(journal_dir.iterdir()) == []
+
+
+class _CountingOutbox(OutboxTransport):
+    """The outbox transport, counting each delivery's files actually written."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.written: collections.Counter = collections.Counter()
+        self.disk_full = 0
+
+    def send(self, batch):
+        try:
+            results = super().send(batch)
+        except DiskFull as exc:
+            self.disk_full += 1
+            self._count(exc.done)
+            raise
+        self._count(results)
+        return results
+
+    def _count(self, results) -> None:
+        self.written.update(r.recipient.delivery_id for r in results if r.accepted)
+
+
+@pytest.mark.parametrize("database_too", [True, False], ids=["beside-the-db", "alone"])
+def test_an_outbox_on_the_full_disk_is_waited_out_too_and_writes_everyone_once(
+        db, settings, disk, caplog, sqlite_template, tmp_path, database_too):
+    """The outbox on the full disk, beside the database (the default layout) or alone (the
+    database elsewhere, with room). The rows it could not write go back to pending (no half
+    file is left), claims are held off with backoff, and once space is back every delivery
+    has exactly one file and its row is accepted."""
+    if not database_too:
+        shutil.copy(sqlite_template, tmp_path / "roomy.db")
+        db = Database(make_engine(f"sqlite:///{tmp_path / 'roomy.db'}"))
+    add_subscribers(db, 1500)
+    campaign_id = approved_campaign(db)
+    own = settings.model_copy(update={
+        "transport": "outbox", "outbox_dir": disk.path / "outbox", "batch_size": 10,
+        "concurrency": 3, "rate_limit": 400, "db_retry_max": 0.2,
+        "journal_dir": disk.path / "journal", "send_processes": 1})
+    transport = _CountingOutbox(own.outbox_dir)
+    send = _Send(db, own, campaign_id, transport=transport)
+    send.start()
+    _wait(lambda: sum(transport.written.values()) >= 300, 60, "the send to get going")
+    assert disk.fill() > 0
+    _wait(lambda: any(n.startswith("disk full, retrying in") for n in send.notes), 60,
+          "the progress line to say the disk is full")
+    send.join(1.5)  # the disk stays full this long (a fault's length, not a measurement)
+    assert send.is_alive() and send.error is None, send.error
+    assert sum(transport.written.values()) < 1500, "the send finished before the disk filled"
+    disk.free()
+    send.join(120)
+    assert not send.is_alive() and send.error is None, send.error
+    assert send.summary.status == CS.SENT
+    assert "Traceback" not in caplog.text
+    rows = _rows(db, campaign_id)
+    assert set(rows.values()) == {DS.ACCEPTED}
+    assert set(transport.written) == set(rows) and set(transport.written.values()) == {1}
+    files = {p.name for p in own.outbox_dir.iterdir()}
+    assert files == {f"c{campaign_id}-d{i}.eml" for i in rows}  # and no half-written one
+    assert transport.disk_full > 0
+    if not database_too:  # only the outbox was short of space: its own backoff held claims
+        assert re.search(r"disk full writing the outbox \(No space left on device: .*\); "
+                         r"retrying in [\d.]+ s", caplog.text)
+        assert "database or disk is full" not in caplog.text
+        db.dispose()
