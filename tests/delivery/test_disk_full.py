@@ -12,6 +12,7 @@ import collections
 import logging
 import re
 import shutil
+import signal
 
 import pytest
 
@@ -23,8 +24,10 @@ from mailer.delivery.writer import UnrecordedOutcomes
 from mailer.storage.db import Database, make_engine
 from mailer.transports.errors import DiskFull
 from mailer.transports.outbox import OutboxTransport
-from tests.delivery.test_outage import _assert_each_sent_once, _rows, _Send, _wait
+from tests.delivery.conftest import KEY
+from tests.delivery.test_outage import _assert_each_sent_once, _env, _rows, _Send, _spawn, _wait
 from tests.support.campaigns import add_subscribers, approved_campaign
+from tests.support.sendgrid_standin import SendGridStandIn
 from tests.support.small_disk import SmallDisk, database_url, disk
 
 pytestmark = [pytest.mark.slow,
@@ -194,3 +197,35 @@ def test_an_outbox_on_the_full_disk_is_waited_out_too_and_writes_everyone_once(
                          r"retrying in [\d.]+ s", caplog.text)
         assert "database or disk is full" not in caplog.text
         db.dispose()
+
+
+def test_campaigns_send_stopped_while_the_disk_is_full_says_so_and_the_next_run_finishes(
+        db, settings, disk, tmp_path):
+    """The real command, told to stop (SIGTERM) while the disk is full: it journals the
+    held answers (the journal's disk has room), exits 1 with one line saying the disk is
+    full, and prints no traceback; once space is back the next run sends the rest."""
+    add_subscribers(db, 200)
+    campaign_id = approved_campaign(db)
+    with SendGridStandIn(api_key=KEY, latency_ms=600, max_seconds=120) as standin:
+        env = _env(settings, standin, settings.database_url) | {"MAILER_CONCURRENCY": "3",
+                                                                 "MAILER_BATCH_SIZE": "10"}
+        log = tmp_path / "send.log"
+        sender = _spawn(["campaigns", "send", str(campaign_id), "--json"], env, log)
+        _wait(lambda: standin.requests >= 6, 60, "batches in flight")
+        disk.fill()
+        _wait(lambda: b"disk full (database or disk is full); retrying in" in log.read_bytes(),
+              60, "the sender to say the disk is full")
+        sender.send_signal(signal.SIGTERM)
+        assert sender.wait(60) == 1
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert re.search(r"disk full: \d+ batches' outcomes written to .*; the next start "
+                         r"records them", text), text[-2000:]
+        assert text.strip().splitlines()[-1] == (
+            "mailer: error: disk full (database or disk is full); the write in progress was "
+            "rolled back: free space and run the command again")
+        disk.free()
+        again = _spawn(["campaigns", "send", str(campaign_id), "--json"], env,
+                       tmp_path / "again.log")
+        assert again.wait(120) == 0, (tmp_path / "again.log").read_text()[-2000:]
+        _assert_each_sent_once(standin, db, campaign_id, 200)
