@@ -219,11 +219,9 @@ class CampaignSender:
     def _wait_out(self, first: DBAPIError) -> None:
         """Claim nothing; keep collecting the batches in flight while retrying (with the
         storage layer's backoff) to write what they returned. Returns once a write went
-        through; raises the last error when the spell gives up (``_drain`` journals).
-
-        The spell lasts until a write that changed something commits: on a full disk a
-        commit with nothing to write proves nothing, and the next claim's failure carries on
-        the same spell's backoff and clock instead of starting over."""
+        through; raises the last error when the spell gives up (``_drain`` journals). The
+        spell lasts until a write that changed something commits (on a full disk an empty
+        commit proves nothing): a next failure carries on its backoff and clock."""
         self.spell = self.spell or outage.Spell(self.settings, self.stop)
         self.spell.saw(first)
         outage.retrying(self.spell, sleep=self._collect_while_waiting, on_wait=self._note_outage,
@@ -260,9 +258,8 @@ class CampaignSender:
             self._collect(timeout=min(left, self.poll_interval))
 
     def _transport_disk(self, out: Outcome) -> None:
-        """A batch the transport could not write for want of space (the outbox on a full
-        disk) holds claims off, with the outage policy's backoff, until one goes through;
-        when the spell outlasts ``MAILER_DB_OUTAGE_SECONDS`` the campaign is paused."""
+        """The transport out of space (an outbox on a full disk) holds claims off with the
+        outage backoff until a batch goes through; past MAILER_DB_OUTAGE_SECONDS, pauses."""
         now = time.monotonic()
         if out.disk_full is None:
             if self.disk_spell is not None and out.accepted:
