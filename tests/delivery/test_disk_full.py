@@ -229,3 +229,25 @@ def test_campaigns_send_stopped_while_the_disk_is_full_says_so_and_the_next_run_
                        tmp_path / "again.log")
         assert again.wait(120) == 0, (tmp_path / "again.log").read_text()[-2000:]
         _assert_each_sent_once(standin, db, campaign_id, 200)
+
+
+def test_an_outbox_disk_full_for_longer_than_the_outage_limit_pauses_the_campaign(
+        settings, disk, sqlite_template, tmp_path, caplog):
+    """Nobody frees space: past MAILER_DB_OUTAGE_SECONDS the send stops with the campaign
+    paused and saying why; nothing is in doubt, nothing was written twice."""
+    shutil.copy(sqlite_template, tmp_path / "roomy.db")
+    db = Database(make_engine(f"sqlite:///{tmp_path / 'roomy.db'}"))
+    add_subscribers(db, 50)
+    campaign_id = approved_campaign(db)
+    own = settings.model_copy(update={
+        "transport": "outbox", "outbox_dir": disk.path / "outbox", "batch_size": 10,
+        "concurrency": 2, "db_retry_max": 0.2, "db_outage_seconds": 1.0,
+        "send_processes": 1})
+    disk.fill()
+    summary = send_campaign(db, own, campaign_id, transport=OutboxTransport(own.outbox_dir))
+    assert summary.status == CS.PAUSED
+    assert re.fullmatch(r"disk full writing the outbox \(No space left on device: .*\) for 1 s; "
+                        r"free space, then resume the campaign", summary.reason), summary.reason
+    assert set(_rows(db, campaign_id).values()) == {DS.PENDING}
+    assert "Traceback" not in caplog.text
+    db.dispose()
