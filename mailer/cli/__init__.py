@@ -3,7 +3,7 @@ non-zero exit; only a bug produces a traceback.
 
 Exit statuses: 2 for a usage error (unknown command or option, a missing or malformed
 argument, a bad setting), 130 when interrupted, otherwise the failure's own code (1 unless a
-``MailerError`` says otherwise)."""
+``MailerError`` says otherwise). A full disk is one line too ("disk full (…)")."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mailer.cli.apps import app
 from mailer.errors import MailerError
+from mailer.storage import outage
 
 # Each module registers its commands on the apps in mailer.cli.apps.
 COMMAND_MODULES = (
@@ -59,8 +60,19 @@ def main(argv: list[str] | None = None) -> None:
         fail("interrupted", 130)
     except MailerError as exc:
         fail(one_line(str(exc)) or type(exc).__name__, exc.exit_code)
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"database error: {reason}")
-    except OSError as exc:
-        fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+    except (SQLAlchemyError, OSError) as exc:
+        fail(_failure_line(exc))
+
+
+def _failure_line(exc: SQLAlchemyError | OSError) -> str:
+    """One line for a database or file error. A full disk says so, and that the step which
+    hit it was rolled back (every write is one transaction), so freeing space and running the
+    command again is safe."""
+    if isinstance(exc, OSError):
+        where = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)
+    else:
+        where = outage.reason(exc)
+    if outage.is_disk_full(exc):
+        return (f"disk full ({where}); the write in progress was rolled back: free space "
+                "and run the command again")
+    return f"database error: {where}" if isinstance(exc, SQLAlchemyError) else where

@@ -7,7 +7,8 @@ about personalizations is bisected until the bad addresses stand alone) and retu
 
 - results: accepted (with the provider's message id) or failed (with the provider's reason);
 - in_doubt: rows whose request went out without an answer: never retried here;
-- everything else in the claim was certainly not handed off and goes back to ``pending``.
+- everything else in the claim was certainly not handed off and goes back to ``pending``;
+- disk_full: the transport's disk is full (the outbox); the sender waits for space.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from mailer.transports.errors import (
     AmbiguousFailure,
     AuthFailure,
     BadRequest,
+    DiskFull,
     PayloadTooLarge,
     RateLimited,
     TemporaryFailure,
@@ -50,6 +52,9 @@ class Outcome:
     release_reason: str | None = None
     #: Set when the campaign must stop (bad key, message-wide refusal, retries exhausted).
     pause_reason: str | None = None
+    #: Set when the transport's disk is full (what it says): the sender holds off claiming
+    #: with backoff until a batch goes through again. Never journaled.
+    disk_full: str | None = None
 
     @property
     def accepted(self) -> int:
@@ -114,6 +119,9 @@ class Handoff:
         except (BadRequest, PayloadTooLarge) as exc:
             out.pause_reason = f"the provider refuses this message itself: {exc}"
             out.release_reason = f"not sent: {exc}"
+        except DiskFull as exc:  # what was written is in ``done``; the rest never left
+            out.disk_full = str(exc)
+            out.release_reason = f"not sent: {exc}"
         except Exception as exc:  # a bug or an I/O error: stop, keep what we know
             log.exception("batch %s failed unexpectedly", claim.batch_id)
             out.pause_reason = f"internal error while sending: {type(exc).__name__}: {exc}"
@@ -174,6 +182,9 @@ class Handoff:
                 sent_at = time.monotonic()
                 try:
                     results = self.transport.send(Batch(self.message, remaining))
+                except DiskFull as exc:  # not the provider's fault: the sender waits
+                    done.extend(exc.done)
+                    raise
                 except TemporaryFailure as exc:
                     self._note_error(exc)
                     remaining = _take_partial(exc, remaining, done, doubt)

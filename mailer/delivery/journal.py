@@ -41,12 +41,18 @@ def write(settings: Settings, outcomes: list[Outcome], *, worker: str) -> Path:
     name = f"outcomes-{time.strftime('%Y%m%dT%H%M%S')}-{socket.gethostname()}-{os.getpid()}-" \
            f"{uuid.uuid4().hex[:6]}"
     tmp, final = folder / f"{name}.tmp", folder / f"{name}{SUFFIX}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for out in outcomes:
-            handle.write(json.dumps(to_record(out, worker), separators=(",", ":")) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for out in outcomes:
+                handle.write(json.dumps(to_record(out, worker), separators=(",", ":")) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)  # a disk full mid-write leaves no half file behind
+        if exc.filename is None:  # a failed write names no file: say which one
+            raise OSError(exc.errno, exc.strerror, str(tmp)) from exc
+        raise
     _fsync_dir(folder)
     return final
 

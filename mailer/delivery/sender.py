@@ -9,9 +9,9 @@ Before each claim the campaign's status is read again, so pause, cancel and the 
 guard take effect within one batch. Leases of batches still in flight are extended while they
 wait (slow answers, 429 waits), so no other worker mistakes them for abandoned ones.
 
-When the database goes away (``mailer.storage.outage``) nothing new is claimed: the batches
-in flight finish, their outcomes are held (``mailer.delivery.writer``) and written with
-backoff until the database is back; a run that must end first journals them.
+When the database goes away or its disk fills up (``mailer.storage.outage``) nothing new is
+claimed: the batches in flight finish, their outcomes are held (``mailer.delivery.writer``)
+and written with backoff until the database is back; a run that must end first journals them.
 """
 
 from __future__ import annotations
@@ -57,7 +57,8 @@ class RunStats:
     in_doubt: int = 0
     requests: int = 0
     started: float = field(default_factory=time.monotonic)
-    #: Set while something holds the run up (the database unreachable), for progress lines.
+    #: Set while something holds the run up (the database unreachable, its disk full), for
+    #: progress lines.
     note: str | None = None
 
     @property
@@ -92,6 +93,8 @@ class CampaignSender:
         self.inflight: dict[Future, str] = {}
         self.writer = OutcomeWriter(db, settings, worker)
         self.spell: outage.Spell | None = None  # while the database is unreachable
+        self.disk_spell: outage.Spell | None = None  # while the transport's disk is full
+        self.claim_after = 0.0  # (monotonic) the transport's disk is full: no claim before
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
@@ -128,7 +131,8 @@ class CampaignSender:
         while not self.halt.is_set():
             if self.stop.is_set():
                 return
-            if not exhausted and self.window.has_room():
+            held_off = self.claim_after - time.monotonic()
+            if not exhausted and held_off <= 0 and self.window.has_room():
                 exhausted = not self._submit_next(pool)
                 if self.halt.is_set():
                     return
@@ -138,6 +142,9 @@ class CampaignSender:
                 self._collect(timeout=min(self.poll_interval, self.settings.lease_seconds / 3))
                 if exhausted:
                     self._flush()
+            elif held_off > 0 and not exhausted:  # the transport's disk is full: wait
+                self._flush()
+                self.stop.wait(min(held_off, self.poll_interval))
             else:
                 self._flush()
                 if self.halt.is_set() or not self._settle():
@@ -151,6 +158,8 @@ class CampaignSender:
         """Record finished batches and claim the next one in ONE transaction (one commit per
         batch keeps SQLite fast); False when nothing is claimable (or we must stop)."""
         outcomes, (claim, status) = self.writer.commit(self._claim)
+        if claim is not None or outcomes:
+            self.spell = None  # a write went through: the outage (or full disk) is over
         self._after_recording(outcomes)
         if claim is not None and self.halt.is_set():  # an outcome just paused the campaign
             self._record([Outcome(claim, release_reason="not sent: the campaign was paused")])
@@ -185,7 +194,9 @@ class CampaignSender:
         for future in done:
             self.inflight.pop(future)
             self.window.finished()
-            self.writer.hold(future.result())
+            out = future.result()
+            self._transport_disk(out)
+            self.writer.hold(out)
 
     def _drain(self) -> None:
         """Collect every batch in flight and write what they returned; what cannot be
@@ -197,7 +208,8 @@ class CampaignSender:
                 spell = self.spell or outage.Spell(self.settings, self.stop)
                 outage.retrying(spell, what=f"campaign {self.campaign_id}")(self._flush)
         finally:
-            self.writer.spill()
+            self.writer.spill(self.spell.trouble if self.spell is not None
+                              else "database unreachable")
 
     def _flush(self) -> None:
         outcomes, _ = self.writer.commit()
@@ -207,12 +219,14 @@ class CampaignSender:
     def _wait_out(self, first: DBAPIError) -> None:
         """Claim nothing; keep collecting the batches in flight while retrying (with the
         storage layer's backoff) to write what they returned. Returns once a write went
-        through; raises the last error when the spell gives up (``_drain`` journals)."""
+        through; raises the last error when the spell gives up (``_drain`` journals). The
+        spell lasts until a write that changed something commits (on a full disk an empty
+        commit proves nothing): a next failure carries on its backoff and clock."""
         self.spell = self.spell or outage.Spell(self.settings, self.stop)
-        self.spell.last_error = outage.reason(first)
+        self.spell.saw(first)
         outage.retrying(self.spell, sleep=self._collect_while_waiting, on_wait=self._note_outage,
                         what=f"campaign {self.campaign_id}")(self._back)
-        self.spell, self.stats.note = None, None
+        self.stats.note = None
         self._report()
 
     def _back(self) -> None:
@@ -228,7 +242,9 @@ class CampaignSender:
         if orphans:
             log.warning("campaign %s: %d claimed rows never handed off went back to pending",
                         self.campaign_id, orphans)
-        log.warning("campaign %s: database reachable again", self.campaign_id)
+        if outcomes or orphans:
+            self.spell = None
+            log.warning("campaign %s: database writable again", self.campaign_id)
         self._after_recording(outcomes)
 
     def _collect_while_waiting(self, seconds: float) -> None:
@@ -241,9 +257,33 @@ class CampaignSender:
                 return
             self._collect(timeout=min(left, self.poll_interval))
 
+    def _transport_disk(self, out: Outcome) -> None:
+        """The transport out of space (an outbox on a full disk) holds claims off with the
+        outage backoff until a batch goes through; past MAILER_DB_OUTAGE_SECONDS, pauses."""
+        now = time.monotonic()
+        if out.disk_full is None:
+            if self.disk_spell is not None and out.accepted:
+                self.disk_spell, self.stats.note = None, None
+                log.warning("campaign %s: the transport has disk space again", self.campaign_id)
+            return
+        if now < self.claim_after:  # a batch of the same try (in flight meanwhile)
+            return
+        spell = self.disk_spell = self.disk_spell or outage.Spell(self.settings, self.stop)
+        spell.last_error, spell.trouble = out.disk_full, "disk full"
+        if spell.over():
+            out.pause_reason = (f"{out.disk_full} for {outage.seconds_text(spell.limit)} s; "
+                                "free space, then resume the campaign")
+            return
+        seconds = spell.next_wait()
+        spell.attempts += 1
+        self.claim_after = now + seconds
+        log.warning("campaign %s: %s; retrying in %s s", self.campaign_id, out.disk_full,
+                    outage.seconds_text(seconds))
+        self._note_outage(spell, seconds)
+
     def _note_outage(self, spell: outage.Spell, seconds: float) -> None:
         held = len(self.writer.held)
-        self.stats.note = (f"database unreachable, retrying in {outage.seconds_text(seconds)} s; "
+        self.stats.note = (f"{spell.trouble}, retrying in {outage.seconds_text(seconds)} s; "
                            f"{held} batch{'es' if held != 1 else ''}' outcomes held")
         self._report()
 

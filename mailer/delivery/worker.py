@@ -92,7 +92,7 @@ def _wait_for_database(db: Database, settings: Settings, stop: threading.Event,
     ``sending`` under our live name and must not wait for a lease to expire, let alone be
     released. A stop request ends the wait (nothing is held here); raises when the outage
     outlasts it."""
-    log.warning("worker: database unreachable (%s); waiting for it", outage.reason(first))
+    log.warning("worker: %s (%s); waiting for it", outage.trouble(first), outage.reason(first))
     spell = outage.Spell(settings, stop)
 
     def back() -> None:

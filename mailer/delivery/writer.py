@@ -7,7 +7,8 @@ SAME transaction; only once that transaction committed are they dropped from the
 database that goes away mid-commit loses nothing: the outcomes stay held and the next try
 writes them again (every write is idempotent: it moves only rows still ``sending`` or
 ``in_doubt`` of that batch). ``spill()`` is the last resort when the process must exit with
-outcomes still held: they go to the local journal (``mailer.delivery.journal``).
+outcomes still held: they go to the local journal (``mailer.delivery.journal``); when that
+disk is full as well, it logs them and raises ``UnrecordedOutcomes`` naming what was lost.
 
 ``apply_journals(db, settings)`` runs at every start of a sender or worker, before in-doubt
 recovery: it writes journaled outcomes in one transaction per file (moving only rows still
@@ -25,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from mailer.delivery import claims, journal
 from mailer.delivery.handoff import Outcome
+from mailer.errors import MailerError
 from mailer.settings import Settings
 from mailer.storage.db import Database
 
@@ -72,9 +74,11 @@ class OutcomeWriter:
         del self.held[:len(outcomes)]
         return outcomes, result
 
-    def spill(self) -> None:
-        """The process must go with outcomes unwritten: journal them (or, when even that
-        fails, log every one, so a person can still tell who was sent what)."""
+    def spill(self, trouble: str = "database unreachable") -> None:
+        """The process must go with outcomes unwritten (``trouble`` says why, e.g. "disk
+        full"): journal them. When even that fails (the journal's disk is full too), log
+        every one, so a person can still tell who was sent what, and raise
+        ``UnrecordedOutcomes`` saying what could not be written where."""
         if not self.held:
             return
         try:
@@ -83,10 +87,26 @@ class OutcomeWriter:
             log.critical("could not journal %d batches' outcomes (%s); the provider accepted "
                          "them: %s", len(self.held), exc,
                          [journal.to_record(o, self.worker) for o in self.held])
-            raise
-        log.error("database unreachable: %d batches' outcomes written to %s; the next start "
-                  "records them", len(self.held), path)
+            raise UnrecordedOutcomes(self.held, trouble, exc) from exc
+        log.error("%s: %d batches' outcomes written to %s; the next start records them",
+                  trouble, len(self.held), path)
         self.held.clear()
+
+
+class UnrecordedOutcomes(MailerError):
+    """What the provider answered could be written neither to the database nor to the
+    journal; the outcomes are in the log (critical), and their rows stay ``sending``."""
+
+    def __init__(self, held: list[Outcome], trouble: str, error: OSError):
+        rows = sum(len(out.claim.ids) for out in held)
+        campaigns = ", ".join(str(c) for c in sorted({out.claim.campaign_id for out in held}))
+        where = f"{error.strerror or error}: {error.filename}" if error.filename else str(error)
+        super().__init__(
+            f"could not record the provider's answers for {rows} recipients ({len(held)} "
+            f"batches) of campaign {campaigns}: {trouble}, and the journal could not be "
+            f"written ({where}); they are in the log above. Do not re-send them: free space, "
+            f"then record them from the log or resolve them with `mailer campaigns send`")
+        self.held = list(held)
 
 
 def apply_journals(db: Database, settings: Settings) -> int:

@@ -201,7 +201,7 @@ def _poll_feeds(db: Database, settings: Settings) -> None:
 def _log_failure(what: str, exc: Exception) -> None:
     """An unreachable database is one line (it is expected to pass); anything else a trace."""
     if outage.is_outage(exc):
-        log.warning("%s: database unreachable (%s)", what, outage.reason(exc))
+        log.warning("%s: %s (%s)", what, outage.trouble(exc), outage.reason(exc))
     else:
         log.exception(what)
 

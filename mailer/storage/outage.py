@@ -5,18 +5,26 @@ This is the one place both questions are answered; the delivery and scheduling l
 
 - ``is_outage(exc)``: the connection itself failed (PostgreSQL restarting or shutting down,
   the connection refused, cut or invalidated; SQLite "database is locked" after its busy
-  timeout, or a disk I/O error). A constraint violation, a syntax error or a deadlock is not
-  an outage: retrying it as one would hide a bug or a conflict that has its own handling.
+  timeout, or a disk I/O error), or the disk under the database is full (``is_disk_full``).
+  A constraint violation, a syntax error or a deadlock is not an outage: retrying it as one
+  would hide a bug or a conflict that has its own handling.
+- ``is_disk_full(exc)``: SQLite's SQLITE_FULL ("database or disk is full"), PostgreSQL's
+  ``disk_full`` (53100), or an OSError ENOSPC/EDQUOT. A full disk is waited out like an
+  outage (someone frees space; the transaction that hit it was rolled back), but it is told
+  apart in every log and progress line ("disk full, retrying in 4 s"), because the fix is
+  different: free space, not restart the database.
 - ``Spell``: one stretch of the database being unreachable as a process sees it. It ends
   (gives up) ``MAILER_DB_OUTAGE_SECONDS`` after it began, or ``STOP_DEADLINE`` seconds after
   the process was asked to stop, whichever comes first.
 - ``retrying(...)``: the tenacity policy: retry outage errors only, exponential backoff up to
-  ``MAILER_DB_RETRY_MAX`` seconds, stop when the spell gives up, then re-raise the last error.
+  ``MAILER_DB_RETRY_MAX`` seconds (over the whole spell), stop when the spell gives up, then
+  re-raise the last error.
 - ``ride_out(fn, ...)``: call ``fn`` under that policy.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -25,7 +33,7 @@ from typing import TypeVar
 
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from mailer.settings import Settings
 
@@ -42,10 +50,30 @@ STOP_DEADLINE = 5.0
 #: down), too many connections.
 _PG_OUTAGE_STATES = ("57P01", "57P02", "57P03", "53300")
 _SQLITE_OUTAGE_TEXT = ("database is locked", "disk i/o error", "database table is locked")
+#: PostgreSQL's disk_full (class 53, insufficient resources).
+_PG_DISK_FULL = "53100"
+_SQLITE_FULL_TEXT = "database or disk is full"
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` says the disk (or quota) under the database or a file is full."""
+    if isinstance(exc, OSError):
+        return exc.errno in _DISK_FULL_ERRNOS
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state is not None:
+        return state == _PG_DISK_FULL
+    return _SQLITE_FULL_TEXT in str(orig).lower()
 
 
 def is_outage(exc: BaseException) -> bool:
-    """True when ``exc`` is a connection-level database failure worth waiting out."""
+    """True when ``exc`` is a connection-level database failure or a full disk: either is
+    worth waiting out."""
+    if is_disk_full(exc):
+        return True
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:  # SQLAlchemy's own verdict: the connection is gone
@@ -70,6 +98,12 @@ def reason(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+def trouble(exc: BaseException) -> str:
+    """How a log or progress line names the failure: ``disk full`` or ``database
+    unreachable``."""
+    return "disk full" if is_disk_full(exc) else "database unreachable"
+
+
 class Spell:
     """One stretch of the database being away. ``over()`` is the tenacity stop condition; once
     it returned True the spell stays exhausted, so a second ride-out in the same process does
@@ -84,6 +118,13 @@ class Spell:
         self.exhausted = False
         self.attempts = 0
         self.last_error = ""
+        #: ``trouble()`` of the last error: what the progress line says is wrong.
+        self.trouble = "database unreachable"
+
+    def saw(self, exc: BaseException) -> None:
+        """Remember ``exc`` as the latest failure of this spell."""
+        self.last_error = reason(exc)
+        self.trouble = trouble(exc)
 
     def over(self, _state: RetryCallState | None = None) -> bool:
         now = time.monotonic()
@@ -93,6 +134,13 @@ class Spell:
                 self.stopped_at is not None and now - self.stopped_at >= STOP_DEADLINE):
             self.exhausted = True
         return self.exhausted
+
+    def next_wait(self, _state: RetryCallState | None = None) -> float:
+        """Exponential backoff over the whole spell (0.25 s, 0.5 s, 1 s … up to
+        ``MAILER_DB_RETRY_MAX``), counted across every retry policy made for it: a sender
+        whose write went through but whose next one failed again (a disk still full) keeps
+        backing off instead of starting over at 0.25 s."""
+        return min(self.retry_max, 0.25 * 2 ** min(self.attempts, 32))
 
     def sleep(self, seconds: float) -> None:
         """Wait between tries; a stop request wakes it, after which tries come every second
@@ -111,16 +159,16 @@ def retrying(spell: Spell, *, sleep: Callable[[float], None] | None = None,
 
     def before_sleep(state: RetryCallState) -> None:
         seconds = state.next_action.sleep if state.next_action else 0.0
-        spell.attempts = state.attempt_number
+        spell.attempts += 1
         if state.outcome is not None and state.outcome.exception() is not None:
-            spell.last_error = reason(state.outcome.exception())
-        log.warning("%s: database unreachable (%s); retrying in %s s", what,
+            spell.saw(state.outcome.exception())
+        log.warning("%s: %s (%s); retrying in %s s", what, spell.trouble,
                     spell.last_error, seconds_text(seconds))
         if on_wait is not None:
             on_wait(spell, seconds)
 
     return Retrying(retry=retry_if_exception(is_outage), stop=spell.over,
-                    wait=wait_exponential(multiplier=0.25, min=0.25, max=spell.retry_max),
+                    wait=spell.next_wait,
                     sleep=sleep or spell.sleep, before_sleep=before_sleep, reraise=True)
 
 

@@ -6,6 +6,9 @@
     │   └── AmbiguousFailure  the request went out but no answer came back (read timeout,
     │                         connection reset while waiting): it MAY have been accepted, so the
     │                         engine must not blindly resend it (the rows become ``in_doubt``)
+    ├── DiskFull              the transport's own disk is full (the outbox): ``done`` holds what
+    │                         it wrote; the rest was certainly not handed off. The engine waits
+    │                         for space with backoff, as for a full database disk
     └── PermanentFailure      retrying the same request cannot help
         ├── AuthFailure       401/403: wrong or revoked key, missing scope; pause at once
         ├── BadRequest        400: the payload was refused; ``errors`` holds the provider's
@@ -24,7 +27,7 @@ from datetime import datetime
 from mailer.errors import TransportError
 
 __all__ = [
-    "AmbiguousFailure", "AuthFailure", "BadRequest", "FieldError", "PayloadTooLarge",
+    "AmbiguousFailure", "AuthFailure", "BadRequest", "DiskFull", "FieldError", "PayloadTooLarge",
     "PermanentFailure", "RateLimited", "TemporaryFailure", "TransportError",
 ]
 
@@ -54,6 +57,15 @@ class RateLimited(TemporaryFailure):
 
 class AmbiguousFailure(TemporaryFailure):
     """The request was sent but its answer was lost: the provider may have accepted it."""
+
+
+class DiskFull(TransportError):
+    """No space left where the transport writes. ``done`` lists the results of the recipients
+    written before it ran out; nothing else of the batch was handed off."""
+
+    def __init__(self, message: str, *, done: list | None = None):
+        super().__init__(message)
+        self.done: list = list(done or [])
 
 
 class PermanentFailure(TransportError):

@@ -8,14 +8,19 @@ same delivery again replaces its file instead of adding a second copy.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import uuid
 from pathlib import Path
 
 from mailer.transports.base import Batch, Recipient, RecipientResult
+from mailer.transports.errors import DiskFull
 from mailer.transports.mime import build_mime
 from mailer.transports.substitution import personalize
+
+#: What a write says when there is no space (or quota) left.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def message_filename(campaign_id: int | None, recipient: Recipient,
@@ -40,10 +45,21 @@ class OutboxTransport:
 
     def send(self, batch: Batch) -> list[RecipientResult]:
         """Write one file per recipient. A recipient whose message cannot be built fails alone;
-        an unwritable folder raises OSError for the batch (the engine pauses the campaign)."""
+        a full disk raises DiskFull with the results of the files already written (no half
+        file is left); any other unwritable folder raises OSError for the batch (the engine
+        pauses the campaign)."""
+        results: list[RecipientResult] = []
+        try:
+            self._write_all(batch, results)
+        except OSError as exc:
+            if exc.errno not in DISK_FULL_ERRNOS:
+                raise
+            raise DiskFull(f"disk full writing the outbox ({exc.strerror}: {self.directory})",
+                           done=results) from exc
+        return results
 
+    def _write_all(self, batch: Batch, results: list[RecipientResult]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        results = []
         for recipient in batch.recipients:
             try:
                 mime = build_mime(batch.message, personalize(batch.message, recipient), recipient)
@@ -54,7 +70,6 @@ class OutboxTransport:
             name = message_filename(batch.message.campaign_id, recipient, kind)
             write_atomically(self.directory / name, mime.as_bytes())
             results.append(RecipientResult(recipient, True, provider_message_id=name))
-        return results
 
     def close(self) -> None:
         pass

@@ -20,12 +20,13 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
 from mailer.settings import Settings
+from mailer.storage import outage
 from mailer.storage.limits import SharedLimit
 from mailer.web.auth import LoginRequired
 from mailer.web.lockout import AccountLockout
@@ -130,6 +131,8 @@ def _error_response(request: Request, status: int, message: str,
                   status_code=status, headers=headers)
 
 
+#: Seconds a client is asked to wait when the database is away or its disk is full.
+OUTAGE_RETRY_AFTER = 30
 STATUS_FOR = ((NotFound, 404), (PolicyRefusal, 403), (InvalidTransition, 409),
               (InvalidInput, 400), (MailerError, 400))
 
@@ -173,6 +176,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.warning("refused a value on %s %s: %s", request.method, request.url.path, reason)
         return _error_response(request, 400, "The request holds a value that cannot be "
                                              "stored or searched for (such as a NUL character).")
+
+    @app.exception_handler(OperationalError)
+    async def database_away(request: Request, exc: OperationalError) -> Response:
+        # The database unreachable or its disk full: the request's transaction was rolled
+        # back, so nothing is half-saved; a 503 with Retry-After says to come back, one line
+        # in the log says why (no traceback: it is not our bug).
+        if not outage.is_outage(exc):
+            return await crash(request, exc)
+        log.warning("%s %s: %s (%s)", request.method, request.url.path, outage.trouble(exc),
+                    outage.reason(exc))
+        what = ("The server's disk is full" if outage.is_disk_full(exc)
+                else "The database is unavailable")
+        return _error_response(request, 503, f"{what}, so nothing was saved. Try again in a "
+                               "few minutes.", {"Retry-After": str(OUTAGE_RETRY_AFTER)})
 
     @app.exception_handler(Exception)
     async def crash(request: Request, exc: Exception) -> Response:

@@ -133,12 +133,12 @@ def test_a_postgresql_outage_mid_send_loses_no_answer_and_keeps_the_worker(db, s
 
 
 class _Send(threading.Thread):
-    """``send_campaign`` on a thread; ``error`` is what it raised, ``notes`` its progress
-    notes."""
+    """``send_campaign`` on a thread (``options`` passed on); ``error`` is what it raised,
+    ``notes`` its progress notes."""
 
-    def __init__(self, db, settings, campaign_id, stop=None):
+    def __init__(self, db, settings, campaign_id, stop=None, **options):
         super().__init__(daemon=True)
-        self.args_ = (db, settings, campaign_id)
+        self.args_, self.options = (db, settings, campaign_id), options
         self.stop = stop or threading.Event()
         self.notes: list[str] = []
         self.error: BaseException | None = None
@@ -146,7 +146,8 @@ class _Send(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.summary = send_campaign(*self.args_, stop=self.stop, progress=self._note)
+            self.summary = send_campaign(*self.args_, stop=self.stop, progress=self._note,
+                                         **self.options)
         except BaseException as exc:  # the test looks at it
             self.error = exc
 

@@ -103,3 +103,52 @@ def test_ride_out_gives_up_soon_after_a_stop_and_reraises(database_url, settings
         finally:
             engine.dispose()
     assert spell.exhausted and spell.attempts >= 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_full_disk_is_an_outage_named_disk_full(database_url, tmp_path):
+    """SQLITE_FULL, raised for real by a page limit (the same error a full disk gives; the
+    real full disk is tests/delivery/test_disk_full.py), and ENOSPC from /dev/full."""
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE filler (x BLOB)"))
+            pages = connection.execute(text("PRAGMA page_count")).scalar()
+        with pytest.raises(OperationalError) as full, engine.begin() as connection:
+            connection.execute(text(f"PRAGMA max_page_count = {pages + 1}"))
+            connection.execute(text("INSERT INTO filler VALUES (zeroblob(1000000))"))
+        missing = _raised(engine, "SELECT * FROM no_such_table")
+    finally:
+        engine.dispose()
+    with pytest.raises(OSError) as no_space, open("/dev/full", "wb", buffering=0) as device:
+        device.write(b"x")
+    with pytest.raises(OSError) as not_found:
+        open(tmp_path / "nowhere" / "file")
+    assert outage.is_disk_full(full.value) and outage.is_outage(full.value)
+    assert outage.trouble(full.value) == "disk full"
+    assert outage.is_disk_full(no_space.value) and outage.is_outage(no_space.value)
+    assert not outage.is_disk_full(missing) and not outage.is_outage(missing)
+    assert not outage.is_disk_full(not_found.value) and not outage.is_outage(not_found.value)
+    assert outage.trouble(missing) == "database unreachable"
+
+
+def test_backoff_counts_over_the_whole_spell(settings):
+    """A second retry policy for the same spell (the sender's next failed claim on a disk
+    still full) carries on doubling instead of starting again at 0.25 s."""
+    spell = outage.Spell(settings.model_copy(update={"db_retry_max": 1.5}))
+    waits: list[float] = []
+    for _ in range(2):
+        outage.retrying(spell, sleep=waits.append)(_failing(2))
+    assert waits == [0.25, 0.5, 1.0, 1.5]
+    assert spell.trouble == "disk full"
+
+
+def _failing(times: int):
+    """A function that fails with ENOSPC ``times`` times, then works."""
+    calls = []
+
+    def call() -> None:
+        calls.append(1)
+        if len(calls) <= times:
+            raise OSError(28, "No space left on device")
+    return call

@@ -3,9 +3,11 @@ installed release template, never a path, a system email or a digest."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.web.conftest import add_user
+from tests.web.conftest import add_user, csrf_from, login
 from tests.web.test_api import auth
 
 BAD = ["../../etc/passwd", "press_release.html", "/tmp/x", "welcome", "digest", "base",
@@ -39,3 +41,20 @@ def test_an_edit_to_a_system_template_is_refused(cli, release_id):
                       'status = "active"', "--json").json()["id"]
     result = cli("campaigns", "edit", campaign_id, "--template", "confirm_subscription")
     assert result.exit_code != 0 and "not a release template" in result.stderr
+
+
+@pytest.mark.parametrize("template", ["../../etc/passwd", "welcome", "digest", "base",
+                                      "no_such_template"])
+def test_the_dashboard_refuses_a_template_that_is_not_an_installed_release_template(
+        client, db, cli, release_id, template):
+    """The new-campaign form names the problem (422, the form again) and creates nothing."""
+    add_user(db, "alice", "author")
+    assert login(client, "alice").status_code == 303
+    page = client.get("/admin/campaigns/new")
+    response = client.post("/admin/campaigns/new", follow_redirects=False, data={
+        "csrf_token": csrf_from(page.text), "release_id": str(release_id),
+        "query": 'status = "active"', "template": template})
+    assert response.status_code == 422
+    assert re.search(r"not a template name|not a release template|no release template",
+                     response.text)
+    assert cli("campaigns", "list", "--json").json() == []
