@@ -1,6 +1,8 @@
 """The JSON API under /api, for the office's own scripts. Every call needs
 ``Authorization: Bearer <token>`` (made with ``mailer tokens create``); without one the answer
-is 401. Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422.
+is 401. Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422, and the OpenAPI
+document lists, operation by operation, every status it can answer (``errors``); the
+conformance test holds the document to what the app answers.
 
 The shapes match the CLI's ``--json`` output (see CONTRACT.md), so a script can move between
 the two.
@@ -9,7 +11,7 @@ the two.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, or_, select
 
 from mailer.campaigns import actions as ops
-from mailer.campaigns.models import Campaign
+from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.campaigns.service import campaign_to_dict, get_campaign
 from mailer.delivery.oneoff import send_system_mail
 from mailer.errors import InvalidInput, NotFound
@@ -27,7 +29,7 @@ from mailer.web import constituents
 from mailer.web.auth import Caller, api_user, require_role
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
-from subscribers.models import ACTIVE, PENDING, Subscriber
+from subscribers.models import ACTIVE, PENDING, STATUSES, Subscriber
 from subscribers.service import add_subscriber as add
 from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
 
@@ -40,7 +42,42 @@ def caller(request: Request,
     return api_user(request)
 
 
-router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
+class ErrorOut(BaseModel):
+    """Every error answer of the API, the validation answer (422) included."""
+
+    detail: str = Field(description="what was wrong, in one line")
+
+
+#: What each error status means here (the body is always ``ErrorOut``).
+ERROR_MEANING = {
+    400: "The request is well formed but cannot be used (a query that does not parse, a "
+         "time in the past, text the database cannot store such as a NUL character)",
+    401: "No valid bearer token",
+    403: "The token's user may not do this, or a rule forbids it now (approval, quiet "
+         "hours, election blackout)",
+    404: "Nothing has this id or address",
+    409: "The campaign's state does not allow this",
+    422: "A parameter or the body does not match this document",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entry documenting the error statuses ``codes``."""
+    documented: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorOut, "description": ERROR_MEANING[code]} for code in codes}
+    if 401 in documented:
+        documented[401]["headers"] = {"WWW-Authenticate": {
+            "description": "the scheme to use: Bearer", "schema": {"type": "string"}}}
+    return documented
+
+
+#: A status filter names one of the states (an unknown one is a 422, not an empty list);
+#: subscripting Literal with a tuple lists its members.
+CampaignState = Literal[CampaignStatus.ALL]
+SubscriberState = Literal[STATUSES]
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)],
+                   responses=errors(401, 422))
 
 
 # --- releases -------------------------------------------------------------------------------
@@ -59,7 +96,7 @@ def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> li
         return [release_to_dict(session, r) for r in rows]
 
 
-@router.get("/releases/{release_id}", summary="One release")
+@router.get("/releases/{release_id}", summary="One release", responses=errors(404))
 def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
@@ -85,7 +122,7 @@ class ScheduleIn(BaseModel):
 
 
 @router.get("/campaigns", summary="List campaigns, newest first")
-def list_campaigns(request: Request, status: str | None = None,
+def list_campaigns(request: Request, status: CampaignState | None = None,
                    limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit).offset(offset)
@@ -95,7 +132,8 @@ def list_campaigns(request: Request, status: str | None = None,
         return [campaign_to_dict(c) for c in session.scalars(stmt)]
 
 
-@router.post("/campaigns", status_code=201, summary="Create a draft campaign")
+@router.post("/campaigns", status_code=201, summary="Create a draft campaign",
+             responses=errors(400, 404))
 def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(caller)) -> dict:
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
@@ -104,14 +142,15 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
         return campaign_to_dict(campaign)
 
 
-@router.get("/campaigns/{campaign_id}", summary="One campaign")
+@router.get("/campaigns/{campaign_id}", summary="One campaign", responses=errors(404))
 def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
         return {**campaign_to_dict(campaign), "audience": ops.audience(session, campaign)}
 
 
-@router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts")
+@router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts",
+            responses=errors(404))
 def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -119,7 +158,8 @@ def campaign_status(campaign_id: Id, request: Request) -> dict:
 
 
 @router.post("/campaigns/{campaign_id}/approve",
-             summary="Approve (refused to the campaign's author)")
+             summary="Approve (refused to the campaign's author)",
+             responses=errors(400, 403, 404, 409))
 def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     with request.app.state.db.session() as session:
@@ -128,7 +168,8 @@ def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(ca
         return campaign_to_dict(campaign)
 
 
-@router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
+@router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now",
+             responses=errors(400, 403, 404, 409))
 def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
                       who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
@@ -161,7 +202,8 @@ def _lifecycle(action: str):
 
 for _action in ("pause", "resume", "cancel"):
     router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
-                         methods=["POST"], summary=f"{_action.capitalize()} a campaign")
+                         methods=["POST"], summary=f"{_action.capitalize()} a campaign",
+                         responses=errors(403, 404, 409))
 
 
 # --- subscribers ----------------------------------------------------------------------------
@@ -175,8 +217,9 @@ class SubscriberIn(BaseModel):
     double_opt_in: bool = Field(True, description="pending until they confirm by email")
 
 
-@router.get("/subscribers", summary="Search subscribers")
-def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
+@router.get("/subscribers", summary="Search subscribers", responses=errors(400))
+def list_subscribers(request: Request, q: str | None = None,
+                     status: SubscriberState | None = None,
                      limit: Limit = 50, offset: Offset = 0
                      ) -> list[dict]:
 
@@ -192,14 +235,16 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
         return [subscriber_to_dict(session, s) for s in session.scalars(stmt)]
 
 
-@router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history")
+@router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history",
+            responses=errors(400, 404))
 def show_subscriber(email_or_id: str, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
                                   history=True)
 
 
-@router.post("/subscribers", status_code=201, summary="Add a subscriber")
+@router.post("/subscribers", status_code=201, summary="Add a subscriber",
+             responses=errors(400))
 def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
                    who: Caller = Depends(caller)) -> dict:
     """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
@@ -221,7 +266,8 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
 
 
 @router.post("/subscribers/{email_or_id}/unsubscribe",
-             summary="Unsubscribe and suppress (e.g. a request by phone)")
+             summary="Unsubscribe and suppress (e.g. a request by phone)",
+             responses=errors(400, 404))
 def unsubscribe_subscriber(email_or_id: str, request: Request,
                            who: Caller = Depends(caller)) -> dict:
 

@@ -27,6 +27,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
 from mailer.settings import Settings
 from mailer.web.auth import LoginRequired
+from mailer.web.methods import allow_header
 from mailer.web.security import SecurityHeadersMiddleware, SlidingWindowLimiter, csrf_token
 
 HERE = Path(__file__).resolve().parent
@@ -138,9 +139,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = "There is no page at this address."
-        return _error_response(request, exc.status_code, message, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # The router names one route's methods; the path may take more (see methods.py).
+            headers = {**(headers or {}), **allow_header(request.app, request.scope)}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=headers)
+            message = "This address does not take that method."
+        return _error_response(request, exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
