@@ -11,11 +11,11 @@ the two.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
 from mailer.campaigns import actions as ops
@@ -55,7 +55,8 @@ ERROR_MEANING = {
     401: "No valid bearer token",
     403: "The token's user may not do this, or a rule forbids it now (approval, quiet "
          "hours, election blackout)",
-    404: "Nothing has this id or address",
+    404: "Nothing has this id or address, or the body names a release, segment or topic "
+         "that does not exist",
     409: "The campaign's state does not allow this",
     422: "A parameter or the body does not match this document",
 }
@@ -108,6 +109,9 @@ def show_release(release_id: Id, request: Request) -> dict:
 # --- campaigns ------------------------------------------------------------------------------
 
 class CampaignIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"release_id": 1, "query": 'topic = "human-trafficking" and county = "Cass"'}]})
+
     release_id: Id
     segment: str | None = Field(None, description="a saved segment's name")
     query: str | None = Field(None, description="an audience query (instead of a segment)")
@@ -116,6 +120,8 @@ class CampaignIn(BaseModel):
 
 
 class ScheduleIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"at": "2030-11-24T07:00:00"}]})
+
     at: datetime | None = Field(None, description="ISO 8601; without an offset it is read "
                                 "in the office's time zone")
     now: bool = False
@@ -208,7 +214,16 @@ for _action in ("pause", "resume", "cancel"):
 
 # --- subscribers ----------------------------------------------------------------------------
 
+#: A subscriber named in a path, by id or by address.
+EmailOrId = Annotated[str, Path(description="the subscriber's id or email address",
+                                examples=["someone@example.org", "1"])]
+
+
 class SubscriberIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "someone@example.org", "name": "Pat Doe", "zip": "58102",
+         "topics": ["agriculture"], "double_opt_in": False}]})
+
     email: str
     name: str | None = None
     zip: str | None = None
@@ -237,14 +252,14 @@ def list_subscribers(request: Request, q: str | None = None,
 
 @router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history",
             responses=errors(400, 404))
-def show_subscriber(email_or_id: str, request: Request) -> dict:
+def show_subscriber(email_or_id: EmailOrId, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
                                   history=True)
 
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber",
-             responses=errors(400))
+             responses=errors(400, 404))
 def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
                    who: Caller = Depends(caller)) -> dict:
     """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
@@ -268,7 +283,7 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
 @router.post("/subscribers/{email_or_id}/unsubscribe",
              summary="Unsubscribe and suppress (e.g. a request by phone)",
              responses=errors(400, 404))
-def unsubscribe_subscriber(email_or_id: str, request: Request,
+def unsubscribe_subscriber(email_or_id: EmailOrId, request: Request,
                            who: Caller = Depends(caller)) -> dict:
 
     with request.app.state.db.session() as session:
