@@ -152,3 +152,33 @@ def test_api_reference_is_served_without_cdn_or_inline_script(client):
     assert "<code>release_id</code>" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text
     assert "'unsafe-inline'" not in page.headers["content-security-policy"]
+
+
+def test_options_and_405_name_every_method_the_path_takes(client, tokens):
+    # GET and POST /api/campaigns are two routes; the router used to name the first only.
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = client.request(method, "/api/campaigns")
+        assert response.headers["allow"] == "GET, OPTIONS, POST", method
+        assert response.status_code == (204 if method == "OPTIONS" else 405)
+    wrong = client.delete("/api/campaigns/1", headers=auth(tokens["bob"]))
+    assert wrong.json() == {"detail": "This address does not take that method."}
+    assert client.options("/api/campaigns/1/approve").headers["allow"] == "OPTIONS, POST"
+    assert client.options("/api/no-such-thing").status_code == 404
+
+
+def test_the_document_lists_each_error_with_the_body_the_api_sends(client, tokens):
+    spec = client.get("/api/openapi.json").json()
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    approve = spec["paths"]["/api/campaigns/{campaign_id}/approve"]["post"]["responses"]
+    assert set(approve) == {"200", "400", "401", "403", "404", "409", "422"}
+    for code in ("400", "401", "403", "404", "409", "422"):
+        assert approve[code]["content"]["application/json"]["schema"] == error, code
+    assert "WWW-Authenticate" in approve["401"]["headers"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["ErrorOut"]["required"] == ["detail"]
+    # What the API sends for a 422 is that shape: one line under "detail".
+    bad = client.get("/api/campaigns", params={"status": "nonsense"},
+                     headers=auth(tokens["alice"]))
+    assert bad.status_code == 422 and set(bad.json()) == {"detail"}
+    assert isinstance(bad.json()["detail"], str) and "status" in bad.json()["detail"]
+    assert spec["paths"]["/api/campaigns"]["get"]["security"] == [{"HTTPBearer": []}]
