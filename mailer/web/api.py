@@ -26,6 +26,15 @@ from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
+from mailer.web.api_models import (
+    CampaignDetailOut,
+    CampaignOut,
+    ErrorOut,
+    ReleaseOut,
+    StatusOut,
+    SubscriberDetailOut,
+    SubscriberOut,
+)
 from mailer.web.auth import Caller, api_user, require_role
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
@@ -40,12 +49,6 @@ def caller(request: Request,
            _credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> Caller:
     """The authenticated caller (401 otherwise); ``_credentials`` documents the scheme."""
     return api_user(request)
-
-
-class ErrorOut(BaseModel):
-    """Every error answer of the API, the validation answer (422) included."""
-
-    detail: str = Field(description="what was wrong, in one line")
 
 
 #: What each error status means here (the body is always ``ErrorOut``).
@@ -77,6 +80,14 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 CampaignState = Literal[CampaignStatus.ALL]
 SubscriberState = Literal[STATUSES]
 
+def answers(model: Any, *codes: int, status: int = 200) -> dict[str, Any]:
+    """An operation's documented answers: ``model`` on success and the error ``codes``,
+    besides the 401 and 422 every operation can answer. Only documented: the handlers'
+    dicts are sent as they are (``response_model=None``), as the CLI prints them."""
+    return {"response_model": None,
+            "responses": {status: {"model": model, "description": "Success"}, **errors(*codes)}}
+
+
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)],
                    responses=errors(401, 422))
 
@@ -89,7 +100,7 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
     return to_dict(release)
 
 
-@router.get("/releases", summary="List releases, newest first")
+@router.get("/releases", summary="List releases, newest first", **answers(list[ReleaseOut]))
 def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
     with request.app.state.db.session() as session:
         rows = session.scalars(select(Release).order_by(Release.id.desc())
@@ -97,7 +108,7 @@ def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> li
         return [release_to_dict(session, r) for r in rows]
 
 
-@router.get("/releases/{release_id}", summary="One release", responses=errors(404))
+@router.get("/releases/{release_id}", summary="One release", **answers(ReleaseOut, 404))
 def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
@@ -127,7 +138,8 @@ class ScheduleIn(BaseModel):
     now: bool = False
 
 
-@router.get("/campaigns", summary="List campaigns, newest first")
+@router.get("/campaigns", summary="List campaigns, newest first",
+            **answers(list[CampaignOut]))
 def list_campaigns(request: Request, status: CampaignState | None = None,
                    limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
@@ -139,7 +151,7 @@ def list_campaigns(request: Request, status: CampaignState | None = None,
 
 
 @router.post("/campaigns", status_code=201, summary="Create a draft campaign",
-             responses=errors(400, 404))
+             **answers(CampaignOut, 400, 404, status=201))
 def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(caller)) -> dict:
     with request.app.state.db.session() as session:
         campaign = ops.create(session, release_id=body.release_id, segment=body.segment,
@@ -148,7 +160,8 @@ def create_campaign(body: CampaignIn, request: Request, who: Caller = Depends(ca
         return campaign_to_dict(campaign)
 
 
-@router.get("/campaigns/{campaign_id}", summary="One campaign", responses=errors(404))
+@router.get("/campaigns/{campaign_id}", summary="One campaign",
+            **answers(CampaignDetailOut, 404))
 def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -156,7 +169,7 @@ def show_campaign(campaign_id: Id, request: Request) -> dict:
 
 
 @router.get("/campaigns/{campaign_id}/status", summary="Status and delivery counts",
-            responses=errors(404))
+            **answers(StatusOut, 404))
 def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -165,7 +178,7 @@ def campaign_status(campaign_id: Id, request: Request) -> dict:
 
 @router.post("/campaigns/{campaign_id}/approve",
              summary="Approve (refused to the campaign's author)",
-             responses=errors(400, 403, 404, 409))
+             **answers(CampaignOut, 400, 403, 404, 409))
 def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
     with request.app.state.db.session() as session:
@@ -175,7 +188,7 @@ def approve_campaign(campaign_id: Id, request: Request, who: Caller = Depends(ca
 
 
 @router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now",
-             responses=errors(400, 403, 404, 409))
+             **answers(CampaignOut, 400, 403, 404, 409))
 def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
                       who: Caller = Depends(caller)) -> dict:
     require_role(who, "approver")
@@ -209,7 +222,7 @@ def _lifecycle(action: str):
 for _action in ("pause", "resume", "cancel"):
     router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
                          methods=["POST"], summary=f"{_action.capitalize()} a campaign",
-                         responses=errors(403, 404, 409))
+                         **answers(CampaignOut, 403, 404, 409))
 
 
 # --- subscribers ----------------------------------------------------------------------------
@@ -232,7 +245,8 @@ class SubscriberIn(BaseModel):
     double_opt_in: bool = Field(True, description="pending until they confirm by email")
 
 
-@router.get("/subscribers", summary="Search subscribers", responses=errors(400))
+@router.get("/subscribers", summary="Search subscribers",
+            **answers(list[SubscriberOut], 400))
 def list_subscribers(request: Request, q: str | None = None,
                      status: SubscriberState | None = None,
                      limit: Limit = 50, offset: Offset = 0
@@ -251,7 +265,7 @@ def list_subscribers(request: Request, q: str | None = None,
 
 
 @router.get("/subscribers/{email_or_id}", summary="One subscriber, with status history",
-            responses=errors(400, 404))
+            **answers(SubscriberDetailOut, 400, 404))
 def show_subscriber(email_or_id: EmailOrId, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
@@ -259,7 +273,7 @@ def show_subscriber(email_or_id: EmailOrId, request: Request) -> dict:
 
 
 @router.post("/subscribers", status_code=201, summary="Add a subscriber",
-             responses=errors(400, 404))
+             **answers(SubscriberOut, 400, 404, status=201))
 def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundTasks,
                    who: Caller = Depends(caller)) -> dict:
     """Adds (or updates) a subscriber. With ``double_opt_in`` (the default) a new address is
@@ -282,7 +296,7 @@ def add_subscriber(body: SubscriberIn, request: Request, background: BackgroundT
 
 @router.post("/subscribers/{email_or_id}/unsubscribe",
              summary="Unsubscribe and suppress (e.g. a request by phone)",
-             responses=errors(400, 404))
+             **answers(SubscriberOut, 400, 404))
 def unsubscribe_subscriber(email_or_id: EmailOrId, request: Request,
                            who: Caller = Depends(caller)) -> dict:
 
