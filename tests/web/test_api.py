@@ -150,6 +150,9 @@ def test_api_reference_is_served_without_cdn_or_inline_script(client):
     assert page.status_code == 200
     assert "POST /api/campaigns/{campaign_id}/approve" in page.text
     assert "<code>release_id</code>" in page.text
+    # Each operation's answers: the statuses, what they mean, the body's shape.
+    assert "<td>409</td><td>The campaign&#39;s state does not allow this</td>" in page.text
+    assert "<code>list of ReleaseOut</code>" in page.text and "<code>ErrorOut</code>" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text
     assert "'unsafe-inline'" not in page.headers["content-security-policy"]
 
