@@ -38,7 +38,7 @@ from mailer.web.api_models import (
 from mailer.web.auth import Caller, api_user, require_role
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links
-from subscribers.models import ACTIVE, PENDING, STATUSES, Subscriber
+from subscribers.models import ACTIVE, FREQUENCIES, PENDING, STATUSES, Subscriber
 from subscribers.service import add_subscriber as add
 from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
 
@@ -120,10 +120,15 @@ def show_release(release_id: Id, request: Request) -> dict:
 # --- campaigns ------------------------------------------------------------------------------
 
 class CampaignIn(BaseModel):
+    """Exactly one of ``segment`` and ``query`` (else 400)."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"release_id": 1, "query": 'topic = "human-trafficking" and county = "Cass"'}]})
 
-    release_id: Id
+    # Strict numbers and booleans: a JSON "1" is no id and 0 no boolean (the document's
+    # types are the types taken; a body is validated from parsed JSON, so not model-wide,
+    # which would refuse the ISO text of a datetime too).
+    release_id: Id = Field(strict=True)
     segment: str | None = Field(None, description="a saved segment's name")
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
@@ -131,11 +136,13 @@ class CampaignIn(BaseModel):
 
 
 class ScheduleIn(BaseModel):
+    """Exactly one of ``at`` and ``now: true`` (else 400)."""
+
     model_config = ConfigDict(json_schema_extra={"examples": [{"at": "2030-11-24T07:00:00"}]})
 
     at: datetime | None = Field(None, description="ISO 8601; without an offset it is read "
                                 "in the office's time zone")
-    now: bool = False
+    now: bool = Field(False, strict=True)
 
 
 @router.get("/campaigns", summary="List campaigns, newest first",
@@ -241,8 +248,9 @@ class SubscriberIn(BaseModel):
     name: str | None = None
     zip: str | None = None
     topics: list[str] = []
-    frequency: str = "immediate"
-    double_opt_in: bool = Field(True, description="pending until they confirm by email")
+    frequency: Literal[FREQUENCIES] = "immediate"
+    double_opt_in: bool = Field(True, strict=True,
+                                description="pending until they confirm by email")
 
 
 @router.get("/subscribers", summary="Search subscribers",

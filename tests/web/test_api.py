@@ -185,3 +185,16 @@ def test_the_document_lists_each_error_with_the_body_the_api_sends(client, token
     assert bad.status_code == 422 and set(bad.json()) == {"detail"}
     assert isinstance(bad.json()["detail"], str) and "status" in bad.json()["detail"]
     assert spec["paths"]["/api/campaigns"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/subscribers", {"email": "a@example.org", "double_opt_in": 0}),
+    ("/api/subscribers", {"email": "a@example.org", "frequency": "hourly"}),
+    ("/api/campaigns", {"release_id": "1", "query": 'topic = "x"'}),
+    ("/api/campaigns/1/schedule", {"now": 1}),
+])
+def test_a_body_the_document_refuses_is_a_422(client, tokens, release_id, path, body):
+    """The types taken are the document's: no "1" for an id, no 0 for a boolean."""
+    response = client.post(path, json=body, headers=auth(tokens["bob"]))
+    assert response.status_code == 422, response.text
+    assert set(response.json()) == {"detail"}
