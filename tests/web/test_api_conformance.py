@@ -5,8 +5,9 @@ through the ASGI app with generated input, authenticated with a real API token, 
 seed and a bounded number of examples. A run fails on any 5xx, on a status code or content
 type the document does not list for the operation, on a body that does not match the listed
 schema (the error shape included), on an undocumented method answered without 405 and
-``Allow``, on ``OPTIONS`` advertising other methods than the document, and on a call without
-the token that is not refused.
+``Allow``, on ``OPTIONS`` advertising other methods than the document, on a call without
+the token that is not refused, on input outside the document that is taken, and on input
+inside it refused as invalid (422).
 
 Runs on SQLite and, with ``MAILER_TEST_POSTGRES_URL``, on PostgreSQL (the ``app`` fixture).
 Sending goes to the test settings' outbox transport, so nothing leaves the machine.
@@ -62,9 +63,11 @@ def conformance_config(token: str, max_examples: int) -> SchemathesisConfig:
 
 
 @pytest.fixture
-def api_app(app, db, release_id, topics):
+def api_app(app, settings, db, release_id, topics):
     """The app, with rows for generated ids to find: a release, a subscriber, and a draft
     by a user other than the callers (so an approver may approve it)."""
+    # Generated calls send campaigns and confirmation emails: into files, never out.
+    assert settings.transport == "outbox"
     add_user(db, "alice", "author")
     add_user(db, "root", "admin")
     add_subscriber(db, "someone@example.org")
@@ -107,7 +110,12 @@ def test_an_authors_refusals_are_documented_too(api_app, cli):
 
 def run_checks(schema) -> tuple[list[str], dict[str, set[int]]]:
     """Every failed check and engine error of one schemathesis run, as readable text, and
-    the statuses each operation answered."""
+    the statuses each operation answered.
+
+    The run goes through schemathesis's engine (what its command line runs: the examples,
+    coverage and fuzzing phases) rather than its pytest plugin, whose lazy per-operation
+    tests do not run under this pytest, and which could not see the per-database ``app``.
+    """
     found, answers = [], defaultdict(set)
     for event in engine.from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
