@@ -53,8 +53,9 @@ def caller(request: Request,
 
 #: What each error status means here (the body is always ``ErrorOut``).
 ERROR_MEANING = {
-    400: "The request is well formed but cannot be used (a query that does not parse, a "
-         "time in the past, text the database cannot store such as a NUL character)",
+    400: "The request cannot be used: a query that does not parse, a time in the past, "
+         "text the database cannot store (such as a NUL character), or a JSON body too "
+         "deeply nested or with a number too long to read",
     401: "No valid bearer token",
     403: "The token's user may not do this, or a rule forbids it now (approval, quiet "
          "hours, election blackout)",

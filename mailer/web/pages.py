@@ -176,8 +176,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
+    """The API's one-line 422 detail: where the first error is, and what it is."""
     first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        # The loc is ("body", offset): name the offset rather than show a bare number.
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        return f"body: not JSON ({reason} at character {loc[-1] if loc else 0})"
+    where = ".".join(str(p) for p in loc if p != "body") or ("body" if loc else "")
     return f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
 
 

@@ -198,3 +198,16 @@ def test_a_body_the_document_refuses_is_a_422(client, tokens, release_id, path, 
     response = client.post(path, json=body, headers=auth(tokens["bob"]))
     assert response.status_code == 422, response.text
     assert set(response.json()) == {"detail"}
+
+
+@pytest.mark.parametrize("content, status, detail", [
+    (b"{", 422, "body: not JSON (Expecting property name enclosed in double quotes at "
+                "character 1)"),
+    (b"", 422, "body: Field required"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "There was an error parsing the body"),
+])
+def test_a_body_that_is_no_json_gets_a_one_line_answer(client, tokens, content, status,
+                                                        detail):
+    response = client.post("/api/subscribers", content=content, headers={
+        **auth(tokens["bob"]), "Content-Type": "application/json"})
+    assert (response.status_code, response.json()) == (status, {"detail": detail})
