@@ -1,8 +1,9 @@
 """The JSON API under /api, for the office's own scripts. Every call needs
 ``Authorization: Bearer <token>`` (made with ``mailer tokens create``); without one the answer
 is 401. Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422, and the OpenAPI
-document lists, operation by operation, every status it can answer (``errors``); the
-conformance test holds the document to what the app answers.
+document lists, operation by operation, every status it can answer with its body
+(``answers`` and ``errors`` in ``mailer.web.api_models``); the conformance test holds the
+document to what the app answers.
 
 The shapes match the CLI's ``--json`` output (see CONTRACT.md), so a script can move between
 the two.
@@ -29,11 +30,12 @@ from mailer.web import constituents
 from mailer.web.api_models import (
     CampaignDetailOut,
     CampaignOut,
-    ErrorOut,
     ReleaseOut,
     StatusOut,
     SubscriberDetailOut,
     SubscriberOut,
+    answers,
+    errors,
 )
 from mailer.web.auth import Caller, api_user, require_role
 from mailer.web.params import Id, Limit, Offset, as_id
@@ -51,42 +53,10 @@ def caller(request: Request,
     return api_user(request)
 
 
-#: What each error status means here (the body is always ``ErrorOut``).
-ERROR_MEANING = {
-    400: "The request cannot be used: a query that does not parse, a time in the past, "
-         "text the database cannot store (such as a NUL character), or a JSON body too "
-         "deeply nested or with a number too long to read",
-    401: "No valid bearer token",
-    403: "The token's user may not do this, or a rule forbids it now (approval, quiet "
-         "hours, election blackout)",
-    404: "Nothing has this id or address, or the body names a release, segment or topic "
-         "that does not exist",
-    409: "The campaign's state does not allow this",
-    422: "A parameter or the body does not match this document",
-}
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` entry documenting the error statuses ``codes``."""
-    documented: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorOut, "description": ERROR_MEANING[code]} for code in codes}
-    if 401 in documented:
-        documented[401]["headers"] = {"WWW-Authenticate": {
-            "description": "the scheme to use: Bearer", "schema": {"type": "string"}}}
-    return documented
-
-
 #: A status filter names one of the states (an unknown one is a 422, not an empty list);
 #: subscripting Literal with a tuple lists its members.
 CampaignState = Literal[CampaignStatus.ALL]
 SubscriberState = Literal[STATUSES]
-
-def answers(model: Any, *codes: int, status: int = 200) -> dict[str, Any]:
-    """An operation's documented answers: ``model`` on success and the error ``codes``,
-    besides the 401 and 422 every operation can answer. Only documented: the handlers'
-    dicts are sent as they are (``response_model=None``), as the CLI prints them."""
-    return {"response_model": None,
-            "responses": {status: {"model": model, "description": "Success"}, **errors(*codes)}}
 
 
 router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)],

@@ -1,8 +1,8 @@
 """The shapes the JSON API answers with, for its OpenAPI document.
 
 The handlers return the same dicts the CLI's ``--json`` prints (CONTRACT.md); these models
-only describe them (``responses=answers(...)`` in ``mailer.web.api``), so documenting never
-filters or re-validates an answer. Each names the contract's fields and allows more, as the
+only describe them (``**answers(...)`` on each route of ``mailer.web.api``), so documenting
+never filters or re-validates an answer. Each names the contract's fields and allows more, as the
 contract does ("add to it freely"). The conformance test checks real answers against them.
 """
 
@@ -100,3 +100,36 @@ class StatusChangeOut(_Open):
 
 class SubscriberDetailOut(SubscriberOut):
     history: list[StatusChangeOut] = Field(description="joining, then every status change")
+
+
+#: What each error status means here (the body is always ``ErrorOut``).
+ERROR_MEANING = {
+    400: "The request cannot be used: a query that does not parse, a time in the past, "
+         "text the database cannot store (such as a NUL character), or a JSON body too "
+         "deeply nested or with a number too long to read",
+    401: "No valid bearer token",
+    403: "The token's user may not do this, or a rule forbids it now (approval, quiet "
+         "hours, election blackout)",
+    404: "Nothing has this id or address, or the body names a release, segment or topic "
+         "that does not exist",
+    409: "The campaign's state does not allow this",
+    422: "A parameter or the body does not match this document",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` entry documenting the error statuses ``codes``."""
+    documented: dict[int | str, dict[str, Any]] = {
+        code: {"model": ErrorOut, "description": ERROR_MEANING[code]} for code in codes}
+    if 401 in documented:
+        documented[401]["headers"] = {"WWW-Authenticate": {
+            "description": "the scheme to use: Bearer", "schema": {"type": "string"}}}
+    return documented
+
+
+def answers(model: Any, *codes: int, status: int = 200) -> dict[str, Any]:
+    """An operation's documented answers: ``model`` on success and the error ``codes``,
+    besides the 401 and 422 every operation can answer. Only documented: the handlers'
+    dicts are sent as they are (``response_model=None``), as the CLI prints them."""
+    return {"response_model": None,
+            "responses": {status: {"model": model, "description": "Success"}, **errors(*codes)}}
