@@ -144,8 +144,9 @@ def _install_error_handlers(app: FastAPI) -> None:
             message = "There is no page at this address."
         if exc.status_code == 405:
             # The router names one route's methods; the path may take more (see methods.py).
-            headers = {**(headers or {}), **allow_header(request.app, request.scope)}
-            if request.method == "OPTIONS":
+            allow = allow_header(request.app, request.scope)
+            headers = {**(headers or {}), **allow}
+            if request.method == "OPTIONS" and allow:
                 return Response(status_code=204, headers=headers)
             message = "This address does not take that method."
         return _error_response(request, exc.status_code, message, headers)
