@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 
 from mailer.web.app import create_app
+from mailer.web.params import MAX_ID
 from tests.web.conftest import add_user, csrf_from, fast_password_hashing, login, release_id
 
 HUGE = 99999999999999999999999
@@ -113,7 +114,24 @@ def test_a_page_address_past_any_id_is_not_found(admin_client):
     response = admin_client.get(f"/api/campaigns/{HUGE}", headers=admin_client.bearer)
     assert response.status_code == 422
     assert response.json() == {"detail": "path.campaign_id: Input should be less than or "
-                                          "equal to 9223372036854775807"}
+                                          f"equal to {MAX_ID}"}
+
+
+def test_an_id_past_postgresqls_integer_names_nothing_on_either_database(admin_client):
+    """Every id column is a 32-bit ``integer`` on PostgreSQL: an id just past it reached the
+    database there and came back as a 400 "cannot be stored". It is refused before any query,
+    the same on SQLite, and the largest id that can exist is simply not found."""
+    client = admin_client
+    past, largest = MAX_ID + 1, MAX_ID
+    assert MAX_ID == 2**31 - 1
+    for path in (f"/api/campaigns/{past}", f"/api/campaigns/{past}/status",
+                 f"/api/releases/{past}"):
+        assert client.get(path, headers=client.bearer).status_code == 422, path
+    assert client.post(f"/api/campaigns/{past}/cancel",
+                       headers=client.bearer).status_code == 422
+    for path in (f"/api/campaigns/{largest}", f"/api/releases/{largest}",
+                 f"/api/subscribers/{past}", f"/archive/{past}", f"/admin/campaigns/{past}"):
+        assert client.get(path, headers=client.bearer).status_code == 404, path
 
 
 @pytest.mark.parametrize("value", [HUGE, -HUGE])

@@ -2,8 +2,9 @@
 a bounded number of examples: no operation may answer 5xx, whatever the generated input
 (integers past 64 bits, NUL in text, odd dates, huge and empty bodies).
 
-It checks server errors only: how far the document matches every answer (status codes
-listed, the 422 shape) is not settled yet, and would fail here today.
+It checks server errors only, through a real ``mailer serve`` (uvicorn, its own process).
+That the document matches every answer (status codes, bodies, content types, Allow) is
+checked in-process by tests/web/test_api_conformance.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 ``Authorization: Bearer <token>`` (made with ``mailer tokens create``); without one the answer
 is 401. Every operation names its ``Permission`` through ``api_may``, so the token's role is
 read from the same table as the dashboard's (``mailer.web.roles``); a refusal is 403.
-Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422.
+Errors are ``{"detail": "<one line>"}`` with 400/403/404/409/422, and the OpenAPI
+document lists, operation by operation, every status it can answer with its body
+(``answers`` and ``errors`` in ``mailer.web.api_models``); the conformance test holds the
+document to what the app answers.
 
 The shapes match the CLI's ``--json`` output (see CONTRACT.md), so a script can move between
 the two.
@@ -11,26 +14,37 @@ the two.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
 
 from mailer.campaigns import actions as ops
-from mailer.campaigns.models import Campaign
+from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.campaigns.service import campaign_to_dict, get_campaign
 from mailer.delivery.outgoing import queue_mail
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
+from mailer.web.api_models import (
+    CampaignDetailOut,
+    CampaignOut,
+    ReleaseOut,
+    RetryOut,
+    StatusOut,
+    SubscriberDetailOut,
+    SubscriberOut,
+    answers,
+    errors,
+)
 from mailer.web.auth import Caller, api_user
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links, mail_queued
 from mailer.web.roles import Permission, check
-from subscribers.models import ACTIVE, PENDING, Subscriber
+from subscribers.models import ACTIVE, FREQUENCIES, PENDING, STATUSES, Subscriber
 from subscribers.service import add_subscriber as add
 from subscribers.service import get_by_email, subscriber_to_dict, unsubscribe
 
@@ -55,7 +69,14 @@ def api_may(permission: Permission):
     return dependency
 
 
-router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)])
+#: A status filter names one of the states (an unknown one is a 422, not an empty list);
+#: subscripting Literal with a tuple lists its members.
+CampaignState = Literal[CampaignStatus.ALL]
+SubscriberState = Literal[STATUSES]
+
+
+router = APIRouter(prefix="/api", tags=["api"], dependencies=[Depends(caller)],
+                   responses=errors(401, 422))
 VIEW = Depends(api_may(Permission.VIEW))
 
 
@@ -67,7 +88,8 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
     return to_dict(release)
 
 
-@router.get("/releases", dependencies=[VIEW], summary="List releases, newest first")
+@router.get("/releases", dependencies=[VIEW], summary="List releases, newest first",
+            **answers(list[ReleaseOut], 403))
 def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
     with request.app.state.db.session() as session:
         rows = session.scalars(select(Release).order_by(Release.id.desc())
@@ -75,7 +97,8 @@ def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> li
         return [release_to_dict(session, r) for r in rows]
 
 
-@router.get("/releases/{release_id}", dependencies=[VIEW], summary="One release")
+@router.get("/releases/{release_id}", dependencies=[VIEW], summary="One release",
+            **answers(ReleaseOut, 403, 404))
 def show_release(release_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         release = session.get(Release, release_id)
@@ -87,7 +110,15 @@ def show_release(release_id: Id, request: Request) -> dict:
 # --- campaigns ------------------------------------------------------------------------------
 
 class CampaignIn(BaseModel):
-    release_id: Id
+    """Exactly one of ``segment`` and ``query`` (else 400)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"release_id": 1, "query": 'topic = "human-trafficking" and county = "Cass"'}]})
+
+    # Strict numbers and booleans: a JSON "1" is no id and 0 no boolean (the document's
+    # types are the types taken; a body is validated from parsed JSON, so not model-wide,
+    # which would refuse the ISO text of a datetime too).
+    release_id: Id = Field(strict=True)
     segment: str | None = Field(None, description="a saved segment's name")
     query: str | None = Field(None, description="an audience query (instead of a segment)")
     subject: str | None = None
@@ -99,13 +130,18 @@ class CampaignIn(BaseModel):
 
 
 class ScheduleIn(BaseModel):
+    """Exactly one of ``at`` and ``now: true`` (else 400)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"at": "2030-11-24T07:00:00"}]})
+
     at: datetime | None = Field(None, description="ISO 8601; without an offset it is read "
                                 "in the office's time zone")
-    now: bool = False
+    now: bool = Field(False, strict=True)
 
 
-@router.get("/campaigns", dependencies=[VIEW], summary="List campaigns, newest first")
-def list_campaigns(request: Request, status: str | None = None,
+@router.get("/campaigns", dependencies=[VIEW], summary="List campaigns, newest first",
+            **answers(list[CampaignOut], 403))
+def list_campaigns(request: Request, status: CampaignState | None = None,
                    limit: Limit = 50, offset: Offset = 0
                    ) -> list[dict]:
     stmt = select(Campaign).order_by(Campaign.id.desc()).limit(limit).offset(offset)
@@ -115,7 +151,8 @@ def list_campaigns(request: Request, status: str | None = None,
         return [campaign_to_dict(c) for c in session.scalars(stmt)]
 
 
-@router.post("/campaigns", status_code=201, summary="Create a draft campaign")
+@router.post("/campaigns", status_code=201, summary="Create a draft campaign",
+             **answers(CampaignOut, 400, 403, 404, status=201))
 def create_campaign(body: CampaignIn, request: Request,
                     who: Caller = Depends(api_may(Permission.EDIT_DRAFTS))) -> dict:
     with request.app.state.db.session() as session:
@@ -126,7 +163,8 @@ def create_campaign(body: CampaignIn, request: Request,
         return campaign_to_dict(campaign)
 
 
-@router.get("/campaigns/{campaign_id}", dependencies=[VIEW], summary="One campaign")
+@router.get("/campaigns/{campaign_id}", dependencies=[VIEW], summary="One campaign",
+            **answers(CampaignDetailOut, 403, 404))
 def show_campaign(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -134,7 +172,7 @@ def show_campaign(campaign_id: Id, request: Request) -> dict:
 
 
 @router.get("/campaigns/{campaign_id}/status", dependencies=[VIEW],
-            summary="Status and delivery counts")
+            summary="Status and delivery counts", **answers(StatusOut, 403, 404))
 def campaign_status(campaign_id: Id, request: Request) -> dict:
     with request.app.state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
@@ -142,7 +180,8 @@ def campaign_status(campaign_id: Id, request: Request) -> dict:
 
 
 @router.post("/campaigns/{campaign_id}/approve",
-             summary="Approve (refused to the campaign's author)")
+             summary="Approve (refused to the campaign's author)",
+             **answers(CampaignOut, 400, 403, 404, 409))
 def approve_campaign(campaign_id: Id, request: Request,
                      who: Caller = Depends(api_may(Permission.APPROVE))) -> dict:
     with request.app.state.db.session() as session:
@@ -151,7 +190,8 @@ def approve_campaign(campaign_id: Id, request: Request,
         return campaign_to_dict(campaign)
 
 
-@router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now")
+@router.post("/campaigns/{campaign_id}/schedule", summary="Schedule at a time, or now",
+             **answers(CampaignOut, 400, 403, 404, 409))
 def schedule_campaign(campaign_id: Id, body: ScheduleIn, request: Request,
                       who: Caller = Depends(api_may(Permission.SCHEDULE))) -> dict:
     settings = request.app.state.settings
@@ -183,11 +223,13 @@ def _lifecycle(action: str):
 
 for _action in ("pause", "resume", "cancel"):
     router.add_api_route(f"/campaigns/{{campaign_id}}/{_action}", _lifecycle(_action),
-                         methods=["POST"], summary=f"{_action.capitalize()} a campaign")
+                         methods=["POST"], summary=f"{_action.capitalize()} a campaign",
+                         **answers(CampaignOut, 403, 404, 409))
 
 
 @router.post("/campaigns/{campaign_id}/retry",
-             summary="Send a sent campaign again to its recipients whose delivery failed")
+             summary="Send a sent campaign again to its recipients whose delivery failed",
+             **answers(RetryOut, 400, 403, 404, 409))
 def retry_campaign(campaign_id: Id, request: Request,
                    who: Caller = Depends(api_may(Permission.SCHEDULE))) -> dict:
     """Only failed rows worth another try, to people who can still be mailed (the campaign
@@ -201,17 +243,29 @@ def retry_campaign(campaign_id: Id, request: Request,
 
 # --- subscribers ----------------------------------------------------------------------------
 
+#: A subscriber named in a path, by id or by address.
+EmailOrId = Annotated[str, Path(description="the subscriber's id or email address",
+                                examples=["someone@example.org", "1"])]
+
+
 class SubscriberIn(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"email": "someone@example.org", "name": "Pat Doe", "zip": "58102",
+         "topics": ["agriculture"], "double_opt_in": False}]})
+
     email: str
     name: str | None = None
     zip: str | None = None
     topics: list[str] = []
-    frequency: str = "immediate"
-    double_opt_in: bool = Field(True, description="pending until they confirm by email")
+    frequency: Literal[FREQUENCIES] = "immediate"
+    double_opt_in: bool = Field(True, strict=True,
+                                description="pending until they confirm by email")
 
 
-@router.get("/subscribers", dependencies=[VIEW], summary="Search subscribers")
-def list_subscribers(request: Request, q: str | None = None, status: str | None = None,
+@router.get("/subscribers", dependencies=[VIEW], summary="Search subscribers",
+            **answers(list[SubscriberOut], 400, 403))
+def list_subscribers(request: Request, q: str | None = None,
+                     status: SubscriberState | None = None,
                      limit: Limit = 50, offset: Offset = 0
                      ) -> list[dict]:
 
@@ -228,14 +282,16 @@ def list_subscribers(request: Request, q: str | None = None, status: str | None 
 
 
 @router.get("/subscribers/{email_or_id}", dependencies=[VIEW],
-            summary="One subscriber, with status history")
-def show_subscriber(email_or_id: str, request: Request) -> dict:
+            summary="One subscriber, with status history",
+            **answers(SubscriberDetailOut, 400, 403, 404))
+def show_subscriber(email_or_id: EmailOrId, request: Request) -> dict:
     with request.app.state.db.session() as session:
         return subscriber_to_dict(session, _find_subscriber(session, email_or_id),
                                   history=True)
 
 
-@router.post("/subscribers", status_code=201, summary="Add a subscriber")
+@router.post("/subscribers", status_code=201, summary="Add a subscriber",
+             **answers(SubscriberOut, 400, 403, 404, status=201))
 def add_subscriber(body: SubscriberIn, request: Request,
                    who: Caller = Depends(api_may(Permission.CHANGE_LIST))) -> dict:
     """Adds (or updates) a subscriber: a change of the list, so approvers and admins only.
@@ -259,8 +315,9 @@ def add_subscriber(body: SubscriberIn, request: Request,
 
 
 @router.post("/subscribers/{email_or_id}/unsubscribe",
-             summary="Unsubscribe and suppress (e.g. a request by phone)")
-def unsubscribe_subscriber(email_or_id: str, request: Request,
+             summary="Unsubscribe and suppress (e.g. a request by phone)",
+             **answers(SubscriberOut, 400, 403, 404))
+def unsubscribe_subscriber(email_or_id: EmailOrId, request: Request,
                            who: Caller = Depends(api_may(Permission.CHANGE_LIST))) -> dict:
 
     with request.app.state.db.session() as session:

@@ -41,6 +41,7 @@ def operations(spec: dict[str, Any]) -> list[dict[str, Any]]:
                 "description": (op.get("description") or "").strip(),
                 "parameters": [_parameter(p) for p in op.get("parameters", [])],
                 "body": _body(op, schemas),
+                "answers": _answers(op),
                 "secured": bool(op.get("security")),
             })
     return found
@@ -61,6 +62,25 @@ def _body(op: dict[str, Any], schemas: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": name, "type": _type(prop), "required": name in required,
              "description": prop.get("description", "")}
             for name, prop in model.get("properties", {}).items()]
+
+
+def _answers(op: dict[str, Any]) -> list[dict[str, str]]:
+    """Each status the operation answers, with what it means and the body's shape."""
+    found = []
+    for status, answer in sorted(op.get("responses", {}).items()):
+        schema = answer.get("content", {}).get("application/json", {}).get("schema", {})
+        found.append({"status": status, "meaning": answer.get("description", ""),
+                      "body": _shape(schema)})
+    return found
+
+
+def _shape(schema: dict[str, Any]) -> str:
+    """A body schema's name (``ReleaseOut``, ``list of ReleaseOut``), or its type."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1]
+    if schema.get("type") == "array":
+        return f"list of {_shape(schema.get('items', {}))}"
+    return _type(schema) if schema else ""
 
 
 def _type(schema: dict[str, Any]) -> str:

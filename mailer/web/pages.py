@@ -30,6 +30,7 @@ from mailer.storage import outage
 from mailer.storage.limits import SharedLimit
 from mailer.web.auth import LoginRequired
 from mailer.web.lockout import AccountLockout
+from mailer.web.methods import allow_header
 from mailer.web.roles import Permission, allows
 from mailer.web.security import SecurityHeadersMiddleware, csrf_token
 
@@ -154,9 +155,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         message = exc.detail if isinstance(exc.detail, str) else "Request refused."
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = "There is no page at this address."
-        return _error_response(request, exc.status_code, message, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            # The router names one route's methods; the path may take more (see methods.py).
+            allow = allow_header(request.app, request.scope)
+            headers = {**(headers or {}), **allow}
+            if request.method == "OPTIONS" and allow:
+                return Response(status_code=204, headers=headers)
+            message = "This address does not take that method."
+        return _error_response(request, exc.status_code, message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -198,8 +207,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
+    """The API's one-line 422 detail: where the first error is, and what it is."""
     first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    loc = tuple(first.get("loc", ()))
+    if first.get("type") == "json_invalid":
+        # The loc is ("body", offset): name the offset rather than show a bare number.
+        reason = (first.get("ctx") or {}).get("error", "invalid JSON")
+        return f"body: not JSON ({reason} at character {loc[-1] if loc else 0})"
+    where = ".".join(str(p) for p in loc if p != "body") or ("body" if loc else "")
     return f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
 
 

@@ -153,6 +153,9 @@ def test_api_reference_is_served_without_cdn_or_inline_script(client):
     assert page.status_code == 200
     assert "POST /api/campaigns/{campaign_id}/approve" in page.text
     assert "<code>release_id</code>" in page.text
+    # Each operation's answers: the statuses, what they mean, the body's shape.
+    assert "<td>409</td><td>The campaign&#39;s state does not allow this</td>" in page.text
+    assert "<code>list of ReleaseOut</code>" in page.text and "<code>ErrorOut</code>" in page.text
     assert "cdn" not in page.text.lower() and "<script" not in page.text
     assert "'unsafe-inline'" not in page.headers["content-security-policy"]
 
@@ -171,3 +174,59 @@ def test_a_campaign_carries_its_preheader_and_intro(client, tokens, release_id):
         "release_id": release_id, "query": 'topic = "agriculture"', "preheader": "x" * 151})
     assert long.status_code == 400
     assert "at most 150" in long.json()["detail"]
+
+
+def test_options_and_405_name_every_method_the_path_takes(client, tokens):
+    # GET and POST /api/campaigns are two routes; the router used to name the first only.
+    for method in ("OPTIONS", "PUT", "DELETE"):
+        response = client.request(method, "/api/campaigns")
+        assert response.headers["allow"] == "GET, OPTIONS, POST", method
+        assert response.status_code == (204 if method == "OPTIONS" else 405)
+    wrong = client.delete("/api/campaigns/1", headers=auth(tokens["bob"]))
+    assert wrong.json() == {"detail": "This address does not take that method."}
+    assert client.options("/api/campaigns/1/approve").headers["allow"] == "OPTIONS, POST"
+    assert client.options("/api/no-such-thing").status_code == 404
+
+
+def test_the_document_lists_each_error_with_the_body_the_api_sends(client, tokens):
+    spec = client.get("/api/openapi.json").json()
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    approve = spec["paths"]["/api/campaigns/{campaign_id}/approve"]["post"]["responses"]
+    assert set(approve) == {"200", "400", "401", "403", "404", "409", "422"}
+    for code in ("400", "401", "403", "404", "409", "422"):
+        assert approve[code]["content"]["application/json"]["schema"] == error, code
+    assert "WWW-Authenticate" in approve["401"]["headers"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert spec["components"]["schemas"]["ErrorOut"]["required"] == ["detail"]
+    # What the API sends for a 422 is that shape: one line under "detail".
+    bad = client.get("/api/campaigns", params={"status": "nonsense"},
+                     headers=auth(tokens["alice"]))
+    assert bad.status_code == 422 and set(bad.json()) == {"detail"}
+    assert isinstance(bad.json()["detail"], str) and "status" in bad.json()["detail"]
+    assert spec["paths"]["/api/campaigns"]["get"]["security"] == [{"HTTPBearer": []}]
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/subscribers", {"email": "a@example.org", "double_opt_in": 0}),
+    ("/api/subscribers", {"email": "a@example.org", "frequency": "hourly"}),
+    ("/api/campaigns", {"release_id": "1", "query": 'topic = "x"'}),
+    ("/api/campaigns/1/schedule", {"now": 1}),
+])
+def test_a_body_the_document_refuses_is_a_422(client, tokens, release_id, path, body):
+    """The types taken are the document's: no "1" for an id, no 0 for a boolean."""
+    response = client.post(path, json=body, headers=auth(tokens["bob"]))
+    assert response.status_code == 422, response.text
+    assert set(response.json()) == {"detail"}
+
+
+@pytest.mark.parametrize("content, status, detail", [
+    (b"{", 422, "body: not JSON (Expecting property name enclosed in double quotes at "
+                "character 1)"),
+    (b"", 422, "body: Field required"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "There was an error parsing the body"),
+])
+def test_a_body_that_is_no_json_gets_a_one_line_answer(client, tokens, content, status,
+                                                        detail):
+    response = client.post("/api/subscribers", content=content, headers={
+        **auth(tokens["bob"]), "Content-Type": "application/json"})
+    assert (response.status_code, response.json()) == (status, {"detail": detail})
