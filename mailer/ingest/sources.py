@@ -85,7 +85,10 @@ def load_upload(filename: str, data: bytes, settings: Settings) -> Loaded:
     IngestError for a name that is not a text, HTML, Markdown or feed file, an oversized,
     empty or binary file; a file that cannot be decoded is refused when it is parsed.
     """
-    name = Path(filename.replace("\\", "/")).name.strip()[:200] or "upload"
+    # The name becomes the release's source: no folders, no control characters (PostgreSQL
+    # refuses a NUL in text).
+    name = re.sub(r"[\x00-\x1f\x7f]", "", Path(filename.replace("\\", "/")).name)
+    name = name.strip()[:200] or "upload"
     if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
         raise IngestError(f"{name}: not a text, HTML, Markdown or feed file "
                           f"(the name must end in {', '.join(UPLOAD_SUFFIXES)})")
