@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.campaigns.lifecycle import back_to_draft
@@ -303,27 +303,42 @@ def list_releases(session: Session, *, topic: str | None = None, limit: int | No
     ``text`` keeps releases whose title or body holds every word of it (any case).
 
     A search reads at most the newest ``SEARCH_WINDOW`` releases, so a search costs a bounded
-    scan however many releases pile up (an office has a few thousand)."""
+    scan however many releases pile up (an office has a few thousand). The page's ids are
+    found first and the releases loaded after, so sorting never carries bodies along."""
     newest = (Release.date.desc().nulls_last(), Release.id.desc())
-    stmt = select(Release).order_by(*newest).options(
-        selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))
+    ids = select(Release.id).order_by(*newest)
     if topic:
         found = find_topic(session, topic)
-        stmt = stmt.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
-                                             ReleaseTopic.origin != "removed")
+        ids = ids.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
+                                           ReleaseTopic.origin != "removed")
     words = search_words(text)
     if words:
-        window = select(Release.id).order_by(*newest).limit(SEARCH_WINDOW)
-        stmt = stmt.where(Release.id.in_(window))
+        ids = ids.where(_in_search_window(session, newest))
         for word in words:
             pattern = "%" + _LIKE_SPECIAL.sub(r"\\\g<0>", word) + "%"
-            stmt = stmt.where(Release.title.ilike(pattern, escape="\\")
-                              | Release.body.ilike(pattern, escape="\\"))
-    if offset:
-        stmt = stmt.offset(offset)
-    if limit:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
+            ids = ids.where(Release.title.ilike(pattern, escape="\\")
+                            | Release.body.ilike(pattern, escape="\\"))
+    page = list(session.scalars(ids.offset(offset or None).limit(limit)))
+    loaded: dict[int, Release] = {}
+    for start in range(0, len(page), 1000):  # bound the number of bound parameters
+        loaded.update((r.id, r) for r in session.scalars(
+            select(Release).where(Release.id.in_(page[start:start + 1000])).options(
+                selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))))
+    return [loaded[i] for i in page]
+
+
+def _in_search_window(session: Session, newest) -> Any:
+    """A condition true for the newest ``SEARCH_WINDOW`` releases: at least as new as the
+    last one of them. A plain comparison on each row, so the database filters in the same
+    pass as the search (an ``IN (… LIMIT n)`` subquery became a nested loop on PostgreSQL)."""
+    last = session.execute(select(Release.date, Release.id).order_by(*newest)
+                           .offset(SEARCH_WINDOW - 1).limit(1)).first()
+    if last is None:
+        return true()  # fewer releases than the window: every one is in it
+    day, release_id = last
+    if day is None:  # dated releases come first, then undated ones by id
+        return or_(Release.date.is_not(None), Release.id >= release_id)
+    return or_(Release.date > day, and_(Release.date == day, Release.id >= release_id))
 
 
 #: How many of the newest releases a text search reads (see ``list_releases``).
