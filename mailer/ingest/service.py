@@ -13,13 +13,12 @@ campaigns that are sending or finished are left alone.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import and_, or_, select, true
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.campaigns.lifecycle import back_to_draft
@@ -33,6 +32,7 @@ from mailer.ingest.markdown import parse_markdown
 from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.parsed import MAX_DATELINE, MAX_SUBTITLE, ParsedRelease
 from mailer.ingest.rss import parse_feed
+from mailer.ingest.search import matching, page_ids
 from mailer.ingest.sources import Loaded, read_source
 from mailer.ingest.text import parse_text
 from mailer.ingest.topics import (
@@ -300,54 +300,22 @@ def get_release(session: Session, release_id: int) -> Release:
 def list_releases(session: Session, *, topic: str | None = None, limit: int | None = None,
                   offset: int = 0, text: str | None = None) -> list[Release]:
     """Newest first (by date, then id); ``topic`` a slug or name (NotFound otherwise);
-    ``text`` keeps releases whose title or body holds every word of it (any case).
-
-    A search reads at most the newest ``SEARCH_WINDOW`` releases, so a search costs a bounded
-    scan however many releases pile up (an office has a few thousand). The page's ids are
-    found first and the releases loaded after, so sorting never carries bodies along."""
+    ``text`` keeps releases whose title or body holds every word of it, any case
+    (``mailer.ingest.search``: indexed, or a bounded scan). The page's ids are found first
+    and the releases loaded after, so sorting never carries bodies along."""
     newest = (Release.date.desc().nulls_last(), Release.id.desc())
     ids = select(Release.id).order_by(*newest)
     if topic:
         found = find_topic(session, topic)
         ids = ids.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
                                            ReleaseTopic.origin != "removed")
-    words = search_words(text)
-    if words:
-        ids = ids.where(_in_search_window(session, newest))
-        for word in words:
-            pattern = "%" + _LIKE_SPECIAL.sub(r"\\\g<0>", word) + "%"
-            ids = ids.where(Release.title.ilike(pattern, escape="\\")
-                            | Release.body.ilike(pattern, escape="\\"))
-    page = list(session.scalars(ids.offset(offset or None).limit(limit)))
+    match = matching(session, text, newest)
+    if match is not None:
+        ids = ids.where(match.condition)
+    page = page_ids(session, ids, match, newest, offset=offset, limit=limit)
     loaded: dict[int, Release] = {}
     for start in range(0, len(page), 1000):  # bound the number of bound parameters
         loaded.update((r.id, r) for r in session.scalars(
             select(Release).where(Release.id.in_(page[start:start + 1000])).options(
                 selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))))
     return [loaded[i] for i in page]
-
-
-def _in_search_window(session: Session, newest) -> Any:
-    """A condition true for the newest ``SEARCH_WINDOW`` releases: at least as new as the
-    last one of them. A plain comparison on each row, so the database filters in the same
-    pass as the search (an ``IN (… LIMIT n)`` subquery became a nested loop on PostgreSQL)."""
-    last = session.execute(select(Release.date, Release.id).order_by(*newest)
-                           .offset(SEARCH_WINDOW - 1).limit(1)).first()
-    if last is None:
-        return true()  # fewer releases than the window: every one is in it
-    day, release_id = last
-    if day is None:  # dated releases come first, then undated ones by id
-        return or_(Release.date.is_not(None), Release.id >= release_id)
-    return or_(Release.date > day, and_(Release.date == day, Release.id >= release_id))
-
-
-#: How many of the newest releases a text search reads (see ``list_releases``).
-SEARCH_WINDOW = 5000
-_LIKE_SPECIAL = re.compile(r"[\\%_]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def search_words(text: str | None) -> list[str]:
-    """The words a release search looks for: at most 8, each at most 100 characters; control
-    characters (a NUL breaks PostgreSQL's text comparison) are dropped."""
-    return [w[:100] for w in _CONTROL.sub(" ", text or "").split()][:8]

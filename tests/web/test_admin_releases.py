@@ -10,11 +10,10 @@ import threading
 from datetime import date
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from mailer.campaigns.models import Campaign
 from mailer.ingest.models import Release, ReleaseTopic
-from mailer.ingest.service import SEARCH_WINDOW
 from tests.conftest import FEEDS_DIR, SEED_RELEASE
 from tests.web.conftest import add_user, csrf_from, login
 
@@ -205,17 +204,44 @@ def test_list_is_newest_release_date_first_and_searches_title_and_body(client, d
     assert "No release matches." in client.get("/admin/releases", params={"q": "zzz"}).text
 
 
-def test_search_reads_a_bounded_window_of_the_newest_releases(db, monkeypatch):
-    from mailer.ingest import service
+def test_long_words_use_the_index_and_short_ones_a_bounded_window(db, monkeypatch):
+    from mailer.ingest import search, service
 
-    assert SEARCH_WINDOW <= 10_000
-    old = add_release(db, "Old Farm News", date(2001, 1, 1))
-    recent = add_release(db, "Farm Update", date(2024, 1, 1))
+    old = add_release(db, "Old Farm News", date(2001, 1, 1), "An ox at the fair.")
+    recent = add_release(db, "Farm Update", date(2024, 1, 1), "An ox at the show.")
     add_release(db, "Other", date(2024, 6, 1))
-    monkeypatch.setattr(service, "SEARCH_WINDOW", 2)
+    monkeypatch.setattr(search, "SEARCH_WINDOW", 2)
+    monkeypatch.setattr(search, "RECENT", 1)  # PostgreSQL: the newest first, then the index
+
+    def found(text: str, offset: int = 0, limit: int = 10) -> list[int]:
+        with db.session() as session:
+            return [r.id for r in service.list_releases(session, text=text, offset=offset,
+                                                        limit=limit)]
+
+    assert found("farm") == [recent, old]  # the trigram index: every release
+    assert found("farm", limit=1) == [recent] and found("farm", offset=1) == [old]
+    assert found("farm", offset=2) == []
+    assert found("ox") == [recent]  # too short to index: only the newest two are read
+    assert found("farm ox") == [recent]
     with db.session() as session:
-        found = [r.id for r in service.list_releases(session, text="farm")]
-    assert found == [recent] and old not in found
+        session.get(Release, old).title = "Old Ranch News"  # the index follows an edit
+    assert found("farm") == [recent] and found("ranch") == [old]
+    with db.session() as session:
+        session.delete(session.get(Release, recent))
+    assert found("farm") == []
+
+
+def test_the_trigram_index_is_in_place(db):
+    """Migration 0017: what keeps a search of long words from reading bodies."""
+    with db.session() as session:
+        if db.dialect == "sqlite":
+            found = session.scalar(text("SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+                                        "AND name = 'release_search'"))
+            assert found == 1
+        else:
+            found = session.scalar(text("SELECT count(*) FROM pg_indexes WHERE indexname IN "
+                                        "('ix_releases_title_trgm', 'ix_releases_body_trgm')"))
+            assert found == 2
 
 
 def test_list_filters_by_topic_and_pages_25_at_a_time(client, db, staff, topics):
