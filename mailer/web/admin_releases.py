@@ -99,8 +99,11 @@ def release_page(release_id: Id, request: Request,
         release = get_release(session, release_id)
         detail = release_detail(session, release)
     untagged = [s for s in detail["scores"] if not s["tagged"]]
+    # Both times are set on insert, microseconds apart: only a later change is one.
+    changed = release.updated_at if release.updated_at and release.created_at and (
+        release.updated_at - release.created_at).total_seconds() > 1 else None
     return render(request, "admin/release.html", {
-        "r": release, "d": detail, "untagged": untagged,
+        "r": release, "d": detail, "untagged": untagged, "changed": changed,
         "paragraphs": [p for p in (release.body or "").split("\n\n") if p.strip()],
         "can_tag": allows(user.role, Permission.TAG_RELEASES)})
 
