@@ -310,8 +310,6 @@ def list_releases(session: Session, *, topic: str | None = None, limit: int | No
         ids = ids.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
                                            ReleaseTopic.origin != "removed")
     match = matching(session, text, newest)
-    if match is not None:
-        ids = ids.where(match.condition)
     page = page_ids(session, ids, match, newest, offset=offset, limit=limit)
     loaded: dict[int, Release] = {}
     for start in range(0, len(page), 1000):  # bound the number of bound parameters

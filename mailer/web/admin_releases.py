@@ -65,17 +65,17 @@ async def releases_import(request: Request,
         raise HTTPException(413, f"The upload is over the import limit of {limit:,} bytes "
                                  "a file.")
     form = await checked_form(request)
-    sources: list[str | Loaded] = [await _read_upload(f, settings)
-                                   for f in form.getlist("file") if getattr(f, "filename", "")]
+    uploads = [f for f in form.getlist("file") if getattr(f, "filename", "")]
+    if len(uploads) > MAX_FILES:
+        raise InvalidInput(f"import at most {MAX_FILES} files at once")
     url = str(form.get("url") or "").strip()
     if url and not is_url(url):
         raise InvalidInput("give the page or feed address starting with http:// or https://")
+    sources: list[str | Loaded] = [await _read_upload(f, settings) for f in uploads]
     if url:
         sources.append(url)
     if not sources:
         raise InvalidInput("choose a release file or give a page or feed address")
-    if len(sources) > MAX_FILES:
-        raise InvalidInput(f"import at most {MAX_FILES} files at once")
     result = await run_in_threadpool(import_releases, request.app.state.db, sources, settings)
     return render(request, "admin/releases_import.html", {"result": result})
 

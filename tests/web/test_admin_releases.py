@@ -175,11 +175,17 @@ def test_a_missing_feed_page_names_the_address(client, db, staff, feed_server):
     assert error_message(answer) == f"{feed_server}/gone.xml: the server answered HTTP 404"
 
 
-def test_an_empty_form_asks_for_a_file_or_address(client, db, staff):
+def test_an_empty_form_asks_for_a_file_or_address_and_too_many_files_are_refused(
+        client, db, staff):
     login(client, "alice")
     answer = post_import(client)
     assert answer.status_code == 400
     assert error_message(answer) == "choose a release file or give a page or feed address"
+    many = [(f"r{i}.txt", f"Headline {i}\n\nBody {i}.".encode()) for i in range(21)]
+    answer = post_import(client, many)
+    assert answer.status_code == 400
+    assert error_message(answer) == "import at most 20 files at once"
+    assert count_releases(db) == 0
 
 
 # --- list ----------------------------------------------------------------------------------
