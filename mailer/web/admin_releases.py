@@ -8,6 +8,8 @@ the actions ``mailer releases import|tag|untag`` call. ``mailer.web.roles`` says
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
@@ -25,6 +27,7 @@ from mailer.web.staff import checked_form, see_other, staff_may, staff_user
 from subscribers.models import Topic
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+log = logging.getLogger("mailer.web")
 #: Releases per list page, as the campaigns list.
 PAGE_SIZE = 25
 #: At most this many files in one upload.
@@ -77,6 +80,8 @@ async def releases_import(request: Request,
     if not sources:
         raise InvalidInput("choose a release file or give a page or feed address")
     result = await run_in_threadpool(import_releases, request.app.state.db, sources, settings)
+    log.info("%s imported releases from %d source(s): %s", user.name, len(sources),
+             result.summary)
     return render(request, "admin/releases_import.html", {"result": result})
 
 
