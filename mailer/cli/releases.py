@@ -8,21 +8,14 @@ from typing import Any
 import typer
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from mailer.cli import context
 from mailer.cli.apps import feeds_app, releases_app, topics_app
+from mailer.ingest.actions import import_releases, set_release_tag
 from mailer.ingest.feeds import add_feed, feed_to_dict, get_feed, poll_all_feeds, poll_due_feeds
 from mailer.ingest.models import Feed
-from mailer.ingest.service import (
-    ImportReport,
-    get_release,
-    import_report,
-    list_releases,
-    release_detail,
-    release_to_dict,
-)
-from mailer.ingest.topics import import_topic_pages, set_tag, topic_to_dict
+from mailer.ingest.service import get_release, list_releases, release_detail, release_to_dict
+from mailer.ingest.topics import import_topic_pages, topic_to_dict
 from subscribers.models import Topic
 
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
@@ -65,47 +58,32 @@ def import_command(
     The summary on standard error names the ids of releases already imported; with
     ``--with-existing`` the printed list holds them too, so a script can find the id of a
     release it imported before without parsing that line."""
-    for attempt in (1, 2):
-        try:
-            with context.database().session() as session, context.progress("reading") as progress:
-                report = import_report(session, sources, context.settings(),
-                                       progress=progress)
-                rows = _import_rows(report, with_existing)
-            break
-        except IntegrityError:
-            if attempt == 2:  # pragma: no cover - needs two racing imports twice in a row
-                raise
-            # Another import stored the same release between our check and our insert;
-            # a second pass sees it and skips it.
-    _note(f"releases: {report.summary()}")
-    if report.campaigns_touched:
+    with context.progress("reading") as progress:
+        result = import_releases(context.database(), sources, context.settings(),
+                                 progress=progress)
+    _note(f"releases: {result.summary}")
+    if len(result.sources) > 1:
+        for source in result.sources:
+            _note(f"  {source.source}: {source.summary()}")
+    if result.campaigns_touched:
         _note("campaigns following changed releases: "
-              + ", ".join(map(str, report.campaigns_touched)))
-    context.emit(rows, as_json, _release_table)
-
-
-def _import_rows(report: ImportReport, with_existing: bool) -> list[dict[str, Any]]:
-    """The contract's list of created releases, or with ``with_existing`` every release the
-    sources carried, marked by what the import did with it."""
-    if not with_existing:
-        return [release_to_dict(r) for r in report.created]
-    rows = []
-    for outcome, releases in (("created", report.created), ("updated", report.updated),
-                              ("existing", report.existing)):
-        rows.extend({**release_to_dict(r), "outcome": outcome} for r in releases)
-    return rows
+              + ", ".join(map(str, result.campaigns_touched)))
+    context.emit(result.rows if with_existing else result.created(), as_json, _release_table)
 
 
 @releases_app.command("list")
 def list_command(
     topic: str | None = typer.Option(None, "--topic", help="Only releases tagged with this topic."),
+    search: str | None = typer.Option(None, "--search", help="Only releases whose title or "
+                                      "body holds every word of this (any case)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many."),
     as_json: bool = JSON,
 ) -> None:
-    """Releases, newest first."""
+    """Releases, newest first (the dashboard's releases list)."""
 
     with context.database().session() as session:
-        rows = [release_to_dict(r) for r in list_releases(session, topic=topic, limit=limit)]
+        rows = [release_to_dict(r)
+                for r in list_releases(session, topic=topic, limit=limit, text=search)]
     context.emit(rows, as_json, _release_table)
 
 
@@ -139,6 +117,9 @@ def _show_human(console, data: dict[str, Any]) -> None:
                            for t, m in s["matched"].items())
         tagged = s["origin"] if s["tagged"] else ("removed" if s["origin"] else "no")
         table.add_row(s["slug"], f"{s['score']:g}", tagged, terms or "—")
+    if data["campaigns"]:
+        console.print("campaigns: " + ", ".join(f"{c['id']} ({c['status']})"
+                                                for c in data["campaigns"]), highlight=False)
     if data["scores"]:
         console.print(f"topic scores (tagged at {data['scores'][0]['threshold']:g} or more "
                       "with a core term):")
@@ -146,10 +127,7 @@ def _show_human(console, data: dict[str, Any]) -> None:
 
 
 def _tag(release_id: int, topic: str, on: bool, as_json: bool) -> None:
-    with context.database().session() as session:
-        release = get_release(session, release_id)
-        set_tag(session, release, topic, on=on)
-        data = release_to_dict(release)
+    data = set_release_tag(context.database(), release_id, topic, on=on)
     context.emit(data, as_json, lambda c, d: c.print(
         f"release {d['id']} topics: {', '.join(d['topics']) or '—'}", highlight=False))
 

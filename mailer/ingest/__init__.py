@@ -2,8 +2,9 @@
 
 How a release comes in (``mailer releases import``, ``feeds poll``, the web admin)::
 
-    sources.read_source   path, URL or "-": size limit, binary refusal, kind sniffing,
-                          decoding (UTF-8 ± BOM, UTF-16, Windows-1252)
+    sources.read_source   path, URL or "-" (load_upload: an uploaded file): size limit,
+                          binary refusal, kind sniffing, decoding (UTF-8 ± BOM, UTF-16,
+                          Windows-1252)
         │
         ├─ text.parse_text        the office's text layouts        ┐
         ├─ html.parse_html        a release's web page (+ nh3)      ├─ ParsedRelease (parsed.py)
@@ -15,6 +16,8 @@ How a release comes in (``mailer releases import``, ``feeds poll``, the web admi
         │
     feeds.py              watched feeds: conditional GET, backoff, draft campaigns
 
+The faces (``mailer releases import|tag|untag``, the dashboard's release pages) call
+``actions.import_releases`` and ``actions.set_release_tag``.
 Interfaces other capabilities use: ``service.import_sources`` / ``import_report``,
 ``service.release_to_dict``, ``topics.import_topic_pages`` / ``tag_release``,
 ``feeds.poll_due_feeds`` (the scheduler) and ``feeds.add_feed`` (the web admin).

@@ -32,6 +32,7 @@ from mailer.ingest.markdown import parse_markdown
 from mailer.ingest.models import Release, ReleaseTopic
 from mailer.ingest.parsed import MAX_DATELINE, MAX_SUBTITLE, ParsedRelease
 from mailer.ingest.rss import parse_feed
+from mailer.ingest.search import matching, page_ids
 from mailer.ingest.sources import Loaded, read_source
 from mailer.ingest.text import parse_text
 from mailer.ingest.topics import (
@@ -51,6 +52,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class SourceReport:
+    """What one source of an import gave: the ids it created, updated or already held."""
+
+    source: str
+    created: list[int] = field(default_factory=list)
+    updated: list[int] = field(default_factory=list)
+    existing: list[int] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"{len(self.created)} created, {len(self.updated)} updated, "
+                f"{len(self.existing)} already imported")
+
+
+@dataclass
 class ImportReport:
     created: list[Release] = field(default_factory=list)
     updated: list[Release] = field(default_factory=list)
@@ -59,6 +74,8 @@ class ImportReport:
     existing: list[Release] = field(default_factory=list)
     #: Campaigns moved back to draft or retitled because their release changed.
     campaigns_touched: list[int] = field(default_factory=list)
+    #: One entry per source, in the order given (``import_report`` fills it).
+    sources: list[SourceReport] = field(default_factory=list)
 
     def summary(self) -> str:
         again = (" (release " + ", ".join(str(r.id) for r in self.existing[:10])
@@ -76,19 +93,30 @@ def import_sources(session: Session, sources: list[str], settings: Settings, *,
     return import_report(session, sources, settings, client=client).created
 
 
-def import_report(session: Session, sources: list[str], settings: Settings, *,
+def import_report(session: Session, sources: list[str | Loaded], settings: Settings, *,
                   client: httpx.Client | None = None,
                   progress: Callable[[int, int], None] | None = None) -> ImportReport:
-    """Like ``import_sources`` but also says what was updated or already there.
-    ``progress(done, total)`` is called after each source is read and parsed."""
+    """Like ``import_sources`` but also says what was updated or already there, in all and
+    per source. A source is a path, an http(s) URL, ``-`` or an already read ``Loaded``
+    (an upload). ``progress(done, total)`` is called after each source is read and parsed."""
     if not sources:
         raise IngestError("nothing to import: give at least one file or URL")
-    items: list[ParsedRelease] = []
+    batches: list[tuple[str, list[ParsedRelease]]] = []
     for done, source in enumerate(sources, 1):
-        items.extend(parse_loaded(read_source(source, settings, client=client), settings))
+        loaded = source if isinstance(source, Loaded) else read_source(source, settings,
+                                                                       client=client)
+        batches.append((loaded.source, parse_loaded(loaded, settings)))
         if progress is not None:
             progress(done, len(sources))
-    return store_items(session, items)
+    report, seen = ImportReport(), Seen(session)
+    for source, items in batches:
+        before = (len(report.created), len(report.updated), len(report.existing))
+        _store(session, items, report, seen)
+        report.sources.append(SourceReport(
+            source, [r.id for r in report.created[before[0]:]],
+            [r.id for r in report.updated[before[1]:]],
+            [r.id for r in report.existing[before[2]:]]))
+    return report
 
 
 def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
@@ -110,8 +138,15 @@ def parse_loaded(loaded: Loaded, settings: Settings) -> list[ParsedRelease]:
 def store_items(session: Session, items: list[ParsedRelease], *,
                 feed_id: int | None = None) -> ImportReport:
     """Deduplicate and store parsed items; tag what is created or changed."""
+    report = ImportReport()
+    _store(session, items, report, Seen(session), feed_id)
+    return report
 
-    report, seen = ImportReport(), Seen(session)
+
+def _store(session: Session, items: list[ParsedRelease], report: ImportReport, seen: Seen,
+           feed_id: int | None = None) -> None:
+    """Add ``items`` to ``report``; ``seen`` is shared by every source of one import, so a
+    release two sources both carry is stored once."""
     topics = list(session.scalars(select(Topic)))
     for item in items:
         _check_fits(item)
@@ -129,7 +164,6 @@ def store_items(session: Session, items: list[ParsedRelease], *,
         else:
             report.unchanged += 1
             report.existing.append(match.release)
-    return report
 
 
 def _check_fits(item: ParsedRelease) -> None:
@@ -227,8 +261,9 @@ def release_to_dict(release: Release) -> dict[str, Any]:
 
 
 def release_detail(session: Session, release: Release) -> dict[str, Any]:
-    """``release_to_dict`` plus the HTML body and every topic's score and matched terms
-    (also topics below the threshold, so staff can see why a tag is missing)."""
+    """``release_to_dict`` plus the HTML body, every topic's score and matched terms (also
+    topics below the threshold, so staff can see why a tag is missing) and the campaigns
+    made from it (``release_campaigns``)."""
 
     links = {link.topic_id: link for link in release.topic_links}
     scores, words = [], release_words(release)
@@ -242,7 +277,16 @@ def release_detail(session: Session, release: Release) -> dict[str, Any]:
             "origin": link.origin if link is not None else None,
         })
     scores.sort(key=lambda s: -s["score"])
-    return {**release_to_dict(release), "body_html": release.body_html, "scores": scores}
+    return {**release_to_dict(release), "body_html": release.body_html, "scores": scores,
+            "campaigns": release_campaigns(session, release.id)}
+
+
+def release_campaigns(session: Session, release_id: int) -> list[dict[str, Any]]:
+    """The campaigns made from a release, newest first: id, subject, status."""
+    rows = session.execute(select(Campaign.id, Campaign.subject, Campaign.status)
+                           .where(Campaign.release_id == release_id)
+                           .order_by(Campaign.id.desc()))
+    return [{"id": i, "subject": subject, "status": status} for i, subject, status in rows]
 
 
 def get_release(session: Session, release_id: int) -> Release:
@@ -253,15 +297,23 @@ def get_release(session: Session, release_id: int) -> Release:
     return release
 
 
-def list_releases(session: Session, *, topic: str | None = None,
-                  limit: int | None = None) -> list[Release]:
-    """Newest first (by date, then id)."""
-    stmt = select(Release).order_by(Release.date.desc().nulls_last(), Release.id.desc()).options(
-        selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))
+def list_releases(session: Session, *, topic: str | None = None, limit: int | None = None,
+                  offset: int = 0, text: str | None = None) -> list[Release]:
+    """Newest first (by date, then id); ``topic`` a slug or name (NotFound otherwise);
+    ``text`` keeps releases whose title or body holds every word of it, any case
+    (``mailer.ingest.search``: indexed, or a bounded scan). The page's ids are found first
+    and the releases loaded after, so sorting never carries bodies along."""
+    newest = (Release.date.desc().nulls_last(), Release.id.desc())
+    ids = select(Release.id).order_by(*newest)
     if topic:
         found = find_topic(session, topic)
-        stmt = stmt.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
-                                             ReleaseTopic.origin != "removed")
-    if limit:
-        stmt = stmt.limit(limit)
-    return list(session.scalars(stmt))
+        ids = ids.join(ReleaseTopic).where(ReleaseTopic.topic_id == found.id,
+                                           ReleaseTopic.origin != "removed")
+    match = matching(session, text, newest)
+    page = page_ids(session, ids, match, newest, offset=offset, limit=limit)
+    loaded: dict[int, Release] = {}
+    for start in range(0, len(page), 1000):  # bound the number of bound parameters
+        loaded.update((r.id, r) for r in session.scalars(
+            select(Release).where(Release.id.in_(page[start:start + 1000])).options(
+                selectinload(Release.topic_links).joinedload(ReleaseTopic.topic))))
+    return [loaded[i] for i in page]

@@ -35,6 +35,8 @@ _MAGIC = [
     (b"\x89PNG", "an image"), (b"GIF8", "an image"), (b"\xff\xd8\xff", "an image"),
 ]
 USER_AGENT = "mailer/0.1 (press-release importer)"
+#: What an uploaded file's name may end in: the kinds ``sniff_kind`` tells apart by name.
+UPLOAD_SUFFIXES = tuple(sorted(suffix for suffix in _EXTENSIONS if suffix))
 
 
 @dataclass
@@ -74,6 +76,27 @@ def read_source(source: str, settings: Settings, *, client: httpx.Client | None 
     check_content(loaded.data, source)
     loaded.kind = kind or sniff_kind(source, loaded.data, loaded.content_type)
     return loaded
+
+
+def load_upload(filename: str, data: bytes, settings: Settings) -> Loaded:
+    """A file staff uploaded (the dashboard), read as ``read_source`` reads a path.
+
+    The release's source is the file's own name (never the server's temporary path). Raises
+    IngestError for a name that is not a text, HTML, Markdown or feed file, an oversized,
+    empty or binary file; a file that cannot be decoded is refused when it is parsed.
+    """
+    # The name becomes the release's source: no folders, no control characters (PostgreSQL
+    # refuses a NUL in text).
+    name = re.sub(r"[\x00-\x1f\x7f]", "", Path(filename.replace("\\", "/")).name)
+    name = name.strip()[:200] or "upload"
+    if Path(name).suffix.lower() not in UPLOAD_SUFFIXES:
+        raise IngestError(f"{name}: not a text, HTML, Markdown or feed file "
+                          f"(the name must end in {', '.join(UPLOAD_SUFFIXES)})")
+    if len(data) > settings.max_import_bytes:
+        raise IngestError(f"{name}: over the import limit of {settings.max_import_bytes} bytes "
+                          "(MAILER_MAX_IMPORT_BYTES)")
+    check_content(data, name)
+    return Loaded(source=name, data=data, kind=sniff_kind(name, data, None))
 
 
 def _read_stdin(settings: Settings) -> Loaded:

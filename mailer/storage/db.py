@@ -95,12 +95,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-#: Tables the ORM does not map: APScheduler's job store, and SQLite's full-text search table
-#: (and its shadow tables) behind subscriber search (migration 0011).
-UNMAPPED_TABLE_PREFIXES = ("apscheduler", "subscriber_search")
-#: PostgreSQL's trigram indexes for subscriber search (0011): GIN on expressions, which the
-#: ORM's metadata cannot state for both databases at once.
-UNMAPPED_INDEXES = frozenset({"ix_subscribers_email_trgm", "ix_subscribers_name_trgm"})
+#: Tables the ORM does not map: APScheduler's job store, and SQLite's full-text search tables
+#: (and their shadow tables) behind subscriber search (migration 0011) and release search
+#: (0017).
+UNMAPPED_TABLE_PREFIXES = ("apscheduler", "subscriber_search", "release_search")
+#: PostgreSQL's trigram indexes for subscriber search (0011) and release search (0017), and
+#: the releases list's order (0017, NULLS LAST only on PostgreSQL): indexes the ORM's
+#: metadata cannot state for both databases at once.
+UNMAPPED_INDEXES = frozenset({"ix_subscribers_email_trgm", "ix_subscribers_name_trgm",
+                              "ix_releases_title_trgm", "ix_releases_body_trgm",
+                              "ix_releases_newest"})
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:

@@ -1,5 +1,5 @@
 """The press office's dashboard under /admin: campaigns (create, preview, test, approve,
-schedule, pause/resume/cancel, report), subscribers, releases and feeds.
+schedule, pause/resume/cancel, report) and feeds.
 
 Every page needs a logged-in user (anyone else is redirected to the login page); every form
 carries a CSRF token; every action is done as the logged-in user, so "approve" is refused to
@@ -307,14 +307,7 @@ def _refresh_later(request: Request, background: BackgroundTasks, campaign_id: i
                             request.app.state.settings)
 
 
-# --- releases and feeds ---------------------------------------------------------------------
-
-@router.get("/releases", response_class=HTMLResponse)
-def releases(request: Request, user: User = Depends(staff_user)) -> Response:
-    with request.app.state.db.session() as session:
-        rows = list(session.scalars(select(Release).order_by(Release.id.desc()).limit(200)))
-    return render(request, "admin/releases.html", {"rows": rows})
-
+# --- feeds (the release pages are in mailer.web.admin_releases) -----------------------------
 
 @router.get("/feeds", response_class=HTMLResponse)
 def feeds(request: Request, user: User = Depends(staff_user)) -> Response:

@@ -25,6 +25,7 @@ ROUTER_MODULES = (
     "mailer.web.admin",
     "mailer.web.admin_people",
     "mailer.web.admin_segments",
+    "mailer.web.admin_releases",
     "mailer.web.admin_drafts",  # before admin_sending: its /campaigns/{id}/{action} is wider
     "mailer.web.admin_sending",
     "mailer.web.admin_access",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,13 +59,20 @@ def _may(user, permission: str) -> bool:
     return user is not None and allows(user.role, Permission[permission])
 
 
-def _local(value: datetime | str | None, settings: Settings, fmt: str) -> str:
+#: How a calendar day without a time is shown (the date part of the ``local`` filter).
+DAY_FORMAT = "%b %d, %Y"
+
+
+def _local(value: date | str | None, settings: Settings, fmt: str) -> str:
     """A time as every page shows it, in the office's zone; takes an aware datetime or the
-    ISO 8601 text report documents hold."""
+    ISO 8601 text report documents hold. A calendar day (a release's date, already the
+    office's day) is shown as ``DAY_FORMAT``."""
     if value is None or value == "":
         return ""
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        return value.strftime(DAY_FORMAT)
     return value.astimezone(settings.zone).strftime(fmt)
 
 

@@ -4,7 +4,7 @@ Every dashboard page and API operation that changes something names its ``Permis
 ``allows(role, permission)`` answers from ``NEEDED`` and nothing else, so the contract's
 roles are read in one place:
 
-- author: import releases; create and edit drafts; save segments; preview; test sends;
+- author: import and tag releases; create and edit drafts; save segments; preview; test sends;
 - approver: also approve someone else's campaign, schedule, send now, pause, resume, cancel;
   add, import, unsubscribe and erase subscribers; manage feeds, topics and digests;
 - admin: also users, roles, passwords and API tokens.
@@ -26,6 +26,7 @@ from mailer.web.models import ROLES
 class Permission(StrEnum):
     VIEW = "see releases, campaigns, subscribers and reports"
     IMPORT_RELEASES = "import releases"
+    TAG_RELEASES = "tag releases"
     EDIT_DRAFTS = "create and edit drafts"
     SAVE_SEGMENTS = "save segments"
     PREVIEW = "preview campaigns"
@@ -43,6 +44,7 @@ AUTHOR, APPROVER, ADMIN = ROLES
 NEEDED: dict[Permission, str] = {
     Permission.VIEW: AUTHOR,
     Permission.IMPORT_RELEASES: AUTHOR,
+    Permission.TAG_RELEASES: AUTHOR,  # tags are part of the content authors make
     Permission.EDIT_DRAFTS: AUTHOR,
     Permission.SAVE_SEGMENTS: AUTHOR,
     Permission.PREVIEW: AUTHOR,

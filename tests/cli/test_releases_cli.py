@@ -89,6 +89,27 @@ def test_fixture_feeds_import_through_the_cli(cli):
     assert cli("releases", "import", *feeds, "--json").json() == []
 
 
+def test_list_search_and_per_source_summary_and_campaigns_in_show(cli, db):
+    from mailer.campaigns.models import Campaign
+
+    feed = FEEDS_DIR / "ruiz_rss.xml"
+    result = cli("releases", "import", SEED_RELEASE, feed, "--json")
+    assert result.exit_code == 0, result.stderr
+    created = len(result.json()) - 1
+    assert f"  {SEED_RELEASE}: 1 created, 0 updated, 0 already imported\n" in result.stderr
+    assert f"  {feed}: {created} created, 0 updated, 0 already imported\n" in result.stderr
+    found = cli("releases", "list", "--search", "HEITKAMP fargo", "--json").json()
+    assert [r["source"] for r in found] == [str(SEED_RELEASE)]
+    assert cli("releases", "list", "--search", "heitkamp nosuchword", "--json").json() == []
+    release_id = found[0]["id"]
+    with db.session() as session:
+        session.add(Campaign(release_id=release_id, subject="Training news", query="x = 1"))
+    shown = cli("releases", "show", release_id, "--json").json()
+    assert [(c["subject"], c["status"]) for c in shown["campaigns"]] == [("Training news",
+                                                                          "draft")]
+    assert "campaigns: " in cli("releases", "show", release_id).stdout
+
+
 @pytest.mark.parametrize("content, reason", [
     (b"", "the file is empty"),
     (b"%PDF-1.4 binary", "this is a PDF"),

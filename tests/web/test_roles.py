@@ -14,8 +14,9 @@ from mailer.web.roles import NEEDED, Permission, allows
 
 #: The contract's roles section, as (role, may, may not).
 CONTRACT = {
-    "author": {Permission.VIEW, Permission.IMPORT_RELEASES, Permission.EDIT_DRAFTS,
-               Permission.SAVE_SEGMENTS, Permission.PREVIEW, Permission.SEND_TESTS},
+    "author": {Permission.VIEW, Permission.IMPORT_RELEASES, Permission.TAG_RELEASES,
+               Permission.EDIT_DRAFTS, Permission.SAVE_SEGMENTS, Permission.PREVIEW,
+               Permission.SEND_TESTS},
     "approver": {Permission.APPROVE, Permission.SCHEDULE, Permission.STEER,
                  Permission.CHANGE_LIST, Permission.MANAGE_SOURCES},
     "admin": {Permission.MANAGE_ACCESS},
