@@ -1,0 +1,118 @@
+"""What the browser tests share: Debian's Chromium, the app served by uvicorn on 127.0.0.1,
+and the page checks (axe-core, sideways scrolling at phone width).
+
+axe-core comes from ``node_modules`` (``package.json`` pins it, ``package-lock.json`` holds
+its hash; ``scripts/setup.sh test`` runs ``npm ci``).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: The impacts that fail a page; "minor" and "moderate" findings are printed by axe users
+#: but are not part of the issue's bar.
+FAILING_IMPACTS = ("serious", "critical")
+
+
+@contextmanager
+def serving(make_app: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
+    """Serve ``make_app(base_url)`` with uvicorn in a thread, on a socket bound before the app
+    is made (so its public URL is its own address, and no other process can take the port);
+    yields the base URL and the app."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = make_app(base)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    try:
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        yield base, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+# axe runs on the top document only: frames (the email preview, the report) are checked as
+# pages of their own, and a frame without axe would make axe wait for it.
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {iframes: false, resultTypes: ['violations']});
+  return result.violations.map(v => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.map(n => ({target: n.target.join(' '), summary: n.failureSummary || ''}))
+  }));
+}"""
+
+
+def axe_violations(page) -> list[dict]:
+    """axe-core's serious and critical violations on the page now shown."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    return [v for v in page.evaluate(AXE_RUN) if v["impact"] in FAILING_IMPACTS]
+
+
+def describe_violations(url: str, violations: list[dict]) -> str:
+    """One readable block per page: rule, impact, what it asks, and each offending element."""
+    lines = [url]
+    for v in violations:
+        lines.append(f"  [{v['impact']}] {v['id']}: {v['help']}")
+        for node in v["nodes"][:8]:
+            summary = " ".join(node["summary"].split())
+            lines.append(f"      {node['target']}  — {summary[:300]}")
+        if len(v["nodes"]) > 8:
+            lines.append(f"      … and {len(v['nodes']) - 8} more")
+    return "\n".join(lines)
+
+
+# Elements whose right edge passes the viewport's, skipping those inside a scrolling box (a
+# table in its .table-wrap may be wider than the phone: it scrolls there, not the page) and
+# those deliberately moved off-screen (the skip link, the honeypot, visually-hidden text).
+OVERFLOW_JS = """() => {
+  const doc = document.documentElement, width = doc.clientWidth;
+  function clipped(el) {
+    for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+      const s = getComputedStyle(p);
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(s.overflowX)) return true;
+    }
+    return false;
+  }
+  const wide = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const box = el.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || box.left < 0 || box.right <= width + 1) continue;
+    if (clipped(el) || getComputedStyle(el).position === 'fixed') continue;
+    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+      (el.classList.length ? '.' + Array.from(el.classList).join('.') : '');
+    wide.push(`${name} right edge ${Math.round(box.right)}px: ` +
+              `${(el.innerText || '').trim().slice(0, 50)}`);
+  }
+  return {scrollWidth: doc.scrollWidth, clientWidth: width, wide: wide.slice(0, 10)};
+}"""
+
+
+def overflow_problems(page) -> list[str]:
+    """Why the page now shown scrolls sideways (empty when it does not)."""
+    found = page.evaluate(OVERFLOW_JS)
+    problems = list(found["wide"])
+    if found["scrollWidth"] > found["clientWidth"]:
+        problems.insert(0, f"page is {found['scrollWidth']}px wide in a "
+                           f"{found['clientWidth']}px viewport")
+    return problems
