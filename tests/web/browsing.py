@@ -82,37 +82,44 @@ def describe_violations(url: str, violations: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# Elements whose right edge passes the viewport's, skipping those inside a scrolling box (a
-# table in its .table-wrap may be wider than the phone: it scrolls there, not the page) and
-# those deliberately moved off-screen (the skip link, the honeypot, visually-hidden text).
-OVERFLOW_JS = """() => {
-  const doc = document.documentElement, width = doc.clientWidth;
-  function clipped(el) {
+# The innermost elements whose box or content (a long unbroken address overflows the box
+# that holds it) passes the viewport's right edge. Skipped: whatever is inside a scrolling or
+# clipping box (a table in its .table-wrap may be wider than the phone: it scrolls there, not
+# the page) and what is deliberately moved off-screen (skip link, honeypot, hidden text).
+OVERFLOW_JS = """(width) => {
+  const doc = document.documentElement;
+  function contained(el) {
     for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
-      const s = getComputedStyle(p);
-      if (['auto', 'scroll', 'hidden', 'clip'].includes(s.overflowX)) return true;
+      if (['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(p).overflowX)) return true;
     }
     return false;
   }
-  const wide = [];
-  for (const el of document.body.querySelectorAll('*')) {
+  function over(el) {
     const box = el.getBoundingClientRect();
-    if (box.width === 0 || box.height === 0 || box.left < 0 || box.right <= width + 1) continue;
-    if (clipped(el) || getComputedStyle(el).position === 'fixed') continue;
-    const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
-      (el.classList.length ? '.' + Array.from(el.classList).join('.') : '');
-    wide.push(`${name} right edge ${Math.round(box.right)}px: ` +
-              `${(el.innerText || '').trim().slice(0, 50)}`);
+    if (box.width === 0 || box.height === 0 || box.left < 0) return false;
+    const style = getComputedStyle(el);
+    if (style.position === 'fixed' || contained(el)) return false;
+    const content = style.overflowX === 'visible' ? box.left + el.scrollWidth : box.right;
+    return Math.max(box.right, content) > width + 1;
   }
-  return {scrollWidth: doc.scrollWidth, clientWidth: width, wide: wide.slice(0, 10)};
+  const wide = Array.from(document.body.querySelectorAll('*')).filter(over)
+    .filter(el => !Array.from(el.children).some(over))
+    .map(el => {
+      const name = el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+        (el.classList.length ? '.' + Array.from(el.classList).join('.') : '');
+      return `${name}: ${(el.innerText || '').trim().replace(/\\s+/g, ' ').slice(0, 60)}`;
+    });
+  return {scrollWidth: doc.scrollWidth, wide: wide.slice(0, 10)};
 }"""
 
 
 def overflow_problems(page) -> list[str]:
-    """Why the page now shown scrolls sideways (empty when it does not)."""
-    found = page.evaluate(OVERFLOW_JS)
+    """Why the page now shown scrolls sideways at its viewport's width (empty when it does
+    not). Measured against the viewport set, not ``clientWidth``: a mobile browser widens
+    its layout viewport to fit content that overflows, so the page would seem to fit."""
+    width = page.viewport_size["width"]
+    found = page.evaluate(OVERFLOW_JS, width)
     problems = list(found["wide"])
-    if found["scrollWidth"] > found["clientWidth"]:
-        problems.insert(0, f"page is {found['scrollWidth']}px wide in a "
-                           f"{found['clientWidth']}px viewport")
+    if found["scrollWidth"] > width:
+        problems.insert(0, f"page is {found['scrollWidth']}px wide in a {width}px viewport")
     return problems
