@@ -27,7 +27,8 @@ table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:4px 8px;b
 solid #e5e7eb;text-align:right}th:first-child,td:first-child{text-align:left}
 th{background:#f9fafb}.scroll{overflow-x:auto;position:relative}
 .scroll:focus-visible{outline:3px solid #b45309;outline-offset:2px}
-h1,p{overflow-wrap:anywhere}@media (max-width:480px){main{padding:16px}}svg.chart{max-width:100%;height:auto;display:block}
+h1,p{overflow-wrap:anywhere}@media (max-width:480px){main{padding:16px}}
+svg.chart{max-width:100%;height:auto;display:block}
 svg .label,svg .value{font-size:14px;fill:#111827}svg .tick{font-size:11px;fill:#374151}
 svg .axis{stroke:#9ca3af;stroke-width:1}.empty{color:#6b7280;font-style:italic}
 .rates th:last-child,.rates td:last-child{text-align:left;color:#4b5563}

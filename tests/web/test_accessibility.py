@@ -249,3 +249,29 @@ def test_every_page_passes_axe_and_fits_a_phone(chromium, db, settings, topics, 
     print("checked:", *pages, sep="\n  ")
     assert len(pages) >= 10, pages  # the crawl found the dashboard
     assert not (found.axe or found.overflow), found.report()
+
+
+def test_the_checks_are_not_vacuous(chromium):
+    """axe-core reports an unlabelled field and pale text; the overflow check reports an
+    unbroken address wider than the phone and a table outside a wrapper, but not a table that
+    scrolls inside its .table-wrap."""
+    context = chromium.new_context(viewport=PHONE, is_mobile=True)
+    phone = context.new_page()
+    try:
+        phone.set_content('<html lang="en"><head><title>t</title><meta name="viewport" '
+                          'content="width=device-width, initial-scale=1"></head><body><main>'
+                          '<h1>Form</h1><input type="text" name="q">'
+                          '<p style="color:#aaa;background:#fff">pale</p></main></body></html>')
+        assert {v["id"] for v in axe_violations(phone)} >= {"label", "color-contrast"}
+        assert overflow_problems(phone) == []
+        wide_table = "<table><tr>" + "<td>column&nbsp;of&nbsp;data</td>" * 8 + "</tr></table>"
+        phone.set_content(f'<main><div class="table-wrap" style="overflow-x:auto">{wide_table}'
+                          "</div></main>")
+        assert overflow_problems(phone) == []
+        phone.set_content(f"<main><h1>{LONG_EMAIL}</h1>{wide_table}</main>")
+        problems = overflow_problems(phone)
+        assert problems[0].startswith("page is ") and "375px viewport" in problems[0]
+        assert any(p.startswith("h1: constituent.with") for p in problems)
+        assert any(p.startswith("td: column") for p in problems)
+    finally:
+        context.close()
