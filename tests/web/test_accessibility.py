@@ -181,7 +181,23 @@ def _public_pages(base: str, signer, ids: dict) -> list[tuple[str, int]]:
         (f"{base}/archive/999999", 404),
         (f"{base}/unsubscribe/1.AAAAAA.forged", 400),
         (f"{base}/admin/login", 200),
+        (f"{base}/api/docs", 200),
     ]
+
+
+def _answers(tab, base: str, signer, ids: dict):
+    """The public pages that answer a form: "check your email" after signing up, "you are
+    unsubscribed" after the button; yields each once it is shown."""
+    tab.goto(f"{base}/subscribe")
+    tab.fill("#email", f"new-{tab.viewport_size['width']}@example.org")
+    tab.click("button[type=submit]")
+    tab.wait_for_selector("text=Check your email")
+    yield f"{base}/subscribe (answer)"
+    tab.goto(f"{base}/unsubscribe/{signer.make(ids['leaving'], 'unsubscribe')}")
+    if tab.locator("button:has-text('Unsubscribe')").count():  # the first tab presses it
+        tab.click("button:has-text('Unsubscribe')")
+    tab.wait_for_selector("h1:has-text('unsubscribed')")
+    yield f"{base}/unsubscribe (answer)"
 
 
 def _login(page, base: str) -> None:
@@ -228,6 +244,9 @@ def test_every_page_passes_axe_and_fits_a_phone(chromium, db, settings, topics, 
         try:
             for url, status in _public_pages(base, app.state.signer, ids):
                 _visit(tabs, url, status, found)
+            for tab in tabs:
+                for label in _answers(tab, base, app.state.signer, ids):
+                    found.check(tab, label)
             for tab in tabs:
                 _login(tab, base)
             explicit = [f"{base}/admin/campaigns/{ids['draft']}",
