@@ -127,3 +127,37 @@ def overflow_problems(page) -> list[str]:
     if found["scrollWidth"] > width:
         problems.insert(0, f"page is {found['scrollWidth']}px wide in a {width}px viewport")
     return problems
+
+
+# Each control a keyboard reaches, focused in turn: it must show a focus indicator (an outline
+# or a box shadow) different from how it looks unfocused. The page is first given keyboard
+# focus (a Tab press) so :focus-visible applies as it does for a keyboard user.
+FOCUS_JS = """() => {
+  const selector = 'a[href], button, input:not([type=hidden]), select, textarea, summary, ' +
+    '[tabindex]:not([tabindex="-1"])';
+  const look = el => { const s = getComputedStyle(el);
+    return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow].join(' '); };
+  const shows = el => { const s = getComputedStyle(el);
+    return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) ||
+      s.boxShadow !== 'none'; };
+  const missing = [];
+  if (document.activeElement) document.activeElement.blur();  // the one the Tab reached
+  for (const el of document.querySelectorAll(selector)) {
+    const box = el.getBoundingClientRect();
+    if (el.disabled || box.width === 0 || el.closest('[aria-hidden=true], .hp')) continue;
+    const before = look(el);
+    el.focus();
+    if (document.activeElement === el && !(shows(el) && look(el) !== before)) {
+      const text = (el.innerText || el.name || el.id || '').trim().slice(0, 40);
+      missing.push(el.tagName.toLowerCase() + ' ' + text);
+    }
+    el.blur();
+  }
+  return missing;
+}"""
+
+
+def invisible_focus(page) -> list[str]:
+    """The controls on the page now shown that show no focus indicator when focused."""
+    page.keyboard.press("Tab")
+    return page.evaluate(FOCUS_JS)

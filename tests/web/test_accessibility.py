@@ -31,6 +31,7 @@ from tests.web.browsing import (
     CHROMIUM,
     axe_violations,
     describe_violations,
+    invisible_focus,
     overflow_problems,
     serving,
 )
@@ -116,6 +117,7 @@ class Findings:
     def __init__(self) -> None:
         self.axe: list[str] = []
         self.overflow: list[str] = []
+        self.focus: list[str] = []
 
     def report(self) -> str:
         parts = []
@@ -123,6 +125,8 @@ class Findings:
             parts.append("axe-core found serious or critical violations:\n" + "\n".join(self.axe))
         if self.overflow:
             parts.append("pages scroll sideways at 375px:\n" + "\n".join(self.overflow))
+        if self.focus:
+            parts.append("controls with no visible focus:\n" + "\n".join(self.focus))
         return "\n\n".join(parts)
 
     def check(self, tab, label: str) -> None:
@@ -132,6 +136,8 @@ class Findings:
         phone = width <= PHONE["width"]
         if violations := axe_violations(tab, LAYOUT_RULES if phone else None):
             self.axe.append(describe_violations(f"{label} at {width}px", violations))
+        if not phone and (unseen := invisible_focus(tab)):
+            self.focus.append(f"{label}\n  " + "\n  ".join(unseen))
         if phone and (problems := overflow_problems(tab)):
             self.overflow.append(f"{label}\n  " + "\n  ".join(problems))
 
@@ -267,13 +273,14 @@ def test_every_page_passes_axe_and_fits_a_phone(chromium, db, settings, topics, 
             phone_context.close()
     print("checked:", *pages, sep="\n  ")
     assert len(pages) >= 10, pages  # the crawl found the dashboard
-    assert not (found.axe or found.overflow), found.report()
+    assert not (found.axe or found.overflow or found.focus), found.report()
 
 
 def test_the_checks_are_not_vacuous(chromium):
     """axe-core reports an unlabelled field and pale text; the overflow check reports an
     unbroken address wider than the phone and a table outside a wrapper, but not a table that
-    scrolls inside its .table-wrap."""
+    scrolls inside its .table-wrap; the focus check reports a button whose outline is
+    removed."""
     context = chromium.new_context(viewport=PHONE, is_mobile=True)
     phone = context.new_page()
     try:
@@ -292,5 +299,8 @@ def test_the_checks_are_not_vacuous(chromium):
         assert problems[0].startswith("page is ") and "375px viewport" in problems[0]
         assert any(p.startswith("h1: constituent.with") for p in problems)
         assert any(p.startswith("td: column") for p in problems)
+        phone.set_content('<style>.flat:focus { outline: none; }</style><main>'
+                          '<button class="flat">Hidden focus</button><button>Ring</button></main>')
+        assert invisible_focus(phone) == ["button Hidden focus"]
     finally:
         context.close()
