@@ -16,6 +16,7 @@ from datetime import timedelta
 from urllib.parse import urljoin, urlsplit
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as S
@@ -47,11 +48,11 @@ PHONE = {"width": 375, "height": 740}
 LONG_EMAIL = "constituent.with.a.very.long.address.for.wrapping@mail.cass-county-example.org"
 LONG_FEED = ("https://www.senator.example.gov/newsroom/press-releases/rss/feeds/"
              "?type=press&category=agriculture-and-rural-development&format=atom")
-#: Links the crawl does not follow: downloads, machine-readable answers, and leaving.
 #: The axe rules whose answer changes with the viewport: run again at 375px.
 LAYOUT_RULES = ["scrollable-region-focusable", "color-contrast", "target-size",
                 "meta-viewport", "region", "landmark-one-main"]
-NOT_PAGES = re.compile(r"(\.(csv|json|rss|xml)$|/logout$|/api/)")
+#: Dashboard links the crawl does not follow: downloads, machine-readable answers, leaving.
+NOT_PAGES = re.compile(r"(\.(csv|json|rss|xml|txt)|/logout)$")
 
 
 def _week_of_data(db, topics, release_id) -> dict:
@@ -225,8 +226,7 @@ def _open_confirmation(tab, base: str, ids: dict) -> str:
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
-
+    """One headless Chromium for the module (each test opens its own contexts)."""
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
     yield browser
