@@ -67,7 +67,8 @@ AXE_RUN = """async (rules) => {
 def axe_violations(page, rules: list[str] | None = None) -> list[dict]:
     """axe-core's serious and critical violations on the page now shown (of ``rules`` only,
     when given; else of every rule axe runs by default: WCAG 2.x A and AA and best
-    practices)."""
+    practices). axe is added to the page unless the context's init script did it (faster,
+    and the only way past a page's CSP)."""
     if not page.evaluate("typeof window.axe !== 'undefined'"):
         page.add_script_tag(path=str(AXE_JS))
     return [v for v in page.evaluate(AXE_RUN, rules) if v["impact"] in FAILING_IMPACTS]
