@@ -25,7 +25,10 @@ solid #e5e7eb;border-radius:6px;padding:8px 12px}.card b{display:block;font-size
 .card span{color:#4b5563;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
 table{border-collapse:collapse;width:100%;font-size:13px}th,td{padding:4px 8px;border-bottom:1px
 solid #e5e7eb;text-align:right}th:first-child,td:first-child{text-align:left}
-th{background:#f9fafb}svg.chart{max-width:100%;height:auto;display:block}
+th{background:#f9fafb}.scroll{overflow-x:auto;position:relative}
+.scroll:focus-visible{outline:3px solid #b45309;outline-offset:2px}
+h1,p{overflow-wrap:anywhere}@media (max-width:480px){main{padding:16px}}
+svg.chart{max-width:100%;height:auto;display:block}
 svg .label,svg .value{font-size:14px;fill:#111827}svg .tick{font-size:11px;fill:#374151}
 svg .axis{stroke:#9ca3af;stroke-width:1}.empty{color:#6b7280;font-style:italic}
 .rates th:last-child,.rates td:last-child{text-align:left;color:#4b5563}
@@ -55,11 +58,12 @@ def render_report_html(report: dict[str, Any]) -> str:
         body.append(f'<p class="reason">{escape(report["status_reason"])}</p>')
     body += [_cards(report), '<h2 id="funnel">Delivery funnel</h2>', _funnel(report),
              '<h2 id="timeline">Events over time</h2>', _timeline(report),
-             "<h2>Rates</h2>", _rates_table(report["rates"]),
-             "<h2>Delivery status</h2>", _counts_table(report["counts"]),
-             "<h2>By topic</h2>", _breakdown(report["by_topic"], "topic", "Topic"),
-             "<h2>By county</h2>", _breakdown(report["by_county"], "county", "County"),
-             "<h2>Slowest domains</h2>", _domains(report["slowest_domains"])]
+             '<h2 id="rates">Rates</h2>', _rates_table(report["rates"]),
+             '<h2 id="counts">Delivery status</h2>', _counts_table(report["counts"]),
+             '<h2 id="by-topic">By topic</h2>', _breakdown(report["by_topic"], "topic", "Topic"),
+             '<h2 id="by-county">By county</h2>',
+             _breakdown(report["by_county"], "county", "County"),
+             '<h2 id="domains">Slowest domains</h2>', _domains(report["slowest_domains"])]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
@@ -110,21 +114,25 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} minute(s)"
 
 
-def _table(headers: list[str], rows: list[list[Any]], css: str = "") -> str:
+def _table(headers: list[str], rows: list[list[Any]], heading: str, css: str = "") -> str:
+    """A table in a box that scrolls sideways on a narrow screen (not the page), named by
+    the heading ``heading`` (an id) and focusable so a keyboard can scroll it."""
     head = "".join(f"<th scope=\"col\">{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>"
                    for row in rows)
     klass = f' class="{css}"' if css else ""
-    return f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (f'<div class="scroll" role="region" aria-labelledby="{heading}" tabindex="0">'
+            f"<table{klass}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def _rates_table(rates: dict[str, float | None]) -> str:
     rows = [[label, _pct(rates.get(key)), meaning] for key, label, meaning in RATE_LABELS]
-    return _table(["Measure", "Value", "Meaning"], rows, css="rates")
+    return _table(["Measure", "Value", "Meaning"], rows, "rates", css="rates")
 
 
 def _counts_table(counts: dict[str, int]) -> str:
-    return _table(["Count", "Number"], [[name, f"{value:,}"] for name, value in counts.items()])
+    return _table(["Count", "Number"], [[name, f"{value:,}"] for name, value in counts.items()],
+                  "counts")
 
 
 def _breakdown(rows: list[dict[str, Any]], key: str, label: str) -> str:
@@ -132,7 +140,7 @@ def _breakdown(rows: list[dict[str, Any]], key: str, label: str) -> str:
         return '<p class="empty">No data.</p>'
     table_rows = [[row[key] if row[key] is not None else "(not on file)",
                    *(f"{row[m]:,}" for m in METRICS)] for row in rows]
-    return _table([label, *(m.capitalize() for m in METRICS)], table_rows)
+    return _table([label, *(m.capitalize() for m in METRICS)], table_rows, f"by-{key}")
 
 
 def _domains(rows: list[dict[str, Any]]) -> str:
@@ -140,7 +148,8 @@ def _domains(rows: list[dict[str, Any]]) -> str:
         return '<p class="empty">No delivery times yet.</p>'
     return _table(["Domain", "Delivered", "Median", "90th percentile", "Slowest"],
                   [[r["domain"], r["delivered"], _seconds(r["median_seconds"]),
-                    _seconds(r["p90_seconds"]), _seconds(r["max_seconds"])] for r in rows])
+                    _seconds(r["p90_seconds"]), _seconds(r["max_seconds"])] for r in rows],
+                  "domains")
 
 
 def _seconds(value: float) -> str:
