@@ -7,6 +7,7 @@ the report's tables, so nothing depends on seeing the picture.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 #: Colours with enough contrast on white; one per event type, stable across reports.
@@ -66,7 +67,7 @@ def timeline_svg(buckets: list[dict], types: list[str], bucket_label: str) -> st
                 f'<rect class="seg" data-type="{escape(kind)}" x="{x + 1:.1f}" y="{y:.1f}" '
                 f'width="{max(column_w - 2, 1):.1f}" height="{h:.1f}" '
                 f'fill="{TYPE_COLOURS.get(kind, "#9ca3af")}"><title>{escape(kind)}: {count} '
-                f'from {escape(bucket["start"])}</title></rect>')
+                f'from {escape(_wall(bucket["start"], "%b %d, %Y %I:%M %p"))}</title></rect>')
     parts.append(_x_labels(buckets, left, column_w, top + plot_h))
     parts.append(_legend(types, left, height - 22))
     parts.append("</svg>")
@@ -89,6 +90,11 @@ def _axes(left: float, top: float, plot_w: float, plot_h: float, peak: int) -> s
             f'<text x="{left - 6}" y="{base}" text-anchor="end" class="tick">0</text>')
 
 
+def _wall(moment: str, fmt: str) -> str:
+    """A bucket's ISO start (already in the office's zone) as the office reads a time."""
+    return datetime.fromisoformat(moment).strftime(fmt)
+
+
 def _x_labels(buckets: list[dict], left: float, column_w: float, base: float) -> str:
     if not buckets:
         return ""
@@ -97,7 +103,7 @@ def _x_labels(buckets: list[dict], left: float, column_w: float, base: float) ->
     out = []
     for index in picks:
         x = left + index * column_w + (column_w if index == len(buckets) - 1 else 0)
-        label = buckets[index]["start"][:16].replace("T", " ")
+        label = _wall(buckets[index]["start"], "%b %d %I:%M %p")
         out.append(f'<text x="{x:.1f}" y="{base + 16}" text-anchor="'
                    f'{anchors.get(index, "middle")}" class="tick">{escape(label)}</text>')
     return "".join(out)

@@ -8,8 +8,10 @@ email attachment, a shared drive or an air-gapped laptop. All text is escaped.
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from mailer.tracking.charts import funnel_svg, timeline_svg
 
@@ -48,11 +50,12 @@ METRICS = ("recipients", "delivered", "bounced", "opened", "clicked", "complaine
 def render_report_html(report: dict[str, Any]) -> str:
     """The full page for one campaign report."""
     title = f"Campaign {report['id']}: {report['subject']}"
+    zone = ZoneInfo(report["timezone"])
     body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="meta">Status <b>{escape(report["status"])}</b> · started '
-        f'{_when(report["started_at"])} · finished {_when(report["finished_at"])} · report '
-        f'made {_when(report["generated_at"])} ({escape(report["timezone"])})</p>',
+        f'{_when(report["started_at"], zone)} · finished {_when(report["finished_at"], zone)} '
+        f'· report made {_when(report["generated_at"], zone)}</p>',
     ]
     if report.get("status_reason"):
         body.append(f'<p class="reason">{escape(report["status_reason"])}</p>')
@@ -70,8 +73,15 @@ def render_report_html(report: dict[str, Any]) -> str:
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 
-def _when(value: str | None) -> str:
-    return escape(value[:19].replace("T", " ")) if value else "—"
+#: How the report shows a moment: the dashboard's format, in the office zone.
+WHEN_FORMAT = "%b %d, %Y %I:%M %p %Z"
+
+
+def _when(value: str | None, zone: ZoneInfo) -> str:
+    """An ISO 8601 time of the report as ``Nov 23, 2026 07:00 AM CST`` (— when unset)."""
+    if not value:
+        return "—"
+    return escape(datetime.fromisoformat(value).astimezone(zone).strftime(WHEN_FORMAT))
 
 
 def _pct(value: float | None) -> str:

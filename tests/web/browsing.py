@@ -7,6 +7,7 @@ its hash; ``scripts/setup.sh test`` runs ``npm ci``).
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -162,3 +163,19 @@ def invisible_focus(page) -> list[str]:
     """The controls on the page now shown that show no focus indicator when focused."""
     page.keyboard.press("Tab")
     return page.evaluate(FOCUS_JS)
+
+
+#: A machine timestamp in page text (2026-11-23T07:00, 2026-11-23 13:00:00+00:00): every
+#: page shows times in the office zone in one format instead.
+RAW_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?(\.\d+)?([+-]\d\d:\d\d|Z)?")
+
+
+def raw_times(page) -> list[str]:
+    """Machine-format timestamps in the visible text of the page now shown (code samples
+    and form values excepted: a person types those)."""
+    text = page.evaluate("""() => {
+      const copy = document.body.cloneNode(true);
+      copy.querySelectorAll('code, pre, script, style, input, textarea').forEach(e => e.remove());
+      return copy.innerText;
+    }""")
+    return sorted({m.group(0) for m in RAW_TIME.finditer(text)})

@@ -34,6 +34,7 @@ from tests.web.browsing import (
     describe_violations,
     invisible_focus,
     overflow_problems,
+    raw_times,
     serving,
 )
 from tests.web.conftest import add_subscriber, add_user
@@ -119,6 +120,7 @@ class Findings:
         self.axe: list[str] = []
         self.overflow: list[str] = []
         self.focus: list[str] = []
+        self.times: list[str] = []
 
     def report(self) -> str:
         parts = []
@@ -128,6 +130,9 @@ class Findings:
             parts.append("pages scroll sideways at 375px:\n" + "\n".join(self.overflow))
         if self.focus:
             parts.append("controls with no visible focus:\n" + "\n".join(self.focus))
+        if self.times:
+            parts.append("machine timestamps instead of the office format:\n"
+                         + "\n".join(self.times))
         return "\n\n".join(parts)
 
     def check(self, tab, label: str) -> None:
@@ -137,6 +142,8 @@ class Findings:
         phone = width <= PHONE["width"]
         if violations := axe_violations(tab, LAYOUT_RULES if phone else None):
             self.axe.append(describe_violations(f"{label} at {width}px", violations))
+        if not phone and (stamps := raw_times(tab)):
+            self.times.append(f"{label}: {', '.join(stamps)}")
         if not phone and (unseen := invisible_focus(tab)):
             self.focus.append(f"{label}\n  " + "\n  ".join(unseen))
         if phone and (problems := overflow_problems(tab)):
@@ -276,7 +283,7 @@ def test_every_page_passes_axe_and_fits_a_phone(chromium, db, settings, topics, 
             phone_context.close()
     print("checked:", *pages, sep="\n  ")
     assert len(pages) >= 10, pages  # the crawl found the dashboard
-    assert not (found.axe or found.overflow or found.focus), found.report()
+    assert not (found.axe or found.overflow or found.focus or found.times), found.report()
 
 
 def test_the_checks_are_not_vacuous(chromium):
