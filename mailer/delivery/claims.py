@@ -53,6 +53,10 @@ TABLE = Delivery.__table__
 C = TABLE.c
 #: Statuses a hand-off result may overwrite; anything else was moved on by provider events.
 _OPEN = (DS.SENDING, DS.IN_DOUBT)
+#: "status = 'sending'" written into the SQL, not bound: it is the condition of the partial
+#: index ix_deliveries_batch, and neither SQLite nor a PostgreSQL generic plan uses a partial
+#: index for a bound value. Every lookup by batch id is of rows in flight, so it carries this.
+_SENDING = C.status == literal_column(f"'{DS.SENDING}'", String)
 
 
 @dataclass(slots=True)
@@ -84,8 +88,9 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     then costs the same wherever it is in the campaign: see ``_claim_locked``).
 
     No per-row parameter lists: the UPDATEs pick their rows with a subquery (SQLite) or one
-    id array (PostgreSQL), and the SELECT reads them back by batch id with the subscriber's
-    name. The statements are built once per process.
+    id array (PostgreSQL). SQLite reads the batch back by batch id with the subscriber's
+    name; on PostgreSQL the locking SELECT already read them. The statements are built once
+    per process.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
@@ -105,15 +110,15 @@ def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
     UPDATE SKIP LOCKED``, each with whether it may still be mailed; claim the sendable ones
     and skip the others, each group by one id array. The window comes straight from
     ix_deliveries_pending and the UPDATEs go by primary key, so no statement reads a row
-    outside the window (a skip over "every unsendable row below the batch" read all pending
+    outside the window. The lock reads each row's address and name too: the rows it locked
+    are exactly the ones the claim moves, so nothing is read back by batch id (a skip over "every unsendable row below the batch" read all pending
     rows whenever the planner misjudged how many that was)."""
     window = conn.execute(sql.lock, params).all()
-    params["b_claimed"] = [row_id for row_id, sendable in window if sendable]
-    params["b_skipped"] = [row_id for row_id, sendable in window if not sendable]
-    rows: list[tuple] = []
-    if params["b_claimed"]:
+    rows = [tuple(r[:4]) for r in window if r[4]]
+    params["b_claimed"] = [row[0] for row in rows]
+    params["b_skipped"] = [r[0] for r in window if not r[4]]
+    if rows:
         conn.execute(sql.claim, params)
-        rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
     skipped = conn.execute(sql.skip, params).rowcount if params["b_skipped"] else 0
     return rows, skipped
 
@@ -135,7 +140,7 @@ def _claim_sqlite(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
 class _Statements:
     lock: Any  # PostgreSQL only: SELECT … FOR UPDATE SKIP LOCKED
     claim: Any
-    read_back: Any
+    read_back: Any  # SQLite only: the batch as one JSON value
     skip: Any
 
 
@@ -172,7 +177,8 @@ def _postgresql_statements(d, campaign, now, sending, size) -> _Statements:
     literally the index's. Lock first, then update exactly those rows: PostgreSQL may re-run
     an IN (… LIMIT) subquery inside an UPDATE, so the LIMIT would not bound the claim."""
     pending = literal_column(f"'{DS.PENDING}'", String)
-    lock = (select(d.c.id, _sendable(now)).select_from(_with_subscribers(d))
+    lock = (select(d.c.id, d.c.email, d.c.subscriber_id, Subscriber.__table__.c.name,
+                   _sendable(now)).select_from(_with_subscribers(d))
             .where(d.c.campaign_id == campaign, d.c.status == pending, sending)
             .order_by(d.c.id).limit(size).with_for_update(of=d, skip_locked=True))
     # No status condition: this transaction holds the rows' locks since the lock statement,
@@ -180,7 +186,7 @@ def _postgresql_statements(d, campaign, now, sending, size) -> _Statements:
     # partial index to intersect it with the ids.
     claim = _claim_update(now, C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer))))
     skip = _skip_update(now, C.id == any_(bindparam("b_skipped", type_=ARRAY(Integer))))
-    return _Statements(lock, claim, _read_back(), skip)
+    return _Statements(lock, claim, None, skip)
 
 
 def _claim_update(now, *where):
@@ -193,7 +199,8 @@ def _claim_update(now, *where):
 def _read_back():
     return (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
             .select_from(_with_subscribers(TABLE))
-            .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
+            .where(C.batch_id == bindparam("b_batch", type_=String), _SENDING)
+            .order_by(C.id))
 
 
 def _skip_update(now, *where):
@@ -236,18 +243,38 @@ def _skip_reason(now):
     )
 
 
-def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,
-                          now: datetime | None = None, *, only_open: bool = False) -> None:
-    """Every row of the batch was accepted under one provider message id (the fast path).
+def record_batch_accepted(session: Session, batch_id: str, ids: list[int],
+                          message_id: str | None, now: datetime | None = None, *,
+                          only_open: bool = False) -> None:
+    """Every row of the batch (``ids``: the claim's rows) was accepted under one provider
+    message id (the fast path). The rows are found by primary key, the batch id guarding
+    that they are still this claim's: ix_deliveries_batch holds only rows in flight, and a
+    row a provider event moved on still gets its message id and time here.
     ``only_open``: leave rows that moved on (a journal applied late) wholly untouched."""
+    if not ids:
+        return
     now = now or utcnow()
-    where = [C.batch_id == batch_id] + ([C.status.in_(_OPEN)] if only_open else [])
-    session.connection().execute(
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    where = [_ids_in(postgres), C.batch_id == batch_id]
+    if only_open:
+        where.append(C.status.in_(_OPEN))
+    connection.execute(
         update(TABLE).where(*where)
         .values(status=case((C.status.in_(_OPEN), DS.ACCEPTED), else_=C.status),
                 provider_message_id=message_id, sent_at=now, lease_until=None,
-                last_error=None, updated_at=now)
+                last_error=None, updated_at=now),
+        {"b_ids": ids if postgres else json.dumps(ids)},
     )
+
+
+def _ids_in(postgres: bool):
+    """``id`` among the bound list ``b_ids``, as one parameter whatever its length (an id
+    array on PostgreSQL, a JSON array on SQLite)."""
+    if postgres:
+        return C.id == any_(bindparam("b_ids", type_=ARRAY(Integer)))
+    each = func.json_each(bindparam("b_ids", type_=String)).table_valued("value")
+    return C.id.in_(select(each.c.value))
 
 
 def record_results(session: Session, batch_id: str,
@@ -290,7 +317,7 @@ def mark_in_doubt(session: Session, batch_id: str, ids: list[int] | None, reason
 
 def _update_sending(session: Session, batch: str, ids: list[int] | None, **values: Any) -> None:
     """Update the rows of ``batch`` that are still ``sending`` (only ``ids`` unless None)."""
-    stmt = update(TABLE).where(C.batch_id == batch, C.status == DS.SENDING)
+    stmt = update(TABLE).where(C.batch_id == batch, _SENDING)
     if ids is not None:
         if not ids:
             return
@@ -317,6 +344,6 @@ def extend_leases(session: Session, batch_ids: list[str], lease_seconds: float) 
     """Keep batches still in flight (slow API, long 429 waits) from looking abandoned."""
     if batch_ids:
         session.execute(
-            update(TABLE).where(C.batch_id.in_(batch_ids), C.status == DS.SENDING)
+            update(TABLE).where(C.batch_id.in_(batch_ids), _SENDING)
             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
         )
