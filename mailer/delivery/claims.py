@@ -66,6 +66,9 @@ class Claim:
     #: (delivery id, email, subscriber id, name) in id order.
     rows: list[tuple[int, str, int | None, str | None]]
     skipped: int = 0
+    #: The highest delivery id this claim looked at (0 when not known): the next claim of
+    #: the same sender may start above it (``claim_batch(after=…)``).
+    through: int = 0
 
     @property
     def ids(self) -> list[int]:
@@ -77,7 +80,7 @@ def campaign_status(session: Session, campaign_id: int) -> str | None:
 
 
 def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
-                lease_seconds: float) -> Claim | None:
+                lease_seconds: float, after: int = 0) -> Claim | None:
     """Lease the next batch of ``campaign_id``; None when the campaign is not ``sending`` or
     no sendable pending row is left (or all remaining ones are leased by other workers right
     now). Rows passed over because their subscriber can no longer be mailed are marked
@@ -86,6 +89,13 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     On SQLite a batch holds up to ``size`` sendable rows. On PostgreSQL it is taken from the
     next ``size`` pending rows, so it holds fewer when some of those are skipped (a claim
     then costs the same wherever it is in the campaign: see ``_claim_locked``).
+
+    ``after``: on PostgreSQL, look above this id first (the previous claim's ``through``), and
+    from the campaign's first row only when nothing is left above it. The claimed rows'
+    entries stay in ix_deliveries_pending until VACUUM, so a window read from the start
+    stepped over every row sent so far (about 10 ms per claim at 900,000 sent); rows released
+    back to pending below ``after`` are claimed when the rows above are gone. SQLite removes
+    an index entry at once and ignores ``after``.
 
     No per-row parameter lists: the UPDATEs pick their rows with a subquery (SQLite) or one
     id array (PostgreSQL). SQLite reads the batch back by batch id with the subscriber's
@@ -98,11 +108,17 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
               "b_worker": worker, "b_now": now,
               "b_lease": now + timedelta(seconds=lease_seconds)}
     conn = session.connection()  # Core all the way: no ORM result processing per row
-    claim = _claim_locked if dialect == "postgresql" else _claim_sqlite
-    rows, skipped = claim(conn, _statements(dialect), params)
+    if dialect == "postgresql":
+        params["b_after"] = after
+        rows, skipped = _claim_locked(conn, _statements(dialect), params)
+        if not rows and not skipped and after:
+            params["b_after"] = 0  # nothing above: rows released below, or the end
+            rows, skipped = _claim_locked(conn, _statements(dialect), params)
+    else:
+        rows, skipped = _claim_sqlite(conn, _statements(dialect), params)
     if not rows and not skipped:
         return None
-    return Claim(params["b_batch"], campaign_id, rows, skipped)
+    return Claim(params["b_batch"], campaign_id, rows, skipped, params.get("b_through", 0))
 
 
 def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], int]:
@@ -114,6 +130,7 @@ def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
     are exactly the ones the claim moves, so nothing is read back by batch id (a skip over "every unsendable row below the batch" read all pending
     rows whenever the planner misjudged how many that was)."""
     window = conn.execute(sql.lock, params).all()
+    params["b_through"] = window[-1][0] if window else 0
     rows = [tuple(r[:4]) for r in window if r[4]]
     params["b_claimed"] = [row[0] for row in rows]
     params["b_skipped"] = [r[0] for r in window if not r[4]]
@@ -147,8 +164,8 @@ class _Statements:
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     """The claim's statements for ``dialect``, built once (every value is a bound parameter:
-    b_campaign, b_size, b_batch, b_worker, b_now, b_lease, and b_claimed, b_skipped on
-    PostgreSQL or b_below on SQLite)."""
+    b_campaign, b_size, b_batch, b_worker, b_now, b_lease, and b_after, b_claimed, b_skipped
+    on PostgreSQL or b_below on SQLite)."""
     campaign = bindparam("b_campaign", type_=Integer)
     now = bindparam("b_now", type_=UTCDateTime())
     sending = select(Campaign.status).where(Campaign.id == campaign).scalar_subquery() \
@@ -179,7 +196,8 @@ def _postgresql_statements(d, campaign, now, sending, size) -> _Statements:
     pending = literal_column(f"'{DS.PENDING}'", String)
     lock = (select(d.c.id, d.c.email, d.c.subscriber_id, Subscriber.__table__.c.name,
                    _sendable(now)).select_from(_with_subscribers(d))
-            .where(d.c.campaign_id == campaign, d.c.status == pending, sending)
+            .where(d.c.campaign_id == campaign, d.c.status == pending, sending,
+                   d.c.id > bindparam("b_after", type_=Integer))
             .order_by(d.c.id).limit(size).with_for_update(of=d, skip_locked=True))
     # No status condition: this transaction holds the rows' locks since the lock statement,
     # so they are still pending, and "status = 'pending'" made the planner read the whole

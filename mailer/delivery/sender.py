@@ -92,6 +92,8 @@ class CampaignSender:
         self.inflight: dict[Future, str] = {}
         self.writer = OutcomeWriter(db, settings, worker)
         self.spell: outage.Spell | None = None  # while the database is unreachable
+        #: Where the next claim starts looking (see ``claims.claim_batch``).
+        self.claimed_through = 0
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
@@ -174,7 +176,10 @@ class CampaignSender:
 
     def _claim(self, session) -> tuple[claims.Claim | None, str | None]:
         claim = claims.claim_batch(session, self.campaign_id, size=self.settings.batch_size,
-                                   worker=self.worker, lease_seconds=self.settings.lease_seconds)
+                                   worker=self.worker, lease_seconds=self.settings.lease_seconds,
+                                   after=self.claimed_through)
+        if claim is not None:
+            self.claimed_through = claim.through
         status = None if claim is not None else claims.campaign_status(session, self.campaign_id)
         return claim, status
 
