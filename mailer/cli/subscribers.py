@@ -8,8 +8,8 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from mailer.campaigns.actions import edit_segment
 from mailer.cli import context
+from mailer.campaigns.actions import edit_segment
 from mailer.cli.apps import segments_app, subscribers_app
 from mailer.delivery.audience import audience_count
 from mailer.delivery.confirmations import send_confirmations
