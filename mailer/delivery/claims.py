@@ -126,9 +126,10 @@ def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
     UPDATE SKIP LOCKED``, each with whether it may still be mailed; claim the sendable ones
     and skip the others, each group by one id array. The window comes straight from
     ix_deliveries_pending and the UPDATEs go by primary key, so no statement reads a row
-    outside the window. The lock reads each row's address and name too: the rows it locked
-    are exactly the ones the claim moves, so nothing is read back by batch id (a skip over "every unsendable row below the batch" read all pending
-    rows whenever the planner misjudged how many that was)."""
+    outside the window (a skip over "every unsendable row below the batch" read all pending
+    rows whenever the planner misjudged how many that was). The lock reads each row's address
+    and name too: the rows it locked are exactly the ones the claim moves, so nothing is read
+    back by batch id."""
     window = conn.execute(sql.lock, params).all()
     params["b_through"] = window[-1][0] if window else 0
     rows = [tuple(r[:4]) for r in window if r[4]]
