@@ -69,7 +69,8 @@ def _values(late_campaign: tuple[int, list[int]]) -> dict:
     campaign_id, pending = late_campaign
     now = utcnow()
     return {"b_campaign": campaign_id, "b_size": BATCH, "b_batch": "plan", "b_worker": "plan",
-            "b_now": now, "b_lease": now + timedelta(seconds=60), "b_claimed": pending[:-10],
+            "b_now": now, "b_lease": now + timedelta(seconds=60), "b_after": 0,
+            "b_claimed": pending[:-10],
             "b_skipped": pending[-10:]}
 
 
@@ -110,3 +111,36 @@ def test_a_window_of_unmailable_rows_is_skipped_and_the_next_claim_goes_on(db, s
     assert first is not None and first.rows == [] and first.skipped == 10
     assert [row[1] for row in second.rows] == [f"person{i}@example.org" for i in range(10, 20)]
     assert second.skipped == 0
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_lock_starts_above_the_previous_claim(db, late_campaign):
+    """The entries of rows claimed before stay in the partial index until VACUUM: a lock
+    given the previous claim's last id seeks past them instead of stepping over them."""
+    values = _values(late_campaign) | {"b_after": late_campaign[1][0]}
+    nodes = _plan(db, claims._statements("postgresql").lock, values)
+    conds = [n.get("Index Cond", "") for n in nodes
+             if n.get("Index Name") == "ix_deliveries_pending"]
+    assert conds and all("id >" in cond for cond in conds), conds
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_rows_released_below_the_start_are_claimed_when_none_are_left_above(db, settings):
+    add_subscribers(db, 30)
+    campaign_id = approved_campaign(db)
+    start_campaign(db, settings, campaign_id)
+    with db.session() as session:
+        first = claims.claim_batch(session, campaign_id, size=10, worker="w", lease_seconds=60)
+        claims.release(session, first.batch_id, None, "not sent: test")
+        second = claims.claim_batch(session, campaign_id, size=10, worker="w", lease_seconds=60,
+                                    after=first.through)
+        third = claims.claim_batch(session, campaign_id, size=20, worker="w", lease_seconds=60,
+                                   after=second.through)
+        fourth = claims.claim_batch(session, campaign_id, size=20, worker="w", lease_seconds=60,
+                                    after=third.through)
+        last = claims.claim_batch(session, campaign_id, size=20, worker="w", lease_seconds=60,
+                                  after=fourth.through)
+    assert first.through == first.ids[-1] and second.ids[0] > first.through
+    assert len(third.ids) == 10 and third.ids[0] > second.through
+    assert fourth.ids == first.ids  # released below the start: claimed once none are above
+    assert last is None

@@ -53,6 +53,10 @@ TABLE = Delivery.__table__
 C = TABLE.c
 #: Statuses a hand-off result may overwrite; anything else was moved on by provider events.
 _OPEN = (DS.SENDING, DS.IN_DOUBT)
+#: "status = 'sending'" written into the SQL, not bound: it is the condition of the partial
+#: index ix_deliveries_batch, and neither SQLite nor a PostgreSQL generic plan uses a partial
+#: index for a bound value. Every lookup by batch id is of rows in flight, so it carries this.
+_SENDING = C.status == literal_column(f"'{DS.SENDING}'", String)
 
 
 @dataclass(slots=True)
@@ -62,6 +66,9 @@ class Claim:
     #: (delivery id, email, subscriber id, name) in id order.
     rows: list[tuple[int, str, int | None, str | None]]
     skipped: int = 0
+    #: The highest delivery id this claim looked at (0 when not known): the next claim of
+    #: the same sender may start above it (``claim_batch(after=…)``).
+    through: int = 0
 
     @property
     def ids(self) -> list[int]:
@@ -73,7 +80,7 @@ def campaign_status(session: Session, campaign_id: int) -> str | None:
 
 
 def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
-                lease_seconds: float) -> Claim | None:
+                lease_seconds: float, after: int = 0) -> Claim | None:
     """Lease the next batch of ``campaign_id``; None when the campaign is not ``sending`` or
     no sendable pending row is left (or all remaining ones are leased by other workers right
     now). Rows passed over because their subscriber can no longer be mailed are marked
@@ -83,9 +90,17 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
     next ``size`` pending rows, so it holds fewer when some of those are skipped (a claim
     then costs the same wherever it is in the campaign: see ``_claim_locked``).
 
+    ``after``: on PostgreSQL, look above this id first (the previous claim's ``through``), and
+    from the campaign's first row only when nothing is left above it. The claimed rows'
+    entries stay in ix_deliveries_pending until VACUUM, so a window read from the start
+    stepped over every row sent so far (about 10 ms per claim at 900,000 sent); rows released
+    back to pending below ``after`` are claimed when the rows above are gone. SQLite removes
+    an index entry at once and ignores ``after``.
+
     No per-row parameter lists: the UPDATEs pick their rows with a subquery (SQLite) or one
-    id array (PostgreSQL), and the SELECT reads them back by batch id with the subscriber's
-    name. The statements are built once per process.
+    id array (PostgreSQL). SQLite reads the batch back by batch id with the subscriber's
+    name; on PostgreSQL the locking SELECT already read them. The statements are built once
+    per process.
     """
     dialect = session.get_bind().dialect.name
     now = utcnow()
@@ -93,11 +108,17 @@ def claim_batch(session: Session, campaign_id: int, *, size: int, worker: str,
               "b_worker": worker, "b_now": now,
               "b_lease": now + timedelta(seconds=lease_seconds)}
     conn = session.connection()  # Core all the way: no ORM result processing per row
-    claim = _claim_locked if dialect == "postgresql" else _claim_sqlite
-    rows, skipped = claim(conn, _statements(dialect), params)
+    if dialect == "postgresql":
+        params["b_after"] = after
+        rows, skipped = _claim_locked(conn, _statements(dialect), params)
+        if not rows and not skipped and after:
+            params["b_after"] = 0  # nothing above: rows released below, or the end
+            rows, skipped = _claim_locked(conn, _statements(dialect), params)
+    else:
+        rows, skipped = _claim_sqlite(conn, _statements(dialect), params)
     if not rows and not skipped:
         return None
-    return Claim(params["b_batch"], campaign_id, rows, skipped)
+    return Claim(params["b_batch"], campaign_id, rows, skipped, params.get("b_through", 0))
 
 
 def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], int]:
@@ -106,14 +127,16 @@ def _claim_locked(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
     and skip the others, each group by one id array. The window comes straight from
     ix_deliveries_pending and the UPDATEs go by primary key, so no statement reads a row
     outside the window (a skip over "every unsendable row below the batch" read all pending
-    rows whenever the planner misjudged how many that was)."""
+    rows whenever the planner misjudged how many that was). The lock reads each row's address
+    and name too: the rows it locked are exactly the ones the claim moves, so nothing is read
+    back by batch id."""
     window = conn.execute(sql.lock, params).all()
-    params["b_claimed"] = [row_id for row_id, sendable in window if sendable]
-    params["b_skipped"] = [row_id for row_id, sendable in window if not sendable]
-    rows: list[tuple] = []
-    if params["b_claimed"]:
+    params["b_through"] = window[-1][0] if window else 0
+    rows = [tuple(r[:4]) for r in window if r[4]]
+    params["b_claimed"] = [row[0] for row in rows]
+    params["b_skipped"] = [r[0] for r in window if not r[4]]
+    if rows:
         conn.execute(sql.claim, params)
-        rows = [tuple(r) for r in conn.execute(sql.read_back, params)]
     skipped = conn.execute(sql.skip, params).rowcount if params["b_skipped"] else 0
     return rows, skipped
 
@@ -135,15 +158,15 @@ def _claim_sqlite(conn, sql: _Statements, params: dict) -> tuple[list[tuple], in
 class _Statements:
     lock: Any  # PostgreSQL only: SELECT … FOR UPDATE SKIP LOCKED
     claim: Any
-    read_back: Any
+    read_back: Any  # SQLite only: the batch as one JSON value
     skip: Any
 
 
 @functools.cache
 def _statements(dialect: str) -> _Statements:
     """The claim's statements for ``dialect``, built once (every value is a bound parameter:
-    b_campaign, b_size, b_batch, b_worker, b_now, b_lease, and b_claimed, b_skipped on
-    PostgreSQL or b_below on SQLite)."""
+    b_campaign, b_size, b_batch, b_worker, b_now, b_lease, and b_after, b_claimed, b_skipped
+    on PostgreSQL or b_below on SQLite)."""
     campaign = bindparam("b_campaign", type_=Integer)
     now = bindparam("b_now", type_=UTCDateTime())
     sending = select(Campaign.status).where(Campaign.id == campaign).scalar_subquery() \
@@ -172,15 +195,17 @@ def _postgresql_statements(d, campaign, now, sending, size) -> _Statements:
     literally the index's. Lock first, then update exactly those rows: PostgreSQL may re-run
     an IN (… LIMIT) subquery inside an UPDATE, so the LIMIT would not bound the claim."""
     pending = literal_column(f"'{DS.PENDING}'", String)
-    lock = (select(d.c.id, _sendable(now)).select_from(_with_subscribers(d))
-            .where(d.c.campaign_id == campaign, d.c.status == pending, sending)
+    lock = (select(d.c.id, d.c.email, d.c.subscriber_id, Subscriber.__table__.c.name,
+                   _sendable(now)).select_from(_with_subscribers(d))
+            .where(d.c.campaign_id == campaign, d.c.status == pending, sending,
+                   d.c.id > bindparam("b_after", type_=Integer))
             .order_by(d.c.id).limit(size).with_for_update(of=d, skip_locked=True))
     # No status condition: this transaction holds the rows' locks since the lock statement,
     # so they are still pending, and "status = 'pending'" made the planner read the whole
     # partial index to intersect it with the ids.
     claim = _claim_update(now, C.id == any_(bindparam("b_claimed", type_=ARRAY(Integer))))
     skip = _skip_update(now, C.id == any_(bindparam("b_skipped", type_=ARRAY(Integer))))
-    return _Statements(lock, claim, _read_back(), skip)
+    return _Statements(lock, claim, None, skip)
 
 
 def _claim_update(now, *where):
@@ -193,7 +218,8 @@ def _claim_update(now, *where):
 def _read_back():
     return (select(C.id, C.email, C.subscriber_id, Subscriber.__table__.c.name)
             .select_from(_with_subscribers(TABLE))
-            .where(C.batch_id == bindparam("b_batch", type_=String)).order_by(C.id))
+            .where(C.batch_id == bindparam("b_batch", type_=String), _SENDING)
+            .order_by(C.id))
 
 
 def _skip_update(now, *where):
@@ -236,18 +262,38 @@ def _skip_reason(now):
     )
 
 
-def record_batch_accepted(session: Session, batch_id: str, message_id: str | None,
-                          now: datetime | None = None, *, only_open: bool = False) -> None:
-    """Every row of the batch was accepted under one provider message id (the fast path).
+def record_batch_accepted(session: Session, batch_id: str, ids: list[int],
+                          message_id: str | None, now: datetime | None = None, *,
+                          only_open: bool = False) -> None:
+    """Every row of the batch (``ids``: the claim's rows) was accepted under one provider
+    message id (the fast path). The rows are found by primary key, the batch id guarding
+    that they are still this claim's: ix_deliveries_batch holds only rows in flight, and a
+    row a provider event moved on still gets its message id and time here.
     ``only_open``: leave rows that moved on (a journal applied late) wholly untouched."""
+    if not ids:
+        return
     now = now or utcnow()
-    where = [C.batch_id == batch_id] + ([C.status.in_(_OPEN)] if only_open else [])
-    session.connection().execute(
+    connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
+    where = [_ids_in(postgres), C.batch_id == batch_id]
+    if only_open:
+        where.append(C.status.in_(_OPEN))
+    connection.execute(
         update(TABLE).where(*where)
         .values(status=case((C.status.in_(_OPEN), DS.ACCEPTED), else_=C.status),
                 provider_message_id=message_id, sent_at=now, lease_until=None,
-                last_error=None, updated_at=now)
+                last_error=None, updated_at=now),
+        {"b_ids": ids if postgres else json.dumps(ids)},
     )
+
+
+def _ids_in(postgres: bool):
+    """``id`` among the bound list ``b_ids``, as one parameter whatever its length (an id
+    array on PostgreSQL, a JSON array on SQLite)."""
+    if postgres:
+        return C.id == any_(bindparam("b_ids", type_=ARRAY(Integer)))
+    each = func.json_each(bindparam("b_ids", type_=String)).table_valued("value")
+    return C.id.in_(select(each.c.value))
 
 
 def record_results(session: Session, batch_id: str,
@@ -290,7 +336,7 @@ def mark_in_doubt(session: Session, batch_id: str, ids: list[int] | None, reason
 
 def _update_sending(session: Session, batch: str, ids: list[int] | None, **values: Any) -> None:
     """Update the rows of ``batch`` that are still ``sending`` (only ``ids`` unless None)."""
-    stmt = update(TABLE).where(C.batch_id == batch, C.status == DS.SENDING)
+    stmt = update(TABLE).where(C.batch_id == batch, _SENDING)
     if ids is not None:
         if not ids:
             return
@@ -317,6 +363,6 @@ def extend_leases(session: Session, batch_ids: list[str], lease_seconds: float) 
     """Keep batches still in flight (slow API, long 429 waits) from looking abandoned."""
     if batch_ids:
         session.execute(
-            update(TABLE).where(C.batch_id.in_(batch_ids), C.status == DS.SENDING)
+            update(TABLE).where(C.batch_id.in_(batch_ids), _SENDING)
             .values(lease_until=utcnow() + timedelta(seconds=lease_seconds))
         )

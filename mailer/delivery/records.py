@@ -54,6 +54,12 @@ HANDED_OFF = (DeliveryStatus.ACCEPTED, DeliveryStatus.DEFERRED, DeliveryStatus.D
 UNSETTLED = (DeliveryStatus.PENDING, DeliveryStatus.SENDING)
 
 
+#: The conditions of the partial indexes below (written out: a partial index serves only a
+#: query that states its condition with the same literal).
+_SENDING_ROWS = text("status = 'sending'")
+_HANDED_OFF_ROWS = text("provider_message_id IS NOT NULL")
+
+
 class Delivery(Base):
     """One campaign to one subscriber. Unique per (campaign, subscriber): nobody is drawn twice."""
 
@@ -61,7 +67,15 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "subscriber_id"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
-        Index("ix_deliveries_batch", "batch_id"),
+        # Only the rows in flight: every lookup by batch id is of those (claims.py), and a
+        # row leaves the index when its outcome is recorded, so on PostgreSQL the record of
+        # a batch adds no entry here (migration 0018 says why).
+        Index("ix_deliveries_batch", "batch_id", postgresql_where=_SENDING_ROWS,
+              sqlite_where=_SENDING_ROWS),
+        # Webhook events are matched by the message id of their request; only rows handed
+        # off have one, so a claim adds no entry here either (migration 0018).
+        Index("ix_deliveries_provider_message_id", "provider_message_id",
+              postgresql_where=_HANDED_OFF_ROWS, sqlite_where=_HANDED_OFF_ROWS),
         # "The next pending rows of this campaign in id order", read by every claim: only
         # pending rows are in it, so a claim reads its batch and not the settled rows before
         # it (migration 0006 says why).
@@ -86,7 +100,7 @@ class Delivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: When the row was last claimed for a hand-off: the in-doubt grace counts from here.
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

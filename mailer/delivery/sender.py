@@ -33,13 +33,13 @@ from mailer.campaigns.service import get_campaign
 from mailer.delivery import claims, recovery
 from mailer.delivery.handoff import Handoff, Outcome
 from mailer.delivery.pacing import InFlightWindow, RateLimiter
+from mailer.delivery.progress import log_handoff, waiting_reason
 from mailer.delivery.records import Delivery
 from mailer.delivery.records import DeliveryStatus as DS
 from mailer.delivery.writer import OutcomeWriter
 from mailer.settings import Settings
 from mailer.storage import outage
 from mailer.storage.db import Database
-from mailer.tracking.logs import log_event
 from mailer.transports.base import CompiledMessage, Recipient, Transport
 
 log = logging.getLogger("mailer.delivery")
@@ -95,6 +95,8 @@ class CampaignSender:
         self.spell: outage.Spell | None = None  # while the database is unreachable
         self.disk_spell: outage.Spell | None = None  # while the transport's disk is full
         self.claim_after = 0.0  # (monotonic) the transport's disk is full: no claim before
+        #: Where the next claim starts looking (see ``claims.claim_batch``).
+        self.claimed_through = 0
         self.reason: str | None = None
 
     # -- main loop -------------------------------------------------------------------------
@@ -183,7 +185,10 @@ class CampaignSender:
 
     def _claim(self, session) -> tuple[claims.Claim | None, str | None]:
         claim = claims.claim_batch(session, self.campaign_id, size=self.settings.batch_size,
-                                   worker=self.worker, lease_seconds=self.settings.lease_seconds)
+                                   worker=self.worker, lease_seconds=self.settings.lease_seconds,
+                                   after=self.claimed_through)
+        if claim is not None:
+            self.claimed_through = claim.through
         status = None if claim is not None else claims.campaign_status(session, self.campaign_id)
         return claim, status
 
@@ -351,7 +356,7 @@ class CampaignSender:
             return False
         if not self.wait_for_others:
             return False
-        self.reason = _waiting_reason(left, res, self.settings)
+        self.reason = waiting_reason(left, res, self.settings)
         self._report()
         return not self.stop.wait(self.poll_interval)
 
@@ -370,30 +375,3 @@ class CampaignSender:
         except OperationalError:  # SQLite: another process finished it at the same moment
             return True
 
-
-def log_handoff(campaign_id: int, worker: str, out: Outcome) -> None:
-    """One structured JSON log line per recorded hand-off (see mailer.tracking.logs)."""
-
-    outcome = ("accepted" if out.all_accepted or (out.results and not out.failed
-                                                  and not out.in_doubt) else
-               "paused" if out.pause_reason else "in_doubt" if out.in_doubt else
-               "partial" if out.results else "released")
-    log_event("handoff", campaign=campaign_id, batch=out.claim.batch_id, worker=worker,
-              recipients=len(out.claim.rows), accepted=out.accepted, failed=out.failed,
-              in_doubt=len(out.in_doubt), outcome=outcome, message_id=out.message_id,
-              reason=out.pause_reason or out.release_reason or out.in_doubt_reason or None)
-
-
-def _waiting_reason(left: dict, res: recovery.Resolution, settings: Settings) -> str:
-    """The progress line while this sender waits on rows it cannot settle itself; times in
-    the office zone, like every time the office reads."""
-    parts = []
-    if left.get(DS.SENDING):
-        parts.append(f"{left[DS.SENDING]} being sent by other workers")
-    if res.waiting:
-        when = (res.next_deadline.astimezone(settings.zone).strftime("%H:%M:%S %Z")
-                if res.next_deadline else "soon")
-        parts.append(f"{res.waiting} in doubt, waiting for provider evidence until {when}")
-    if left.get(DS.PENDING):
-        parts.append(f"{left[DS.PENDING]} pending, leased elsewhere")
-    return "waiting: " + "; ".join(parts) if parts else "waiting"

@@ -39,7 +39,8 @@ def write_outcome(session: Session, out: Outcome, *, only_open: bool = False) ->
     rows that moved on since are left wholly untouched."""
     batch = out.claim.batch_id
     if out.all_accepted:
-        claims.record_batch_accepted(session, batch, out.message_id, only_open=only_open)
+        claims.record_batch_accepted(session, batch, out.claim.ids, out.message_id,
+                                     only_open=only_open)
         return
     claims.record_results(session, batch, out.results, only_open=only_open)
     claims.mark_in_doubt(session, batch, out.in_doubt, out.in_doubt_reason)

@@ -3,8 +3,8 @@ import time
 from datetime import UTC, datetime
 
 from mailer.delivery.pacing import RateLimiter, RetryWait
+from mailer.delivery.progress import waiting_reason
 from mailer.delivery.recovery import Resolution
-from mailer.delivery.sender import _waiting_reason
 from mailer.settings import Settings
 from mailer.transports.errors import RateLimited, TemporaryFailure
 
@@ -50,6 +50,6 @@ def test_429_waits_until_the_reset_and_other_errors_back_off_boundedly():
 def test_the_waiting_line_gives_the_evidence_deadline_in_the_office_zone():
     settings = Settings(database_url="sqlite://", timezone="America/Chicago")
     res = Resolution(waiting=3, next_deadline=datetime(2026, 12, 7, 18, 5, 9, tzinfo=UTC))
-    line = _waiting_reason({"pending": 2}, res, settings)
+    line = waiting_reason({"pending": 2}, res, settings)
     assert "3 in doubt, waiting for provider evidence until 12:05:09 CST" in line
     assert "UTC" not in line and "2 pending" in line
