@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,10 @@ from segments import _CONCAT, _SERIES, _TIME, _ZIP, COUNTIES, PREFIXES  # noqa: 
 from sqlalchemy import text  # noqa: E402
 from web import _serve  # noqa: E402
 
+from mailer.campaigns.models import Campaign  # noqa: E402
+from mailer.storage.base import utcnow  # noqa: E402
+from subscribers.models import Segment  # noqa: E402
+
 FIRST = ["Ole", "Ingrid", "Mary", "Dale", "Karen", "Tom", "Linda", "James", "Brenda", "Steve"]
 LAST = ["Hanson", "Sørensen", "Lindqvist", "Peterson", "Olson", "Kjelstad", "Nygaard", "Moen"]
 PAGES = [
@@ -46,6 +51,10 @@ PAGES = [
     "/admin/subscribers?q=58102", "/admin/subscribers?q=zz", "/admin/subscribers?q=xqzw",
     "/admin/subscribers?status=bounced", "/admin/subscribers?county=Cass&topic=veterans",
     "/admin/subscribers/{middle}", "/admin/segments", "/admin/topics", "/admin/releases",
+    # the pages added since: a saved segment (count, sample, campaigns using it), a draft on
+    # it and a scheduled campaign (audience now / in digests), the schedule, the release page
+    "/admin/segments/1", "/admin/campaigns/3", "/admin/campaigns/4", "/admin/campaigns/new",
+    "/admin/schedule", "/admin/digests", "/admin/users", "/admin/tokens", "/admin/releases/1",
 ]
 
 
@@ -110,6 +119,20 @@ def _campaigns(conn, dialect: str) -> None:
             "FROM subscribers"))
 
 
+def _unsent(session) -> None:
+    """A saved segment, a draft using it (campaign 3) and a campaign scheduled for tomorrow
+    (campaign 4): the pages that count who a send would reach now."""
+    session.add(Segment(id=1, name="Cass veterans",
+                        query='topic = "veterans" and county = "Cass"'))
+    session.flush()
+    session.add(Campaign(id=3, kind="release", release_id=1, segment_id=1,
+                         template="press_release", subject="Draft", created_by="bench"))
+    session.add(Campaign(id=4, kind="release", release_id=1, query='topic = "agriculture"',
+                         template="press_release", subject="Tomorrow", created_by="bench",
+                         status="scheduled", approved_by="approver", approved_at=utcnow(),
+                         scheduled_at=utcnow() + timedelta(days=1)))
+
+
 def _every(modulo: int, value: str) -> str:
     return f"CASE WHEN id % {modulo} = 0 THEN {value} END"
 
@@ -170,6 +193,7 @@ def main() -> None:
               f"on {db.dialect} in {time.perf_counter() - started:.0f} s", flush=True)
         with db.session() as session:
             create_user(session, "bench", "admin", "bench password 1")
+            _unsent(session)
         base, server, _thread = _serve(create_app(get_settings(), db))
         with httpx.Client(base_url=base, timeout=60, follow_redirects=True) as client:
             login(client)
