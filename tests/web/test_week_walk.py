@@ -83,6 +83,7 @@ class Walk:
         page.set_viewport_size({"width": NARROW, "height": HEIGHT})
         try:
             assert overflow_problems(page) == [], f"{stem} scrolls sideways at {NARROW} px"
+            page.wait_for_timeout(300)  # the preview and report frames repaint at the new width
             page.screenshot(path=str(self.shots / f"{stem}-{NARROW}.png"), full_page=True)
         finally:
             page.set_viewport_size({"width": WIDE, "height": HEIGHT})
