@@ -76,15 +76,19 @@ class Walk:
         return page
 
     def shoot(self, page, what: str) -> None:
-        """``NN-what-1280.png`` and ``NN-what-375.png``; the narrow page must fit."""
+        """``NN-what-1280.png`` and ``NN-what-375.png``; the narrow page must fit. The narrow
+        shot is taken with a viewport as tall as the page, not as a full-page shot: headless
+        Chromium leaves frames (preview, report charts) below the viewport blank in those."""
         self.step += 1
         stem = f"{self.step:02d}-{what}"
         page.screenshot(path=str(self.shots / f"{stem}-{WIDE}.png"), full_page=True)
         page.set_viewport_size({"width": NARROW, "height": HEIGHT})
         try:
             assert overflow_problems(page) == [], f"{stem} scrolls sideways at {NARROW} px"
-            page.wait_for_timeout(300)  # the preview and report frames repaint at the new width
-            page.screenshot(path=str(self.shots / f"{stem}-{NARROW}.png"), full_page=True)
+            tall = page.evaluate("document.documentElement.scrollHeight")
+            page.set_viewport_size({"width": NARROW, "height": tall})
+            page.wait_for_timeout(200)  # the frames repaint at the new size
+            page.screenshot(path=str(self.shots / f"{stem}-{NARROW}.png"))
         finally:
             page.set_viewport_size({"width": WIDE, "height": HEIGHT})
 
