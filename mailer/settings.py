@@ -25,6 +25,11 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_TEMPLATES_DIR = PACKAGE_DIR.parent / "templates"
 
 
+#: How every time is shown to the office, in its zone (``2026-11-23 07:00 CST``): the CLI,
+#: the dashboard, reports and the reasons the product writes all use it.
+TIME_FORMAT = "%Y-%m-%d %H:%M %Z"
+
+
 class Settings(BaseSettings):
     """All settings; names match ``../shared/CONTRACT.md`` without the ``MAILER_`` prefix."""
 

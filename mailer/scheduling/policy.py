@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from mailer.campaigns.models import Campaign
 from mailer.errors import PolicyRefusal
-from mailer.settings import Settings
+from mailer.settings import TIME_FORMAT, Settings
 from mailer.storage.base import utcnow
 
 
@@ -45,7 +45,7 @@ class BlackoutRefusal(PolicyRefusal):
 
 def format_local(moment: datetime, settings: Settings) -> str:
     """``2026-11-23 07:00 CST``: how every time is shown to the office."""
-    return moment.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(settings.zone).strftime(TIME_FORMAT)
 
 
 def _local_wall_time(day: date, wall: time, settings: Settings) -> datetime:

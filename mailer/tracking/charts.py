@@ -7,8 +7,10 @@ the report's tables, so nothing depends on seeing the picture.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 from html import escape
+
+from mailer.settings import TIME_FORMAT
 
 #: Colours with enough contrast on white; one per event type, stable across reports.
 TYPE_COLOURS = {
@@ -44,7 +46,8 @@ def funnel_svg(steps: list[tuple[str, int]]) -> str:
     return "".join(parts)
 
 
-def timeline_svg(buckets: list[dict], types: list[str], bucket_label: str) -> str:
+def timeline_svg(buckets: list[dict], types: list[str], bucket_label: str,
+                 zone: tzinfo | None = None) -> str:
     """Stacked columns of event counts per time bucket, one colour per event type, with a
     legend and the first/middle/last bucket times on the x axis."""
     width, height, left, right, top, bottom = 720, 300, 48, 12, 16, 70
@@ -67,7 +70,7 @@ def timeline_svg(buckets: list[dict], types: list[str], bucket_label: str) -> st
                 f'<rect class="seg" data-type="{escape(kind)}" x="{x + 1:.1f}" y="{y:.1f}" '
                 f'width="{max(column_w - 2, 1):.1f}" height="{h:.1f}" '
                 f'fill="{TYPE_COLOURS.get(kind, "#9ca3af")}"><title>{escape(kind)}: {count} '
-                f'from {escape(_wall(bucket["start"], "%b %d, %Y %I:%M %p"))}</title></rect>')
+                f'from {escape(_wall(bucket["start"], TIME_FORMAT, zone))}</title></rect>')
     parts.append(_x_labels(buckets, left, column_w, top + plot_h))
     parts.append(_legend(types, left, height - 22))
     parts.append("</svg>")
@@ -90,9 +93,10 @@ def _axes(left: float, top: float, plot_w: float, plot_h: float, peak: int) -> s
             f'<text x="{left - 6}" y="{base}" text-anchor="end" class="tick">0</text>')
 
 
-def _wall(moment: str, fmt: str) -> str:
+def _wall(moment: str, fmt: str, zone: tzinfo | None = None) -> str:
     """A bucket's ISO start (already in the office's zone) as the office reads a time."""
-    return datetime.fromisoformat(moment).strftime(fmt)
+    start = datetime.fromisoformat(moment)
+    return (start.astimezone(zone) if zone else start).strftime(fmt)
 
 
 def _x_labels(buckets: list[dict], left: float, column_w: float, base: float) -> str:
@@ -103,7 +107,7 @@ def _x_labels(buckets: list[dict], left: float, column_w: float, base: float) ->
     out = []
     for index in picks:
         x = left + index * column_w + (column_w if index == len(buckets) - 1 else 0)
-        label = _wall(buckets[index]["start"], "%b %d %I:%M %p")
+        label = _wall(buckets[index]["start"], "%m-%d %H:%M")
         out.append(f'<text x="{x:.1f}" y="{base + 16}" text-anchor="'
                    f'{anchors.get(index, "middle")}" class="tick">{escape(label)}</text>')
     return "".join(out)

@@ -13,6 +13,7 @@ from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from mailer.settings import TIME_FORMAT
 from mailer.tracking.charts import funnel_svg, timeline_svg
 
 STYLE = """
@@ -73,12 +74,12 @@ def render_report_html(report: dict[str, Any]) -> str:
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 
-#: How the report shows a moment: the dashboard's format, in the office zone.
-WHEN_FORMAT = "%b %d, %Y %I:%M %p %Z"
+#: How the report shows a moment: the product's one format, in the office zone.
+WHEN_FORMAT = TIME_FORMAT
 
 
 def _when(value: str | None, zone: ZoneInfo) -> str:
-    """An ISO 8601 time of the report as ``Nov 23, 2026 07:00 AM CST`` (— when unset)."""
+    """An ISO 8601 time of the report as ``2026-11-23 07:00 CST`` (— when unset)."""
     if not value:
         return "—"
     return escape(datetime.fromisoformat(value).astimezone(zone).strftime(WHEN_FORMAT))
@@ -113,7 +114,7 @@ def _timeline(report: dict[str, Any]) -> str:
     if not timeline["buckets"]:
         return '<p class="empty">No provider events yet.</p>'
     return timeline_svg(timeline["buckets"], timeline["types"],
-                        _duration(timeline["bucket_seconds"]))
+                        _duration(timeline["bucket_seconds"]), ZoneInfo(report["timezone"]))
 
 
 def _duration(seconds: int) -> str:

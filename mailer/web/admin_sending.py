@@ -18,9 +18,8 @@ from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
-from mailer.scheduling.policy import format_local
 from mailer.web.models import User
-from mailer.web.pages import flash
+from mailer.web.pages import flash, page_time
 from mailer.web.params import Id
 from mailer.web.roles import Permission, check
 from mailer.web.staff import (
@@ -102,7 +101,7 @@ def _ask(request: Request, campaign_id: int, action: str, form) -> Response:
             return _ask_retry(request, campaign, ops.retryable(session, campaign))
         reach = _reach(session, campaign)
         if action == "schedule" and form.get("when") != "now":
-            at = format_local(parse_local(str(form.get("at") or ""), settings), settings)
+            at = page_time(parse_local(str(form.get("at") or ""), settings), settings)
         subject = campaign.subject
     fields = {k: str(form.get(k) or "") for k in ("when", "at") if form.get(k)}
     back = f"/admin/campaigns/{campaign_id}"

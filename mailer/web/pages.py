@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from mailer.errors import InvalidInput, InvalidTransition, MailerError, NotFound, PolicyRefusal
-from mailer.settings import Settings
+from mailer.settings import TIME_FORMAT, Settings
 from mailer.storage import outage
 from mailer.storage.limits import SharedLimit
 from mailer.web.auth import LoginRequired
@@ -49,7 +49,7 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     )
     env.globals.update(csrf_token=csrf_token, office_name=settings.office_name,
                        logo_url=settings.logo_url, public_url=settings.public_url, may=_may)
-    env.filters["local"] = lambda value, fmt="%b %d, %Y %I:%M %p %Z": _local(value, settings, fmt)
+    env.filters["local"] = lambda value, fmt=PAGE_TIME_FORMAT: _local(value, settings, fmt)
     return Jinja2Templates(env=env)
 
 
@@ -57,6 +57,18 @@ def _may(user, permission: str) -> bool:
     """``may(user, "MANAGE_ACCESS")`` in a template: whether to show a control, read from the
     one permission table (the route checks again when it is used)."""
     return user is not None and allows(user.role, Permission[permission])
+
+
+#: How every page shows a moment (the ``local`` filter's default), in the office's zone: the
+#: format of the CLI and of the reasons the product writes (``policy.format_local``), so a
+#: status reason, a refusal and a table cell on one page read alike.
+PAGE_TIME_FORMAT = TIME_FORMAT
+
+
+def page_time(moment: datetime, settings: Settings) -> str:
+    """A moment as the pages show it (``2026-11-23 07:00 CST``), for text a route writes
+    itself (a confirmation question, a refusal)."""
+    return _local(moment, settings, PAGE_TIME_FORMAT)
 
 
 #: How a calendar day without a time is shown (the date part of the ``local`` filter).

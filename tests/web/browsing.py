@@ -165,9 +165,11 @@ def invisible_focus(page) -> list[str]:
     return page.evaluate(FOCUS_JS)
 
 
-#: A machine timestamp in page text (2026-11-23T07:00, 2026-11-23 13:00:00+00:00): every
-#: page shows times in the office zone in one format instead.
-RAW_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(:\d\d)?(\.\d+)?([+-]\d\d:\d\d|Z)?")
+#: A time in page text that is not in the product's one format (``2026-11-23 07:00 CST``,
+#: ``mailer.settings.TIME_FORMAT``): ISO 8601 text (2026-11-23T07:00, with seconds or an
+#: offset) or a date and time with no zone named.
+RAW_TIME = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?!(?<= \d\d:\d\d) [A-Z]{2,5})"
+                      r"(:\d\d)?(\.\d+)?([+-]\d\d:\d\d|Z)?")
 
 
 def raw_times(page) -> list[str]:
@@ -178,4 +180,4 @@ def raw_times(page) -> list[str]:
       copy.querySelectorAll('code, pre, script, style, input, textarea').forEach(e => e.remove());
       return copy.innerText;
     }""")
-    return sorted({m.group(0) for m in RAW_TIME.finditer(text)})
+    return sorted({text[m.start():m.end() + 6].strip() for m in RAW_TIME.finditer(text)})

@@ -23,7 +23,7 @@ def test_the_dashboard_page_shows_it_in_office_time(client, db, settings):
     assert page.status_code == 200
     local = at.astimezone(settings.zone)
     assert f"{local:%A, %B} {local.day}, {local.year}</h2>" in page.text
-    assert f"{local:%I:%M %p %Z}" in page.text
+    assert f"{local:%H:%M %Z}" in page.text
     assert f'<a href="/admin/campaigns/{campaign_id}">' in page.text
     assert "2 people" in page.text and "approved by bob" in page.text
     assert 'href="/admin/schedule" aria-current="page">Schedule</a>' in page.text

@@ -31,7 +31,7 @@ from mailer.campaigns.models import Campaign
 from mailer.delivery.worker import run_worker
 from mailer.scheduling.scheduler import run_scheduler
 from mailer.web.app import create_app
-from tests.web.browsing import ARGS, CHROMIUM, overflow_problems, serving
+from tests.web.browsing import ARGS, CHROMIUM, overflow_problems, raw_times, serving
 from tests.web.conftest import add_user, outbox_messages
 
 pytestmark = [
@@ -81,6 +81,7 @@ class Walk:
         Chromium leaves frames (preview, report charts) below the viewport blank in those."""
         self.step += 1
         stem = f"{self.step:02d}-{what}"
+        assert raw_times(page) == [], f"{stem} shows machine timestamps"
         page.screenshot(path=str(self.shots / f"{stem}-{WIDE}.png"), full_page=True)
         page.set_viewport_size({"width": NARROW, "height": HEIGHT})
         try:
