@@ -70,7 +70,7 @@ def timeline_svg(buckets: list[dict], types: list[str], bucket_label: str,
                 f'<rect class="seg" data-type="{escape(kind)}" x="{x + 1:.1f}" y="{y:.1f}" '
                 f'width="{max(column_w - 2, 1):.1f}" height="{h:.1f}" '
                 f'fill="{TYPE_COLOURS.get(kind, "#9ca3af")}"><title>{escape(kind)}: {count} '
-                f'from {escape(_wall(bucket["start"], TIME_FORMAT, zone))}</title></rect>')
+                f'from {escape(wall_time(bucket["start"], TIME_FORMAT, zone))}</title></rect>')
     parts.append(_x_labels(buckets, left, column_w, top + plot_h))
     parts.append(_legend(types, left, height - 22))
     parts.append("</svg>")
@@ -93,8 +93,9 @@ def _axes(left: float, top: float, plot_w: float, plot_h: float, peak: int) -> s
             f'<text x="{left - 6}" y="{base}" text-anchor="end" class="tick">0</text>')
 
 
-def _wall(moment: str, fmt: str, zone: tzinfo | None = None) -> str:
-    """A bucket's ISO start (already in the office's zone) as the office reads a time."""
+def wall_time(moment: str, fmt: str = TIME_FORMAT, zone: tzinfo | None = None) -> str:
+    """An ISO 8601 time of a report (already in the office's zone) as the office reads it;
+    ``zone`` names the zone for ``%Z`` (an ISO offset alone has no name)."""
     start = datetime.fromisoformat(moment)
     return (start.astimezone(zone) if zone else start).strftime(fmt)
 
@@ -107,7 +108,7 @@ def _x_labels(buckets: list[dict], left: float, column_w: float, base: float) ->
     out = []
     for index in picks:
         x = left + index * column_w + (column_w if index == len(buckets) - 1 else 0)
-        label = _wall(buckets[index]["start"], "%m-%d %H:%M")
+        label = wall_time(buckets[index]["start"], "%m-%d %H:%M")
         out.append(f'<text x="{x:.1f}" y="{base + 16}" text-anchor="'
                    f'{anchors.get(index, "middle")}" class="tick">{escape(label)}</text>')
     return "".join(out)

@@ -8,13 +8,11 @@ email attachment, a shared drive or an air-gapped laptop. All text is escaped.
 
 from __future__ import annotations
 
-from datetime import datetime
 from html import escape
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from mailer.settings import TIME_FORMAT
-from mailer.tracking.charts import funnel_svg, timeline_svg
+from mailer.tracking.charts import funnel_svg, timeline_svg, wall_time
 
 STYLE = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;color:#111827;
@@ -74,15 +72,11 @@ def render_report_html(report: dict[str, Any]) -> str:
             f"<body><main>{''.join(body)}</main></body></html>\n")
 
 
-#: How the report shows a moment: the product's one format, in the office zone.
-WHEN_FORMAT = TIME_FORMAT
-
-
 def _when(value: str | None, zone: ZoneInfo) -> str:
     """An ISO 8601 time of the report as ``2026-11-23 07:00 CST`` (— when unset)."""
     if not value:
         return "—"
-    return escape(datetime.fromisoformat(value).astimezone(zone).strftime(WHEN_FORMAT))
+    return escape(wall_time(value, zone=zone))
 
 
 def _pct(value: float | None) -> str:

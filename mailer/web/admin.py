@@ -26,6 +26,7 @@ from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.feeds import add_feed
 from mailer.ingest.models import Feed, Release
 from mailer.render.environment import release_templates
+from mailer.scheduling.policy import format_local
 from mailer.storage.base import utcnow
 from mailer.tracking.summary import summaries
 from mailer.web.auth import (
@@ -34,7 +35,7 @@ from mailer.web.auth import (
     log_out,
 )
 from mailer.web.models import User
-from mailer.web.pages import flash, page_time, render
+from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id, Page, as_id
 from mailer.web.roles import Permission, allows
 from mailer.web.security import client_ip, email_headers
@@ -92,7 +93,7 @@ async def login(request: Request) -> Response:
 def _locked_page(request: Request, next_path: str, name: str, until: datetime) -> Response:
     """429 naming when to try again, in the office's zone (the same for any name)."""
     wait = max(1, math.ceil(until.timestamp() - request.app.state.login_lockout.clock()))
-    when = page_time(until, request.app.state.settings)
+    when = format_local(until, request.app.state.settings)
     return render(request, "admin/login.html", {
         "next": next_path, "name": name,
         "error": f"Too many failed logins with this name: it is locked until {when}. "
@@ -327,7 +328,7 @@ async def feed_add(request: Request,
                                     request.app.state.settings, auto=form.get("auto") == "1")
             created = len(report.created)
     except MailerError as exc:
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
     else:
         flash(request, f"Feed added; {created} new release{'s' if created != 1 else ''}.",
               "success")

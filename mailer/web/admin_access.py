@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from mailer.errors import InvalidInput, MailerError
 from mailer.web import auth
 from mailer.web.models import ROLES, User
-from mailer.web.pages import flash, render
+from mailer.web.pages import flash, flash_error, one_line, render
 from mailer.web.params import Id
 from mailer.web.roles import Permission
 from mailer.web.staff import (
@@ -32,10 +32,6 @@ from mailer.web.staff import (
 router = APIRouter(prefix="/admin", include_in_schema=False)
 log = logging.getLogger("mailer.web")
 ADMIN_ONLY = Depends(staff_may(Permission.MANAGE_ACCESS))
-
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split())
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -65,7 +61,7 @@ async def user_add(request: Request, user: User = ADMIN_ONLY) -> Response:
                                      str(form.get("password") or ""))
             name, role = added.name, added.role
     except MailerError as exc:
-        return _users_page(request, values, _one_line(exc), status_code=422)
+        return _users_page(request, values, one_line(exc), status_code=422)
     log.info("%s added user %s (%s)", user.name, name, role)
     flash(request, f"User {name} added ({role}).", "success")
     return see_other("/admin/users")
@@ -125,7 +121,7 @@ async def user_remove(user_id: Id, request: Request, user: User = ADMIN_ONLY) ->
             name = _person(session, user_id).name
             auth.remove_user(session, name)
     except MailerError as exc:
-        flash(request, _one_line(exc), "error")
+        flash_error(request, exc)
         return see_other(f"/admin/users/{user_id}")
     log.info("%s removed user %s", user.name, name)
     flash(request, f"User {name} removed.", "success")
@@ -140,7 +136,7 @@ def _act(request: Request, user_id: int, action, done, by: User) -> Response:
             name = _person(session, user_id).name
             action(session, name)
     except MailerError as exc:
-        flash(request, _one_line(exc), "error")
+        flash_error(request, exc)
     else:
         log.info("%s changed user %s (%s)", by.name, name, request.url.path.rsplit("/", 1)[-1])
         flash(request, done(name), "success")
@@ -184,7 +180,7 @@ async def token_create(request: Request, user: User = ADMIN_ONLY) -> Response:
                 raise InvalidInput("choose the user the token acts as")
             secret = auth.create_api_token(session, values["name"], values["user"])
     except MailerError as exc:
-        return _tokens_page(request, user, values=values, error=_one_line(exc),
+        return _tokens_page(request, user, values=values, error=one_line(exc),
                             status_code=422)
     log.info("%s created API token %s for %s", user.name, values["name"].strip(),
              values["user"])
@@ -207,7 +203,7 @@ async def token_revoke(request: Request, user: User = ADMIN_ONLY) -> Response:
         with request.app.state.db.session() as session:
             auth.revoke_api_token(session, name)
     except MailerError as exc:
-        flash(request, _one_line(exc), "error")
+        flash_error(request, exc)
     else:
         log.info("%s revoked API token %s", user.name, name)
         flash(request, f"Token “{name}” revoked.", "success")

@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from mailer.errors import MailerError
 from mailer.scheduling import digests
 from mailer.web.models import User
-from mailer.web.pages import flash, render
+from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id
 from mailer.web.roles import Permission
 from mailer.web.staff import (
@@ -88,7 +88,7 @@ async def digest_run(digest_id: Id, request: Request,
             digests.run_digest, request.app.state.db, request.app.state.settings, digest_id,
             by=user.name)
     except MailerError as exc:
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
         return see_other("/admin/digests")
     log.info("%s ran digest %s", user.name, digest_id)
     flash(request, _run_summary(result), "success")

@@ -24,7 +24,7 @@ from mailer.errors import InvalidInput, MailerError
 from mailer.ingest.topics import import_topic_pages
 from mailer.tracking.erasure import forget
 from mailer.web.models import User
-from mailer.web.pages import flash, render
+from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id, Page
 from mailer.web.public import mail_queued
 from mailer.web.roles import Permission
@@ -218,7 +218,7 @@ async def topics_import(request: Request,
     try:
         names = await run_in_threadpool(_import_topic, request, str(path) if path else url)
     except MailerError as exc:
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
     else:
         flash(request, f"Topic saved: {', '.join(names)}." if names
               else "Choose an issue page file or give its address.",

@@ -20,7 +20,7 @@ from mailer.ingest.actions import import_releases, set_release_tag
 from mailer.ingest.service import get_release, list_releases, release_detail
 from mailer.ingest.sources import UPLOAD_SUFFIXES, Loaded, is_url, load_upload
 from mailer.web.models import User
-from mailer.web.pages import flash, render
+from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id, Page
 from mailer.web.roles import Permission, allows
 from mailer.web.staff import checked_form, see_other, staff_may, staff_user
@@ -137,7 +137,7 @@ async def _set_tag(release_id: int, request: Request, *, on: bool) -> Response:
     try:
         data = set_release_tag(request.app.state.db, release_id, topic, on=on)
     except NotFound as exc:  # the topic (the release was there a moment ago)
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
     else:
         flash(request, f"Topics: {', '.join(data['topics']) or 'none'}.", "success")
     return see_other(f"/admin/releases/{release_id}")

@@ -17,7 +17,7 @@ from mailer.campaigns.service import campaigns_using_segment
 from mailer.delivery.audience import audience_count
 from mailer.errors import MailerError
 from mailer.web.models import User
-from mailer.web.pages import flash, render
+from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id
 from mailer.web.roles import Permission
 from mailer.web.staff import checked_form, see_other, staff_may, staff_user
@@ -94,7 +94,7 @@ async def segment_delete(segment_id: Id, request: Request,
             name = segment.name
             segments.delete_segment(session, segment)
     except MailerError as exc:
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
         return see_other(f"/admin/segments/{segment_id}")
     flash(request, f"Segment “{name}” deleted.", "success")
     return see_other("/admin/segments")

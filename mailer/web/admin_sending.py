@@ -18,8 +18,9 @@ from mailer.campaigns.models import Campaign
 from mailer.campaigns.service import get_campaign
 from mailer.delivery import records
 from mailer.errors import InvalidInput, MailerError
+from mailer.scheduling.policy import format_local
 from mailer.web.models import User
-from mailer.web.pages import flash, page_time
+from mailer.web.pages import flash, flash_error
 from mailer.web.params import Id
 from mailer.web.roles import Permission, check
 from mailer.web.staff import (
@@ -60,7 +61,7 @@ async def campaign_action(campaign_id: Id, action: str, request: Request,
             return _ask(request, campaign_id, action, form)
         message = _move(request, campaign_id, action, form, user)
     except MailerError as exc:  # refused: nothing was changed (the session rolled back)
-        flash(request, " ".join(str(exc).split()), "error")
+        flash_error(request, exc)
     else:
         flash(request, message, "success")
     return see_other(back)
@@ -101,7 +102,7 @@ def _ask(request: Request, campaign_id: int, action: str, form) -> Response:
             return _ask_retry(request, campaign, ops.retryable(session, campaign))
         reach = _reach(session, campaign)
         if action == "schedule" and form.get("when") != "now":
-            at = page_time(parse_local(str(form.get("at") or ""), settings), settings)
+            at = format_local(parse_local(str(form.get("at") or ""), settings), settings)
         subject = campaign.subject
     fields = {k: str(form.get(k) or "") for k in ("when", "at") if form.get(k)}
     back = f"/admin/campaigns/{campaign_id}"

@@ -49,7 +49,9 @@ def make_templates(settings: Settings) -> Jinja2Templates:
     )
     env.globals.update(csrf_token=csrf_token, office_name=settings.office_name,
                        logo_url=settings.logo_url, public_url=settings.public_url, may=_may)
-    env.filters["local"] = lambda value, fmt=PAGE_TIME_FORMAT: _local(value, settings, fmt)
+    # The product's one time format (``policy.format_local`` writes the same for the CLI and
+    # for the reasons the product records), so everything on one page reads alike.
+    env.filters["local"] = lambda value, fmt=TIME_FORMAT: _local(value, settings, fmt)
     return Jinja2Templates(env=env)
 
 
@@ -57,18 +59,6 @@ def _may(user, permission: str) -> bool:
     """``may(user, "MANAGE_ACCESS")`` in a template: whether to show a control, read from the
     one permission table (the route checks again when it is used)."""
     return user is not None and allows(user.role, Permission[permission])
-
-
-#: How every page shows a moment (the ``local`` filter's default), in the office's zone: the
-#: format of the CLI and of the reasons the product writes (``policy.format_local``), so a
-#: status reason, a refusal and a table cell on one page read alike.
-PAGE_TIME_FORMAT = TIME_FORMAT
-
-
-def page_time(moment: datetime, settings: Settings) -> str:
-    """A moment as the pages show it (``2026-11-23 07:00 CST``), for text a route writes
-    itself (a confirmation question, a refusal)."""
-    return _local(moment, settings, PAGE_TIME_FORMAT)
 
 
 #: How a calendar day without a time is shown (the date part of the ``local`` filter).
@@ -102,6 +92,16 @@ def render(request: Request, name: str, context: dict[str, Any] | None = None,
 def flash(request: Request, message: str, kind: str = "info") -> None:
     """A one-time message shown on the next page (after a POST-redirect-GET)."""
     request.session["flash"] = [kind, message]
+
+
+def one_line(exc: Exception) -> str:
+    """An error's message as one line, as every face shows a refusal."""
+    return " ".join(str(exc).split())
+
+
+def flash_error(request: Request, exc: Exception) -> None:
+    """Show a refusal (a ``MailerError``) on the next page, as one line."""
+    flash(request, one_line(exc), "error")
 
 
 def pop_flash(request: Request) -> tuple[str, str] | None:
@@ -169,7 +169,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MailerError)
     async def mailer_error(request: Request, exc: MailerError) -> Response:
         status = next(code for kind, code in STATUS_FOR if isinstance(exc, kind))
-        return _error_response(request, status, " ".join(str(exc).split()))
+        return _error_response(request, status, one_line(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from mailer.scheduling.policy import format_local
 from mailer.storage.db import open_database
 from mailer.storage.limits import SharedLimit
 from mailer.web.app import create_app
 from mailer.web.lockout import AccountLockout
 from mailer.web.models import LoginLockout
-from mailer.web.pages import page_time
 from tests.web.conftest import add_user, csrf_from, login, outbox_messages
 from tests.web.test_public import subscribe, subscriber
 
@@ -105,7 +105,7 @@ def test_lockout_grows_doubling_to_its_cap_and_a_success_resets_it(app, db, staf
         assert login(client, "alice", "wrong password!").status_code == 401
     locked = login(client, "alice", "wrong password!")
     assert locked.status_code == 429 and locked.headers["retry-after"] == "60"
-    until = page_time(datetime.fromtimestamp(clock.now + 60, UTC), settings)
+    until = format_local(datetime.fromtimestamp(clock.now + 60, UTC), settings)
     assert alert(locked) == (f"Too many failed logins with this name: it is locked until "
                              f"{until}. Try again then.")
     # While locked the right password is refused too, unchecked.
