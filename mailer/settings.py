@@ -104,6 +104,11 @@ class Settings(BaseSettings):
     mail_queue_attempts: int = 5
     mail_queue_backoff: float = 5.0
 
+    #: On a list with more people than this, the campaign, segment and schedule pages show
+    #: each audience count as last made (with its time, at most a minute old when viewed
+    #: again) and recount it in the background (``mailer.delivery.reach``); 0: always.
+    audience_live_limit: int = 100_000
+
     require_approval: bool = True
     election_dates: Annotated[list[date], NoDecode] = Field(default_factory=list)
     blackout_days: int = 60
@@ -154,7 +159,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("rate_limit", "in_doubt_grace", "webhook_max_age", "blackout_days",
-                     "misfire_grace")
+                     "misfire_grace", "audience_live_limit")
     @classmethod
     def _non_negative(cls, value: float) -> float:
         if value < 0:

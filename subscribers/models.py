@@ -168,8 +168,24 @@ class Segment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+class AudienceSnapshot(Base):
+    """An audience query's count as last made (``mailer.delivery.reach``): on a big list the
+    dashboard shows this, with the time it was counted, and recounts it in the background
+    instead of counting every follower of a topic on every view. ``query_key`` is the
+    SHA-256 of the query text; ``refreshing_since`` marks a recount under way."""
+
+    __tablename__ = "audience_snapshots"
+
+    query_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    query: Mapped[str] = mapped_column(Text)
+    total: Mapped[int] = mapped_column()
+    now: Mapped[int] = mapped_column()
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    refreshing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 __all__ = [
-    "ACTIVE", "BOUNCED", "COMPLAINED", "FREQUENCIES", "PENDING", "STATUSES",
+    "ACTIVE", "AudienceSnapshot", "BOUNCED", "COMPLAINED", "FREQUENCIES", "PENDING", "STATUSES",
     "SUPPRESSED_STATUSES", "Segment", "StatusChange", "Subscriber", "SubscriberTopic",
     "Suppression", "Topic", "UNSUBSCRIBED",
 ]

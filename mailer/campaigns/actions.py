@@ -19,7 +19,7 @@ from mailer.campaigns import service as campaigns
 from mailer.campaigns.content import compile_for
 from mailer.campaigns.lifecycle import retry_sending
 from mailer.campaigns.models import Campaign, CampaignStatus
-from mailer.delivery import oneoff
+from mailer.delivery import oneoff, reach
 from mailer.delivery.audience import count_audience
 from mailer.delivery.engine import in_doubt_policy
 from mailer.delivery.oneoff import personalized_copy
@@ -101,16 +101,29 @@ def timeline(session: Session, email: str, settings: Settings) -> list[dict[str,
     return list(reversed(found["deliveries"]))
 
 
-def audience(session: Session, campaign: Campaign) -> dict[str, Any] | None:
+def audience(session: Session, campaign: Campaign,
+             settings: Settings | None = None) -> dict[str, Any] | None:
     """Who it reaches if it starts now, ``{"now", "in_digests"}`` (see
     ``mailer.delivery.audience.count_audience``); None once its audience is drawn (then
-    ``recipients`` is the count), ``{"error"}`` when its audience cannot be evaluated."""
+    ``recipients`` is the count), ``{"error"}`` when its audience cannot be evaluated.
+
+    Counted afresh unless ``settings`` is given (a page): then, on a big list, it may be the
+    stored count, with ``counted_at`` and ``recount`` (``mailer.delivery.reach``; run
+    ``recount_audience`` with it after answering)."""
     if campaign.started_at is not None:
         return None
     try:
-        return count_audience(session, campaign)
+        if settings is None:
+            return count_audience(session, campaign)
+        return reach.campaign_reach(session, settings, campaign)
     except MailerError as exc:
         return {"error": " ".join(str(exc).split())}
+
+
+def recount_audience(db: Database, query: str | None) -> None:
+    """Count a stored audience again (``mailer.delivery.reach.recount``); None: nothing to."""
+    if query:
+        reach.recount(db, query)
 
 
 def retryable(session: Session, campaign: Campaign) -> int:

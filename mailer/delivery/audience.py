@@ -75,7 +75,7 @@ def count_audience(session: Session, campaign) -> dict[str, int]:
         now = session.scalar(select(func.count()).select_from(
             campaign_audience(session, campaign).order_by(None).subquery())) or 0
         return {"now": now, "in_digests": 0}
-    reach = audience_count(session, query=_query_text(session, campaign))
+    reach = audience_count(session, query=query_text_of(session, campaign))
     return {"now": reach["now"], "in_digests": reach["in_digests"]}
 
 
@@ -94,7 +94,9 @@ def audience_count(session: Session, *, query: str | None = None,
     return {"count": total, "now": now, "in_digests": total - now}
 
 
-def _query_text(session: Session, campaign) -> str:
+def query_text_of(session: Session, campaign) -> str:
+    """The query a release campaign's audience is drawn from: its saved segment's (as saved
+    now) or its own. Raises NotFound / QueryError."""
     if getattr(campaign, "segment_id", None) is not None:
         return resolve_query_text(session, segment=int(campaign.segment_id))
     if getattr(campaign, "query", None):

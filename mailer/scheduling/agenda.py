@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailer.campaigns.models import Campaign
 from mailer.campaigns.models import CampaignStatus as CS
-from mailer.delivery.audience import count_audience
+from mailer.delivery.reach import campaign_reach
 from mailer.errors import MailerError
 from mailer.scheduling.digests import digest_trigger, list_digests
 from mailer.scheduling.models import Digest
@@ -39,7 +39,8 @@ class Entry:
     title: str
     at: datetime
     approved_by: str | None = None
-    #: ``{"now", "in_digests"}``, or ``{"error"}`` when its audience cannot be counted.
+    #: ``{"now", "in_digests"}`` (with ``counted_at`` and ``recount`` when it is a stored
+    #: count: ``mailer.delivery.reach``), or ``{"error"}`` when it cannot be counted.
     audience: dict[str, Any] | None = None
     frequency: str | None = None
 
@@ -57,7 +58,7 @@ def upcoming(session: Session, settings: Settings, *, days: int = DAYS,
     passed (no scheduler ran yet) is listed too, on its own day."""
     now = now or utcnow()
     until = now + timedelta(days=days)
-    entries = [*_campaigns(session, until), *_digest_runs(session, settings, now, until)]
+    entries = [*_campaigns(session, settings, until), *_digest_runs(session, settings, now, until)]
     entries.sort(key=lambda entry: (entry.at, entry.kind, entry.id))
     grouped: dict[date, list[Entry]] = {}
     for entry in entries:
@@ -65,18 +66,19 @@ def upcoming(session: Session, settings: Settings, *, days: int = DAYS,
     return [Day(day, found) for day, found in grouped.items()]
 
 
-def _campaigns(session: Session, until: datetime) -> Iterator[Entry]:
+def _campaigns(session: Session, settings: Settings, until: datetime) -> Iterator[Entry]:
     scheduled = session.scalars(
         select(Campaign).where(Campaign.status == CS.SCHEDULED, Campaign.scheduled_at < until)
         .order_by(Campaign.scheduled_at))
     for campaign in scheduled:
         yield Entry("campaign", campaign.id, campaign.subject, campaign.scheduled_at,
-                    approved_by=campaign.approved_by, audience=_audience(session, campaign))
+                    approved_by=campaign.approved_by,
+                    audience=_audience(session, settings, campaign))
 
 
-def _audience(session: Session, campaign: Campaign) -> dict[str, Any]:
+def _audience(session: Session, settings: Settings, campaign: Campaign) -> dict[str, Any]:
     try:
-        return count_audience(session, campaign)
+        return campaign_reach(session, settings, campaign)
     except MailerError as exc:  # a deleted segment, a query that no longer parses
         return {"error": " ".join(str(exc).split())}
 

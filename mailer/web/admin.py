@@ -37,6 +37,7 @@ from mailer.web.auth import (
 from mailer.web.models import User
 from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id, Page, as_id
+from mailer.web.recounts import recount_after
 from mailer.web.roles import Permission, allows
 from mailer.web.security import client_ip, email_headers
 from mailer.web.staff import checked_form, see_other, staff_may, staff_user
@@ -234,17 +235,18 @@ def campaign_detail(campaign_id: Id, request: Request,
                                    .order_by(CampaignLog.at, CampaignLog.id)))
         release = session.get(Release, campaign.release_id) if campaign.release_id else None
         segment = session.get(Segment, campaign.segment_id) if campaign.segment_id else None
-        audience = ops.audience(session, campaign) if not counts else None
+        audience = (ops.audience(session, campaign, request.app.state.settings)
+                    if not counts else None)
         retryable = ops.retryable(session, campaign)
     can_manage = allows(user.role, Permission.SCHEDULE)
-    return render(request, "admin/campaign.html", {
+    return recount_after(render(request, "admin/campaign.html", {
         "c": campaign, "progress": ops.progress(campaign, counts), "log": log,
         "release": release, "segment": segment, "audience": audience,
         "can_manage": can_manage, "retryable": retryable,
         "can_approve": can_manage and campaign.status == CampaignStatus.DRAFT and (
             campaign.created_by != user.name or not request.app.state.settings.require_approval),
         "zone": request.app.state.settings.timezone,
-    })
+    }), request.app.state.db, audience)
 
 
 @router.get("/campaigns/{campaign_id}/preview.html", response_class=HTMLResponse)

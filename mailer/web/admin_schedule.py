@@ -12,6 +12,7 @@ from mailer.scheduling.agenda import DAYS, upcoming
 from mailer.scheduling.leader import current_leader
 from mailer.web.models import User
 from mailer.web.pages import render
+from mailer.web.recounts import recount_after
 from mailer.web.staff import staff_user
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
@@ -22,6 +23,7 @@ def schedule_page(request: Request, user: User = Depends(staff_user)) -> Respons
     state = request.app.state
     with state.db.session() as session:
         days = upcoming(session, state.settings)
-    return render(request, "admin/schedule.html", {
+    page = render(request, "admin/schedule.html", {
         "days": days, "window": DAYS, "zone": state.settings.timezone,
         "scheduler": current_leader(state.db)})
+    return recount_after(page, state.db, *(e.audience for day in days for e in day.entries))

@@ -14,11 +14,12 @@ from sqlalchemy import select
 
 from mailer.campaigns import actions
 from mailer.campaigns.service import campaigns_using_segment
-from mailer.delivery.audience import audience_count
+from mailer.delivery.reach import query_reach
 from mailer.errors import MailerError
 from mailer.web.models import User
 from mailer.web.pages import flash, flash_error, render
 from mailer.web.params import Id
+from mailer.web.recounts import recount_after
 from mailer.web.roles import Permission
 from mailer.web.staff import checked_form, see_other, staff_may, staff_user
 from subscribers import segments
@@ -118,17 +119,17 @@ def _segment(session, segment_id: int) -> Segment:
 
 def _page(request: Request, session, segment: Segment | None, values: dict[str, str],
           error: str | None = None, status_code: int = 200) -> Response:
-    """The segment form, with (for a saved segment) its count (``audience_count``: how many
-    get each release as it goes out, how many in their digest), a sample of the people it
-    reaches and the campaigns an edit would change."""
+    """The segment form, with (for a saved segment) its count (``query_reach``: how many
+    get each release as it goes out, how many in their digest; on a big list the stored
+    count), a sample of the people it reaches and the campaigns an edit would change."""
     reach = sample = users = None
     if segment is not None and error is None:
-        reach = audience_count(session, segment=segment.id)
+        reach = query_reach(session, request.app.state.settings, segment=segment.id)
         sample = session.execute(
             segments.audience_select(session, segment=segment.id).limit(SAMPLE_SIZE)).all()
         users = campaigns_using_segment(session, segment.id)
-    return render(request, "admin/segment.html", {
+    return recount_after(render(request, "admin/segment.html", {
         "segment": segment, "values": values, "error": error, "reach": reach,
         "sample": sample, "campaigns": users,
         "topics": list(session.scalars(select(Topic).order_by(Topic.name))),
-    }, status_code=status_code)
+    }, status_code=status_code), request.app.state.db, reach)

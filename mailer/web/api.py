@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
@@ -43,6 +43,7 @@ from mailer.web.api_models import (
 from mailer.web.auth import Caller, api_user
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links, mail_queued
+from mailer.web.recounts import shown
 from mailer.web.roles import Permission, check
 from subscribers.models import ACTIVE, FREQUENCIES, PENDING, STATUSES, Subscriber
 from subscribers.service import add_subscriber as add
@@ -165,10 +166,14 @@ def create_campaign(body: CampaignIn, request: Request,
 
 @router.get("/campaigns/{campaign_id}", dependencies=[VIEW], summary="One campaign",
             **answers(CampaignDetailOut, 403, 404))
-def show_campaign(campaign_id: Id, request: Request) -> dict:
-    with request.app.state.db.session() as session:
+def show_campaign(campaign_id: Id, request: Request, background: BackgroundTasks) -> dict:
+    state = request.app.state
+    with state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
-        return {**campaign_to_dict(campaign), "audience": ops.audience(session, campaign)}
+        audience = ops.audience(session, campaign, state.settings)
+    if audience and audience.get("recount"):
+        background.add_task(ops.recount_audience, state.db, audience["recount"])
+    return {**campaign_to_dict(campaign), "audience": shown(audience)}
 
 
 @router.get("/campaigns/{campaign_id}/status", dependencies=[VIEW],

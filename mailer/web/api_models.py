@@ -67,7 +67,10 @@ class RetryOut(CampaignOut):
 class CampaignDetailOut(CampaignOut):
     audience: dict[str, Any] | None = Field(
         description='who it reaches if it starts now ({"now", "in_digests"}, or '
-                    '{"error"}); null once its audience is drawn')
+                    '{"error"}); null once its audience is drawn. On a list above '
+                    'MAILER_AUDIENCE_LIVE_LIMIT people it may be the last count, with '
+                    '"counted_at" (ISO 8601, UTC): recounted after answering when older than '
+                    'a minute')
 
 
 class StatusOut(_Open):

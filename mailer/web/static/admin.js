@@ -52,6 +52,9 @@
         .then(function (data) {
           countEl.textContent = data.count === null || data.count === undefined ? "–" : data.count.toLocaleString();
           errorEl.textContent = data.error || "";
+          // A live count replaces the stored one the page showed, and its time with it.
+          var at = out.querySelector('[data-field="counted-at"]');
+          if (at) at.hidden = true;
           // Who gets a release as it goes out, and who in their daily or weekly digest.
           var split = out.querySelector('[data-field="split"]');
           if (split) {
@@ -68,7 +71,8 @@
     function later() { clearTimeout(timer); timer = setTimeout(refresh, 350); }
     query.addEventListener("input", later);
     if (segment) segment.addEventListener("change", refresh);
-    refresh();
+    // A saved segment's page arrives counted; count here only what the page did not.
+    if (countEl.textContent.trim() === "–") refresh();
   }
 
   // The segments list: each row's count, fetched one by one (without JavaScript the cell
