@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, Security
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, or_, select
@@ -27,6 +27,7 @@ from mailer.campaigns.service import campaign_to_dict, get_campaign
 from mailer.delivery.outgoing import queue_mail
 from mailer.errors import InvalidInput, NotFound
 from mailer.ingest.models import Release
+from mailer.ingest.service import list_releases as find_releases
 from mailer.ingest.service import release_to_dict as to_dict
 from mailer.web import constituents
 from mailer.web.api_models import (
@@ -89,12 +90,23 @@ def release_to_dict(session, release: Release) -> dict[str, Any]:
     return to_dict(release)
 
 
-@router.get("/releases", dependencies=[VIEW], summary="List releases, newest first",
-            **answers(list[ReleaseOut], 403))
-def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0) -> list[dict]:
+#: ``?topic=`` and ``?search=``: the dashboard's filters and ``mailer releases list``'s.
+TopicFilter = Annotated[str | None, Query(
+    max_length=200, description="only releases tagged with this topic (slug or name); 404 "
+                                "for a topic that does not exist")]
+SearchFilter = Annotated[str | None, Query(
+    max_length=1000, description="only releases whose title or body holds every word of "
+                                 "this, any case")]
+
+
+@router.get("/releases", dependencies=[VIEW],
+            summary="List releases, newest first (by release date, then id)",
+            **answers(list[ReleaseOut], 403, 404))
+def list_releases(request: Request, limit: Limit = 50, offset: Offset = 0,
+                  topic: TopicFilter = None, search: SearchFilter = None) -> list[dict]:
     with request.app.state.db.session() as session:
-        rows = session.scalars(select(Release).order_by(Release.id.desc())
-                               .limit(limit).offset(offset))
+        rows = find_releases(session, topic=topic or None, text=search, limit=limit,
+                             offset=offset)
         return [release_to_dict(session, r) for r in rows]
 
 

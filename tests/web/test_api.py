@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from mailer.web.models import ApiToken
+from tests.conftest import FEEDS_DIR
 from tests.web.conftest import add_subscriber, add_user, outbox_messages
 
 
@@ -56,6 +57,34 @@ def test_releases(client, tokens, release_id):
     one = client.get(f"/api/releases/{release_id}", headers=auth(tokens["alice"]))
     assert one.json() == release
     assert client.get("/api/releases/999", headers=auth(tokens["alice"])).status_code == 404
+
+
+def test_releases_are_listed_searched_and_filtered_as_the_cli_lists_them(cli, client, tokens,
+                                                                          topics):
+    imported = cli("releases", "import", str(FEEDS_DIR / "ruiz_rss.xml"), "--json")
+    assert imported.exit_code == 0, imported.stderr
+    tagged = imported.json()[-1]["id"]
+    assert cli("releases", "tag", str(tagged), "agriculture").exit_code == 0
+
+    def listed(**params) -> list[int]:
+        answer = client.get("/api/releases", params={"limit": 500, **params},
+                            headers=auth(tokens["alice"]))
+        assert answer.status_code == 200, answer.text
+        return [r["id"] for r in answer.json()]
+
+    # Newest first by release date (then id), as the CLI and the dashboard list them.
+    assert listed() == [r["id"] for r in cli("releases", "list", "--json").json()]
+    assert listed() != sorted(listed(), reverse=True)
+    word = imported.json()[0]["title"].split()[-1]
+    found = [r["id"] for r in cli("releases", "list", "--search", word, "--json").json()]
+    assert listed(search=word.upper()) == found and 0 < len(found) < len(listed())
+    assert listed(search="nosuchwordanywhere") == []
+    assert tagged in listed(topic="agriculture")
+    assert listed(topic="agriculture") == [
+        r["id"] for r in cli("releases", "list", "--topic", "agriculture", "--json").json()]
+    unknown = client.get("/api/releases", params={"topic": "nope"},
+                         headers=auth(tokens["alice"]))
+    assert unknown.status_code == 404 and "nope" in unknown.json()["detail"]
 
 
 def test_campaign_create_approve_schedule(client, db, tokens, topics, release_id):
