@@ -12,7 +12,8 @@ everything after goes through the dashboard's pages, by clicks, fills and file c
 6. the real scheduler and send worker (in threads, as ``mailer run`` starts them) send it;
 7. the report counts what went out.
 
-Each step is shot at 1280 px and 375 px wide into ``test-artifacts/week-walk/`` (rewritten by
+The walk runs on SQLite and on PostgreSQL. Each step is shot at 1280 px and 375 px wide into
+``test-artifacts/week-walk/`` (SQLite; ``week-walk-postgresql/`` for PostgreSQL; rewritten by
 every run), and at 375 px the page must not scroll sideways.
 """
 
@@ -38,7 +39,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.slow,
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed"),
-    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
 ]
 ROOT = Path(__file__).resolve().parents[2]
 RELEASE_FILE = ROOT / "mailer" / "data" / "release_heitkamp_2014-05-09.txt"
@@ -99,10 +99,10 @@ class Walk:
 
 
 @pytest.fixture
-def office(settings, db, artifacts_dir):
+def office(settings, db, artifacts_dir, backend):
     """The app on uvicorn, with the real scheduler and send worker beside it on the same
     database (ticking faster than production so the walk stays short), and Chromium."""
-    shots = artifacts_dir / "week-walk"
+    shots = artifacts_dir / ("week-walk" if backend == "sqlite" else f"week-walk-{backend}")
     shots.mkdir(exist_ok=True)
     for old in shots.glob("*.png"):
         old.unlink()
