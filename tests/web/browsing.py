@@ -23,9 +23,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-#: The impacts that fail a page; "minor" and "moderate" findings are printed by axe users
-#: but are not part of the issue's bar.
-FAILING_IMPACTS = ("serious", "critical")
+#: The impacts that fail a page: above the issue's bar (serious, critical), moderate ones too
+#: (landmarks among them); "minor" findings are left to axe's users.
+FAILING_IMPACTS = ("moderate", "serious", "critical")
 
 
 @contextmanager
