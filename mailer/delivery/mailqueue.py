@@ -240,12 +240,19 @@ def make_signer(db: Database, settings: Settings) -> TokenSigner:
     return TokenSigner(secret_key(db, settings))
 
 
+def round_size(settings: Settings) -> int:
+    """How many emails a runner hands off at once, one request each: MAILER_MAX_IN_FLIGHT
+    (the most a campaign's window grows to). A round waits for its slowest answer, so with
+    a 250 ms provider a runner drains about four rounds a second."""
+    return settings.max_in_flight
+
+
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None) -> int:
-    """Claim what is due (up to ``MAILER_CONCURRENCY`` rows: one round of requests in
-    flight), mark it ``sending``, hand it off (in parallel on ``pool`` when given) and settle
-    the outcomes; returns how many rows were claimed."""
-    claimed = claim(db, worker, settings.concurrency, settings.lease_seconds)
+    """Claim what is due (up to ``round_size`` rows: one round of requests in flight), mark
+    it ``sending``, hand it off (in parallel on ``pool`` when given) and settle the
+    outcomes; returns how many rows were claimed."""
+    claimed = claim(db, worker, round_size(settings), settings.lease_seconds)
     ours = mark_sending(db, claimed, worker)
 
     def one(mail: Claimed) -> tuple[Claimed, dict]:
@@ -285,7 +292,7 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
     tried, idle, recovered_at = 0, 0, float("-inf")
     clock = threading.Event()  # stands in for ``wake`` when none is given
     try:
-        with ThreadPoolExecutor(settings.concurrency, thread_name_prefix="mailqueue") as pool:
+        with ThreadPoolExecutor(round_size(settings), thread_name_prefix="mailqueue") as pool:
             while not stop.is_set():
                 if time.monotonic() - recovered_at >= RECOVER_EVERY:
                     recover(db, settings)
@@ -295,7 +302,7 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
                 idle = 0 if did else idle + 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break
-                if did < settings.concurrency:
+                if did < round_size(settings):
                     # Nothing more due: wait for a wake (or the poll), and let a burst of
                     # signups gather so one claim takes many (fewer writes beside theirs).
                     if not did:
