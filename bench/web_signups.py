@@ -246,8 +246,8 @@ def profile(requests: int) -> None:
                            "MAILER_SECRET_KEY": "bench", "MAILER_WEB_SENDS_MAIL": "false",
                            "MAILER_PUBLIC_URL": "http://testserver"})
         seed()
-        from mailer.web.app import create_app
         from mailer.storage.limits import SharedLimit
+        from mailer.web.app import create_app
 
         app = create_app()
         # One client address here: the per-network limit is not what is being profiled (it
