@@ -101,7 +101,7 @@ def _one_run(mode: str, clients: int, seconds: float, standin_url: str,
                                        cwd=folder, stdout=log, stderr=log)
                       if mode == "worker" else None)
             try:
-                _wait_for(port, server)
+                _wait_for(port, server, folder / "server.log")
                 cpu_before = _cpu_seconds(server.pid)
                 latencies, errors, answered = asyncio.run(_load(port, clients, seconds))
                 cpu = (_cpu_seconds(server.pid) - cpu_before) / max(1, answered)
@@ -127,11 +127,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit("the server did not start (see its log)")
+            raise SystemExit("the server did not start; its log ends:\n"
+                             + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -223,7 +224,7 @@ def serve_inline(port: int) -> None:
     from starlette.concurrency import run_in_threadpool
 
     from mailer.cli import context
-    from mailer.cli.web import _uvicorn_server
+    from mailer.cli.web import _serve_web
     from mailer.delivery import mailqueue, recovery
     from mailer.transports import get_transport
     from mailer.web.app import create_app
@@ -247,7 +248,7 @@ def serve_inline(port: int) -> None:
             await run_in_threadpool(send_one)
         return response
 
-    _uvicorn_server("127.0.0.1", port, app).run()
+    _serve_web("127.0.0.1", port, settings, db, 1, web_app=app)
 
 
 def profile(requests: int) -> None:
