@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import threading
 
@@ -18,6 +19,7 @@ from mailer.tokens import TokenSigner
 from mailer.transports.base import Transport
 from mailer.web import apidocs
 from mailer.web.pages import install
+from subscribers import places
 
 #: Modules exposing ``router`` (an APIRouter); each capability owns its own.
 ROUTER_MODULES = (
@@ -67,6 +69,18 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     return app
+
+
+def ready_to_serve() -> None:
+    """Once in each serving process, after its app is built and before its first request:
+    build the ZIP table (otherwise built by the first signup), then move everything that
+    lives as long as the process (modules, the app, the ZIP table: about 400,000 objects)
+    out of the cyclic garbage collector's reach. Its full passes over them paused every
+    request in flight for up to 0.17 s, the slowest signups under load; it still collects
+    whatever requests leave behind."""
+    places.load()
+    gc.collect()
+    gc.freeze()
 
 
 @contextlib.asynccontextmanager
