@@ -101,12 +101,14 @@ def main() -> None:
     parser.add_argument("--clients", default="16,64")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--latency-ms", type=int, default=250)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="web processes of `mailer serve` for the signup figures")
     args = parser.parse_args()
     if args.only != "signups":
         endpoints(args.requests)
     if args.only != "endpoints":
         web_signups.compare([int(c) for c in args.clients.split(",")], args.seconds,
-                            args.latency_ms)
+                            args.latency_ms, args.workers)
 
 
 def endpoints(n: int) -> None:

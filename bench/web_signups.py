@@ -1,6 +1,6 @@
 """Signups per second and p99 latency under concurrent clients (run through ``bench/web.py``).
 
-    .venv/bin/python bench/web.py --only signups [--clients 16,64] [--seconds 10]
+    .venv/bin/python bench/web.py --only signups [--clients 16,64] [--seconds 10] [--workers 1]
     .venv/bin/python bench/web_signups.py profile [--requests 2000]   # where a signup's CPU goes
 
 Each figure is one fresh SQLite database and one server process, loaded by N clients (each a
@@ -10,12 +10,17 @@ every signup comes from its own forwarded address (the per-network limit is not 
 The server sends through the SendGrid stand-in (tests/support, its own process) answering
 after ``latency_ms``:
 
-- ``queued``: ``mailer serve`` exactly as deployed: the signup queues its confirmation and
-  the server's queue runner sends it (figures also show how many went out during the run);
-- ``worker``: ``mailer serve`` with MAILER_WEB_SENDS_MAIL=false and ``mailer worker`` as its
-  own process sending the queue;
+- ``queued``: ``mailer serve [--workers N]`` as deployed: the signup queues its confirmation
+  and the server's queue runner (one per web process) sends it (figures also show how many
+  went out during the run);
+- ``worker``: ``mailer serve [--workers N]`` with MAILER_WEB_SENDS_MAIL=false and ``mailer
+  worker`` as its own process sending the queue;
 - ``inline`` (baseline): the same app and uvicorn settings, but every signup sends its own
-  confirmation inside its request before answering, as the request path did before the queue.
+  confirmation inside its request before answering, as the request path did before the queue
+  (always one process).
+
+``--workers N`` (default 1) is ``serve``'s own option: N web processes sharing the port, the
+documented way to use more than one core. The web CPU column then sums every process.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ CSRF = re.compile(rb'name="csrf_token" value="([^"]+)"')
 COOKIE = re.compile(rb"set-cookie: (mailer_session=[^;]+)", re.IGNORECASE)
 
 
-def compare(client_counts: list[int], seconds: float, latency_ms: int) -> None:
+def compare(client_counts: list[int], seconds: float, latency_ms: int, workers: int = 1) -> None:
     standin = subprocess.Popen(
         [sys.executable, "-m", "tests.support.sendgrid_standin", "--api-key", API_KEY,
          "--record", "count", "--latency-ms", str(latency_ms), "--max-seconds", "3600"],
@@ -54,13 +59,14 @@ def compare(client_counts: list[int], seconds: float, latency_ms: int) -> None:
     try:
         for clients in client_counts:
             for mode in ("inline", "queued", "worker"):
-                rows.append(_one_run(mode, clients, seconds, url))
+                rows.append(_one_run(mode, clients, seconds, url, workers))
     finally:
         standin.terminate()
         standin.wait(10)
     load = os.getloadavg()
     print(f"\nPOST /subscribe, SQLite, provider latency {latency_ms} ms, {seconds:.0f} s per "
-          f"figure, {os.cpu_count()} cores, load average {load[0]:.1f} at the end")
+          f"figure, {os.cpu_count()} cores, {workers} web process(es) for serve, load average "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end")
     print(f"{'path':28} {'clients':>7} {'signups/s':>10} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'web CPU ms/signup':>18} {'errors':>7} {'emails sent':>12} {'queued at end':>14}")
     for r in rows:
@@ -72,7 +78,8 @@ def compare(client_counts: list[int], seconds: float, latency_ms: int) -> None:
           "runner's sends.")
 
 
-def _one_run(mode: str, clients: int, seconds: float, standin_url: str) -> dict:
+def _one_run(mode: str, clients: int, seconds: float, standin_url: str,
+             workers: int = 1) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         port = _free_port()
@@ -84,7 +91,8 @@ def _one_run(mode: str, clients: int, seconds: float, standin_url: str) -> dict:
                "MAILER_JOURNAL_DIR": str(folder / "journal")}
         subprocess.run([sys.executable, __file__, "seed"], env=env, cwd=folder, check=True)
         command = ([sys.executable, __file__, "serve-inline", str(port)] if mode == "inline"
-                   else [sys.executable, "-m", "mailer", "serve", "--port", str(port)])
+                   else [sys.executable, "-m", "mailer", "serve", "--port", str(port),
+                         "--workers", str(workers)])
         if mode == "worker":
             env["MAILER_WEB_SENDS_MAIL"] = "false"
         with open(folder / "server.log", "wb") as log:
@@ -93,7 +101,7 @@ def _one_run(mode: str, clients: int, seconds: float, standin_url: str) -> dict:
                                        cwd=folder, stdout=log, stderr=log)
                       if mode == "worker" else None)
             try:
-                _wait_for(port, server)
+                _wait_for(port, server, folder / "server.log")
                 cpu_before = _cpu_seconds(server.pid)
                 latencies, errors, answered = asyncio.run(_load(port, clients, seconds))
                 cpu = (_cpu_seconds(server.pid) - cpu_before) / max(1, answered)
@@ -119,11 +127,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_for(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit("the server did not start (see its log)")
+            raise SystemExit("the server did not start; its log ends:\n"
+                             + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -133,8 +142,14 @@ def _wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """User + system seconds of ``pid`` and its live descendants (``--workers N``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return own + sum(_cpu_seconds(int(child)) for child in children)
 
 
 def _mail_counts(path: Path) -> tuple[int, int]:
@@ -209,7 +224,7 @@ def serve_inline(port: int) -> None:
     from starlette.concurrency import run_in_threadpool
 
     from mailer.cli import context
-    from mailer.cli.web import _uvicorn_server
+    from mailer.cli.web import _serve_web
     from mailer.delivery import mailqueue, recovery
     from mailer.transports import get_transport
     from mailer.web.app import create_app
@@ -233,7 +248,7 @@ def serve_inline(port: int) -> None:
             await run_in_threadpool(send_one)
         return response
 
-    _uvicorn_server("127.0.0.1", port, app).run()
+    _serve_web("127.0.0.1", port, settings, db, 1, web_app=app)
 
 
 def profile(requests: int) -> None:
@@ -246,12 +261,14 @@ def profile(requests: int) -> None:
                            "MAILER_SECRET_KEY": "bench", "MAILER_WEB_SENDS_MAIL": "false",
                            "MAILER_PUBLIC_URL": "http://testserver"})
         seed()
+        from mailer.storage.limits import SharedLimit
         from mailer.web.app import create_app
-        from mailer.web.security import SlidingWindowLimiter
 
         app = create_app()
-        # One client address here: the per-network limit is not what is being profiled.
-        app.state.subscribe_limiter = SlidingWindowLimiter(limit=10**9, window=1)
+        # One client address here: the per-network limit is not what is being profiled (it
+        # is still counted in the database, as every signup's is).
+        app.state.subscribe_limiter = SharedLimit(app.state.db, "subscribe", limit=10**9,
+                                                  window=600)
         profiler = cProfile.Profile()
         cpu = asyncio.run(_profiled(app, httpx, profiler, requests))
     print(f"CPU per signup (in process, ASGI, profiler off): {cpu * 1000:.2f} ms")

@@ -33,6 +33,12 @@ def _table() -> dict[str, Place]:
             for row in zipcodes.list_all()}
 
 
+def load() -> None:
+    """Build the ZIP table now: a web process does it before it serves, so its first signup
+    does not stall every request it holds for the table's half second."""
+    _table()
+
+
 def _county(name: str | None) -> str | None:
     """"Cass County" -> "Cass" (how offices, files and segments name counties)."""
     if not name:

@@ -186,6 +186,38 @@ def add_subscriber(
     return subscriber, created
 
 
+def add_pending(session: Session, *, email: str, name: str | None, zip: str | None,
+                topic_ids: Iterable[int], frequency: str, consent_source: str,
+                consent_ip: str | None, confirm_sent_at: datetime) -> tuple[int, str | None]:
+    """Insert a new ``pending`` subscriber (a double opt-in signup whose confirmation email
+    the caller queues in this transaction) following ``topic_ids``; returns its id.
+
+    The same row ``add_subscriber`` would write for a new pending address (details cleaned,
+    place filled from the ZIP, consent recorded now), written with one bound insert for the
+    subscriber and one for its topics instead of ORM flushes: the public signup form runs
+    this for every new address. The caller has just found no subscriber with this address;
+    if another transaction adds it first, the insert raises IntegrityError.
+    Raises InvalidEmail, InvalidInput for a bad frequency."""
+    address = normalize_email(email)
+    details = clean_details(name=name, zip=zip, county=None, state=None, district=None,
+                            city=None)
+    details["county"], details["state"], details["city"] = fill_place(
+        details["zip"], None, None, None)
+    now = utcnow()
+    # The tables, not the mapped classes: an ORM bulk insert costs as much as a flush.
+    table = Subscriber.__table__
+    connection = session.connection()
+    subscriber_id = connection.execute(insert(table).returning(table.c.id), {
+        "email": address, "frequency": _check_frequency(frequency), "status": PENDING,
+        "consent_source": consent_source, "consent_ip": consent_ip, "consent_at": now,
+        "confirm_sent_at": confirm_sent_at, "created_at": now, "updated_at": now,
+        **details}).scalar_one()
+    links = [{"subscriber_id": subscriber_id, "topic_id": t} for t in sorted(set(topic_ids))]
+    if links:
+        connection.execute(insert(SubscriberTopic.__table__), links)
+    return subscriber_id, details["name"]
+
+
 def _create(session, address, details, frequency, status, source, ip, at,
             confirm_sent_at=None) -> Subscriber:
     if status == ACTIVE and _is_hash_suppressed(session, email_hash(address)):

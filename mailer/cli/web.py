@@ -52,14 +52,14 @@ def _serve_web(host: str, port: int, settings, db, workers: int, web_app=None) -
     import uvicorn  # function-level: uvicorn and FastAPI cost every other command 0.3 s
     from uvicorn.supervisors import Multiprocess
 
-    from mailer.web.app import create_app  # function-level: FastAPI costs every command 0.3 s
+    from mailer.web.app import create_app, serving  # function-level: FastAPI costs 0.3 s
 
     if workers > 1:
         secret_key(db, settings)  # made here once, not raced for by the workers as they start
     if workers > 1:
         web_app = WORKER_APP
-    elif web_app is None:
-        web_app = create_app(settings, db)
+    else:
+        web_app = serving(web_app if web_app is not None else create_app(settings, db))
     config = uvicorn.Config(web_app, host=host, port=port, proxy_headers=True,
                             forwarded_allow_ips="127.0.0.1", log_level="info",
                             server_header=False, workers=workers, factory=workers > 1,
@@ -89,11 +89,11 @@ def worker_app():
     """The app of one worker process of ``serve --workers N`` / ``run --workers N``: uvicorn
     imports this module afresh in each process and calls this (settings come from the
     environment, like the parent's; the parent has already brought the schema up to date)."""
-    from mailer.web.app import create_app  # function-level: see _serve_web
+    from mailer.web.app import create_app, serving  # function-level: see _serve_web
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     context.service_logging()
-    return create_app(context.settings(), context.database())
+    return serving(create_app(context.settings(), context.database()))
 
 
 @app.command("serve")

@@ -90,44 +90,67 @@ class SharedLimit:
         self._last_prune = -math.inf
         self._prune_lock = threading.Lock()
 
-    def hit(self, key: str) -> Decision:
+    def hit(self, key: str, within=None) -> Decision:
         """Count one hit for ``key`` when it fits under the limit; refused hits are not
-        counted. Raises SQLAlchemy's OperationalError when the database is unreachable."""
+        counted. Raises SQLAlchemy's OperationalError when the database is unreachable.
+
+        ``within``: a session (or connection) whose transaction the hit joins, so that it
+        counts only if that transaction commits (the signup form counts its hits in the
+        signup's own transaction: one commit instead of three). Without it the hit is its
+        own transaction, which PostgreSQL commits without waiting for the disk."""
         now = self.clock()
         start = int(now // self.window) * self.window
         params = {"bucket": self.bucket, "key": hashlib.sha256(key.encode("utf-8")).hexdigest(),
                   "previous": start - self.window, "start": start}
-        # Core and two fixed statements rather than the ORM: this runs on every signup and
-        # login, and building ORM statements cost ten times the database's own work.
-        with self.db.engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # A hit lost in a database crash costs nothing: do not wait for the disk.
-                connection.execute(_NO_SYNC)
-            counts = dict(connection.execute(_COUNTS, params).all())
-            previous, current = counts.get(start - self.window, 0), counts.get(start, 0)
-            carried = previous * (1 - (now - start) / self.window)
-            cap = math.floor(self.limit - carried + 1e-9)
-            allowed = cap >= 1 and connection.execute(_COUNT_ONE, {
-                **params, "expires": start + 2 * self.window, "cap": cap}).first() is not None
-        self._maybe_prune(now)
+        if within is not None:
+            allowed, previous, current, cap = self._count(within, now, start, params)
+        else:
+            with self.db.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # A hit lost in a database crash costs nothing: do not wait for the disk.
+                    connection.execute(_NO_SYNC)
+                allowed, previous, current, cap = self._count(connection, now, start, params)
+        self._maybe_prune(now, within)
         if allowed:
             return Decision(True)
         return Decision(False, retry_after(now, start, self.window, self.limit, previous,
                                            max(current, cap)))
 
-    def _maybe_prune(self, now: float) -> None:
+    def _count(self, connection, now: float, start: int, params: dict):
+        """(allowed, previous window's hits, this window's, cap) for one hit."""
+        # Core and two fixed statements rather than the ORM: this runs on every signup and
+        # login, and building ORM statements cost ten times the database's own work.
+        counts = dict(connection.execute(_COUNTS, params).all())
+        previous, current = counts.get(start - self.window, 0), counts.get(start, 0)
+        carried = previous * (1 - (now - start) / self.window)
+        cap = math.floor(self.limit - carried + 1e-9)
+        allowed = cap >= 1 and connection.execute(_COUNT_ONE, {
+            **params, "expires": start + 2 * self.window, "cap": cap}).first() is not None
+        return allowed, previous, current, cap
+
+    def _maybe_prune(self, now: float, within=None) -> None:
         with self._prune_lock:
             if now - self._last_prune < PRUNE_EVERY:
                 return
             self._last_prune = now
-        prune(self.db, now)
+        if within is not None:
+            # In the caller's transaction: another connection would wait for the write lock
+            # that transaction holds on SQLite (until the caller's own commit: never).
+            _prune(within, now)
+        else:
+            prune(self.db, now)
 
 
 def prune(db: Database, now: float) -> int:
     """Delete every bucket's rows that no longer count; returns how many went."""
     with db.session() as session:
-        result = session.execute(delete(RateHit).where(RateHit.expires_at < int(now)))
-        return result.rowcount or 0
+        return _prune(session, now)
+
+
+def _prune(connection, now: float) -> int:
+    result = connection.execute(delete(RateHit.__table__).where(
+        RateHit.__table__.c.expires_at < int(now)))
+    return result.rowcount or 0
 
 
 def retry_after(now: float, start: int, window: int, limit: int, previous: int,

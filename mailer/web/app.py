@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import threading
 
@@ -18,6 +19,7 @@ from mailer.tokens import TokenSigner
 from mailer.transports.base import Transport
 from mailer.web import apidocs
 from mailer.web.pages import install
+from subscribers import places
 
 #: Modules exposing ``router`` (an APIRouter); each capability owns its own.
 ROUTER_MODULES = (
@@ -69,11 +71,33 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *,
     return app
 
 
+def serving(app: FastAPI) -> FastAPI:
+    """``app``, marked as the one this process serves until it exits (``mailer serve`` and
+    ``run``, each worker of ``--workers N``): its lifespan then prepares the process before
+    the first request (``_prepare_process``). Apps that tests build are not marked."""
+    app.state.serves_process = True
+    return app
+
+
+def _prepare_process() -> None:
+    """Build the ZIP table (otherwise built by the first signup, holding every request in
+    flight for half a second), then move everything that lives as long as the process
+    (modules, the app, the ZIP table: about 400,000 objects) out of the cyclic garbage
+    collector's reach: its full passes over them held every request in flight for up to
+    0.17 s, the slowest signups under load. What requests leave behind is still collected."""
+    places.load()
+    gc.collect()
+    gc.freeze()
+
+
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI):
     """Serving: the queued system emails go out from this process too, unless a worker is
     said to send them (``MAILER_WEB_SENDS_MAIL=false``)."""
     state = app.state
+    if getattr(state, "serves_process", False):
+        # Here, not before uvicorn starts: a SIGTERM meanwhile is uvicorn's to answer.
+        _prepare_process()
     stop = threading.Event()
     runner = (start_runner(state.db, state.settings, stop, wake=state.mail_wake,
                            transport=state.mail_transport)

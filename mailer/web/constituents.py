@@ -14,11 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from mailer.delivery.oneoff import SystemMail
-from mailer.delivery.outgoing import queue_mail
+from mailer.delivery.outgoing import queue_mail, queue_mail_now
 from mailer.errors import InvalidInput
 from mailer.storage.base import utcnow
 from subscribers import service
@@ -83,16 +83,23 @@ def topic_choices(session: Session) -> list[Topic]:
     return list(session.scalars(select(Topic).order_by(Topic.name)))
 
 
-def topic_names(session: Session) -> dict[str, str]:
-    """slug -> name of every topic a signup may choose (read once per signup: validating the
-    form and naming the chosen topics in the email both use it)."""
-    return dict(session.execute(select(Topic.slug, Topic.name)).all())
+#: Built once: statements run on every signup (building one costs more than running it).
+_TOPICS = select(Topic.slug, Topic.id, Topic.name)
+_SUBSCRIBER_ID = select(Subscriber.id).where(Subscriber.email == bindparam("email"))
+
+
+def signup_topics(session: Session) -> dict[str, tuple[int, str]]:
+    """slug -> (id, name) of every topic a signup may choose (read once per signup:
+    validating the form, linking the new subscriber and naming the chosen topics in the email
+    all use it)."""
+    return {slug: (topic_id, name) for slug, topic_id, name
+            in session.connection().execute(_TOPICS)}
 
 
 def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
-              queue: bool = True, names: dict[str, str] | None = None) -> SystemMail:
+              queue: bool = True, topics: dict[str, tuple[int, str]] | None = None) -> SystemMail:
     """Record a web signup and queue (when ``queue``) the one email it owes; returns it.
-    ``names``: ``topic_names``, when the caller has read them already.
+    ``topics``: ``signup_topics``, when the caller has read them already.
 
     Whatever the address's state, the caller shows the same page; what differs is only the
     email, which goes to the address's owner: a confirmation link for a new, pending or
@@ -100,16 +107,11 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
     Nothing about an unsubscribed, bounced or complained address changes until its owner
     follows the new confirmation link.
     """
-    subscriber = service.find_by_email(session, signup.email)
+    # The address's id alone first: most signups are new addresses, which need no ORM object.
+    found = session.connection().execute(_SUBSCRIBER_ID, {"email": signup.email}).scalar()
+    subscriber = session.get(Subscriber, found) if found is not None else None
     if subscriber is None:
-        subscriber, _ = service.add_subscriber(
-            session, email=signup.email, name=signup.name, zip=signup.zip,
-            topics=signup.topics, frequency=signup.frequency, status=PENDING,
-            consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow(), looked_up=True,
-        )
-        chosen = (sorted(names[t] for t in signup.topics) if names is not None
-                  else signup_topic_names(session, signup.topics))
-        mail = _confirmation(subscriber, chosen)
+        mail = _new_signup(session, signup, ip, topics)
     elif subscriber.status == ACTIVE:
         mail = SystemMail("already_subscribed",
                           f"You're already subscribed to {links.office_name}",
@@ -121,8 +123,22 @@ def subscribe(session: Session, signup: Signup, *, ip: str | None, links,
             subscriber.consent_ip = ip
         mail = confirmation_mail(session, subscriber, links)
     if queue:
-        queue_mail(session, mail)
+        queue_mail_now(session, mail)
     return mail
+
+
+def _new_signup(session: Session, signup: Signup, ip: str | None,
+                topics: dict[str, tuple[int, str]] | None) -> SystemMail:
+    """A new address: a pending subscriber (marked as sent its confirmation, which the
+    caller queues in this transaction) and the confirmation email it owes."""
+    topics = topics if topics is not None else signup_topics(session)
+    subscriber_id, name = service.add_pending(
+        session, email=signup.email, name=signup.name, zip=signup.zip,
+        topic_ids=[topics[t][0] for t in signup.topics], frequency=signup.frequency,
+        consent_source=SOURCE, consent_ip=ip, confirm_sent_at=utcnow())
+    return SystemMail("confirm_subscription", "Please confirm your subscription",
+                      subscriber_id, signup.email, name,
+                      _confirmation_context(sorted(topics[t][1] for t in signup.topics)))
 
 
 def confirmation_mail(session: Session, subscriber: Subscriber, links) -> SystemMail:
@@ -138,8 +154,11 @@ def confirmation_mail(session: Session, subscriber: Subscriber, links) -> System
 
 def _confirmation(subscriber: Subscriber, topic_names: list[str]) -> SystemMail:
     return SystemMail("confirm_subscription", "Please confirm your subscription", subscriber.id,
-                      subscriber.email, subscriber.name,
-                      {"topics": topic_names, "expires_hours": CONFIRM_MAX_AGE // 3600})
+                      subscriber.email, subscriber.name, _confirmation_context(topic_names))
+
+
+def _confirmation_context(topic_names: list[str]) -> dict:
+    return {"topics": topic_names, "expires_hours": CONFIRM_MAX_AGE // 3600}
 
 
 def confirm(session: Session, subscriber: Subscriber, *, links) -> bool:

@@ -89,40 +89,53 @@ async def subscribe(request: Request) -> Response:
     """Double opt-in signup. Answers the same "check your email" page for a new, pending,
     active or unsubscribed address; a bot that fills the honeypot gets it too. The email is
     queued in the signup's own transaction (``outgoing_mail``) and sent by the queue runner:
-    the provider is never waited on here."""
+    the provider is never waited on here.
+
+    The signup's rate-limit hits (its network; its address) are counted in that same
+    transaction: one commit per signup, and a signup retried after a concurrent one with the
+    same address counts them once."""
     form = await request.form()
     check_csrf(request, form)
-    decision = request.app.state.subscribe_limiter.hit(client_ip(request))
+    raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
+    raw["topics"] = form.getlist("topics")
+    for attempt in (1, 2):
+        try:
+            with request.app.state.db.session() as session:
+                page = _signup(request, session, form, raw)
+            break
+        except IntegrityError:  # the same address signed up at the same moment: now known
+            if attempt == 2:
+                raise
+    if page is not None:
+        return page
+    mail_queued(request)
+    return _check_email(request)
+
+
+def _signup(request: Request, session, form, raw: dict) -> Response | None:
+    """One attempt at a signup in ``session``'s transaction; returns the page to answer
+    when it is not the plain "check your email" one after a recorded signup. Raises
+    HTTPException(429) past the per-network limit (nothing is then written)."""
+    state = request.app.state
+    topics = c.signup_topics(session)  # read before the first write, which locks SQLite
+    ip = client_ip(request)
+    decision = state.subscribe_limiter.hit(ip, within=session.connection())
     if not decision.allowed:
         raise HTTPException(429, "Too many signups from your network. Try again later.",
                             headers={"Retry-After": str(decision.retry_after)})
     if honeypot_filled(form):
         return _check_email(request)
-    raw = {k: form.get(k) for k in ("email", "name", "zip", "frequency")}
-    raw["topics"] = form.getlist("topics")
-    may_email = None
-    for attempt in (1, 2):
-        try:
-            with request.app.state.db.session() as session:
-                names = c.topic_names(session)
-                signup, errors = c.validate_signup(raw, set(names))
-                if errors:
-                    values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
-                              "zip": raw["zip"] or ""}
-                    return _form_page(request, session, values, errors, status_code=422)
-                # Someone typing a victim's address again and again must not flood their
-                # inbox: past a few emails per address per hour the signup is recorded but
-                # no further email is queued (the page is the same either way).
-                if may_email is None:
-                    may_email = request.app.state.address_limiter.hit(signup.email).allowed
-                c.subscribe(session, signup, ip=client_ip(request), links=Links(request),
-                            queue=may_email, names=names)
-            break
-        except IntegrityError:  # the same address signed up at the same moment: now known
-            if attempt == 2:
-                raise
-    mail_queued(request)
-    return _check_email(request)
+    signup, errors = c.validate_signup(raw, set(topics))
+    if errors:
+        values = {**raw, "email": raw["email"] or "", "name": raw["name"] or "",
+                  "zip": raw["zip"] or ""}
+        return _form_page(request, session, values, errors, status_code=422)
+    # Someone typing a victim's address again and again must not flood their inbox: past a
+    # few emails per address per hour the signup is recorded but no further email is
+    # queued (the page is the same either way).
+    may_email = state.address_limiter.hit(signup.email, within=session.connection()).allowed
+    c.subscribe(session, signup, ip=ip, links=Links(request), queue=may_email, topics=topics)
+    return None
 
 
 def mail_queued(request: Request) -> None:

@@ -138,3 +138,31 @@ def test_nonsense_limits_are_refused(db):
         SharedLimit(db, "x", limit=0, window=60)
     with pytest.raises(ValueError):
         SharedLimit(db, "x", limit=1, window=0.5)
+
+
+def test_a_hit_within_a_transaction_counts_only_if_it_commits(db):
+    clock = Clock()
+    limit = SharedLimit(db, "subscribe", limit=2, window=60, clock=clock)
+    with pytest.raises(RuntimeError):
+        with db.session() as session:
+            assert limit.hit("a", within=session.connection()).allowed
+            raise RuntimeError("the signup failed")
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(RateHit)) == 0
+        assert limit.hit("a", within=session.connection()).allowed
+        assert limit.hit("a", within=session.connection()).allowed
+        assert not limit.hit("a", within=session.connection()).allowed
+    assert not limit.hit("a").allowed  # the committed two fill the window for everyone
+
+
+def test_a_hit_within_a_transaction_prunes_in_it_without_waiting_for_itself(db):
+    """The sweep runs in the caller's transaction: on SQLite another connection would wait
+    for the write lock that transaction already holds."""
+    clock = Clock()
+    limit = SharedLimit(db, "subscribe", limit=5, window=60, clock=clock)
+    limit.hit("old")
+    clock.now += 600
+    with db.session() as session:
+        limit.hit("new", within=session.connection())  # a sweep is due: "old" has expired
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(RateHit)) == 1

@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.errors import InvalidInput, NotFound
+from mailer.storage.base import utcnow
 from mailer.tracking.erasure import forget
 from subscribers import service
-from subscribers.addresses import InvalidEmail
+from subscribers.addresses import InvalidEmail, email_hash, email_key
 from subscribers.models import (
     ACTIVE,
     BOUNCED,
@@ -23,6 +24,7 @@ from subscribers.models import (
     SubscriberTopic,
     Suppression,
 )
+from subscribers.search import Search, search
 
 
 def test_add_normalizes_and_finds_case_insensitively(db, topics):
@@ -155,3 +157,32 @@ def test_set_topics_replaces(db, topics):
         assert service.topic_slugs(session, subscriber) == ["human-trafficking"]
         with pytest.raises(NotFound):
             service.set_topics(session, subscriber, ["nope"])
+
+
+def test_add_pending_writes_the_row_add_subscriber_would(db, topics):
+    """The signup form's bound inserts: the same columns as ``add_subscriber`` for a new
+    pending address (cleaned name, place from the ZIP, email key, consent, topics), and the
+    address is found by search like any other."""
+    sent = utcnow()
+    with db.session() as session:
+        new_id, name = service.add_pending(
+            session, email="Pat.Doe@Example.org", name="  Pat   Doe ", zip="58102",
+            topic_ids=[topics["veterans"], topics["agriculture"]], frequency="daily",
+            consent_source="web form", consent_ip="10.0.0.9", confirm_sent_at=sent)
+        service.add_subscriber(session, email="ref@example.org", name="Pat Doe", zip="58102",
+                               topics=["agriculture", "veterans"], frequency="daily",
+                               status=PENDING, consent_source="web form",
+                               consent_ip="10.0.0.9", confirm_sent_at=sent)
+    assert name == "Pat Doe"
+    columns = ("name", "zip", "county", "state", "city", "frequency", "status",
+               "consent_source", "consent_ip", "confirm_sent_at", "confirmed_at")
+    with db.session() as session:
+        new = session.get(Subscriber, new_id)
+        ref = service.find_by_email(session, "ref@example.org")
+        assert [getattr(new, c) for c in columns] == [getattr(ref, c) for c in columns]
+        assert new.email == "pat.doe@example.org"
+        assert new.email_key == email_key(email_hash("pat.doe@example.org"))
+        assert new.county == "Cass" and new.consent_at and new.created_at and new.updated_at
+        assert service.topic_slugs(session, new) == ["agriculture", "veterans"]
+        found = search(session, Search(text="pat.doe"))
+        assert [s.id for s in found] == [new_id]

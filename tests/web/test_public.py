@@ -8,10 +8,11 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from mailer.campaigns.models import Campaign
 from mailer.storage.base import utcnow
+from mailer.storage.limits import RateHit
 from subscribers import service
 from subscribers.models import Subscriber, Suppression
 from tests.web.conftest import add_subscriber, csrf_from, link_in, outbox_messages
@@ -385,6 +386,11 @@ def test_a_signup_racing_another_for_the_same_address_is_retried(client, db, top
     assert answer.status_code == 200 and "Check your email" in answer.text
     assert calls == ["race@example.org", "race@example.org"]
     assert subscriber(db, "race@example.org").status == "pending"
+    # The failed attempt's rate-limit hits went back with its transaction: counted once.
+    with db.session() as session:
+        hits = dict(session.execute(select(RateHit.bucket, func.sum(RateHit.hits))
+                                    .group_by(RateHit.bucket)).all())
+    assert hits == {"subscribe": 1, "signup-email": 1}
 
 
 def test_web_view_follows_the_send_not_the_archive_list(client, db, release_id):
