@@ -1,0 +1,74 @@
+"""Migration 0020: the deliveries of a database at 0018 survive the new key on (subscriber_id,
+campaign_id) unchanged (SQLite rebuilds the table), nobody can be drawn twice afterwards, and
+erasing a subscriber still clears their id from the rows (the foreign key survived too)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from mailer.campaigns.models import Campaign
+from mailer.delivery.audience import draw_audience
+from mailer.delivery.records import Delivery
+from mailer.storage.base import utcnow
+from mailer.storage.db import Database, current_revision, head_revision, upgrade
+from subscribers.models import Subscriber
+from tests.support.campaigns import add_subscribers, approved_campaign
+
+C = Delivery.__table__.c
+
+
+def _rows(db: Database) -> list[tuple]:
+    with db.session() as session:
+        return [tuple(r) for r in session.execute(
+            select(C.id, C.campaign_id, C.subscriber_id, C.email, C.status).order_by(C.id))]
+
+
+def _draw(db: Database, campaign_id: int) -> int:
+    with db.session() as session:
+        return draw_audience(session, session.get(Campaign, campaign_id))
+
+
+@pytest.fixture
+def drawn(empty_engine) -> tuple[Database, list[tuple]]:
+    """A database at 0018 with two campaigns drawn for three subscribers, then upgraded."""
+    upgrade(empty_engine, "0018")
+    db = Database(empty_engine)
+    add_subscribers(db, 3)
+    for subject in ("First", "Second"):
+        assert _draw(db, approved_campaign(db, subject=subject)) == 3
+    before = _rows(db)
+    assert upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
+    return db, before
+
+
+def test_one_key_on_subscriber_then_campaign_and_no_separate_subscriber_index(drawn):
+    db, before = drawn
+    assert _rows(db) == before and len(before) == 6
+    schema = inspect(db.engine)
+    keys = [u["column_names"] for u in schema.get_unique_constraints("deliveries")]
+    assert keys == [["subscriber_id", "campaign_id"]]
+    assert ["subscriber_id"] not in [i["column_names"] for i in schema.get_indexes("deliveries")]
+
+
+def test_nobody_is_drawn_twice_after_the_upgrade(drawn):
+    db, before = drawn
+    campaign_id, subscriber_id, email = before[0][1:4]
+    assert _draw(db, campaign_id) == 3  # drawing again adds nobody
+    with pytest.raises(IntegrityError), db.session() as session:
+        session.execute(insert(Delivery.__table__).values(
+            campaign_id=campaign_id, subscriber_id=subscriber_id, email=email,
+            status="pending", attempts=0, created_at=utcnow()))
+    assert _rows(db) == before
+
+
+def test_deleting_a_subscriber_still_clears_their_id_from_the_deliveries(drawn):
+    db, before = drawn
+    gone = before[0][2]
+    with db.session() as session:
+        session.execute(delete(Subscriber.__table__).where(Subscriber.id == gone))
+    after = _rows(db)
+    assert [r[:2] for r in after] == [r[:2] for r in before]
+    assert [r[2] for r in after] == [None if r[2] == gone else r[2] for r in before]
