@@ -72,3 +72,22 @@ def test_deleting_a_subscriber_still_clears_their_id_from_the_deliveries(drawn):
     after = _rows(db)
     assert [r[:2] for r in after] == [r[:2] for r in before]
     assert [r[2] for r in after] == [None if r[2] == gone else r[2] for r in before]
+
+
+#: What finds a subscriber's deliveries: the draw's NOT EXISTS guard, a person's history and
+#: erasure, and the foreign key's ON DELETE SET NULL (PostgreSQL runs that UPDATE itself).
+LOOKUPS = ("SELECT 1 FROM deliveries WHERE campaign_id = 1 AND subscriber_id = 2",
+           "SELECT id FROM deliveries WHERE subscriber_id = 2 ORDER BY created_at, id",
+           "UPDATE deliveries SET subscriber_id = NULL WHERE subscriber_id = 2")
+
+
+def test_every_lookup_by_subscriber_uses_the_new_key(db, backend):
+    sqlite = backend == "sqlite"
+    key = "sqlite_autoindex_deliveries" if sqlite else "uq_deliveries_subscriber_id_campaign_id"
+    with db.engine.connect() as conn:
+        if not sqlite:
+            conn.exec_driver_sql("SET enable_seqscan = off")  # tiny tables: what CAN serve
+        for sql in LOOKUPS:
+            rows = conn.exec_driver_sql(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + sql)
+            plan = " ".join(str(r[-1] if sqlite else r[0]) for r in rows)
+            assert key in plan, (sql, plan)
