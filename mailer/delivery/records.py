@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -61,7 +60,17 @@ _HANDED_OFF_ROWS = text("provider_message_id IS NOT NULL")
 
 
 class Delivery(Base):
-    """One campaign to one subscriber. Unique per (campaign, subscriber): nobody is drawn twice."""
+    """One campaign to one subscriber. Unique per (campaign, subscriber): nobody is drawn twice.
+
+    ``campaign_id`` and ``subscriber_id`` are references without foreign key constraints, on
+    purpose (migration 0020): drawing an audience inserts a row per recipient, and PostgreSQL
+    checks (and share-locks the row of) every constraint for every row, more than half of
+    the draw. Rows are inserted only by ``mailer.delivery.audience.draw_audience``, from the
+    campaign it holds locked and the subscribers it reads in the same statement; campaigns
+    are never deleted; erasure (``mailer.tracking.erasure.forget``) clears ``subscriber_id``
+    itself, and a reference to a subscriber who is gone reads as one with none (the claim
+    outer-joins subscribers and skips the row).
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -90,10 +99,8 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL")
-    )
+    campaign_id: Mapped[int]
+    subscriber_id: Mapped[int | None]
     #: The address as it was when drawn (the send must not depend on later edits).
     email: Mapped[str] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)

@@ -1,11 +1,11 @@
 """Migration 0020: the deliveries of a database at 0018 survive the new key on (subscriber_id,
 campaign_id) unchanged (SQLite rebuilds the table), nobody can be drawn twice afterwards, and
-erasing a subscriber still clears their id from the rows (the foreign key survived too)."""
+with the foreign keys gone erasure still clears the person's id from the rows."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from mailer.campaigns.models import Campaign
@@ -13,6 +13,7 @@ from mailer.delivery.audience import draw_audience
 from mailer.delivery.records import Delivery
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, current_revision, head_revision, upgrade
+from mailer.tracking.erasure import forget
 from subscribers.models import Subscriber
 from tests.support.campaigns import add_subscribers, approved_campaign
 
@@ -64,18 +65,20 @@ def test_nobody_is_drawn_twice_after_the_upgrade(drawn):
     assert _rows(db) == before
 
 
-def test_deleting_a_subscriber_still_clears_their_id_from_the_deliveries(drawn):
+def test_no_foreign_key_is_left_and_erasure_clears_the_subscriber_id_itself(drawn):
     db, before = drawn
+    assert inspect(db.engine).get_foreign_keys("deliveries") == []
     gone = before[0][2]
     with db.session() as session:
-        session.execute(delete(Subscriber.__table__).where(Subscriber.id == gone))
+        forget(session, session.get(Subscriber, gone))
     after = _rows(db)
     assert [r[:2] for r in after] == [r[:2] for r in before]
     assert [r[2] for r in after] == [None if r[2] == gone else r[2] for r in before]
+    assert [r[3].startswith("forgotten-") for r in after] == [r[2] == gone for r in before]
 
 
-#: What finds a subscriber's deliveries: the draw's NOT EXISTS guard, a person's history and
-#: erasure, and the foreign key's ON DELETE SET NULL (PostgreSQL runs that UPDATE itself).
+#: What finds a subscriber's deliveries: the draw's NOT EXISTS guard, a person's history, and
+#: erasure (which clears the id itself: there is no foreign key to do it).
 LOOKUPS = ("SELECT 1 FROM deliveries WHERE campaign_id = 1 AND subscriber_id = 2",
            "SELECT id FROM deliveries WHERE subscriber_id = 2 ORDER BY created_at, id",
            "UPDATE deliveries SET subscriber_id = NULL WHERE subscriber_id = 2")
