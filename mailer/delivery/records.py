@@ -75,8 +75,8 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         # Nobody is drawn twice; subscriber first, so the same index serves a person's
-        # history, erasure and the subscribers foreign key (migration 0020 says why there
-        # is no separate subscriber_id index).
+        # history and erasure (migration 0020 says why there is no separate subscriber_id
+        # index).
         UniqueConstraint("subscriber_id", "campaign_id"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         # Only the rows in flight: every lookup by batch id is of those (claims.py), and a
