@@ -2,7 +2,7 @@
 
 The audience is ``campaign_audience`` (active, unsuppressed subscribers
 matching the campaign's segment or query) evaluated at the moment sending starts. The unique
-(campaign_id, subscriber_id) constraint and the NOT EXISTS guard make drawing idempotent.
+(subscriber_id, campaign_id) constraint and the NOT EXISTS guard make drawing idempotent.
 """
 
 from __future__ import annotations

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import (
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -61,11 +60,24 @@ _HANDED_OFF_ROWS = text("provider_message_id IS NOT NULL")
 
 
 class Delivery(Base):
-    """One campaign to one subscriber. Unique per (campaign, subscriber): nobody is drawn twice."""
+    """One campaign to one subscriber. Unique per (campaign, subscriber): nobody is drawn twice.
+
+    ``campaign_id`` and ``subscriber_id`` are references without foreign key constraints, on
+    purpose (migration 0020): drawing an audience inserts a row per recipient, and PostgreSQL
+    checks (and share-locks the row of) every constraint for every row, more than half of
+    the draw. Rows are inserted only by ``mailer.delivery.audience.draw_audience``, from the
+    campaign it holds locked and the subscribers it reads in the same statement; campaigns
+    are never deleted; erasure (``mailer.tracking.erasure.forget``) clears ``subscriber_id``
+    itself, and a reference to a subscriber who is gone reads as one with none (the claim
+    outer-joins subscribers and skips the row).
+    """
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "subscriber_id"),
+        # Nobody is drawn twice; subscriber first, so the same index serves a person's
+        # history and erasure (migration 0020 says why there is no separate subscriber_id
+        # index).
+        UniqueConstraint("subscriber_id", "campaign_id"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
         # Only the rows in flight: every lookup by batch id is of those (claims.py), and a
         # row leaves the index when its outcome is recorded, so on PostgreSQL the record of
@@ -87,10 +99,8 @@ class Delivery(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    subscriber_id: Mapped[int | None] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="SET NULL"), index=True
-    )
+    campaign_id: Mapped[int]
+    subscriber_id: Mapped[int | None]
     #: The address as it was when drawn (the send must not depend on later edits).
     email: Mapped[str] = mapped_column(String(320))
     status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.PENDING)

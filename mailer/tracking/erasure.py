@@ -31,8 +31,10 @@ def forget(session: Session, subscriber: Subscriber, *, cause: str = "erasure re
     )
 
     erase_events_for(session, subscriber_id=subscriber.id, email=subscriber.email)
+    # No foreign key clears subscriber_id (see Delivery): after the events, which find the
+    # person's rows by it, this is the last use of it.
     session.execute(update(Delivery).where(Delivery.subscriber_id == subscriber.id)
-                    .values(email=placeholder))
+                    .values(email=placeholder, subscriber_id=None))
     session.add(StatusChange(subscriber_id=None, old_status=subscriber.status,
                              new_status=UNSUBSCRIBED, cause=f"forgotten: {cause}"))
     session.execute(update(StatusChange).where(StatusChange.subscriber_id == subscriber.id)

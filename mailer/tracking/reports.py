@@ -261,8 +261,9 @@ def person_timeline(session: Session, email: str, settings: Settings) -> dict[st
     zone = settings.zone
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == address))
     # Every delivery row is written with its subscriber's id (erasure scrubs the address by
-    # that id), so a subscriber's rows are found through the subscriber_id index; only an
-    # address with no subscriber row is looked up by the (unindexed) address itself.
+    # that id), so a subscriber's rows are found through the unique (subscriber_id,
+    # campaign_id) index; only an address with no subscriber row is looked up by the
+    # (unindexed) address itself.
     whose = (Delivery.subscriber_id == subscriber.id if subscriber is not None
              else Delivery.email == address)
     deliveries = session.execute(

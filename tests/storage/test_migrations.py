@@ -5,40 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 
-import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select, text
 
-from mailer.storage.db import Database, current_revision, head_revision, make_engine, upgrade
+from mailer.storage.db import Database, current_revision, head_revision, upgrade
 from subscribers import segments
 from subscribers.addresses import email_key
 from subscribers.models import Subscriber, SubscriberTopic, Suppression
-from tests.conftest import BACKENDS, POSTGRES_URL
 
 NOW = "2026-11-01 12:00:00.000000"
-
-
-@pytest.fixture(params=BACKENDS)
-def empty_engine(request, tmp_path):
-    """An engine on an empty database of each backend (nothing migrated yet)."""
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-        yield engine
-        engine.dispose()
-        return
-    base = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
-    name = f"mailer_m_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    engine = make_engine(base.set(database=name).render_as_string(hide_password=False))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
 
 
 def _sha(address: str) -> str:
