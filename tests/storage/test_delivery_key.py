@@ -1,4 +1,4 @@
-"""Migration 0020: the deliveries of a database at 0018 survive the new key on (subscriber_id,
+"""Migration 0020: the deliveries of a database at 0019 survive the new key on (subscriber_id,
 campaign_id) unchanged (SQLite rebuilds the table), nobody can be drawn twice afterwards, and
 with the foreign keys gone erasure still clears the person's id from the rows."""
 
@@ -33,8 +33,8 @@ def _draw(db: Database, campaign_id: int) -> int:
 
 @pytest.fixture
 def drawn(empty_engine) -> tuple[Database, list[tuple]]:
-    """A database at 0018 with two campaigns drawn for three subscribers, then upgraded."""
-    upgrade(empty_engine, "0018")
+    """A database at 0019 (before the new key) with two campaigns drawn for three subscribers, then upgraded."""
+    upgrade(empty_engine, "0019")
     db = Database(empty_engine)
     add_subscribers(db, 3)
     for subject in ("First", "Second"):

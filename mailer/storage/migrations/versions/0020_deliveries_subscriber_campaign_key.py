@@ -27,13 +27,13 @@ On SQLite the old constraint and the foreign keys are part of the table definiti
 table is rebuilt once (batch mode keeps its partial indexes).
 
 Revision ID: 0020
-Revises: 0018
+Revises: 0019
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0020'
-down_revision = '0018'
+down_revision = '0019'
 branch_labels = None
 depends_on = None
 
