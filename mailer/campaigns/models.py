@@ -10,6 +10,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+# ``campaigns.digest_id`` references ``digests``: registering that table wherever campaigns
+# are loaded lets a flush resolve the reference in any process (a send helper imports no
+# scheduling code, and its last commit failed on it).
+from mailer.scheduling import models as _digests  # noqa: F401
 from mailer.storage.base import Base, JSONType, UTCDateTime, utcnow
 
 
