@@ -248,11 +248,12 @@ def round_size(settings: Settings) -> int:
 
 
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
-             worker: str, pool: ThreadPoolExecutor | None = None) -> int:
-    """Claim what is due (up to ``round_size`` rows: one round of requests in flight), mark
-    it ``sending``, hand it off (in parallel on ``pool`` when given) and settle the
-    outcomes; returns how many rows were claimed."""
-    claimed = claim(db, worker, round_size(settings), settings.lease_seconds)
+             worker: str, pool: ThreadPoolExecutor | None = None,
+             in_flight: int | None = None) -> int:
+    """Claim what is due (up to ``in_flight`` rows, default ``round_size``: one round of
+    requests in flight), mark it ``sending``, hand it off (in parallel on ``pool`` when
+    given) and settle the outcomes; returns how many rows were claimed."""
+    claimed = claim(db, worker, in_flight or round_size(settings), settings.lease_seconds)
     ours = mark_sending(db, claimed, worker)
 
     def one(mail: Claimed) -> tuple[Claimed, dict]:
@@ -281,10 +282,13 @@ def drain(db: Database, settings: Settings, *, transport: Transport | None = Non
 
 def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
                    transport: Transport | None = None, wake: threading.Event | None = None,
-                   poll_interval: float = 1.0, max_idle_polls: int | None = None) -> int:
+                   poll_interval: float = 1.0, max_idle_polls: int | None = None,
+                   in_flight: int | None = None) -> int:
     """Send queued mail until ``stop`` is set; returns how many rows were tried. ``wake``
     (set by the web app after it queues something) cuts the wait between polls short;
-    ``max_idle_polls`` (tests) ends the loop after that many polls with nothing due."""
+    ``max_idle_polls`` (tests) ends the loop after that many polls with nothing due;
+    ``in_flight``: emails per round (default ``round_size``)."""
+    in_flight = in_flight or round_size(settings)
     owns = transport is None
     transport = transport or get_transport(settings)
     worker = recovery.new_worker_name()
@@ -292,17 +296,17 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
     tried, idle, recovered_at = 0, 0, float("-inf")
     clock = threading.Event()  # stands in for ``wake`` when none is given
     try:
-        with ThreadPoolExecutor(round_size(settings), thread_name_prefix="mailqueue") as pool:
+        with ThreadPoolExecutor(in_flight, thread_name_prefix="mailqueue") as pool:
             while not stop.is_set():
                 if time.monotonic() - recovered_at >= RECOVER_EVERY:
                     recover(db, settings)
                     recovered_at = time.monotonic()
-                did = send_due(db, settings, signer, transport, worker, pool)
+                did = send_due(db, settings, signer, transport, worker, pool, in_flight)
                 tried += did
                 idle = 0 if did else idle + 1
                 if max_idle_polls is not None and idle >= max_idle_polls:
                     break
-                if did < round_size(settings):
+                if did < in_flight:
                     # Nothing more due: wait for a wake (or the poll), and let a burst of
                     # signups gather so one claim takes many (fewer writes beside theirs).
                     if not did:
@@ -318,14 +322,15 @@ def run_mail_queue(db: Database, settings: Settings, stop: threading.Event, *,
 
 def start_runner(db: Database, settings: Settings, stop: threading.Event, *,
                  wake: threading.Event | None = None, transport: Transport | None = None,
-                 restart_after: float = 30.0) -> threading.Thread:
+                 restart_after: float = 30.0, in_flight: int | None = None) -> threading.Thread:
     """``run_mail_queue`` in a daemon thread that restarts it after a crash (logged);
-    ``transport`` defaults to the configured one."""
+    ``transport`` defaults to the configured one, ``in_flight`` to ``round_size``."""
 
     def guarded() -> None:
         while not stop.is_set():
             try:
-                run_mail_queue(db, settings, stop, wake=wake, transport=transport)
+                run_mail_queue(db, settings, stop, wake=wake, transport=transport,
+                               in_flight=in_flight)
                 return
             except MailerError as exc:  # a misconfigured transport: one line, not a trace
                 log.error("the mail queue cannot send (%s); trying again in %.0f s", exc,
