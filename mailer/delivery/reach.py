@@ -19,7 +19,6 @@ of the segment builder and every send count afresh: only figures on pages are sn
 from __future__ import annotations
 
 import hashlib
-import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,10 +30,10 @@ from mailer.delivery.audience import audience_count, count_audience, query_text_
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
+from mailer.storage.refreshes import refresh_claimed
 from subscribers.models import AudienceSnapshot, Subscriber
 from subscribers.segments import resolve_query_text
 
-log = logging.getLogger("mailer.delivery")
 FRESH_FOR = timedelta(seconds=60)
 CLAIM_TIMEOUT = timedelta(minutes=5)
 
@@ -84,19 +83,15 @@ def query_key(text: str) -> str:
 def recount(db: Database, text: str) -> bool:
     """Count ``text`` again and store it, unless another process is already at it; True when
     this call stored one. Never raises: a failed recount leaves the old count shown."""
-    try:
-        with db.session() as session:
-            if not claim(session, text):
-                return False
-        with db.session() as session:
-            figures = audience_count(session, query=text)
-            snapshot = session.get(AudienceSnapshot, query_key(text))
-            snapshot.total, snapshot.now = figures["count"], figures["now"]
-            snapshot.computed_at, snapshot.refreshing_since = utcnow(), None
-        return True
-    except Exception:  # a background task: log it, keep the page showing the old count
-        log.exception("recounting the audience of %r failed", text)
-        return False
+
+    def store(session: Session) -> None:
+        figures = audience_count(session, query=text)
+        snapshot = session.get(AudienceSnapshot, query_key(text))
+        snapshot.total, snapshot.now = figures["count"], figures["now"]
+        snapshot.computed_at, snapshot.refreshing_since = utcnow(), None
+
+    return refresh_claimed(db, lambda session: claim(session, text), store,
+                           f"the audience of {text!r}")
 
 
 def claim(session: Session, text: str, now: datetime | None = None) -> bool:

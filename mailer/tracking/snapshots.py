@@ -16,7 +16,6 @@ taken over. The CLI's ``campaigns report`` always computes afresh.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,10 +28,10 @@ from mailer.campaigns.models import Campaign, CampaignStatus
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database
+from mailer.storage.refreshes import refresh_claimed
 from mailer.tracking.models import ReportSnapshot
 from mailer.tracking.reports import campaign_report
 
-log = logging.getLogger("mailer.tracking")
 LIVE_LIMIT = 50_000
 RECENT = timedelta(days=2)
 CLAIM_TIMEOUT = timedelta(minutes=10)
@@ -77,19 +76,15 @@ def fresh_for(campaign: Campaign) -> timedelta:
 def refresh(db: Database, campaign_id: int, settings: Settings) -> bool:
     """Compute and store the snapshot unless another process is already at it; True when
     this call stored one. Never raises: a failed refresh leaves the old snapshot shown."""
-    try:
-        with db.session() as session:
-            if not claim(session, campaign_id):
-                return False
-        with db.session() as session:
-            document = campaign_report(session, campaign_id, settings)
-            snapshot = session.get(ReportSnapshot, campaign_id)
-            snapshot.document, snapshot.computed_at = document, utcnow()
-            snapshot.refreshing_since = None
-        return True
-    except Exception:  # a background task: log it, keep the page serving the old one
-        log.exception("refreshing the report of campaign %s failed", campaign_id)
-        return False
+
+    def store(session: Session) -> None:
+        document = campaign_report(session, campaign_id, settings)
+        snapshot = session.get(ReportSnapshot, campaign_id)
+        snapshot.document, snapshot.computed_at = document, utcnow()
+        snapshot.refreshing_since = None
+
+    return refresh_claimed(db, lambda session: claim(session, campaign_id), store,
+                           f"the report of campaign {campaign_id}")
 
 
 def claim(session: Session, campaign_id: int, now: datetime | None = None) -> bool:

@@ -33,7 +33,8 @@ def _draw(db: Database, campaign_id: int) -> int:
 
 @pytest.fixture
 def drawn(empty_engine) -> tuple[Database, list[tuple]]:
-    """A database at 0019 (before the new key) with two campaigns drawn for three subscribers, then upgraded."""
+    """A database at 0019 (before the new key) with two campaigns drawn for three
+    subscribers, then upgraded."""
     upgrade(empty_engine, "0019")
     db = Database(empty_engine)
     add_subscribers(db, 3)

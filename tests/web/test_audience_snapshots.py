@@ -168,4 +168,4 @@ def test_a_failed_recount_leaves_the_old_count_and_does_not_raise(db, settings, 
     assert not reach.recount(db, "topic =")
     with db.session() as session:
         assert session.get(AudienceSnapshot, reach.query_key("topic =")).total == 7
-    assert "recounting the audience" in caplog.text
+    assert "refreshing the audience of 'topic =' failed" in caplog.text
