@@ -375,3 +375,11 @@ def test_a_user_with_no_known_role_may_not_import_or_tag(client, db, release_id,
     tag = post_tag(client, release_id, "agriculture")
     assert tag.status_code == 403 and "may tag releases" in tag.text
     assert count_releases(db) == 1
+
+
+def test_release_page_title_is_one_line_and_its_text_is_shown_once(client, staff, release_id):
+    login(client, "alice")
+    page = client.get(f"/admin/releases/{release_id}").text
+    title = page.split("<title>", 1)[1].split("</title>", 1)[0]
+    assert title.startswith(f"Release {release_id} · ") and "<" not in title
+    assert page.count('id="text-title"') == 1
