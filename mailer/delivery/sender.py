@@ -227,12 +227,31 @@ class CampaignSender:
         through; raises the last error when the spell gives up (``_drain`` journals). The
         spell lasts until a write that changed something commits (on a full disk an empty
         commit proves nothing): a next failure carries on its backoff and clock."""
+        continuing = self.spell is not None
         self.spell = self.spell or outage.Spell(self.settings, self.stop)
         self.spell.saw(first)
+        if continuing:
+            self._back_off(first)
         outage.retrying(self.spell, sleep=self._collect_while_waiting, on_wait=self._note_outage,
                         what=f"campaign {self.campaign_id}")(self._back)
         self.stats.note = None
         self._report()
+
+    def _back_off(self, failure: DBAPIError) -> None:
+        """One backoff step before trying again in a spell whose last try "went through"
+        without writing anything (an empty commit on a full disk): without it the sender
+        would claim, fail, commit nothing and claim again at full speed, saying nothing.
+        Raises ``failure`` once the spell is over."""
+        spell = self.spell
+        assert spell is not None
+        if spell.over():
+            raise failure
+        seconds = spell.next_wait()
+        spell.attempts += 1
+        log.warning("campaign %s: %s (%s); retrying in %s s", self.campaign_id, spell.trouble,
+                    spell.last_error, outage.seconds_text(seconds))
+        self._note_outage(spell, seconds)
+        self._collect_while_waiting(seconds)
 
     def _back(self) -> None:
         """The first try after an outage: write what is held and release rows a claim whose
