@@ -247,10 +247,8 @@ class CampaignSender:
         if spell.over():
             raise failure
         seconds = spell.next_wait()
-        spell.attempts += 1
-        log.warning("campaign %s: %s (%s); retrying in %s s", self.campaign_id, spell.trouble,
-                    spell.last_error, outage.seconds_text(seconds))
-        self._note_outage(spell, seconds)
+        outage.announce_retry(spell, seconds, what=f"campaign {self.campaign_id}",
+                              on_wait=self._note_outage)
         self._collect_while_waiting(seconds)
 
     def _back(self) -> None:

@@ -158,18 +158,25 @@ def retrying(spell: Spell, *, sleep: Callable[[float], None] | None = None,
     batches in flight meanwhile); ``on_wait(spell, seconds)`` hears of every retry coming."""
 
     def before_sleep(state: RetryCallState) -> None:
-        seconds = state.next_action.sleep if state.next_action else 0.0
-        spell.attempts += 1
         if state.outcome is not None and state.outcome.exception() is not None:
             spell.saw(state.outcome.exception())
-        log.warning("%s: %s (%s); retrying in %s s", what, spell.trouble,
-                    spell.last_error, seconds_text(seconds))
-        if on_wait is not None:
-            on_wait(spell, seconds)
+        announce_retry(spell, state.next_action.sleep if state.next_action else 0.0,
+                       what=what, on_wait=on_wait)
 
     return Retrying(retry=retry_if_exception(is_outage), stop=spell.over,
                     wait=spell.next_wait,
                     sleep=sleep or spell.sleep, before_sleep=before_sleep, reraise=True)
+
+
+def announce_retry(spell: Spell, seconds: float, *, what: str,
+                   on_wait: Callable[[Spell, float], None] | None = None) -> None:
+    """Count one more try of ``spell`` coming in ``seconds`` and say so: the log line
+    ("``what``: disk full (…); retrying in 0.5 s") and ``on_wait(spell, seconds)``."""
+    spell.attempts += 1
+    log.warning("%s: %s (%s); retrying in %s s", what, spell.trouble, spell.last_error,
+                seconds_text(seconds))
+    if on_wait is not None:
+        on_wait(spell, seconds)
 
 
 def seconds_text(seconds: float) -> str:

@@ -44,7 +44,7 @@ from mailer.web.api_models import (
 from mailer.web.auth import Caller, api_user
 from mailer.web.params import Id, Limit, Offset, as_id
 from mailer.web.public import Links, mail_queued
-from mailer.web.recounts import shown
+from mailer.web.recounts import recount_later, shown
 from mailer.web.roles import Permission, check
 from subscribers.models import ACTIVE, FREQUENCIES, PENDING, STATUSES, Subscriber
 from subscribers.service import add_subscriber as add
@@ -183,8 +183,7 @@ def show_campaign(campaign_id: Id, request: Request, background: BackgroundTasks
     with state.db.session() as session:
         campaign = get_campaign(session, campaign_id)
         audience = ops.audience(session, campaign, state.settings)
-    if audience and audience.get("recount"):
-        background.add_task(ops.recount_audience, state.db, audience["recount"])
+    recount_later(background, state.db, audience)
     return {**campaign_to_dict(campaign), "audience": shown(audience)}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import BackgroundTasks
 from fastapi.responses import Response
 from starlette.background import BackgroundTask
 
@@ -19,10 +20,19 @@ SHOWN = ("count", "now", "in_digests", "counted_at", "error")
 def recount_after(response: Response, db: Database, *figures: dict[str, Any] | None
                   ) -> Response:
     """``response``, set to recount every figure given that asks for it once it is sent."""
-    queries = sorted({f["recount"] for f in figures if f and f.get("recount")})
+    queries = _asked(figures)
     if queries:
         response.background = BackgroundTask(_recount, db, queries)
     return response
+
+
+def recount_later(background: BackgroundTasks, db: Database,
+                  *figures: dict[str, Any] | None) -> None:
+    """``recount_after`` for an API route that returns data: the recounts join the
+    route's background tasks."""
+    queries = _asked(figures)
+    if queries:
+        background.add_task(_recount, db, queries)
 
 
 def shown(figures: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -30,6 +40,10 @@ def shown(figures: dict[str, Any] | None) -> dict[str, Any] | None:
     if figures is None:
         return None
     return {key: value for key, value in figures.items() if key in SHOWN}
+
+
+def _asked(figures: tuple[dict[str, Any] | None, ...]) -> list[str]:
+    return sorted({f["recount"] for f in figures if f and f.get("recount")})
 
 
 def _recount(db: Database, queries: list[str]) -> None:
