@@ -22,7 +22,9 @@ process like the real API, counting what it accepts) and prints one table:
   a sample and extrapolated.
 
 Each variant runs in its own process, so "peak RSS" is that process's own high-water mark
-(from wait4). The 1,000,000-recipient runs take a few minutes on 2 cores; run them once.
+(from wait4). "CPU s" is the variant's process and the helper processes it started (user +
+system, from wait4), "stand-in CPU s" the stand-in's meanwhile: both share the two cores,
+so together they show how much of the machine a run used. The 1,000,000-recipient runs take a few minutes on 2 cores; run them once.
 Targets (issue 6): 1M in <= 30 s, >= half the bare client's rate, RSS <= 200 MB and flat
 from 100k to 1M; with 250 ms stand-in latency, 1M in <= 40 s.
 
@@ -56,7 +58,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.events import _stat_seconds  # noqa: E402  (one reader of /proc stat CPU)
+from bench.events import _stat_seconds, cpu_seconds  # noqa: E402  (one reader of /proc CPU)
 
 API_KEY = "SG.bench-key"
 CONCURRENCY = 8
@@ -196,6 +198,13 @@ class StandIn:
         with urllib.request.urlopen(request) as response:
             return json.loads(response.read())
 
+    def run(self, args: list[str], env: dict[str, str] | None = None) -> tuple[dict, float]:
+        """``run_child`` with ``standin_cpu``: this stand-in's CPU seconds meanwhile (it
+        shares the machine's cores with the sender being measured)."""
+        before = cpu_seconds(self.proc.pid)
+        result, rss = run_child(args, env)
+        return result | {"standin_cpu": cpu_seconds(self.proc.pid) - before}, rss
+
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
@@ -234,9 +243,8 @@ def main() -> None:
                 db_path = work / f"run-{size}-{latency}.db"
                 shutil.copy(pristine, db_path)
                 print(f"engine {size:,} (latency {latency} ms)...", file=sys.stderr)
-                result, rss = run_child(["engine"], _env(db_path, standin.url))
-                rows.append(("engine", size, latency, result["seconds"],
-                             result["recipients"], rss))
+                result, rss = standin.run(["engine"], _env(db_path, standin.url))
+                rows.append(("engine", size, latency, result, rss))
                 db_path.unlink()
                 if latency:  # the baseline: a fixed window, as before it adapted
                     shutil.copy(pristine, db_path)
@@ -244,19 +252,19 @@ def main() -> None:
                           "ms)...", file=sys.stderr)
                     fixed = {**_env(db_path, standin.url),
                              "MAILER_MAX_IN_FLIGHT": str(CONCURRENCY)}
-                    result, rss = run_child(["engine"], fixed)
-                    rows.append((f"engine, fixed {CONCURRENCY}", size, latency,
-                                 result["seconds"], result["recipients"], rss))
+                    result, rss = standin.run(["engine"], fixed)
+                    rows.append((f"engine, fixed {CONCURRENCY}", size, latency, result, rss))
                     db_path.unlink()
                 print(f"bare client {size:,} (latency {latency} ms)...", file=sys.stderr)
-                result, rss = run_child(["bare", str(size), standin.url])
-                rows.append(("bare client", size, latency, result["seconds"],
-                             result["recipients"], rss))
+                result, rss = standin.run(["bare", str(size), standin.url])
+                rows.append(("bare client", size, latency, result, rss))
             pristine.unlink()
         standin.control(latency_ms=0)
-        result, rss = run_child(["naive", str(args.naive_sample), standin.url])
-        rows.append(("naive (extrapolated)", max(sizes), 0,
-                     result["seconds"] * max(sizes) / result["recipients"], max(sizes), rss))
+        result, rss = standin.run(["naive", str(args.naive_sample), standin.url])
+        scale = max(sizes) / result["recipients"]
+        rows.append(("naive (extrapolated)", max(sizes), 0, {
+            "seconds": result["seconds"] * scale, "recipients": max(sizes),
+            "cpu": None, "standin_cpu": None}, rss))  # CPU: mostly start-up, not extrapolated
     finally:
         standin.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -266,14 +274,22 @@ def main() -> None:
 
 
 def print_table(rows: list[tuple]) -> None:
-    bare = {(r[1], r[2]): r[4] / r[3] for r in rows if r[0] == "bare client"}
+    """One line per run; ``rows``: (variant, size, latency ms, child's result, peak RSS)."""
+    bare = {(r[1], r[2]): r[3]["recipients"] / r[3]["seconds"]
+            for r in rows if r[0] == "bare client"}
     print(f"{'variant':<22}{'recipients':>12}{'latency':>9}{'seconds':>10}{'recipients/s':>14}"
-          f"{'peak RSS MB':>13}{'vs bare':>9}")
-    for name, size, latency, seconds, sent, rss in rows:
+          f"{'peak RSS MB':>13}{'vs bare':>9}{'CPU s':>8}{'stand-in CPU s':>16}")
+    for name, size, latency, result, rss in rows:
+        seconds, sent = result["seconds"], result["recipients"]
         rate = sent / seconds if seconds else 0
         share = f"{rate / bare[(size, latency)]:.0%}" if (size, latency) in bare else ""
+        cpu = "" if result["cpu"] is None else f"{result['cpu']:.1f}"
+        standin = "" if result["standin_cpu"] is None else f"{result['standin_cpu']:.1f}"
         print(f"{name:<22}{size:>12,}{latency:>7}ms{seconds:>10.1f}{rate:>14,.0f}"
-              f"{rss:>13.0f}{share:>9}")
+              f"{rss:>13.0f}{share:>9}{cpu:>8}{standin:>16}")
+    print("CPU s: the variant's process and the helper processes it started (user + system, "
+          "its whole run);\nstand-in CPU s: the SendGrid stand-in's meanwhile, on the same "
+          "cores.")
 
 
 # -- PostgreSQL beside SQLite ------------------------------------------------------------------
