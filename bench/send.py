@@ -24,7 +24,8 @@ process like the real API, counting what it accepts) and prints one table:
 Each variant runs in its own process, so "peak RSS" is that process's own high-water mark
 (from wait4). "CPU s" is the variant's process and the helper processes it started (user +
 system, from wait4), "stand-in CPU s" the stand-in's meanwhile: both share the two cores,
-so together they show how much of the machine a run used. The 1,000,000-recipient runs take a few minutes on 2 cores; run them once.
+so together they show how much of the machine a run used. The 1,000,000-recipient runs
+take a few minutes on 2 cores; run them once.
 Targets (issue 6): 1M in <= 30 s, >= half the bare client's rate, RSS <= 200 MB and flat
 from 100k to 1M; with 250 ms stand-in latency, 1M in <= 40 s.
 
