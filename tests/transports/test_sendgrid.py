@@ -200,3 +200,12 @@ def test_a_body_over_20_mb_is_refused_with_413(standin):
     with pytest.raises(PayloadTooLarge, match="413"):
         SendGridTransport(KEY, standin.url, timeout=10).send(Batch(huge, [recipient(1)]))
     assert standin.accepted == []
+
+
+@pytest.mark.parametrize("body", [b"{", b"", b"NaN", b"\xff\xfe", b'{"from": {"email": "a@b'])
+def test_the_standin_answers_a_body_that_is_not_json_with_400(standin, body):
+    # As the real API does: strict JSON in UTF-8, or a 400 that says so (never a 500).
+    status, _, data = standin.handle_send(f"Bearer {standin.api_key}", body)
+    assert status == 400
+    assert data["errors"][0]["message"] == "Bad Request"
+    assert standin.accepted == []
