@@ -2,7 +2,9 @@
 
 The audience is ``campaign_audience`` (active, unsuppressed subscribers
 matching the campaign's segment or query) evaluated at the moment sending starts. The unique
-(subscriber_id, campaign_id) constraint and the NOT EXISTS guard make drawing idempotent.
+(subscriber_id, campaign_id) constraint and the NOT EXISTS guard make drawing idempotent; the
+guard is left out when the campaign has no deliveries yet (checked once), which is every
+first draw: there it cost a fifth of a million-row draw on SQLite, serial before any send.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ def draw_audience(session: Session, campaign: Campaign) -> int:
     rows = select(
         literal(campaign.id), audience.c.id, audience.c.email, literal(DS.PENDING),
         literal(0), literal(utcnow(), UTCDateTime()),
-    ).where(~already).order_by(audience.c.id)
+    ).order_by(audience.c.id)
+    drawn_before = session.scalar(
+        select(table.c.id).where(table.c.campaign_id == campaign.id).limit(1)) is not None
+    if drawn_before:
+        rows = rows.where(~already)
     session.execute(insert(table).from_select(
         ["campaign_id", "subscriber_id", "email", "status", "attempts", "created_at"], rows))
     return session.scalar(

@@ -17,9 +17,9 @@ import re
 import threading
 import urllib.error
 from datetime import UTC, datetime
-from json.encoder import encode_basestring_ascii as _json_str
 from typing import Any
 
+import orjson
 from python_http_client import exceptions as http_errors
 from sendgrid import SendGridAPIClient
 
@@ -97,36 +97,20 @@ def build_payload(batch: Batch) -> dict[str, Any]:
     return payload
 
 
-def encode_payload(batch: Batch) -> str:
-    """``build_payload(batch)`` as JSON text (the same document ``json.dumps`` would give, up
-    to key order), without building a dict per recipient: on a large send the dicts and their
-    generic encoding cost more than personalization itself. Pure, like ``build_payload``.
+def encode_payload(batch: Batch) -> bytes:
+    """``build_payload(batch)`` as UTF-8 JSON, encoded by orjson. Pure, like ``build_payload``.
+
+    On a large send encoding is a sixth of the sender's CPU per recipient: orjson over the
+    payload's dicts takes 1.7 ms per 1000 recipients, against 4.4 ms for the JSON text we
+    formatted ourselves before (and more for ``json.dumps``). Text orjson refuses (a lone
+    surrogate, which no stored address or name holds) goes through ``json.dumps``, which
+    escapes it, and SendGrid judges it.
     """
-    envelope = build_payload(Batch(batch.message, []))
-    del envelope["personalizations"]
-    message = batch.message
-    campaign = _json_str("" if message.campaign_id is None else str(message.campaign_id))
-    q = _json_str
-    people = []
-    add = people.append
-    for r in batch.recipients:
-        to = (f'{{"email":{q(r.email)},"name":{q(to_name(r.name))}}}' if r.name
-              else f'{{"email":{q(r.email)}}}')
-        delivery = "" if r.delivery_id is None else str(r.delivery_id)
-        item = (f'{{"to":[{to}],"custom_args":{{"campaign_id":{campaign},'
-                f'"delivery_id":{q(delivery)}}}')
-        if r.substitutions:
-            item += ',"substitutions":{' + ",".join(
-                [f"{q(k)}:{q(v)}" for k, v in r.substitutions.items()]) + "}"
-        headers = r.headers
-        if headers:
-            if "List-Unsubscribe" in headers:
-                headers = {**headers, ONE_CLICK[0]: ONE_CLICK[1]}
-            item += ',"headers":{' + ",".join(
-                [f"{q(k)}:{q(v)}" for k, v in headers.items()]) + "}"
-        add(item + "}")
-    head = json.dumps(envelope)
-    return f'{head[:-1]},"personalizations":[{",".join(people)}]}}'
+    payload = build_payload(batch)
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload).encode("ascii")
 
 
 def to_name(name: str) -> str:
@@ -156,10 +140,10 @@ class SendGridTransport:
         message_id = self.post(encode_payload(batch))
         return [RecipientResult(r, True, message_id) for r in batch.recipients]
 
-    def post(self, payload: dict[str, Any] | str) -> str | None:
-        """Post one payload (a dict, or JSON text from ``encode_payload``); returns SendGrid's
+    def post(self, payload: dict[str, Any] | bytes) -> str | None:
+        """Post one payload (a dict, or UTF-8 JSON from ``encode_payload``); returns SendGrid's
         ``X-Message-Id``."""
-        body = _JSONText(payload if isinstance(payload, str) else json.dumps(payload))
+        body = _JSONBody(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
         client = self._client()
         try:
             response = client.client.mail.send.post(
@@ -187,19 +171,17 @@ class SendGridTransport:
         self._local = threading.local()
 
 
-class _JSONText(str):
-    """A request body python_http_client passes on as is. The client also formats the body
-    into a debug log line on every request, even with debug logging off: this one encodes to
-    bytes that print as their size, which saves copying ~1 MB per request (2.4 ms)."""
+class _JSONBody(bytes):
+    """A UTF-8 JSON request body python_http_client passes on as is: it calls ``encode`` on a
+    body whose Content-Type is not exactly "application/json", which gives this body itself.
+    The client also formats the body into a debug log line on every request, even with debug
+    logging off: this one prints as its size, which saves copying ~1 MB per request (2.4 ms).
+    """
 
     __slots__ = ()
 
     def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
-        return _LoggedAsSize(str.encode(self, encoding, errors))
-
-
-class _LoggedAsSize(bytes):
-    __slots__ = ()
+        return self
 
     def __str__(self) -> str:
         return f"<{len(self):,} bytes of JSON>"

@@ -18,6 +18,7 @@ from mailer.transports.errors import (
 )
 from mailer.transports.sendgrid import (
     SendGridTransport,
+    _JSONBody,
     build_payload,
     encode_payload,
     error_from_response,
@@ -85,10 +86,16 @@ def test_encoded_payload_of_a_message_without_extras():
     assert json.loads(encode_payload(batch)) == build_payload(batch)
 
 
-def test_the_posted_body_logs_as_its_size_not_its_contents():
-    from mailer.transports.sendgrid import _JSONText
+def test_text_orjson_refuses_is_still_encoded_as_the_same_document():
+    # A lone surrogate: orjson raises on it, json.dumps escapes it.
+    batch = Batch(message(), [recipient(1, name="Pat \ud800 Doe")])
+    encoded = encode_payload(batch)
+    assert json.loads(encoded) == build_payload(batch)
+    assert b"\\ud800" in encoded
 
-    body = _JSONText('{"a": 1}').encode("utf-8")
+
+def test_the_posted_body_logs_as_its_size_not_its_contents():
+    body = _JSONBody(b'{"a": 1}').encode("utf-8")
     assert body == b'{"a": 1}' and str(body) == "<8 bytes of JSON>"
     assert "{data}".format(data=body) == "<8 bytes of JSON>"  # noqa: UP032 (as the client logs)
 
