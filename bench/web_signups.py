@@ -237,9 +237,9 @@ def serve_inline(port: int) -> None:
 
     def send_one() -> None:
         claimed = mailqueue.claim(db, worker, 1, settings.lease_seconds)
-        mailqueue.settle(db, worker, [
-            (mail, mailqueue.send_one(settings, signer, transport, mail))
-            for mail in mailqueue.mark_sending(db, claimed, worker)])
+        ours = mailqueue.mark_sending(db, claimed, worker)
+        if ours:
+            mailqueue.settle(db, worker, mailqueue.send_group(settings, signer, transport, ours))
 
     @app.middleware("http")
     async def inline(request, call_next):

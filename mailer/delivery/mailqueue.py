@@ -7,7 +7,10 @@ Every row is written before and after its hand-off, like a campaign's deliveries
    runners in other processes take other rows) and moved to ``claimed`` under this runner's
    name with a lease; the update re-checks ``queued``, so on SQLite one runner gets each.
 2. Just before the hand-off the claimed rows become ``sending`` (``handed_at``, one more
-   attempt), in one statement: they are handed off together.
+   attempt), in one statement: they are handed off together. Emails alike (template,
+   subject and context: a burst of signups' confirmations) go in one request, rendered
+   once, each person's confirmation link a substitution; a round is as many requests in
+   parallel as the runner has in flight.
 3. After the batch's hand-offs, in one transaction: ``sent`` with the provider's message
    id; ``queued`` again after an exponential backoff on a temporary failure; ``failed``
    with the reason on a permanent refusal or when ``MAILER_MAIL_QUEUE_ATTEMPTS`` are
@@ -35,41 +38,29 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 
 from mailer.delivery import recovery
-from mailer.delivery.oneoff import Person, send_one_off, system_message, template_for
+from mailer.delivery.mailrequests import PER_REQUEST, Claimed, into_requests, send_group
 from mailer.delivery.outgoing import MailStatus as MS
 from mailer.delivery.outgoing import OutgoingMail
-from mailer.errors import MailerError, TransportError
+from mailer.errors import MailerError
 from mailer.settings import Settings
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, secret_key
 from mailer.tokens import TokenSigner
 from mailer.transports import get_transport
 from mailer.transports.base import Transport
-from mailer.transports.errors import AmbiguousFailure, AuthFailure, PermanentFailure
 
 log = logging.getLogger("mailer.delivery")
 TABLE = OutgoingMail.__table__
 C = TABLE.c
-#: The longest wait between two tries of one email.
-BACKOFF_MAX = 3600.0
 #: How long a woken runner lets more mail gather before it claims (seconds).
 GATHER = 0.05
+#: Emails one round claims at most: a round waits for its slowest request, and its rows
+#: are ``sending`` until it is settled.
+ROUND_MAX = 1000
 #: Days a sent or given-up email stays in the table.
 KEEP_DAYS = 30
 #: How often a running queue looks for rows a dead runner left (seconds).
 RECOVER_EVERY = 15.0
-
-
-@dataclass(slots=True)
-class Claimed:
-    id: int
-    subscriber_id: int | None
-    template: str
-    subject: str
-    email: str
-    name: str | None
-    context: dict
-    attempts: int
 
 
 @dataclass(slots=True)
@@ -130,64 +121,14 @@ def settle(db: Database, owner: str, outcomes: list[tuple[Claimed, dict]]) -> No
     ``owner``'s and ``sending``."""
     if not outcomes:
         return
+    alike: dict[tuple, list[int]] = {}  # one UPDATE per distinct outcome (a request's rows)
+    for mail, values in outcomes:
+        alike.setdefault(tuple(sorted(values.items())), []).append(mail.id)
     with db.session() as session:
-        for mail, values in outcomes:
-            session.execute(update(TABLE).where(C.id == mail.id, C.status == MS.SENDING,
+        for values, ids in alike.items():
+            session.execute(update(TABLE).where(C.id.in_(ids), C.status == MS.SENDING,
                                                 C.worker == owner)
-                            .values(lease_until=None, **values))
-
-
-def _links(mail: Claimed, settings: Settings, signer: TokenSigner) -> dict:
-    """The stored context plus the signed links, made now (they are never stored)."""
-    context = dict(mail.context or {})
-    if mail.template == "confirm_subscription" and mail.subscriber_id is not None:
-        token = signer.make(mail.subscriber_id, "confirm")
-        context["confirm_url"] = f"{settings.public_url}/confirm/{token}"
-    return context
-
-
-def send_one(settings: Settings, signer: TokenSigner, transport: Transport,
-             mail: Claimed) -> dict:
-    """Hand one email already marked ``sending`` (``mark_sending``) to the transport; returns
-    the values its row is to be settled with (``settle``). Never raises for the provider's or
-    the template's failures: they become the row's outcome."""
-    try:
-        message = system_message(template_for(mail.template, settings), settings,
-                                 subject=mail.subject, context=_links(mail, settings, signer))
-        [result] = send_one_off(message, [Person(mail.email, mail.name, mail.subscriber_id)],
-                                settings, signer, transport=transport, kind=mail.template)
-    except AmbiguousFailure as exc:
-        return {"status": MS.IN_DOUBT,
-                "last_error": f"in doubt: the request went out but no answer came back ({exc})"}
-    except Exception as exc:  # noqa: BLE001 - recorded on the row; the loop must go on
-        log.warning("queued email %s (%s) not sent: %s", mail.id, mail.template, exc)
-        permanent = isinstance(exc, PermanentFailure) and not isinstance(exc, AuthFailure)
-        return _retry_or_fail(settings, mail, _reason(exc), permanent)
-    if not result.accepted:
-        return _retry_or_fail(settings, mail, f"refused by the provider: {result.error}",
-                              permanent=True)
-    return {"status": MS.SENT, "sent_at": utcnow(), "last_error": None,
-            "provider_message_id": result.provider_message_id}
-
-
-def _reason(exc: Exception) -> str:
-    kind = "" if isinstance(exc, TransportError) else f"{type(exc).__name__}: "
-    return f"{kind}{exc}"[:500]
-
-
-def backoff(settings: Settings, attempts: int) -> float:
-    """Seconds before try ``attempts + 1``: the base doubling each time, at most an hour."""
-    return min(BACKOFF_MAX, settings.mail_queue_backoff * 2 ** max(0, attempts - 1))
-
-
-def _retry_or_fail(settings: Settings, mail: Claimed, reason: str, permanent: bool) -> dict:
-    if permanent or mail.attempts >= settings.mail_queue_attempts:
-        why = "gave up" if permanent else f"gave up after {mail.attempts} attempts"
-        return {"status": MS.FAILED, "last_error": f"{why}: {reason}"}
-    wait = backoff(settings, mail.attempts)
-    return {"status": MS.QUEUED, "worker": None,
-            "next_attempt_at": utcnow() + timedelta(seconds=wait),
-            "last_error": f"attempt {mail.attempts} failed, next in {wait:.0f} s: {reason}"}
+                            .values(lease_until=None, **dict(values)))
 
 
 def recover(db: Database, settings: Settings, now: datetime | None = None) -> Recovered:
@@ -241,24 +182,26 @@ def make_signer(db: Database, settings: Settings) -> TokenSigner:
 
 
 def round_size(settings: Settings) -> int:
-    """How many emails a runner hands off at once, one request each: MAILER_MAX_IN_FLIGHT
-    (the most a campaign's window grows to). A round waits for its slowest answer, so with
-    a 250 ms provider a runner drains about four rounds a second."""
+    """How many requests a runner has in flight at once: MAILER_MAX_IN_FLIGHT (the most a
+    campaign's window grows to). A round waits for its slowest answer."""
     return settings.max_in_flight
 
 
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None,
              in_flight: int | None = None) -> int:
-    """Claim what is due (up to ``in_flight`` rows, default ``round_size``: one round of
-    requests in flight), mark it ``sending``, hand it off (in parallel on ``pool`` when
-    given) and settle the outcomes; returns how many rows were claimed."""
-    claimed = claim(db, worker, in_flight or round_size(settings), settings.lease_seconds)
-    ours = mark_sending(db, claimed, worker)
+    """Claim what is due (enough for ``in_flight`` requests, default ``round_size``, of up to
+    ``PER_REQUEST`` emails each; at most ``ROUND_MAX``), mark it ``sending``, hand it off
+    (the requests in parallel on ``pool`` when given) and settle the outcomes; returns how
+    many rows were claimed."""
+    limit = min(ROUND_MAX, (in_flight or round_size(settings)) * PER_REQUEST)
+    claimed = claim(db, worker, limit, settings.lease_seconds)
+    requests = into_requests(mark_sending(db, claimed, worker))
 
-    def one(mail: Claimed) -> tuple[Claimed, dict]:
-        return mail, send_one(settings, signer, transport, mail)
-    settle(db, worker, list(map(one, ours) if pool is None else pool.map(one, ours)))
+    def one(mails: list[Claimed]) -> list[tuple[Claimed, dict]]:
+        return send_group(settings, signer, transport, mails)
+    answered = map(one, requests) if pool is None else pool.map(one, requests)
+    settle(db, worker, [outcome for request in answered for outcome in request])
     return len(claimed)
 
 

@@ -43,11 +43,14 @@ MAX_TEST_ADDRESSES = 10
 
 @dataclass(frozen=True)
 class Person:
-    """Someone a one-off goes to. ``subscriber_id`` None: links carry a token matching nobody."""
+    """Someone a one-off goes to. ``subscriber_id`` None: links carry a token matching nobody.
+    ``confirm_url``: their own confirmation link, for a message rendered with
+    ``render.CONFIRM_LINK`` (one confirmation email batched for many people)."""
 
     email: str
     name: str | None = None
     subscriber_id: int | None = None
+    confirm_url: str | None = None
 
 
 SAMPLE = Person(SAMPLE_EMAIL, SAMPLE_NAME)
@@ -106,8 +109,8 @@ def send_one_off(message: CompiledMessage, people: Sequence[Person], settings: S
     transport's errors (TransportError and subclasses) when the hand-off itself fails.
     """
     personalizer = Personalizer(settings, signer, None)
-    recipients = [personalizer.recipient(email=p.email, name=p.name,
-                                         subscriber_id=p.subscriber_id) for p in people]
+    recipients = [personalizer.recipient(email=p.email, name=p.name, subscriber_id=p.subscriber_id,
+                                         confirm_url=p.confirm_url) for p in people]
     own = transport is None
     transport = transport or get_transport(settings)
     try:

@@ -16,6 +16,7 @@ from mailer.render.compile import (
     render_web_view,
 )
 from mailer.render.placeholders import (
+    CONFIRM_LINK,
     PersonalizedMessage,
     Personalizer,
     neutral_substitutions,
@@ -24,6 +25,7 @@ from mailer.render.placeholders import (
 )
 
 __all__ = [
+    "CONFIRM_LINK",
     "GMAIL_CLIP_BYTES",
     "PersonalizedMessage",
     "Personalizer",

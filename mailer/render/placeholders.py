@@ -25,6 +25,7 @@ from mailer.transports.substitution import (  # noqa: F401  (re-exported for ren
     ALL_KEYS,
     FIELDS,
     HTML_KEYS,
+    LINK_KEYS,
     PLACEHOLDER_RE,
     TEXT_KEYS,
     PersonalizedMessage,
@@ -58,6 +59,28 @@ class RecipientPlaceholders:
             setattr(self, name, Markup(key) if html else key)
 
 
+class PartPlaceholder:
+    """A per-recipient value a template prints under a name of its own (``{{ confirm_url }}``):
+    the HTML key where autoescape prints it (``__html__``), the text key in a text part.
+    The template must print it as it is: a filter would work on the key, not the value."""
+
+    __slots__ = ("_html", "_text")
+
+    def __init__(self, html_key: str, text_key: str):
+        self._html, self._text = html_key, text_key
+
+    def __html__(self) -> str:
+        return self._html
+
+    def __str__(self) -> str:
+        return self._text
+
+
+#: What a batched confirmation email is rendered with as its ``confirm_url``.
+CONFIRM_LINK = PartPlaceholder(*LINK_KEYS["confirm_url"])
+_CONFIRM_H, _CONFIRM_T = LINK_KEYS["confirm_url"]
+
+
 class Personalizer:
     """Makes each recipient's substitutions and headers for one campaign (or system message).
 
@@ -75,8 +98,9 @@ class Personalizer:
         self._prefs_h = html_escape(self._prefs_t)
 
     def recipient(self, *, email: str, name: str | None, subscriber_id: int | None,
-                  delivery_id: int | None = None) -> Recipient:
-        """The recipient with its placeholder values (HTML values escaped, text verbatim).
+                  delivery_id: int | None = None, confirm_url: str | None = None) -> Recipient:
+        """The recipient with its placeholder values (HTML values escaped, text verbatim);
+        ``confirm_url`` fills ``CONFIRM_LINK`` too.
 
         Without a ``subscriber_id`` (a test copy to staff) the links carry a token for id 0,
         which matches nobody.
@@ -91,6 +115,9 @@ class Personalizer:
             "-unsub_h-": self._unsub_h + unsub_token, "-unsub_t-": unsub,
             "-prefs_h-": self._prefs_h + prefs_token, "-prefs_t-": self._prefs_t + prefs_token,
         }
+        if confirm_url is not None:
+            substitutions[_CONFIRM_H] = html_escape(confirm_url)
+            substitutions[_CONFIRM_T] = confirm_url
         return Recipient(email=email, name=name, delivery_id=delivery_id,
                          subscriber_id=subscriber_id, substitutions=substitutions,
                          headers={"List-Unsubscribe": f"<{unsub}>"})

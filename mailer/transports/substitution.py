@@ -20,7 +20,12 @@ _SHORT = {"name": "name", "email": "email", "unsubscribe_url": "unsub",
           "preferences_url": "prefs"}
 HTML_KEYS = {f: f"-{_SHORT[f]}_h-" for f in FIELDS}
 TEXT_KEYS = {f: f"-{_SHORT[f]}_t-" for f in FIELDS}
-ALL_KEYS = frozenset(HTML_KEYS.values()) | frozenset(TEXT_KEYS.values())
+#: Per-recipient values a template prints by a name of its own rather than as a ``recipient``
+#: attribute: a confirmation email's ``confirm_url`` (HTML key, text key). Filled only for
+#: recipients given one, so a batch of confirmations is rendered once.
+LINK_KEYS = {"confirm_url": ("-confirm_h-", "-confirm_t-")}
+ALL_KEYS = (frozenset(HTML_KEYS.values()) | frozenset(TEXT_KEYS.values())
+            | frozenset(key for pair in LINK_KEYS.values() for key in pair))
 PLACEHOLDER_RE = re.compile("|".join(re.escape(k) for k in sorted(ALL_KEYS)))
 
 

@@ -4,6 +4,7 @@ provider failed; the ones it gives up on say why."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -12,22 +13,24 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from mailer.delivery import mailqueue
+from mailer.delivery import mailqueue, mailrequests
 from mailer.delivery.oneoff import SystemMail
 from mailer.delivery.outgoing import MailStatus as MS
 from mailer.delivery.outgoing import OutgoingMail, queue_mail
 from mailer.delivery.recovery import HOST
+from mailer.render import personalize
 from mailer.storage.base import utcnow
 from mailer.storage.db import Database, make_engine
 from mailer.tracking.erasure import forget
-from mailer.transports.errors import AmbiguousFailure, BadRequest, TemporaryFailure
-from mailer.transports.mock import MockTransport, fail_batches
+from mailer.transports.base import RecipientResult
+from mailer.transports.errors import AmbiguousFailure, BadRequest, FieldError, TemporaryFailure
+from mailer.transports.mock import MockTransport, fail_batches, refuse
 from subscribers.service import add_subscriber, find_by_email
 
 STOPPED = "otherhost:1:dead"  # a runner on another machine: trusted until its lease ends
 
 
-def queue(db, *emails: str) -> list[int]:
+def queue(db, *emails: str, topics: tuple[str, ...] = ()) -> list[int]:
     """Pending subscribers, each with a confirmation queued; returns the rows' ids."""
     with db.session() as session:
         for email in emails:
@@ -35,9 +38,18 @@ def queue(db, *emails: str) -> list[int]:
                                        consent_source="test")
             queue_mail(session, SystemMail("confirm_subscription",
                                            "Please confirm your subscription", person.id,
-                                           person.email, "Pat", {"topics": [],
+                                           person.email, "Pat", {"topics": list(topics),
                                                                  "expires_hours": 168}))
     return rows(db)
+
+
+def confirm_links(batch) -> dict[str, str]:
+    """address -> the confirmation link in the text part of the copy that person receives."""
+    found = {}
+    for recipient in batch.recipients:
+        text = personalize(batch.message, recipient).text
+        [found[recipient.email]] = re.findall(r"https://\S+/confirm/\S+", text)
+    return found
 
 
 def rows(db) -> list[int]:
@@ -59,10 +71,83 @@ def test_queued_confirmation_goes_out_once_with_a_fresh_link(db, settings):
     assert mailqueue.drain(db, settings, transport=transport) == 0
     assert transport.emails() == ["ann@example.org"]
     [batch] = transport.batches
-    assert f"{settings.public_url}/confirm/" in batch.message.text
+    [link] = confirm_links(batch).values()
+    person = find_by_email_in(db, "ann@example.org")
+    assert link.startswith(f"{settings.public_url}/confirm/")
+    signer = mailqueue.make_signer(db, settings)
+    assert signer.read(link.rsplit("/", 1)[1], "confirm") == person
     sent = row(db, mail_id)
     assert (sent.status, sent.attempts, sent.worker is not None) == (MS.SENT, 1, True)
     assert sent.provider_message_id.startswith("mock-") and sent.sent_at is not None
+
+
+def find_by_email_in(db, email: str) -> int:
+    with db.session() as session:
+        return find_by_email(session, email).id
+
+
+def test_a_burst_of_alike_confirmations_goes_in_few_requests_each_with_its_own_link(
+        db, settings):
+    # 150 alike (one request of 100, one of 50) and 2 choosing another topic (their own).
+    alike = [f"p{i}@example.org" for i in range(150)]
+    queue(db, *alike)
+    queue(db, "farm1@example.org", "farm2@example.org", topics=("Agriculture",))
+    transport = MockTransport()
+    assert mailqueue.drain(db, settings, transport=transport) == 152
+    sizes = sorted(len(b.recipients) for b in transport.batches)
+    assert sizes == [2, 50, 100]
+    assert sorted(transport.emails()) == sorted(alike + ["farm1@example.org",
+                                                         "farm2@example.org"])
+    signer = mailqueue.make_signer(db, settings)
+    for batch in transport.batches:
+        assert "/confirm/" not in batch.message.text  # rendered once: links per person
+        chose_farming = "Agriculture" in batch.message.text
+        for email, link in confirm_links(batch).items():
+            assert chose_farming == email.startswith("farm")
+            assert signer.read(link.rsplit("/", 1)[1], "confirm") == find_by_email_in(db, email)
+    with db.session() as session:
+        assert set(session.scalars(select(OutgoingMail.status))) == {MS.SENT}
+
+
+def test_one_refused_address_in_a_request_fails_alone(db, settings):
+    queue(db, "ok1@example.org", "bad@example.org", "ok2@example.org")
+    transport = MockTransport(refuse({"bad@example.org": "mailbox does not exist"}))
+    assert mailqueue.drain(db, settings, transport=transport) == 3
+    assert len(transport.batches) == 1
+    with db.session() as session:
+        outcome = dict(session.execute(select(OutgoingMail.email, OutgoingMail.status)).all())
+    assert outcome == {"ok1@example.org": MS.SENT, "bad@example.org": MS.FAILED,
+                       "ok2@example.org": MS.SENT}
+    with db.session() as session:
+        [why] = session.scalars(select(OutgoingMail.last_error).where(
+            OutgoingMail.status == MS.FAILED))
+    assert "mailbox does not exist" in why
+
+
+def test_a_request_refused_for_one_address_is_halved_until_it_stands_alone(db, settings):
+    emails = [f"p{i}@example.org" for i in range(7)]
+    queue(db, *emails)
+    bad = "p4@example.org"
+
+    def provider(batch):  # as SendGrid: a 400 about a personalization refuses the request
+        addresses = [r.email for r in batch.recipients]
+        if bad in addresses:
+            raise BadRequest("invalid email", errors=[FieldError(
+                "does not contain a valid address",
+                f"personalizations.{addresses.index(bad)}.to.0.email")])
+        return [RecipientResult(r, True, "sg-1") for r in batch.recipients]
+
+    transport = MockTransport(provider)
+    assert mailqueue.drain(db, settings, transport=transport) == 7
+    assert sorted(transport.accepted()) == sorted(set(emails) - {bad})
+    assert [b.recipients[0].email for b in transport.batches if len(b.recipients) == 1
+            ].count(bad) == 1  # it stood alone once, and was failed then
+    with db.session() as session:
+        outcome = dict(session.execute(select(OutgoingMail.email, OutgoingMail.status)).all())
+        [why] = session.scalars(select(OutgoingMail.last_error).where(
+            OutgoingMail.status == MS.FAILED))
+    assert outcome == {e: MS.FAILED if e == bad else MS.SENT for e in emails}
+    assert "invalid email" in why
 
 
 def test_two_runners_at_once_send_each_email_once(db, settings):
@@ -157,9 +242,9 @@ def test_a_provider_failure_is_retried_after_a_backoff(db, settings):
 
 
 def test_backoff_doubles_up_to_an_hour(settings):
-    waits = [mailqueue.backoff(settings, n) for n in (1, 2, 3, 30)]
+    waits = [mailrequests.backoff(settings, n) for n in (1, 2, 3, 30)]
     base = settings.mail_queue_backoff
-    assert waits == [base, 2 * base, 4 * base, mailqueue.BACKOFF_MAX]
+    assert waits == [base, 2 * base, 4 * base, mailrequests.BACKOFF_MAX]
 
 
 def test_it_gives_up_after_the_attempts_and_says_why(db, settings):

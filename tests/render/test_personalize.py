@@ -9,8 +9,14 @@ from hypothesis import given
 from hypothesis import settings as settings_profile
 from hypothesis import strategies as st
 
-from mailer.render import Personalizer, compile_system_message, personalize, substitute
-from mailer.render.placeholders import ALL_KEYS, PLACEHOLDER_RE, defuse
+from mailer.render import (
+    CONFIRM_LINK,
+    Personalizer,
+    compile_system_message,
+    personalize,
+    substitute,
+)
+from mailer.render.placeholders import HTML_KEYS, PLACEHOLDER_RE, TEXT_KEYS, defuse
 from mailer.tokens import InvalidToken, TokenSigner
 from mailer.transports.base import CompiledMessage
 
@@ -52,8 +58,9 @@ def test_values_are_escaped_for_html_and_verbatim_for_text(settings):
     assert subs["-name_t-"] == SCRIPT
     assert subs["-email_h-"] == "o&#39;brien+news@example.com"
     assert subs["-email_t-"] == "o'brien+news@example.com"
-    # SendGrid takes string keys and values only, and keys are the short placeholders.
-    assert set(subs) == set(ALL_KEYS)
+    # SendGrid takes string keys and values only, and keys are the short placeholders
+    # (a confirmation link's only for a recipient given one).
+    assert set(subs) == set(HTML_KEYS.values()) | set(TEXT_KEYS.values())
     assert all(isinstance(v, str) for v in subs.values())
 
 
@@ -114,6 +121,23 @@ def test_system_message_personalizes_name_and_escapes_it(settings):
     assert "https://news.senator.example.gov/confirm/abc" in out.html
     assert message.categories == ("confirm_subscription",)
     assert not re.search(r"-[a-z]+_[ht]-", out.html + out.text)
+
+
+@sqlite_only
+def test_a_confirmation_rendered_once_carries_each_persons_own_link(settings):
+    # One message for a batch of people: its link is a placeholder each copy fills.
+    message = compile_system_message(
+        "confirm_subscription", settings, subject="Please confirm your subscription",
+        context={"confirm_url": CONFIRM_LINK, "topics": []})
+    assert "/confirm/" not in message.html + message.text
+    personalizer = Personalizer(settings, TokenSigner("k"), None)
+    for n, url in ((5, "https://news.senator.example.gov/confirm/5.a_b-c"),
+                   (6, "https://news.senator.example.gov/confirm/6.x?&y")):
+        out = personalize(message, personalizer.recipient(
+            email=f"p{n}@example.com", name="Pat", subscriber_id=n, confirm_url=url))
+        assert out.text.count(url) == 1
+        assert f'href="{url.replace("&", "&amp;")}"' in out.html
+        assert not re.search(r"-[a-z]+_[ht]-", out.html + out.text)
 
 
 @sqlite_only
