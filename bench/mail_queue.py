@@ -5,11 +5,14 @@
 Queues ``--emails`` confirmation emails (one per pending subscriber, as signups queue them)
 in a fresh database, then times ``mailer.delivery.mailqueue.run_mail_queue`` (what ``mailer
 serve``, ``worker`` and ``run`` run) sending them all through the SendGrid stand-in
-(tests/support, its own process) answering after ``--latency-ms``. Two figures, each on its
-own fresh database in the same run:
+(tests/support, its own process) answering after ``--latency-ms``, MAILER_MAX_IN_FLIGHT (32)
+requests in flight. Each figure on its own fresh database in the same run:
 
-- ``rounds of 32`` (MAILER_MAX_IN_FLIGHT, the default): emails handed off at once now;
-- ``rounds of 8`` (MAILER_CONCURRENCY; the baseline): as the runner did before.
+- ``one email per request``: the baseline, as the runner sent before alike emails shared a
+  request (``mailrequests.PER_REQUEST`` set to 1: rounds of 32 single-email requests);
+- ``alike, batched``: every person chose the same topics (one rendered message for all);
+- ``20 topic choices, batched``: people chose one of 20 topic sets, so a round holds 20
+  groups of alike emails.
 
 Every email must be sent exactly once (the stand-in's count is checked).
 """
@@ -34,7 +37,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _data import fresh_database  # noqa: E402
 from sqlalchemy import func, insert, select, text  # noqa: E402
 
-from mailer.delivery.mailqueue import round_size, run_mail_queue  # noqa: E402
+from mailer.delivery import mailrequests  # noqa: E402
+from mailer.delivery.mailqueue import run_mail_queue  # noqa: E402
 from mailer.delivery.outgoing import MailStatus, OutgoingMail  # noqa: E402
 from mailer.settings import Settings  # noqa: E402
 from mailer.storage.base import utcnow  # noqa: E402
@@ -42,8 +46,9 @@ from mailer.storage.base import utcnow  # noqa: E402
 API_KEY = "SG.bench-key"
 
 
-def queue(db, count: int) -> None:
-    """``count`` pending subscribers, each with the confirmation a signup queues."""
+def queue(db, count: int, choices: int) -> None:
+    """``count`` pending subscribers, each with the confirmation a signup queues, having
+    chosen one of ``choices`` topic sets."""
     now = utcnow()
     with db.engine.begin() as conn:
         for start in range(0, count, 1000):
@@ -56,15 +61,16 @@ def queue(db, count: int) -> None:
             conn.execute(insert(OutgoingMail.__table__), [
                 {"subscriber_id": i, "template": "confirm_subscription",
                  "subject": "Please confirm your subscription", "email": f"signup{i}@example.org",
-                 "name": None, "context": {"topics": ["Agriculture"], "expires_hours": 48},
+                 "name": None, "context": {"topics": ["Agriculture", f"Topic {i % choices}"],
+                                             "expires_hours": 48},
                  "status": MailStatus.QUEUED, "attempts": 0, "next_attempt_at": now,
                  "created_at": now} for i in ids])
 
 
-def drained_in(settings: Settings, count: int) -> float:
+def drained_in(settings: Settings, count: int, choices: int) -> float:
     """Seconds one runner takes to send all ``count`` queued emails."""
     db = fresh_database(settings.database_url)
-    queue(db, count)
+    queue(db, count, choices)
     stop = threading.Event()
     started = time.perf_counter()
     runner = threading.Thread(target=run_mail_queue, args=(db, settings, stop),
@@ -108,25 +114,28 @@ def main() -> None:
                             secret_key="bench", transport="sendgrid", sendgrid_api_key=API_KEY,
                             sendgrid_host=url, public_url="https://news.example.gov")
             rows = []
-            for label, settings in (
-                    ("rounds of 32 (now)", base),
-                    ("rounds of 8 (baseline)", base.model_copy(update={
-                        "max_in_flight": base.concurrency,
-                        "database_url": args.database_url or f"sqlite:///{tmp}/before.db"}))):
+            per_request = mailrequests.PER_REQUEST
+            for n, (label, single, choices) in enumerate((
+                    ("one email per request", True, 1), ("alike, batched", False, 1),
+                    ("20 topic choices, batched", False, 20))):
+                mailrequests.PER_REQUEST = 1 if single else per_request
+                settings = base.model_copy(update={
+                    "database_url": args.database_url or f"sqlite:///{tmp}/run{n}.db"})
                 before = accepted(url)
-                seconds = drained_in(settings, args.emails)
+                seconds = drained_in(settings, args.emails, choices)
                 sent = accepted(url) - before
                 assert sent == args.emails, f"{label}: {sent} sent for {args.emails} queued"
-                rows.append((label, round_size(settings), seconds))
+                rows.append((label, seconds))
+            mailrequests.PER_REQUEST = per_request
     finally:
         standin.terminate()
         standin.wait(10)
     print(f"\none queue runner, {args.emails:,} queued confirmations, provider latency "
           f"{args.latency_ms} ms, {base.database_url.split(':')[0]}, load average {load:.1f} "
           f"at the start, {os.getloadavg()[0]:.1f} at the end")
-    print(f"{'runner':24} {'in flight':>9} {'seconds':>8} {'emails/s':>9}")
-    for label, size, seconds in rows:
-        print(f"{label:24} {size:9d} {seconds:8.1f} {args.emails / seconds:9.0f}")
+    print(f"{'runner':28} {'seconds':>8} {'emails/s':>9}")
+    for label, seconds in rows:
+        print(f"{label:28} {seconds:8.1f} {args.emails / seconds:9.0f}")
 
 
 if __name__ == "__main__":

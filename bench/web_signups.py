@@ -226,6 +226,7 @@ def serve_inline(port: int) -> None:
     from mailer.cli import context
     from mailer.cli.web import _serve_web
     from mailer.delivery import mailqueue, recovery
+    from mailer.delivery.mailrequests import send_group
     from mailer.transports import get_transport
     from mailer.web.app import create_app
 
@@ -239,7 +240,7 @@ def serve_inline(port: int) -> None:
         claimed = mailqueue.claim(db, worker, 1, settings.lease_seconds)
         ours = mailqueue.mark_sending(db, claimed, worker)
         if ours:
-            mailqueue.settle(db, worker, mailqueue.send_group(settings, signer, transport, ours))
+            mailqueue.settle(db, worker, send_group(settings, signer, transport, ours))
 
     @app.middleware("http")
     async def inline(request, call_next):

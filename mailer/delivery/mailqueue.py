@@ -37,8 +37,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
-from mailer.delivery import recovery
-from mailer.delivery.mailrequests import PER_REQUEST, Claimed, into_requests, send_group
+from mailer.delivery import mailrequests, recovery
+from mailer.delivery.mailrequests import Claimed, into_requests, send_group
 from mailer.delivery.outgoing import MailStatus as MS
 from mailer.delivery.outgoing import OutgoingMail
 from mailer.errors import MailerError
@@ -187,6 +187,12 @@ def round_size(settings: Settings) -> int:
     return settings.max_in_flight
 
 
+def per_request() -> int:
+    """Emails one request holds at most (``mailrequests.PER_REQUEST``, read when called: the
+    bench sets it to 1 for its one-email-per-request baseline)."""
+    return mailrequests.PER_REQUEST
+
+
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None,
              in_flight: int | None = None) -> int:
@@ -194,7 +200,7 @@ def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: T
     ``PER_REQUEST`` emails each; at most ``ROUND_MAX``), mark it ``sending``, hand it off
     (the requests in parallel on ``pool`` when given) and settle the outcomes; returns how
     many rows were claimed."""
-    limit = min(ROUND_MAX, (in_flight or round_size(settings)) * PER_REQUEST)
+    limit = min(ROUND_MAX, (in_flight or round_size(settings)) * per_request())
     claimed = claim(db, worker, limit, settings.lease_seconds)
     requests = into_requests(mark_sending(db, claimed, worker))
 
