@@ -54,8 +54,8 @@ class Claimed:
 def send_group(settings: Settings, signer: TokenSigner, transport: Transport,
                mails: list[Claimed]) -> list[tuple[Claimed, dict]]:
     """Hand emails already marked ``sending`` (``mark_sending``) that share one template,
-    subject and context (``_requests``) to the transport as one request; returns each with
-    the values its row is to be settled with (``settle``). The message is rendered once:
+    subject and context (``into_requests``) to the transport as one request; returns each
+    with the values its row is to be settled with (``settle``). The message is rendered once:
     each person's signed confirmation link, made now and never stored, is a substitution.
     Never raises for the provider's or the template's failures: they become the outcomes."""
     first = mails[0]
@@ -67,13 +67,7 @@ def send_group(settings: Settings, signer: TokenSigner, transport: Transport,
         results = send_one_off(message, people, settings, signer, transport=transport,
                                kind=first.template)
     except (BadRequest, PayloadTooLarge) as exc:
-        if len(mails) > 1 and not (isinstance(exc, BadRequest) and not exc.about_recipients):
-            # Nothing was accepted: halve the request until the refused addresses stand
-            # alone, so one bad address never fails the people sharing its request.
-            middle = len(mails) // 2
-            return (send_group(settings, signer, transport, mails[:middle])
-                    + send_group(settings, signer, transport, mails[middle:]))
-        return [(m, _retry_or_fail(settings, m, _reason(exc), True)) for m in mails]
+        return _halve_or_fail(settings, signer, transport, mails, exc)
     except AmbiguousFailure as exc:
         doubt = {"status": MS.IN_DOUBT,
                  "last_error": f"in doubt: the request went out but no answer came back ({exc})"}
@@ -83,15 +77,28 @@ def send_group(settings: Settings, signer: TokenSigner, transport: Transport,
                     first.template, first.id, exc)
         permanent = isinstance(exc, PermanentFailure) and not isinstance(exc, AuthFailure)
         return [(m, _retry_or_fail(settings, m, _reason(exc), permanent)) for m in mails]
-    return [(mail, _outcome(settings, mail, result)) for mail, result in zip(
+    now = utcnow()  # one time for the request's rows, so they settle in one statement
+    return [(mail, _outcome(settings, mail, result, now)) for mail, result in zip(
         mails, results, strict=True)]
 
 
-def _outcome(settings: Settings, mail: Claimed, result) -> dict:
+def _halve_or_fail(settings: Settings, signer: TokenSigner, transport: Transport,
+                   mails: list[Claimed], exc: BadRequest | PayloadTooLarge):
+    """The provider refused the request and accepted nothing. When it may be some recipients'
+    fault, send each half again until they stand alone, so one bad address never fails the
+    people sharing its request; a refusal of the message itself fails them all."""
+    if len(mails) > 1 and not (isinstance(exc, BadRequest) and not exc.about_recipients):
+        middle = len(mails) // 2
+        return (send_group(settings, signer, transport, mails[:middle])
+                + send_group(settings, signer, transport, mails[middle:]))
+    return [(m, _retry_or_fail(settings, m, _reason(exc), True)) for m in mails]
+
+
+def _outcome(settings: Settings, mail: Claimed, result, now) -> dict:
     if not result.accepted:
         return _retry_or_fail(settings, mail, f"refused by the provider: {result.error}",
                               permanent=True)
-    return {"status": MS.SENT, "sent_at": utcnow(), "last_error": None,
+    return {"status": MS.SENT, "sent_at": now, "last_error": None,
             "provider_message_id": result.provider_message_id}
 
 

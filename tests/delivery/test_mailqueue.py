@@ -107,6 +107,10 @@ def test_a_burst_of_alike_confirmations_goes_in_few_requests_each_with_its_own_l
             assert signer.read(link.rsplit("/", 1)[1], "confirm") == find_by_email_in(db, email)
     with db.session() as session:
         assert set(session.scalars(select(OutgoingMail.status))) == {MS.SENT}
+        # A request's rows are settled alike: its message id and one hand-off time.
+        settled = session.execute(select(OutgoingMail.provider_message_id,
+                                         OutgoingMail.sent_at).distinct()).all()
+    assert len(settled) == 3
 
 
 def test_one_refused_address_in_a_request_fails_alone(db, settings):
