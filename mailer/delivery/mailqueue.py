@@ -212,7 +212,8 @@ def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: T
 
 
 def drain(db: Database, settings: Settings, *, transport: Transport | None = None) -> int:
-    """Recover, then send everything due now, one by one; returns how many were tried."""
+    """Recover, then send everything due now, in rounds of ``round_size`` requests in
+    parallel (an import's double opt-in queues thousands); returns how many were tried."""
     owns = transport is None
     transport = transport or get_transport(settings)
     worker = recovery.new_worker_name()
@@ -220,8 +221,9 @@ def drain(db: Database, settings: Settings, *, transport: Transport | None = Non
     try:
         recover(db, settings)
         signer = make_signer(db, settings)
-        while did := send_due(db, settings, signer, transport, worker):
-            tried += did
+        with ThreadPoolExecutor(round_size(settings), thread_name_prefix="mailqueue") as pool:
+            while did := send_due(db, settings, signer, transport, worker, pool):
+                tried += did
     finally:
         recovery.forget_worker(worker)
         if owns:

@@ -154,6 +154,22 @@ def test_a_request_refused_for_one_address_is_halved_until_it_stands_alone(db, s
     assert "invalid email" in why
 
 
+def test_drain_hands_its_requests_off_in_parallel(db, settings):
+    # Three requests (three topic choices); each answers only once all three are in flight,
+    # so one after another they would time out at the barrier and fail.
+    for n, topic in enumerate(("Agriculture", "Veterans", "Health")):
+        queue(db, f"a{n}@example.org", f"b{n}@example.org", topics=(topic,))
+    all_in_flight = threading.Barrier(3, timeout=10)
+
+    def provider(batch):
+        all_in_flight.wait()
+        return [RecipientResult(r, True, "sg-1") for r in batch.recipients]
+
+    transport = MockTransport(provider)
+    assert mailqueue.drain(db, settings, transport=transport) == 6
+    assert len(transport.batches) == 3 and len(transport.accepted()) == 6
+
+
 def test_two_runners_at_once_send_each_email_once(db, settings):
     emails = [f"p{i}@example.org" for i in range(30)]
     queue(db, *emails)
