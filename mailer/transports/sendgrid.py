@@ -46,8 +46,8 @@ _NEEDS_QUOTES = re.compile(r'[][\\()<>@,:;"]').search
 MAX_CATEGORIES = 10
 #: RFC 8058 one-click: goes with every per-recipient List-Unsubscribe header.
 ONE_CLICK = ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
-#: What we post: a JSON text we encoded ourselves. Any other type than exactly
-#: "application/json" makes python_http_client send our string as is instead of re-encoding.
+#: What we post: JSON we encoded ourselves. Any other type than exactly "application/json"
+#: makes python_http_client send our body as is (``_JSONBody``) instead of re-encoding it.
 JSON_UTF8 = "application/json; charset=utf-8"
 
 
