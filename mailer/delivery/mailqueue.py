@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 
 from mailer.delivery import mailrequests, recovery
-from mailer.delivery.mailrequests import Claimed, into_requests, send_group
+from mailer.delivery.mailrequests import Claimed, first_requests, into_requests, send_group
 from mailer.delivery.outgoing import MailStatus as MS
 from mailer.delivery.outgoing import OutgoingMail
 from mailer.errors import MailerError
@@ -54,8 +54,7 @@ TABLE = OutgoingMail.__table__
 C = TABLE.c
 #: How long a woken runner lets more mail gather before it claims (seconds).
 GATHER = 0.05
-#: Emails one round claims at most: a round waits for its slowest request, and its rows
-#: are ``sending`` until it is settled.
+#: Due emails one round looks at to fill its requests (it claims only theirs).
 ROUND_MAX = 1000
 #: Days a sent or given-up email stays in the table.
 KEEP_DAYS = 30
@@ -73,21 +72,26 @@ class Recovered:
 
 
 def claim(db: Database, worker: str, limit: int, lease_seconds: float,
-          now: datetime | None = None) -> list[Claimed]:
+          now: datetime | None = None, *, requests: int | None = None) -> list[Claimed]:
     """Take up to ``limit`` due queued rows for ``worker`` (oldest first); no other runner
-    gets them until the lease ends or ``recover`` hands them back.
+    gets them until the lease ends or ``recover`` hands them back. With ``requests``, only
+    the rows of the first that many requests among them (``mailrequests.first_requests``):
+    a round claims no more than it hands off at once, so no row waits in ``sending``
+    behind other requests.
 
     The due rows are read first (locked and skipped by other runners on PostgreSQL), so a
     look that finds nothing writes nothing (on SQLite a write would wait for, and hold up,
     every signup's own write); the update re-checks ``queued``, so a row two runners both
     saw is claimed by one."""
     now = now or utcnow()
-    due = (select(C.id).where(C.status == MS.QUEUED, C.next_attempt_at <= now)
-           .order_by(C.id).limit(limit))
+    due = (select(C.id, C.template, C.subject, C.subscriber_id, C.context)
+           .where(C.status == MS.QUEUED, C.next_attempt_at <= now).order_by(C.id).limit(limit))
     if db.dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     with db.session() as session:
-        ids = session.scalars(due).all()
+        candidates = session.execute(due).all()
+        ids = ([row[0] for row in candidates] if requests is None
+               else first_requests(candidates, requests))
         if not ids:
             return []
         rows = [Claimed(*row) for row in session.execute(
@@ -196,12 +200,13 @@ def per_request() -> int:
 def send_due(db: Database, settings: Settings, signer: TokenSigner, transport: Transport,
              worker: str, pool: ThreadPoolExecutor | None = None,
              in_flight: int | None = None) -> int:
-    """Claim what is due (enough for ``in_flight`` requests, default ``round_size``, of up to
-    ``PER_REQUEST`` emails each; at most ``ROUND_MAX``), mark it ``sending``, hand it off
-    (the requests in parallel on ``pool`` when given) and settle the outcomes; returns how
-    many rows were claimed."""
-    limit = min(ROUND_MAX, (in_flight or round_size(settings)) * per_request())
-    claimed = claim(db, worker, limit, settings.lease_seconds)
+    """Claim what is due for ``in_flight`` requests (default ``round_size``) of up to
+    ``PER_REQUEST`` alike emails each (looking at ``ROUND_MAX`` due rows at most), mark it
+    ``sending``, hand it off (the requests in parallel on ``pool`` when given) and settle the
+    outcomes; returns how many rows were claimed."""
+    in_flight = in_flight or round_size(settings)
+    claimed = claim(db, worker, min(ROUND_MAX, in_flight * per_request()),
+                    settings.lease_seconds, requests=in_flight)
     requests = into_requests(mark_sending(db, claimed, worker))
 
     def one(mails: list[Claimed]) -> list[tuple[Claimed, dict]]:

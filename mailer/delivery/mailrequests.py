@@ -102,20 +102,20 @@ def _outcome(settings: Settings, mail: Claimed, result, now) -> dict:
             "provider_message_id": result.provider_message_id}
 
 
-def _needs_link(mail: Claimed) -> bool:
-    return mail.template == "confirm_subscription" and mail.subscriber_id is not None
+def _needs_link(template: str, subscriber_id: int | None) -> bool:
+    return template == "confirm_subscription" and subscriber_id is not None
 
 
 def _shared_context(mail: Claimed) -> dict:
     """The stored context, with the confirmation link as a per-recipient placeholder."""
     context = dict(mail.context or {})
-    if _needs_link(mail):
+    if _needs_link(mail.template, mail.subscriber_id):
         context["confirm_url"] = CONFIRM_LINK
     return context
 
 
 def _confirm_url(mail: Claimed, settings: Settings, signer: TokenSigner) -> str | None:
-    if not _needs_link(mail):
+    if not _needs_link(mail.template, mail.subscriber_id):
         return None
     return f"{settings.public_url}/confirm/{signer.make(mail.subscriber_id, 'confirm')}"
 
@@ -123,11 +123,27 @@ def _confirm_url(mail: Claimed, settings: Settings, signer: TokenSigner) -> str 
 def into_requests(mails: list[Claimed]) -> list[list[Claimed]]:
     """``mails`` split into requests: the same template, subject and context (so the same
     rendered message) in the same request, at most ``PER_REQUEST`` each, oldest first."""
-    groups: dict[tuple, list[Claimed]] = {}
-    for mail in mails:
-        key = (mail.template, mail.subject, _needs_link(mail),
-               orjson.dumps(mail.context or {}, option=orjson.OPT_SORT_KEYS))
-        groups.setdefault(key, []).append(mail)
+    return _split(mails, lambda m: request_key(m.template, m.subject, m.subscriber_id,
+                                               m.context))
+
+
+def first_requests(rows, count: int) -> list[int]:
+    """The ids among ``rows`` (id, template, subject, subscriber id, context; oldest first)
+    that the first ``count`` requests ``into_requests`` makes of them would hold."""
+    chosen = _split(rows, lambda r: request_key(*r[1:]))[:count]
+    return sorted(row[0] for request in chosen for row in request)
+
+
+def request_key(template: str, subject: str, subscriber_id: int | None, context) -> tuple:
+    """What emails must share to share one rendered message."""
+    return (template, subject, _needs_link(template, subscriber_id),
+            orjson.dumps(context or {}, option=orjson.OPT_SORT_KEYS))
+
+
+def _split(items: list, key) -> list[list]:
+    groups: dict[tuple, list] = {}
+    for item in items:
+        groups.setdefault(key(item), []).append(item)
     return [group[i:i + PER_REQUEST] for group in groups.values()
             for i in range(0, len(group), PER_REQUEST)]
 

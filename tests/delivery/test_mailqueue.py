@@ -170,6 +170,35 @@ def test_drain_hands_its_requests_off_in_parallel(db, settings):
     assert len(transport.batches) == 3 and len(transport.accepted()) == 6
 
 
+def test_a_round_claims_only_what_its_requests_in_flight_carry(db, settings):
+    # Five people with five topic choices: five requests. With two in flight a round claims
+    # two, so no row waits in `sending` behind another request.
+    for n in range(5):
+        queue(db, f"p{n}@example.org", topics=(f"Topic {n}",))
+    taken: list[int] = []
+
+    def provider(batch):
+        with db.session() as session:
+            taken.append(len(session.scalars(select(OutgoingMail.id).where(
+                OutgoingMail.status.in_((MS.CLAIMED, MS.SENDING)))).all()))
+        return [RecipientResult(r, True, "sg-1") for r in batch.recipients]
+
+    transport, signer = MockTransport(provider), mailqueue.make_signer(db, settings)
+    rounds = []
+    while did := mailqueue.send_due(db, settings, signer, transport, "w1", in_flight=2):
+        rounds.append(did)
+    assert rounds == [2, 2, 1] and max(taken) <= 2
+    assert sorted(transport.accepted()) == [f"p{n}@example.org" for n in range(5)]
+
+
+def test_a_claim_for_some_requests_takes_the_oldest_requests_rows(db, settings):
+    queue(db, *[f"a{n}@example.org" for n in range(150)])  # two requests: 100 and 50
+    queue(db, "b@example.org", topics=("Veterans",))
+    claimed = mailqueue.claim(db, "w1", 1000, 60, requests=2)
+    assert sorted(m.email for m in claimed) == sorted(f"a{n}@example.org" for n in range(150))
+    assert row(db, rows(db)[-1]).status == MS.QUEUED
+
+
 def test_two_runners_at_once_send_each_email_once(db, settings):
     emails = [f"p{i}@example.org" for i in range(30)]
     queue(db, *emails)
