@@ -77,8 +77,8 @@ class PartPlaceholder:
 
 
 #: What a batched confirmation email is rendered with as its ``confirm_url``.
-CONFIRM_LINK = PartPlaceholder(*LINK_KEYS["confirm_url"])
 _CONFIRM_H, _CONFIRM_T = LINK_KEYS["confirm_url"]
+CONFIRM_LINK = PartPlaceholder(_CONFIRM_H, _CONFIRM_T)
 
 
 class Personalizer:
